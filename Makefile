@@ -1,0 +1,35 @@
+# bmfredis: PGXS build.  `make && make install`; the test suite is test/run.
+MODULE_big = bmfredis
+OBJS = \
+	src/bmfredis.o \
+	src/transport.o \
+	src/resp.o \
+	src/pool.o \
+	src/client.o \
+	src/sqlutil.o \
+	src/cache.o \
+	src/admin.o
+
+EXTENSION = bmfredis
+DATA = sql/bmfredis--1.0.sql
+PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for PostgreSQL"
+
+# One regression suite per feature; they need a running Redis (test/run
+# starts one and points the server's bmfredis.* settings at it).
+REGRESS = cache ttl prefix bad_input admin faults
+REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
+
+SHLIB_LINK = -lhiredis -lssl -lcrypto
+# PostgreSQL's headers are system headers to us: -Wextra judges our code only.
+PG_CPPFLAGS = -I$(srcdir)/src -isystem $(includedir_server) -isystem $(includedir_internal)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# test/run asks for the suite lists, so they live in one place
+.PHONY: print-regress print-isolation
+print-regress:
+	@echo $(REGRESS)
+print-isolation:
+	@echo $(ISOLATION)

@@ -1,0 +1,44 @@
+-- Health, INFO, this backend's connections, disconnect, raw commands.
+SET bmfredis.key_prefix = 'adm:';
+SELECT healthy, status, latency_ms >= 0 AS latency_ok, version ~ '^\d+\.\d+' AS version_ok,
+       role, used_memory > 0 AS memory_ok, used_memory_human IS NOT NULL AS human_ok,
+       connected_clients >= 1 AS clients_ok, uptime_seconds >= 0 AS uptime_ok,
+       node ~ '^127\.0\.0\.1:\d+$' AS node_ok, key_prefix
+FROM redis_health();
+
+SELECT count(*) > 20 AS many_rows, count(DISTINCT section) > 3 AS sections FROM redis_info();
+SELECT section, key, value FROM redis_info('server') WHERE key = 'redis_mode';
+SELECT DISTINCT section FROM redis_info('memory');
+
+SELECT node ~ '^127\.0\.0\.1:\d+$' AS node_ok, state, db, connected_since <= now() AS since_ok,
+       commands > 0 AS used, errors, reconnects, failures, retry_after, last_error
+FROM redis_connections();
+SELECT redis_disconnect();
+SELECT state, connected_since FROM redis_connections();
+SELECT redis_disconnect();
+SELECT redis_cache_get('nothing');
+SELECT state, reconnects FROM redis_connections();
+
+-- the connection is named after the database and backend, and there is one
+SELECT redis_command('CLIENT', 'GETNAME') = 'bmfredis:' || current_database() || ':' || pg_backend_pid() AS named;
+SELECT count(*) AS mine
+FROM regexp_split_to_table(redis_command('CLIENT', 'LIST'), E'\n') AS line
+WHERE line LIKE '%name=bmfredis:' || current_database() || ':' || pg_backend_pid() || ' %';
+
+-- raw replies: status, string, integer, nil, arrays as JSON
+SELECT redis_command('PING');
+SELECT redis_command('SET', 'adm:x', '42');
+SELECT redis_command('GET', 'adm:x');
+SELECT redis_command('INCR', 'adm:x');
+SELECT redis_command('GET', 'adm:nope') IS NULL AS nil;
+SELECT redis_command('MGET', 'adm:x', 'adm:nope');
+SELECT redis_command('EVAL', 'return {1, {"a", false}, "b\"c"}', '0');
+
+-- administration is not for everyone
+CREATE ROLE bmf_user;
+SET ROLE bmf_user;
+SELECT redis_command('PING');
+SELECT * FROM redis_info();
+SELECT healthy FROM redis_health();
+RESET ROLE;
+DROP ROLE bmf_user;

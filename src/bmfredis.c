@@ -1,0 +1,215 @@
+/*-------------------------------------------------------------------------
+ *
+ * bmfredis.c
+ *		Module entry point: the bmfredis.* settings and _PG_init.
+ *
+ * Who may set what follows one rule: anything that decides where a
+ * connection goes, as whom, or under which key prefix is PGC_SUSET (a user
+ * must not be able to point the server's password at a host of their
+ * choosing, nor read or write outside the database's namespace); timeouts
+ * and degradation knobs are per-session (PGC_USERSET).  The password is
+ * additionally GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, so SHOW, SHOW ALL,
+ * current_setting() and pg_settings do not reveal it to other users.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "bmfredis.h"
+#include "client.h"
+#include "pool.h"
+
+PG_MODULE_MAGIC;
+
+char	   *bmf_host = NULL;
+int			bmf_port = 6379;
+char	   *bmf_unix_socket = NULL;
+int			bmf_db = 0;
+char	   *bmf_username = NULL;
+char	   *bmf_password = NULL;
+char	   *bmf_key_prefix = NULL;
+
+int			bmf_connect_timeout = 2000;
+int			bmf_command_timeout = 2000;
+int			bmf_retry_backoff_base = 100;
+int			bmf_retry_backoff_max = 10000;
+int			bmf_idle_check = 30;
+int			bmf_on_error = BMF_ON_ERROR_WARNING;
+
+int			bmf_max_value_size = 512 * 1024 * 1024;
+
+int			bmf_ttl_short = 5 * 60;
+int			bmf_ttl_medium = 60 * 60;
+int			bmf_ttl_long = 24 * 60 * 60;
+int			bmf_ttl_very_long = 7 * 24 * 60 * 60;
+
+uint64		bmfredis_config_generation = 1;
+
+static const struct config_enum_entry on_error_options[] = {
+	{"warning", BMF_ON_ERROR_WARNING, false},
+	{"ignore", BMF_ON_ERROR_IGNORE, false},
+	{"error", BMF_ON_ERROR_ERROR, false},
+	{NULL, 0, false}
+};
+
+void		_PG_init(void);
+
+/* Any change to the endpoint or credentials retires pooled connections. */
+static void
+bump_generation_str(const char *newval, void *extra)
+{
+	(void) newval;
+	(void) extra;
+	bmfredis_config_generation++;
+}
+
+static void
+bump_generation_int(int newval, void *extra)
+{
+	(void) newval;
+	(void) extra;
+	bmfredis_config_generation++;
+}
+
+static void
+define_endpoint_gucs(void)
+{
+	DefineCustomStringVariable("bmfredis.host",
+							   "Host name or IP address of the Redis server.",
+							   NULL,
+							   &bmf_host, "127.0.0.1",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomIntVariable("bmfredis.port",
+							"TCP port of the Redis server.",
+							NULL,
+							&bmf_port, 6379, 1, 65535,
+							PGC_SUSET, 0,
+							NULL, bump_generation_int, NULL);
+	DefineCustomStringVariable("bmfredis.unix_socket",
+							   "Path of the Redis server's Unix socket; when set, host and port are not used.",
+							   NULL,
+							   &bmf_unix_socket, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomIntVariable("bmfredis.db",
+							"Redis logical database number (SELECT).",
+							NULL,
+							&bmf_db, 0, 0, 65535,
+							PGC_SUSET, 0,
+							NULL, bump_generation_int, NULL);
+	DefineCustomStringVariable("bmfredis.username",
+							   "Redis ACL user name; empty means the default user.",
+							   NULL,
+							   &bmf_username, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.password",
+							   "Password sent with AUTH.",
+							   "Visible to superusers only.",
+							   &bmf_password, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.key_prefix",
+							   "Prefix of every Redis key bmfredis reads or writes.",
+							   "Usually set per database with ALTER DATABASE ... SET.",
+							   &bmf_key_prefix, "bmfredis:",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+}
+
+static void
+define_behaviour_gucs(void)
+{
+	DefineCustomIntVariable("bmfredis.connect_timeout",
+							"Time allowed to connect and authenticate to Redis.",
+							NULL,
+							&bmf_connect_timeout, 2000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.command_timeout",
+							"Time allowed for one Redis command or pipeline to be answered.",
+							NULL,
+							&bmf_command_timeout, 2000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.retry_backoff_base",
+							"Time a Redis node is left alone after its first failure.",
+							"Doubles with each further failure, up to bmfredis.retry_backoff_max, with jitter.",
+							&bmf_retry_backoff_base, 100, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.retry_backoff_max",
+							"Longest time a failed Redis node is left alone before the next attempt.",
+							NULL,
+							&bmf_retry_backoff_max, 10000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.idle_check",
+							"Idle time after which a pooled connection is checked with PING before use.",
+							NULL,
+							&bmf_idle_check, 30, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("bmfredis.on_error",
+							 "What cache operations do when Redis cannot be reached.",
+							 "warning: a read is a miss and a write returns false, with a WARNING; "
+							 "ignore: the same without the WARNING; error: raise an ERROR.",
+							 &bmf_on_error, BMF_ON_ERROR_WARNING, on_error_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.max_value_size",
+							"Largest value bmfredis writes to or accepts from Redis.",
+							NULL,
+							&bmf_max_value_size, 512 * 1024 * 1024, 1, MaxAllocSize / 2,
+							PGC_USERSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+}
+
+static void
+define_ttl_gucs(void)
+{
+	DefineCustomIntVariable("bmfredis.ttl_short",
+							"TTL of the \"short\" class (search results, analytics).",
+							NULL,
+							&bmf_ttl_short, 5 * 60, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.ttl_medium",
+							"TTL of the \"medium\" class (products, users).",
+							NULL,
+							&bmf_ttl_medium, 60 * 60, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.ttl_long",
+							"TTL of the \"long\" class (categories, static data).",
+							NULL,
+							&bmf_ttl_long, 24 * 60 * 60, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.ttl_very_long",
+							"TTL of the \"very_long\" class (configuration data).",
+							NULL,
+							&bmf_ttl_very_long, 7 * 24 * 60 * 60, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+void
+_PG_init(void)
+{
+	define_endpoint_gucs();
+	define_behaviour_gucs();
+	define_ttl_gucs();
+	MarkGUCPrefixReserved("bmfredis");
+
+	RedisPoolInit();
+}

@@ -1,0 +1,56 @@
+/*-------------------------------------------------------------------------
+ *
+ * bmfredis.h
+ *		Settings (GUCs) and module-wide declarations of bmfredis.
+ *
+ * Every bmfredis.* setting is defined in bmfredis.c and declared here; the
+ * layers read these variables directly.  Settings that decide which server
+ * a connection goes to, or with which credentials, bump
+ * bmfredis_config_generation when they change, so the pool can tell that a
+ * pooled connection was made under an older configuration.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_H
+#define BMFREDIS_H
+
+#include "postgres.h"
+
+/* bmfredis.on_error */
+typedef enum BmfOnError
+{
+	BMF_ON_ERROR_WARNING,
+	BMF_ON_ERROR_IGNORE,
+	BMF_ON_ERROR_ERROR
+} BmfOnError;
+
+/* endpoint and authentication (PGC_SUSET) */
+extern char *bmf_host;
+extern int	bmf_port;
+extern char *bmf_unix_socket;
+extern int	bmf_db;
+extern char *bmf_username;
+extern char *bmf_password;
+extern char *bmf_key_prefix;
+
+/* timeouts and fault handling (PGC_USERSET), in milliseconds */
+extern int	bmf_connect_timeout;
+extern int	bmf_command_timeout;
+extern int	bmf_retry_backoff_base;
+extern int	bmf_retry_backoff_max;
+extern int	bmf_idle_check;		/* seconds */
+extern int	bmf_on_error;
+
+/* limits */
+extern int	bmf_max_value_size; /* bytes */
+
+/* named TTL classes, seconds */
+extern int	bmf_ttl_short;
+extern int	bmf_ttl_medium;
+extern int	bmf_ttl_long;
+extern int	bmf_ttl_very_long;
+
+/* bumped whenever a setting that shapes a connection changes */
+extern uint64 bmfredis_config_generation;
+
+#endif							/* BMFREDIS_H */

@@ -1,0 +1,466 @@
+/*-------------------------------------------------------------------------
+ *
+ * client.c
+ *		Commands and pipelines for the features: argument vectors, the key
+ *		prefix, the error policy, and reply conversions.
+ *
+ * Error policy, in one place (DESIGN.md decision 6):
+ *	- REDIS_READ: Redis unreachable, slow or unavailable is a cache miss;
+ *	  with bmfredis.on_error = warning a WARNING says so, with ignore it is
+ *	  only counted, with error it is an ERROR.
+ *	- REDIS_WRITE: the same, the caller reports "not written".
+ *	- REDIS_STRICT: always an ERROR (locks never degrade; admin calls).
+ *	- REDIS_QUIET: never raised; used where throwing is not allowed (after
+ *	  commit) and the caller decides.
+ * Error replies (WRONGTYPE, NOPERM, OOM, ...) are not faults of the
+ * connection: they are raised as ERRORs with their own SQLSTATE whatever
+ * the policy, unless the caller asks to see them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+
+#include "bmfredis.h"
+#include "client.h"
+
+RedisClientStats redis_client_stats;
+
+/* ---- argument vectors ---- */
+
+void
+RedisArgsInit(RedisArgs *a, int cap)
+{
+	a->argc = 0;
+	a->cap = Max(cap, 4);
+	a->argv = palloc(sizeof(char *) * a->cap);
+	a->lens = palloc(sizeof(size_t) * a->cap);
+}
+
+void
+RedisArgsAdd(RedisArgs *a, const char *s, size_t len)
+{
+	if (a->argc == a->cap)
+	{
+		a->cap *= 2;
+		a->argv = repalloc(a->argv, sizeof(char *) * a->cap);
+		a->lens = repalloc(a->lens, sizeof(size_t) * a->cap);
+	}
+	a->argv[a->argc] = s;
+	a->lens[a->argc] = len;
+	a->argc++;
+}
+
+void
+RedisArgsAddStr(RedisArgs *a, const char *s)
+{
+	RedisArgsAdd(a, s, strlen(s));
+}
+
+void
+RedisArgsAddInt(RedisArgs *a, int64 v)
+{
+	char	   *buf = palloc(24);
+
+	RedisArgsAdd(a, buf, pg_lltoa(v, buf));
+}
+
+void
+RedisCheckKey(const char *what, size_t len)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what),
+				 errhint("Give a non-empty key; bmfredis stores it under bmfredis.key_prefix.")));
+}
+
+void
+RedisKeyPrefixed(StringInfo out, const char *key, size_t len)
+{
+	appendStringInfoString(out, bmf_key_prefix);
+	appendBinaryStringInfo(out, key, len);
+}
+
+void
+RedisPatternPrefixed(StringInfo out, const char *pattern, size_t len)
+{
+	const char *p;
+
+	for (p = bmf_key_prefix; *p; p++)
+	{
+		if (*p == '*' || *p == '?' || *p == '[' || *p == ']' || *p == '\\')
+			appendStringInfoChar(out, '\\');
+		appendStringInfoChar(out, *p);
+	}
+	appendBinaryStringInfo(out, pattern, len);
+}
+
+void
+RedisArgsAddKey(RedisArgs *a, const char *key, size_t len)
+{
+	StringInfoData k;
+
+	initStringInfo(&k);
+	RedisKeyPrefixed(&k, key, len);
+	RedisArgsAdd(a, k.data, k.len);
+}
+
+void
+RedisArgsAddKeyText(RedisArgs *a, text *key)
+{
+	RedisCheckKey("Redis key", VARSIZE_ANY_EXHDR(key));
+	RedisArgsAddKey(a, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+}
+
+/* ---- the node ---- */
+
+const RedisNode *
+RedisDefaultNode(void)
+{
+	static RedisNode node;
+	static char name[POOL_NAME_LEN];
+	static uint64 built_for = 0;
+
+	if (built_for != bmfredis_config_generation)
+	{
+		node.ep.host = bmf_host;
+		node.ep.port = bmf_port;
+		node.ep.unix_socket = bmf_unix_socket;
+		if (bmf_unix_socket && bmf_unix_socket[0])
+			snprintf(name, sizeof(name), "unix:%s", bmf_unix_socket);
+		else if (strchr(bmf_host, ':'))
+			snprintf(name, sizeof(name), "[%s]:%d", bmf_host, bmf_port);
+		else
+			snprintf(name, sizeof(name), "%s:%d", bmf_host, bmf_port);
+		node.ep.name = name;
+		node.username = bmf_username;
+		node.password = bmf_password;
+		node.db = bmf_db;
+		built_for = bmfredis_config_generation;
+	}
+	return &node;
+}
+
+/* ---- batches ---- */
+
+void
+RedisBatchInit(RedisBatch *b)
+{
+	initStringInfo(&b->buf);
+	b->n = 0;
+}
+
+void
+RedisBatchAdd(RedisBatch *b, const RedisArgs *a)
+{
+	RespFormat(&b->buf, a->argc, a->argv, a->lens);
+	b->n++;
+}
+
+void
+RedisBatchReset(RedisBatch *b)
+{
+	resetStringInfo(&b->buf);
+	b->n = 0;
+}
+
+/* ---- error policy ---- */
+
+void
+RedisReportFailure(RedisPolicy policy, int flags, const RedisError *err,
+				   const char *command)
+{
+	int			elevel;
+	bool		unknown_outcome;
+
+	redis_client_stats.failures++;
+	switch (policy)
+	{
+		case REDIS_QUIET:
+			return;
+		case REDIS_STRICT:
+			elevel = ERROR;
+			break;
+		default:
+			if (bmf_on_error == BMF_ON_ERROR_ERROR)
+				elevel = ERROR;
+			else if (bmf_on_error == BMF_ON_ERROR_IGNORE)
+				return;
+			else
+				elevel = WARNING;
+			break;
+	}
+
+	unknown_outcome = !(flags & REDIS_IDEMPOTENT) && err->maybe_sent &&
+		(err->status == RS_IO || err->status == RS_TIMEOUT);
+
+	ereport(elevel,
+			(errcode(err->sqlerrcode),
+			 errmsg("%s", err->message),
+			 errdetail_internal("%s", err->detail),
+			 unknown_outcome ?
+			 errhint("%s may or may not have been executed; it is not retried because it is not idempotent.",
+					 command) :
+			 (elevel == WARNING && policy == REDIS_READ) ?
+			 errhint("The read was treated as a cache miss.") :
+			 (elevel == WARNING && policy == REDIS_WRITE) ?
+			 errhint("%s was not carried out.", command) :
+			 err->status == RS_DOWN ?
+			 errhint("bmfredis retries after a backoff; see redis_connections().") : 0));
+}
+
+int
+RedisReplyErrorCode(const char *s)
+{
+	if (strncmp(s, "WRONGTYPE", 9) == 0)
+		return ERRCODE_WRONG_OBJECT_TYPE;
+	if (strncmp(s, "NOPERM", 6) == 0)
+		return ERRCODE_INSUFFICIENT_PRIVILEGE;
+	if (strncmp(s, "NOAUTH", 6) == 0)
+		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+	if (strncmp(s, "WRONGPASS", 9) == 0)
+		return ERRCODE_INVALID_PASSWORD;
+	if (strncmp(s, "OOM", 3) == 0)
+		return ERRCODE_OUT_OF_MEMORY;
+	if (strncmp(s, "BUSY", 4) == 0)
+		return ERRCODE_OBJECT_IN_USE;
+	if (strncmp(s, "LOADING", 7) == 0 || strncmp(s, "READONLY", 8) == 0 ||
+		strncmp(s, "MASTERDOWN", 10) == 0)
+		return ERRCODE_CONNECTION_FAILURE;
+	if (strstr(s, "not an integer") != NULL)
+		return ERRCODE_INVALID_TEXT_REPRESENTATION;
+	if (strstr(s, "overflow") != NULL)
+		return ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
+	if (strstr(s, "invalid expire time") != NULL || strstr(s, "syntax error") != NULL)
+		return ERRCODE_INVALID_PARAMETER_VALUE;
+	if (strncmp(s, "ERR unknown command", 19) == 0)
+		return ERRCODE_UNDEFINED_FUNCTION;
+	return ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+}
+
+void
+RedisRaiseReplyError(const RedisReply *reply, const char *command)
+{
+	int			code = RedisReplyErrorCode(reply->str);
+	const char *msg;
+	const char *hint = NULL;
+
+	switch (code)
+	{
+		case ERRCODE_WRONG_OBJECT_TYPE:
+			msg = "Redis key holds the wrong kind of value";
+			hint = "bmfredis cache functions read and write Redis strings; the key holds another type.";
+			break;
+		case ERRCODE_INSUFFICIENT_PRIVILEGE:
+			msg = "permission denied by Redis ACL";
+			hint = "Grant the Redis user of bmfredis this command and the keys under bmfredis.key_prefix.";
+			break;
+		case ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION:
+			msg = "Redis requires authentication";
+			hint = "Set bmfredis.password (and bmfredis.username for an ACL user) in postgresql.conf.";
+			break;
+		case ERRCODE_INVALID_PASSWORD:
+			msg = "Redis refused the credentials of bmfredis";
+			break;
+		case ERRCODE_OUT_OF_MEMORY:
+			msg = "Redis is out of memory";
+			hint = "Raise Redis' maxmemory or give it an eviction policy.";
+			break;
+		case ERRCODE_OBJECT_IN_USE:
+			msg = "Redis is busy running a script";
+			break;
+		case ERRCODE_INVALID_TEXT_REPRESENTATION:
+			msg = "Redis value is not an integer";
+			break;
+		case ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE:
+			msg = "Redis integer out of range";
+			break;
+		default:
+			msg = "Redis returned an error";
+			break;
+	}
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("%s", msg),
+			 errdetail_internal("%s: %s", command, reply->str),
+			 hint ? errhint("%s", hint) : 0));
+	pg_unreachable();
+}
+
+/* ---- calls ---- */
+
+RedisReply **
+RedisPipeline(RedisPolicy policy, int flags, const RedisBatch *b,
+			  TimestampTz deadline, RedisError *err)
+{
+	RedisReply **replies;
+	RedisError	local;
+	int			pflags = 0;
+	int			i;
+
+	if (err == NULL)
+		err = &local;
+	Assert(b->n > 0);
+	replies = palloc(sizeof(RedisReply *) * b->n);
+	if (flags & REDIS_IDEMPOTENT)
+		pflags |= POOL_IDEMPOTENT;
+	if (flags & REDIS_FORCE)
+		pflags |= POOL_FORCE;
+
+	redis_client_stats.calls += b->n;
+	if (!RedisPoolExec(RedisDefaultNode(), &b->buf, b->n, pflags, deadline,
+					   CurrentMemoryContext, replies, err))
+	{
+		RedisReportFailure(policy, flags, err, "pipeline");
+		return NULL;
+	}
+	for (i = 0; i < b->n; i++)
+		if (replies[i]->type == RESP_ERROR)
+			redis_client_stats.error_replies++;
+	return replies;
+}
+
+RedisReply *
+RedisCommand(RedisPolicy policy, int flags, const RedisArgs *args,
+			 RedisError *err)
+{
+	RedisBatch	b;
+	RedisReply **replies;
+	RedisReply *reply;
+	RedisError	local;
+	int			pflags = 0;
+	char		command[32];
+
+	if (err == NULL)
+		err = &local;
+	RedisBatchInit(&b);
+	RedisBatchAdd(&b, args);
+	replies = palloc(sizeof(RedisReply *));
+	if (flags & REDIS_IDEMPOTENT)
+		pflags |= POOL_IDEMPOTENT;
+	if (flags & REDIS_FORCE)
+		pflags |= POOL_FORCE;
+
+	strlcpy(command, args->argv[0], Min(sizeof(command), args->lens[0] + 1));
+	redis_client_stats.calls++;
+	if (!RedisPoolExec(RedisDefaultNode(), &b.buf, 1, pflags, 0,
+					   CurrentMemoryContext, replies, err))
+	{
+		pfree(b.buf.data);
+		RedisReportFailure(policy, flags, err, command);
+		return NULL;
+	}
+	pfree(b.buf.data);
+	reply = replies[0];
+	if (reply->type == RESP_ERROR)
+	{
+		redis_client_stats.error_replies++;
+		if (!(flags & REDIS_ERRORS_OK))
+			RedisRaiseReplyError(reply, command);
+	}
+	return reply;
+}
+
+/* ---- reply conversions ---- */
+
+static void
+check_text(const RedisReply *r)
+{
+	if (!pg_verifymbstr(r->str, r->len, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("Redis value is not valid text in the database encoding"),
+				 errdetail("The value is %zu bytes long and contains a NUL byte or an invalid %s sequence.",
+						   r->len, GetDatabaseEncodingName()),
+				 errhint("Read it with redis_cache_get_bytea().")));
+}
+
+static void
+check_scalar(const RedisReply *r)
+{
+	if (r->type == RESP_ARRAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("unexpected array reply from Redis")));
+}
+
+text *
+RedisReplyToText(const RedisReply *r)
+{
+	check_scalar(r);
+	if (r->type == RESP_INTEGER)
+	{
+		char		buf[24];
+
+		return cstring_to_text_with_len(buf, pg_lltoa(r->integer, buf));
+	}
+	check_text(r);
+	return cstring_to_text_with_len(r->str, r->len);
+}
+
+bytea *
+RedisReplyToBytea(const RedisReply *r)
+{
+	bytea	   *b;
+
+	check_scalar(r);
+	if (r->type == RESP_INTEGER)
+		return (bytea *) RedisReplyToText(r);
+	b = palloc(VARHDRSZ + r->len);
+	SET_VARSIZE(b, VARHDRSZ + r->len);
+	memcpy(VARDATA(b), r->str, r->len);
+	return b;
+}
+
+char *
+RedisReplyToCString(const RedisReply *r, const char *what)
+{
+	(void) what;
+	check_scalar(r);
+	if (r->type == RESP_INTEGER)
+	{
+		char	   *buf = palloc(24);
+
+		pg_lltoa(r->integer, buf);
+		return buf;
+	}
+	check_text(r);
+	return r->str;
+}
+
+/* JSON rendering of any reply (arrays of redis_command, for instance). */
+void
+RedisReplyAppendJson(StringInfo out, const RedisReply *r)
+{
+	size_t		i;
+
+	check_stack_depth();
+	switch (r->type)
+	{
+		case RESP_NIL:
+			appendStringInfoString(out, "null");
+			break;
+		case RESP_INTEGER:
+			appendStringInfo(out, "%lld", r->integer);
+			break;
+		case RESP_ARRAY:
+			appendStringInfoChar(out, '[');
+			for (i = 0; i < r->elements; i++)
+			{
+				if (i > 0)
+					appendStringInfoString(out, ", ");
+				RedisReplyAppendJson(out, r->element[i]);
+			}
+			appendStringInfoChar(out, ']');
+			break;
+		default:
+			check_text(r);
+			escape_json(out, r->str);
+			break;
+	}
+}

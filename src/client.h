@@ -1,0 +1,112 @@
+/*-------------------------------------------------------------------------
+ *
+ * client.h
+ *		The API features use to talk to Redis: commands and pipelines built
+ *		from argument vectors, key prefixing, the error policy, statistics.
+ *
+ * Features never build RESP, never see a connection, and never decide on
+ * their own what a Redis fault means: they name a policy.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_CLIENT_H
+#define BMFREDIS_CLIENT_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+#include "pool.h"
+#include "resp.h"
+
+/* What a call does when Redis is down, slow or unreachable. */
+typedef enum RedisPolicy
+{
+	REDIS_READ,					/* a miss, per bmfredis.on_error */
+	REDIS_WRITE,				/* "not done", per bmfredis.on_error */
+	REDIS_STRICT,				/* always an ERROR (locks, admin) */
+	REDIS_QUIET					/* never raised; the caller reads err */
+} RedisPolicy;
+
+/* call flags */
+#define REDIS_IDEMPOTENT	0x01	/* safe to re-send after a broken connection */
+#define REDIS_FORCE			0x02	/* try even while the node is backing off */
+#define REDIS_ERRORS_OK		0x04	/* return error replies instead of raising */
+
+/* An argument vector, palloc'd in the current memory context. */
+typedef struct RedisArgs
+{
+	int			argc;
+	int			cap;
+	const char **argv;
+	size_t	   *lens;
+} RedisArgs;
+
+extern void RedisArgsInit(RedisArgs *a, int cap);
+extern void RedisArgsAdd(RedisArgs *a, const char *s, size_t len);
+extern void RedisArgsAddStr(RedisArgs *a, const char *s);
+extern void RedisArgsAddInt(RedisArgs *a, int64 v);
+extern void RedisArgsAddKey(RedisArgs *a, const char *key, size_t len);
+extern void RedisArgsAddKeyText(RedisArgs *a, text *key);
+
+/* The one prefixing function: out gets <bmfredis.key_prefix><key>. */
+extern void RedisKeyPrefixed(StringInfo out, const char *key, size_t len);
+/* A MATCH pattern confined under the prefix (prefix globs escaped). */
+extern void RedisPatternPrefixed(StringInfo out, const char *pattern, size_t len);
+/* Checks a user-supplied key: not NULL (caller), not empty. */
+extern void RedisCheckKey(const char *what, size_t len);
+
+/* A pipeline of commands sent in one round trip. */
+typedef struct RedisBatch
+{
+	StringInfoData buf;
+	int			n;
+} RedisBatch;
+
+extern void RedisBatchInit(RedisBatch *b);
+extern void RedisBatchAdd(RedisBatch *b, const RedisArgs *a);
+extern void RedisBatchReset(RedisBatch *b);
+
+/*
+ * Run one command.  Returns its reply, or NULL when Redis could not be
+ * used and the policy says to carry on (the caller treats it as a miss
+ * or a failed write).  Error replies are raised as ERRORs with a mapped
+ * SQLSTATE unless REDIS_ERRORS_OK.  err may be NULL except with
+ * REDIS_QUIET.
+ */
+extern RedisReply *RedisCommand(RedisPolicy policy, int flags,
+								const RedisArgs *args, RedisError *err);
+
+/* Run a pipeline; NULL as for RedisCommand.  deadline 0: command timeout */
+extern RedisReply **RedisPipeline(RedisPolicy policy, int flags,
+								  const RedisBatch *b, TimestampTz deadline,
+								  RedisError *err);
+
+/* Report a transport failure at the level the policy gives. */
+extern void RedisReportFailure(RedisPolicy policy, int flags,
+							   const RedisError *err, const char *command);
+/* Raise an error reply as an ERROR with a mapped SQLSTATE. */
+extern void RedisRaiseReplyError(const RedisReply *reply, const char *command) pg_attribute_noreturn();
+/* SQLSTATE for an error reply's text */
+extern int	RedisReplyErrorCode(const char *text);
+
+/* The configured node (bmfredis.host/port/unix_socket, credentials). */
+extern const RedisNode *RedisDefaultNode(void);
+
+/* Reply conversions; ERROR on bytes that are not valid text */
+extern text *RedisReplyToText(const RedisReply *r);
+extern bytea *RedisReplyToBytea(const RedisReply *r);
+extern char *RedisReplyToCString(const RedisReply *r, const char *what);
+extern void RedisReplyAppendJson(StringInfo out, const RedisReply *r);
+
+/* Per-backend counters (shared counters come with preloading). */
+typedef struct RedisClientStats
+{
+	int64		calls;
+	int64		failures;
+	int64		error_replies;
+} RedisClientStats;
+
+extern RedisClientStats redis_client_stats;
+
+#endif							/* BMFREDIS_CLIENT_H */

@@ -1,0 +1,539 @@
+/*-------------------------------------------------------------------------
+ *
+ * pool.c
+ *		The backend's Redis connections, keyed by node ("host:port" or
+ *		"unix:path"), and each node's health.
+ *
+ * A backend runs one command at a time, so one connection per node is
+ * enough.  It is made lazily, authenticated (AUTH, SELECT, CLIENT SETNAME
+ * in one pipelined round trip), reused across calls and transactions,
+ * checked with PING after bmfredis.idle_check of idleness, and closed at
+ * backend exit.
+ *
+ * Invariants:
+ *	- An entry is CONN_READY only between complete exchanges: its reply
+ *	  stream is in step.  An exchange marks it CONN_BUSY first; if anything
+ *	  interrupts the exchange (cancel, timeout, protocol error) it stays
+ *	  BUSY and the next use closes it instead of reading someone else's
+ *	  reply.
+ *	- A connection made under an older configuration generation (the
+ *	  endpoint or credentials changed) is never reused.
+ *	- After a failure the node is down until failures' backoff expires
+ *	  (base * 2^(n-1), capped, with jitter); calls in that window return
+ *	  RS_DOWN without touching the network, so a trigger firing for every
+ *	  row of a big UPDATE pays microseconds per row while Redis is away.
+ *	- Idempotent pipelines that find a pooled connection broken (the server
+ *	  closed it, or CLIENT KILL) are re-sent once on a fresh connection;
+ *	  others are not, and their caller reports that the outcome is unknown.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/pg_prng.h"
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "bmfredis.h"
+#include "pool.h"
+
+typedef enum ConnState
+{
+	CONN_CLOSED,
+	CONN_READY,
+	CONN_BUSY
+} ConnState;
+
+typedef struct PoolEntry
+{
+	char		name[POOL_NAME_LEN];	/* hash key; must be first */
+	RedisTransport t;
+	RespReader *reader;
+	ConnState	state;
+	uint64		generation;
+	int			db;
+	TimestampTz since;
+	TimestampTz last_used;
+	int64		commands;
+	int64		errors;
+	int64		reconnects;
+	int			failures;		/* consecutive */
+	TimestampTz down_until;
+	char		last_error[256];
+} PoolEntry;
+
+static HTAB *pool = NULL;
+static bool exit_hook_registered = false;
+
+/* Socket reads land here before being fed to the reader. */
+static char read_buffer[64 * 1024];
+
+void
+RedisPoolInit(void)
+{
+	/* nothing is made until first use: the postmaster never connects */
+}
+
+static void
+conn_close(PoolEntry *e)
+{
+	TransportClose(&e->t);
+	if (e->reader)
+		RespReaderFree(e->reader);
+	e->reader = NULL;
+	e->state = CONN_CLOSED;
+	e->since = 0;
+}
+
+static void
+pool_exit(int code, Datum arg)
+{
+	(void) code;
+	(void) arg;
+	RedisPoolDisconnectAll();
+}
+
+static PoolEntry *
+pool_entry(const char *name)
+{
+	PoolEntry  *e;
+	bool		found;
+	char		key[POOL_NAME_LEN];
+
+	if (pool == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = POOL_NAME_LEN;
+		ctl.entrysize = sizeof(PoolEntry);
+		ctl.hcxt = TopMemoryContext;
+		pool = hash_create("bmfredis connection pool", 8, &ctl,
+						   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	if (!exit_hook_registered)
+	{
+		before_shmem_exit(pool_exit, (Datum) 0);
+		exit_hook_registered = true;
+	}
+
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, sizeof(key));
+	e = hash_search(pool, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		TransportInit(&e->t);
+		e->reader = NULL;
+		e->state = CONN_CLOSED;
+		e->generation = 0;
+		e->db = 0;
+		e->since = 0;
+		e->last_used = 0;
+		e->commands = 0;
+		e->errors = 0;
+		e->reconnects = 0;
+		e->failures = 0;
+		e->down_until = 0;
+		e->last_error[0] = '\0';
+	}
+	return e;
+}
+
+static void
+mark_failure(PoolEntry *e, const RedisError *err)
+{
+	int64		delay;
+	int			shift = Min(e->failures, 30);
+
+	e->failures++;
+	e->errors++;
+	delay = (int64) bmf_retry_backoff_base << shift;
+	if (delay > bmf_retry_backoff_max)
+		delay = bmf_retry_backoff_max;
+	/* "equal jitter": half fixed, half random, so backends spread out */
+	delay = delay / 2 + (int64) (pg_prng_double(&pg_global_prng_state) * (delay / 2 + 1));
+	e->down_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+	snprintf(e->last_error, sizeof(e->last_error), "%s: %s",
+			 err->message, err->detail);
+}
+
+/*
+ * One pipelined exchange on a connected entry: write cmds, read ncmds
+ * replies.  Leaves the entry BUSY unless it completes.
+ */
+static bool
+exchange(PoolEntry *e, const StringInfoData *cmds, int ncmds,
+		 TimestampTz deadline, MemoryContext cxt, RedisReply **replies,
+		 RedisError *err)
+{
+	bool		wait_first = true;
+	int			i;
+
+	e->state = CONN_BUSY;
+	err->maybe_sent = true;
+	if (!TransportWrite(&e->t, cmds->data, cmds->len, deadline, err))
+		return false;
+
+	for (i = 0; i < ncmds; i++)
+	{
+		for (;;)
+		{
+			int			rc;
+			ssize_t		n;
+
+			rc = RespReaderGet(e->reader, cxt, bmf_max_value_size,
+							   &replies[i], err);
+			if (rc < 0)
+				return false;
+			if (rc > 0)
+				break;
+			n = TransportRead(&e->t, read_buffer, sizeof(read_buffer),
+							  wait_first, deadline, err);
+			wait_first = false;
+			if (n < 0)
+				return false;
+			if (!RespReaderFeed(e->reader, read_buffer, n, err))
+				return false;
+		}
+	}
+	e->state = CONN_READY;
+	return true;
+}
+
+/*
+ * A name Redis accepts for CLIENT SETNAME (no spaces or odd bytes):
+ * bmfredis:<database>:<pid>.  The database name needs the catalogs, so it
+ * is looked up once, inside a transaction; a connection first made outside
+ * one (after commit) names the database by OID.
+ */
+static void
+client_name(char *buf, size_t size)
+{
+	static char *dbname = NULL;
+	char		oidbuf[16];
+	const char *db;
+	char	   *p;
+
+	if (dbname == NULL && OidIsValid(MyDatabaseId) && IsTransactionState())
+	{
+		char	   *n = get_database_name(MyDatabaseId);
+
+		if (n)
+			dbname = MemoryContextStrdup(TopMemoryContext, n);
+	}
+	if (dbname)
+		db = dbname;
+	else if (OidIsValid(MyDatabaseId))
+	{
+		snprintf(oidbuf, sizeof(oidbuf), "%u", MyDatabaseId);
+		db = oidbuf;
+	}
+	else
+		db = MyBgworkerEntry ? "worker" : "-";
+	snprintf(buf, size, "bmfredis:%s:%d", db, MyProcPid);
+	for (p = buf; *p; p++)
+		if (*p <= ' ' || *p > '~')
+			*p = '_';
+}
+
+static bool
+pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
+{
+	TimestampTz deadline = TransportDeadline(bmf_connect_timeout);
+	StringInfoData hs;
+	const char *argv[3];
+	size_t		lens[3];
+	RedisReply *replies[3];
+	int			n = 0;
+	int			auth_at = -1;
+	int			select_at = -1;
+	char		name[128];
+	char		dbstr[16];
+
+	if (e->since != 0 || e->commands > 0)
+		e->reconnects++;
+	conn_close(e);
+	e->reader = RespReaderCreate();
+	if (!TransportConnect(&e->t, &node->ep, deadline, err))
+		return false;
+
+	initStringInfo(&hs);
+	if (node->password && node->password[0])
+	{
+		int			argc = 0;
+
+		argv[argc] = "AUTH";
+		lens[argc++] = 4;
+		if (node->username && node->username[0])
+		{
+			argv[argc] = node->username;
+			lens[argc++] = strlen(node->username);
+		}
+		argv[argc] = node->password;
+		lens[argc++] = strlen(node->password);
+		RespFormat(&hs, argc, argv, lens);
+		auth_at = n++;
+	}
+	if (node->db != 0)
+	{
+		snprintf(dbstr, sizeof(dbstr), "%d", node->db);
+		argv[0] = "SELECT";
+		lens[0] = 6;
+		argv[1] = dbstr;
+		lens[1] = strlen(dbstr);
+		RespFormat(&hs, 2, argv, lens);
+		select_at = n++;
+	}
+	client_name(name, sizeof(name));
+	argv[0] = "CLIENT";
+	lens[0] = 6;
+	argv[1] = "SETNAME";
+	lens[1] = 7;
+	argv[2] = name;
+	lens[2] = strlen(name);
+	RespFormat(&hs, 3, argv, lens);
+	n++;
+
+	if (!exchange(e, &hs, n, deadline, CurrentMemoryContext, replies, err))
+	{
+		if (err->status == RS_TIMEOUT)
+			strlcpy(err->message, "could not connect to Redis", sizeof(err->message));
+		pfree(hs.data);
+		return false;
+	}
+	pfree(hs.data);
+
+	if (auth_at >= 0 && replies[auth_at]->type == RESP_ERROR)
+	{
+		RedisErrorSet(err, RS_AUTH, ERRCODE_INVALID_PASSWORD,
+					  "Redis refused the credentials of bmfredis",
+					  "AUTH at %s: %s", node->ep.name, replies[auth_at]->str);
+		return false;
+	}
+	if (select_at >= 0 && replies[select_at]->type == RESP_ERROR)
+	{
+		RedisErrorSet(err, RS_CONNECT, ERRCODE_INVALID_PARAMETER_VALUE,
+					  "could not select the Redis database",
+					  "SELECT %d at %s: %s", node->db, node->ep.name,
+					  replies[select_at]->str);
+		return false;
+	}
+	/* CLIENT SETNAME may be denied by an ACL; the name is a courtesy */
+
+	e->generation = bmfredis_config_generation;
+	e->db = node->db;
+	e->since = GetCurrentTimestamp();
+	e->last_used = e->since;
+	return true;
+}
+
+/* Is a pooled, idle connection still alive?  Closes it when not. */
+static bool
+idle_connection_alive(PoolEntry *e)
+{
+	StringInfoData cmd;
+	const char *argv[1] = {"PING"};
+	size_t		lens[1] = {4};
+	RedisReply *reply;
+	RedisError	err;
+	bool		ok;
+
+	initStringInfo(&cmd);
+	RespFormat(&cmd, 1, argv, lens);
+	ok = exchange(e, &cmd, 1, TransportDeadline(bmf_command_timeout),
+				  CurrentMemoryContext, &reply, &err);
+	pfree(cmd.data);
+	if (!ok || reply->type == RESP_ERROR)
+	{
+		conn_close(e);
+		return false;
+	}
+	return true;
+}
+
+/* Do any replies say the node cannot serve us right now? */
+static bool
+replies_unavailable(RedisReply **replies, int n, RedisError *err,
+					const char *name)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const char *s;
+
+		if (replies[i]->type != RESP_ERROR)
+			continue;
+		s = replies[i]->str;
+		if (strncmp(s, "READONLY", 8) == 0 || strncmp(s, "LOADING", 7) == 0 ||
+			strncmp(s, "MASTERDOWN", 10) == 0)
+		{
+			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
+						  "Redis is unavailable",
+						  "%s answered: %s", name, s);
+			return true;
+		}
+	}
+	return false;
+}
+
+bool
+RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
+			  int flags, TimestampTz deadline, MemoryContext cxt,
+			  RedisReply **replies, RedisError *err)
+{
+	PoolEntry  *e = pool_entry(node->ep.name);
+	TimestampTz now = GetCurrentTimestamp();
+	bool		fresh = false;
+	bool		ok;
+
+	err->status = RS_OK;
+	err->maybe_sent = false;
+
+	if (!(flags & POOL_FORCE) && e->down_until > now)
+	{
+		RedisErrorSet(err, RS_DOWN, ERRCODE_CONNECTION_FAILURE,
+					  "Redis is unavailable",
+					  "%s failed %ld ms ago and is left alone for another %ld ms; last error: %s",
+					  node->ep.name, (long) ((now - e->last_used) / 1000),
+					  (long) ((e->down_until - now) / 1000), e->last_error);
+		return false;
+	}
+
+	if (e->state != CONN_READY || e->generation != bmfredis_config_generation)
+	{
+		if (!pool_connect(e, node, err))
+			goto fail;
+		fresh = true;
+	}
+	else if (bmf_idle_check > 0 &&
+			 now - e->last_used > (int64) bmf_idle_check * USECS_PER_SEC &&
+			 !idle_connection_alive(e))
+	{
+		if (!pool_connect(e, node, err))
+			goto fail;
+		fresh = true;
+	}
+	else if (!(flags & POOL_IDEMPOTENT) && TransportPeerClosed(&e->t))
+	{
+		if (!pool_connect(e, node, err))
+			goto fail;
+		fresh = true;
+	}
+
+	if (deadline == 0)
+		deadline = TransportDeadline(bmf_command_timeout);
+	ok = exchange(e, cmds, ncmds, deadline, cxt, replies, err);
+	if (!ok && err->status == RS_IO && !fresh && (flags & POOL_IDEMPOTENT))
+	{
+		/* the pooled connection was dead: one more try on a new one */
+		if (!pool_connect(e, node, err))
+			goto fail;
+		ok = exchange(e, cmds, ncmds, deadline, cxt, replies, err);
+	}
+	if (!ok)
+		goto fail;
+	if (replies_unavailable(replies, ncmds, err, node->ep.name))
+		goto fail;
+
+	e->failures = 0;
+	e->down_until = 0;
+	e->commands += ncmds;
+	e->last_used = GetCurrentTimestamp();
+	return true;
+
+fail:
+	conn_close(e);
+	e->last_used = GetCurrentTimestamp();
+	mark_failure(e, err);
+	return false;
+}
+
+bool
+RedisPoolNodeIsDown(const char *name, long *ms_left)
+{
+	PoolEntry  *e;
+	char		key[POOL_NAME_LEN];
+	TimestampTz now;
+
+	if (pool == NULL)
+		return false;
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, sizeof(key));
+	e = hash_search(pool, key, HASH_FIND, NULL);
+	if (e == NULL)
+		return false;
+	now = GetCurrentTimestamp();
+	if (e->down_until <= now)
+		return false;
+	if (ms_left)
+		*ms_left = (long) ((e->down_until - now) / 1000);
+	return true;
+}
+
+int
+RedisPoolDisconnectAll(void)
+{
+	HASH_SEQ_STATUS seq;
+	PoolEntry  *e;
+	int			n = 0;
+
+	if (pool == NULL)
+		return 0;
+	hash_seq_init(&seq, pool);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (TransportIsOpen(&e->t))
+			n++;
+		conn_close(e);
+	}
+	return n;
+}
+
+int
+RedisPoolList(RedisPoolInfo **infos)
+{
+	HASH_SEQ_STATUS seq;
+	PoolEntry  *e;
+	int			n = 0;
+	int			cap;
+
+	*infos = NULL;
+	if (pool == NULL)
+		return 0;
+	cap = Max(hash_get_num_entries(pool), 1);
+	*infos = palloc0(sizeof(RedisPoolInfo) * cap);
+	hash_seq_init(&seq, pool);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		RedisPoolInfo *info = &(*infos)[n++];
+
+		strlcpy(info->node, e->name, sizeof(info->node));
+		switch (e->state)
+		{
+			case CONN_READY:
+				info->state = "idle";
+				break;
+			case CONN_BUSY:
+				info->state = "broken";
+				break;
+			default:
+				info->state = e->down_until > GetCurrentTimestamp() ? "down" : "closed";
+				break;
+		}
+		info->db = e->db;
+		info->since = e->since;
+		info->last_used = e->last_used;
+		info->commands = e->commands;
+		info->errors = e->errors;
+		info->reconnects = e->reconnects;
+		info->failures = e->failures;
+		info->down_until = e->down_until;
+		strlcpy(info->last_error, e->last_error, sizeof(info->last_error));
+	}
+	return n;
+}

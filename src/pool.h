@@ -1,0 +1,77 @@
+/*-------------------------------------------------------------------------
+ *
+ * pool.h
+ *		This backend's Redis connections, one per node, and node health.
+ *
+ * Only pool.c owns connections.  Callers hand it RESP-encoded commands
+ * and get replies back; they never see a connection or a socket.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_POOL_H
+#define BMFREDIS_POOL_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+#include "resp.h"
+#include "transport.h"
+
+#define POOL_NAME_LEN 320
+
+/* A Redis node and how to log in to it. */
+typedef struct RedisNode
+{
+	RedisEndpoint ep;
+	const char *username;		/* NULL or "": the default user */
+	const char *password;		/* NULL or "": no AUTH */
+	int			db;
+} RedisNode;
+
+/* RedisPoolExec flags */
+#define POOL_IDEMPOTENT		0x01	/* may be re-sent on a fresh connection */
+#define POOL_FORCE			0x02	/* try even inside the backoff window */
+
+extern void RedisPoolInit(void);
+
+/*
+ * Send ncmds commands (RESP in cmds) to node as one pipeline and read
+ * their replies into replies[0..ncmds-1], allocated in cxt.  Error
+ * replies are replies, not failures.  Returns false with err set when the
+ * node is down, unreachable, too slow (deadline; 0 means now +
+ * bmfredis.command_timeout), or breaks the protocol; the connection is
+ * then dropped and the node enters its backoff window.  Throws only
+ * through CHECK_FOR_INTERRUPTS() and out-of-memory.
+ */
+extern bool RedisPoolExec(const RedisNode *node, const StringInfoData *cmds,
+						  int ncmds, int flags, TimestampTz deadline,
+						  MemoryContext cxt, RedisReply **replies,
+						  RedisError *err);
+
+/* Is the node inside its backoff window?  (*ms_left set when so) */
+extern bool RedisPoolNodeIsDown(const char *name, long *ms_left);
+
+/* Close every connection of this backend; returns how many were open. */
+extern int	RedisPoolDisconnectAll(void);
+
+/* One row of redis_connections() */
+typedef struct RedisPoolInfo
+{
+	char		node[POOL_NAME_LEN];
+	const char *state;
+	int			db;
+	TimestampTz since;			/* 0 when not connected */
+	TimestampTz last_used;
+	int64		commands;
+	int64		errors;
+	int64		reconnects;
+	int			failures;
+	TimestampTz down_until;
+	char		last_error[256];
+} RedisPoolInfo;
+
+/* Snapshot of all known nodes, palloc'd in CurrentMemoryContext. */
+extern int	RedisPoolList(RedisPoolInfo **infos);
+
+#endif							/* BMFREDIS_POOL_H */

@@ -1,0 +1,201 @@
+# test/lib.sh: set-up shared by the test runner, the demo and the benchmarks.
+#
+# Sourced, not run.  Installs what is missing from Debian packages, builds
+# and installs the extension, and starts throwaway servers on loopback
+# ports it picks: redis-server (no persistence) and a PostgreSQL 15 cluster
+# run by an unprivileged user (initdb refuses root).  Every process it
+# starts is recorded by PID and stopped by PID in bmf_cleanup, which the
+# caller installs as an EXIT trap.
+
+BMF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BMF_USER=${BMF_USER:-bmfredis_test}
+BMF_PACKAGES="postgresql-15 postgresql-server-dev-15 redis-server redis-tools libhiredis-dev libssl-dev make gcc"
+
+bmf_log() { printf '%s\n' "$*" >&2; }
+bmf_die() { bmf_log "error: $*"; exit 1; }
+
+bmf_need_root() {
+	[ "$(id -u)" = 0 ] || bmf_die "run as root (or with sudo): it installs packages and creates the user $BMF_USER"
+}
+
+# bmf_install_packages PKG...: apt-get install whatever is not installed yet
+bmf_install_packages() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	bmf_log "installing from Debian: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# Debian would start a system redis-server and PostgreSQL cluster on
+	# install; we use our own throwaway servers, so forbid that (the
+	# standard policy-rc.d mechanism), unless the machine has its own policy.
+	local policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		policy=1
+	fi
+	if ! apt-get install -y -q "${missing[@]}" >/tmp/bmfredis-apt.log 2>&1; then
+		apt-get update -q >>/tmp/bmfredis-apt.log 2>&1
+		apt-get install -y -q "${missing[@]}" >>/tmp/bmfredis-apt.log 2>&1 ||
+			{ [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+			  bmf_die "apt-get install failed; see /tmp/bmfredis-apt.log"; }
+	fi
+	[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
+	return 0
+}
+
+bmf_build_install() {
+	local cflags=${BMF_CFLAGS:--Wall -Wextra}
+	bmf_log "building bmfredis (PG_CFLAGS='$cflags')"
+	make -s -C "$BMF_ROOT" PG_CFLAGS="$cflags" >/tmp/bmfredis-build.log 2>&1 ||
+		{ cat /tmp/bmfredis-build.log >&2; bmf_die "build failed"; }
+	make -s -C "$BMF_ROOT" install >>/tmp/bmfredis-build.log 2>&1 ||
+		{ cat /tmp/bmfredis-build.log >&2; bmf_die "install failed"; }
+}
+
+bmf_setup_user() {
+	id "$BMF_USER" >/dev/null 2>&1 ||
+		useradd --system --no-create-home --shell /usr/sbin/nologin "$BMF_USER" ||
+		bmf_die "could not create user $BMF_USER"
+}
+
+# run a command as the unprivileged user
+bmf_as_user() {
+	setpriv --reuid="$BMF_USER" --regid="$BMF_USER" --init-groups -- "$@"
+}
+
+# the same for a server started in the background: "bmf_spawn_as_user cmd &"
+# execs, so that $! is the server's own PID
+bmf_spawn_as_user() {
+	exec setpriv --reuid="$BMF_USER" --regid="$BMF_USER" --init-groups -- "$@"
+}
+
+bmf_workdir() {
+	BMF_WORK=$(mktemp -d /tmp/bmfredis.XXXXXX)
+	chmod 755 "$BMF_WORK"
+	chown "$BMF_USER" "$BMF_WORK"
+	export BMF_WORK
+}
+
+# a loopback TCP port nobody listens on, not handed out before in this run
+BMF_PORTS_USED=" "
+bmf_free_port() {
+	local p i
+	for i in $(seq 1 200); do
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		case "$BMF_PORTS_USED" in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			BMF_PORTS_USED="$BMF_PORTS_USED$p "
+			echo "$p"
+			return 0
+		fi
+	done
+	bmf_die "no free port found"
+}
+
+# PIDs started by this shell, stopped by PID at exit
+BMF_PIDS=()
+bmf_track() { BMF_PIDS+=("$1"); }
+
+bmf_stop_pid() {
+	local pid=$1 sig=${2:-TERM} i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -CONT "$pid" 2>/dev/null
+	kill -"$sig" "$pid" 2>/dev/null
+	for i in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+}
+
+bmf_cleanup() {
+	local pid f
+	# servers restarted by test/redisctl keep their current PID in a file
+	if [ -n "${BMF_WORK:-}" ]; then
+		for f in "$BMF_WORK"/*.pid; do
+			[ -f "$f" ] && bmf_stop_pid "$(cat "$f")"
+		done
+	fi
+	for pid in "${BMF_PIDS[@]}"; do
+		bmf_stop_pid "$pid"
+	done
+	if [ -n "${BMF_PG_PID:-}" ]; then
+		bmf_stop_pid "$BMF_PG_PID" INT
+	fi
+	if [ -n "${BMF_WORK:-}" ] && [ -z "${BMF_KEEP:-}" ]; then
+		rm -rf "$BMF_WORK"
+	fi
+}
+
+# bmf_start_redis NAME [redis-server options...]: sets BMF_REDIS_PORT
+# Redis runs as the test user with no persistence; its PID goes to
+# $BMF_WORK/NAME.pid (test/redisctl restarts it and updates the file).
+bmf_start_redis() {
+	local name=$1; shift
+	local port; port=$(bmf_free_port)
+	mkdir -p "$BMF_WORK/$name"
+	chown "$BMF_USER" "$BMF_WORK/$name"
+	cat >"$BMF_WORK/$name.args" <<EOF
+--port $port --bind 127.0.0.1 --save "" --appendonly no --enable-debug-command local --dir $BMF_WORK/$name --logfile $BMF_WORK/$name/redis.log --daemonize no $*
+EOF
+	bmf_spawn_as_user sh -c "exec redis-server $(cat "$BMF_WORK/$name.args")" </dev/null >/dev/null 2>&1 &
+	echo $! >"$BMF_WORK/$name.pid"
+	echo "$port" >"$BMF_WORK/$name.port"
+	bmf_wait_redis "$port" || { cat "$BMF_WORK/$name/redis.log" >&2; bmf_die "redis-server did not start"; }
+	BMF_REDIS_PORT=$port
+}
+
+bmf_wait_redis() {
+	local i
+	for i in $(seq 1 100); do
+		[ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# bmf_start_pg [extra postgresql.conf lines]: a throwaway cluster; sets
+# PGHOST PGPORT PGUSER (exported) and BMF_PG_PID
+bmf_start_pg() {
+	local extra=${1:-}
+	local pgbin; pgbin=$(pg_config --bindir)
+	PGPORT=$(bmf_free_port)
+	BMF_PGDATA=$BMF_WORK/pgdata
+	bmf_as_user "$pgbin/initdb" -D "$BMF_PGDATA" -U postgres --auth=trust \
+		--no-sync -E UTF8 --locale=C >"$BMF_WORK/initdb.log" 2>&1 ||
+		{ cat "$BMF_WORK/initdb.log" >&2; bmf_die "initdb failed"; }
+	cat >>"$BMF_PGDATA/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$BMF_WORK'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_prepared_transactions = 4
+lc_messages = 'C'
+shared_preload_libraries = 'bmfredis'
+bmfredis.host = '127.0.0.1'
+bmfredis.port = ${BMF_REDIS_PORT:-6379}
+$extra
+EOF
+	bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -l "$BMF_WORK/postgres.log" -w -t 60 start \
+		>/dev/null 2>&1 || { cat "$BMF_WORK/postgres.log" >&2; bmf_die "PostgreSQL did not start"; }
+	BMF_PG_PID=$(head -1 "$BMF_PGDATA/postmaster.pid")
+	export PGHOST=127.0.0.1 PGPORT PGUSER=postgres BMF_PGDATA BMF_PG_PID
+}
+
+# reload the server's configuration after editing postgresql.conf
+bmf_pg_reload() {
+	kill -HUP "$BMF_PG_PID"
+	sleep 0.3
+}
+
+# export what the SQL suites and shell tests use to reach the servers
+bmf_export_env() {
+	export BMF_WORK BMF_REDIS_PORT
+	export BMF_REDISCTL="$BMF_ROOT/test/redisctl"
+	export PGHOST PGPORT PGUSER
+}

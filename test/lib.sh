@@ -151,7 +151,7 @@ EOF
 bmf_wait_redis() {
 	local i
 	for i in $(seq 1 100); do
-		[ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
+		case "$(redis-cli -p "$1" ping 2>&1)" in PONG | NOAUTH*) return 0 ;; esac
 		sleep 0.05
 	done
 	return 1

@@ -1,0 +1,26 @@
+# test/tap.sh: helpers for the shell tests in test/t (sourced).
+# Each check prints "ok N - what" or "not ok N - what"; test/run counts them.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+TAP_N=0
+ok() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $1"; }
+not_ok() { TAP_N=$((TAP_N + 1)); echo "not ok $TAP_N - $1"; [ -n "${2:-}" ] && echo "#   $2"; return 0; }
+# check "what" COMMAND...: ok when the command succeeds
+check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+# is "what" GOT WANT
+is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', want '$3'"; fi; }
+# like "what" GOT REGEX
+like() { if [[ $2 =~ $3 ]]; then ok "$1"; else not_ok "$1" "got '$2', want match of '$3'"; fi; }
+# q SQL: one value, no alignment, errors to stdout too
+q() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "${BMF_DB:-bmf_t}" -c "$1" 2>&1; }
+# qv: a script on stdin, errors shown with their SQLSTATE
+qv() { (echo '\set VERBOSITY verbose'; cat) | psql -X -q -A -t -d "${BMF_DB:-bmf_t}" 2>&1; }
+# qs: a script on stdin
+qs() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "${BMF_DB:-bmf_t}" 2>&1; }
+ms_now() { date +%s%3N; }
+# a fresh database with the extension, for one shell test
+tap_db() {
+	BMF_DB=${1:-bmf_t}
+	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $BMF_DB" -c "CREATE DATABASE $BMF_DB" >/dev/null
+	psql -X -q -d "$BMF_DB" -c "CREATE EXTENSION bmfredis" >/dev/null
+	export BMF_DB
+}

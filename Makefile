@@ -7,7 +7,16 @@ OBJS = \
 	src/pool.o \
 	src/client.o \
 	src/sqlutil.o \
+	src/stats.o \
+	src/shmem.o \
+	src/effects.o \
+	src/retry.o \
+	src/xact.o \
+	src/worker.o \
 	src/cache.o \
+	src/invalidate.o \
+	src/template.o \
+	src/trigger.o \
 	src/admin.o
 
 EXTENSION = bmfredis

@@ -7,25 +7,25 @@
 -- Cache: values stored as plain bytes at <bmfredis.key_prefix><key>
 ------------------------------------------------------------------------
 
-CREATE FUNCTION redis_cache_set(key text, value text, ttl interval DEFAULT NULL)
+CREATE FUNCTION redis_cache_set(key text, value text, ttl interval DEFAULT NULL, tags text[] DEFAULT NULL)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'redis_cache_set'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION redis_cache_set(text, text, interval) IS
-'Stores value (as its bytes) at the prefixed key, with an optional TTL; false if Redis could not be reached';
+COMMENT ON FUNCTION redis_cache_set(text, text, interval, text[]) IS
+'Stores value (as its bytes) at the prefixed key, with an optional TTL and tags; false if Redis could not be reached';
 
-CREATE FUNCTION redis_cache_set(key text, value bytea, ttl interval DEFAULT NULL)
+CREATE FUNCTION redis_cache_set(key text, value bytea, ttl interval DEFAULT NULL, tags text[] DEFAULT NULL)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'redis_cache_set'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION redis_cache_set(text, bytea, interval) IS
+COMMENT ON FUNCTION redis_cache_set(text, bytea, interval, text[]) IS
 'Stores bytes as they are at the prefixed key, with an optional TTL; false if Redis could not be reached';
 
-CREATE FUNCTION redis_cache_set(key text, value jsonb, ttl interval DEFAULT NULL)
+CREATE FUNCTION redis_cache_set(key text, value jsonb, ttl interval DEFAULT NULL, tags text[] DEFAULT NULL)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'redis_cache_set_jsonb'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION redis_cache_set(text, jsonb, interval) IS
+COMMENT ON FUNCTION redis_cache_set(text, jsonb, interval, text[]) IS
 'Stores a jsonb value as JSON text at the prefixed key, with an optional TTL; false if Redis could not be reached';
 
 CREATE FUNCTION redis_cache_get(key text)
@@ -183,3 +183,256 @@ COMMENT ON FUNCTION redis_command(text[]) IS
 
 REVOKE ALL ON FUNCTION redis_command(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION redis_info(text) FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Invalidation that follows the transaction
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_invalidate(key text, immediate boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate(text, boolean) IS
+'Invalidates the key after COMMIT (or now with immediate => true; default from bmfredis.invalidate_at)';
+
+CREATE FUNCTION redis_invalidate(keys text[], immediate boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate(text[], boolean) IS
+'Invalidates the keys after COMMIT (or now with immediate => true)';
+
+CREATE FUNCTION redis_invalidate_tag(tag text, immediate boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_tag'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate_tag(text, boolean) IS
+'Invalidates every key stored with the tag, after COMMIT (or now with immediate => true)';
+
+CREATE FUNCTION redis_invalidate_tag(tags text[], immediate boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_tags'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate_tag(text[], boolean) IS
+'Invalidates every key stored with any of the tags, after COMMIT (or now with immediate => true)';
+
+CREATE FUNCTION redis_invalidate_pattern(pattern text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_invalidate_pattern'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate_pattern(text) IS
+'Removes now every key under the prefix matching the glob pattern (SCAN MATCH + UNLINK in batches); returns how many';
+
+CREATE FUNCTION redis_flush_namespace()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_flush_namespace'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_flush_namespace() IS
+'Removes now every key under bmfredis.key_prefix (SCAN + UNLINK in batches); returns how many';
+
+CREATE FUNCTION redis_invalidate_at(key text, at timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_at'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION redis_invalidate_at(text, timestamptz) IS
+'Schedules the key''s invalidation at the given time (after COMMIT: its current value expires by then, and any later value is removed then)';
+
+CREATE FUNCTION redis_invalidate_tag_at(tag text, at timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_tag_at'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION redis_invalidate_tag_at(text, timestamptz) IS
+'Schedules the invalidation of every key of the tag at the given time';
+
+CREATE FUNCTION redis_run_scheduled()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'redis_run_scheduled'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION redis_run_scheduled() IS
+'Runs the scheduled invalidations of this database that are due (the worker does it for bmfredis.worker_database); returns how many';
+
+CREATE FUNCTION redis_pending_invalidations(OUT kind text, OUT target text, OUT argument text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_pending_invalidations'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_pending_invalidations() IS
+'What this transaction has queued to send to Redis at COMMIT';
+
+REVOKE ALL ON FUNCTION redis_invalidate_pattern(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION redis_flush_namespace() FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Cache rules, cascades, change triggers
+------------------------------------------------------------------------
+
+CREATE SCHEMA bmfredis;
+COMMENT ON SCHEMA bmfredis IS 'bmfredis bookkeeping: cache rules, cascades, scheduled invalidations';
+
+CREATE TABLE bmfredis.cache_rules (
+    entity      text PRIMARY KEY CHECK (entity <> '' AND length(entity) < 128),
+    relation    regclass UNIQUE,
+    id_column   name NOT NULL DEFAULT 'id',
+    keys        text[] NOT NULL DEFAULT '{}',
+    tags        text[] NOT NULL DEFAULT '{}',
+    columns     name[],
+    channel     text
+);
+COMMENT ON TABLE bmfredis.cache_rules IS
+'What to invalidate when a row of an entity changes: key and tag templates such as product:{id}';
+
+CREATE TABLE bmfredis.cache_cascades (
+    entity      text NOT NULL REFERENCES bmfredis.cache_rules ON DELETE CASCADE ON UPDATE CASCADE,
+    target      text NOT NULL REFERENCES bmfredis.cache_rules ON DELETE CASCADE ON UPDATE CASCADE,
+    via_column  name NOT NULL,
+    PRIMARY KEY (entity, target, via_column)
+);
+COMMENT ON TABLE bmfredis.cache_cascades IS
+'When entity changes, the rows of target whose via_column holds its id are invalidated too';
+
+CREATE TABLE bmfredis.scheduled_invalidations (
+    id          bigserial PRIMARY KEY,
+    kind        "char" NOT NULL CHECK (kind IN ('k', 't')),
+    target      text NOT NULL,
+    db          integer NOT NULL,
+    due_at      timestamptz NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON bmfredis.scheduled_invalidations (due_at);
+COMMENT ON TABLE bmfredis.scheduled_invalidations IS
+'Invalidations to run at due_at: k = a key, t = a tag index (full Redis names)';
+
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_cascades', '');
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.scheduled_invalidations', '');
+
+GRANT USAGE ON SCHEMA bmfredis TO PUBLIC;
+GRANT SELECT ON bmfredis.cache_rules, bmfredis.cache_cascades TO PUBLIC;
+
+CREATE FUNCTION redis_rules_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'redis_rules_changed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_rules_changed() IS
+'Trigger on the bmfredis rules tables: makes every backend recompile the rules at COMMIT';
+
+CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.cache_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION redis_rules_changed();
+CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.cache_cascades
+    FOR EACH STATEMENT EXECUTE FUNCTION redis_rules_changed();
+
+CREATE FUNCTION redis_cache_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'redis_cache_trigger'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_trigger() IS
+'Change trigger made by redis_watch(): queues the keys and tags of changed rows for invalidation at COMMIT';
+
+CREATE FUNCTION redis_rule_check(entity text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'redis_rule_check'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_rule_check(text) IS
+'Checks the cache rule of an entity (templates, columns, cascades); returns the columns an UPDATE must change to matter, NULL for all';
+
+CREATE FUNCTION redis_watch(
+    tbl regclass,
+    entity text,
+    keys text[],
+    tags text[] DEFAULT '{}',
+    columns text[] DEFAULT NULL,
+    id_column name DEFAULT 'id',
+    channel text DEFAULT NULL,
+    mode text DEFAULT 'statement')
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    watched text[];
+    update_of text := '';
+    other text;
+    trig name;
+BEGIN
+    IF tbl IS NULL OR entity IS NULL OR keys IS NULL THEN
+        RAISE EXCEPTION 'table, entity and keys must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('statement', 'row') THEN
+        RAISE EXCEPTION 'invalid watch mode "%"', mode USING ERRCODE = '22023',
+            HINT = 'The modes are statement (transition tables, the default) and row.';
+    END IF;
+    SELECT r.entity INTO other FROM bmfredis.cache_rules r
+     WHERE r.relation = redis_watch.tbl AND r.entity <> redis_watch.entity;
+    IF FOUND THEN
+        RAISE EXCEPTION 'table % is already watched as entity "%"', tbl, other
+            USING ERRCODE = '42710', HINT = 'Call redis_unwatch() first, or watch it under that entity.';
+    END IF;
+    INSERT INTO bmfredis.cache_rules AS r (entity, relation, id_column, keys, tags, columns, channel)
+    VALUES (redis_watch.entity, redis_watch.tbl, redis_watch.id_column, redis_watch.keys,
+            coalesce(redis_watch.tags, '{}'), redis_watch.columns, redis_watch.channel)
+    ON CONFLICT ON CONSTRAINT cache_rules_pkey DO UPDATE
+       SET relation = EXCLUDED.relation, id_column = EXCLUDED.id_column, keys = EXCLUDED.keys,
+           tags = EXCLUDED.tags, columns = EXCLUDED.columns, channel = EXCLUDED.channel;
+    watched := @extschema@.redis_rule_check(redis_watch.entity);
+    IF watched IS NOT NULL THEN
+        SELECT ' OF ' || string_agg(quote_ident(c), ', ') INTO update_of FROM unnest(watched) AS c;
+    END IF;
+    FOR trig IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = redis_watch.tbl AND t.tgname LIKE 'bmfredis\_watch%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END LOOP;
+    IF mode = 'row' THEN
+        EXECUTE format('CREATE TRIGGER bmfredis_watch AFTER INSERT OR UPDATE%s OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       update_of, tbl, redis_watch.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_statement AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, redis_watch.entity);
+    ELSE
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_insert AFTER INSERT ON %s '
+                       'REFERENCING NEW TABLE AS bmfredis_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, redis_watch.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_update AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS bmfredis_old NEW TABLE AS bmfredis_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, redis_watch.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_delete AFTER DELETE ON %s '
+                       'REFERENCING OLD TABLE AS bmfredis_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, redis_watch.entity);
+    END IF;
+    EXECUTE format('CREATE TRIGGER bmfredis_watch_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                   tbl, redis_watch.entity);
+END
+$$;
+COMMENT ON FUNCTION redis_watch(regclass, text, text[], text[], text[], name, text, text) IS
+'Watches a table: its changes invalidate the key and tag templates (product:{id}) at COMMIT; with columns, only changes to them count';
+
+CREATE FUNCTION redis_unwatch(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trig name;
+BEGIN
+    FOR trig IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = redis_unwatch.tbl AND t.tgname LIKE 'bmfredis\_watch%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END LOOP;
+    DELETE FROM bmfredis.cache_rules r WHERE r.relation = redis_unwatch.tbl;
+END
+$$;
+COMMENT ON FUNCTION redis_unwatch(regclass) IS
+'Stops watching a table: drops its triggers and its cache rule (and the rule''s cascades)';
+
+CREATE FUNCTION redis_invalidate_entity(entity text, id text, action text DEFAULT 'update')
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_entity'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate_entity(text, text, text) IS
+'Applies an entity''s cache rules and cascades by hand, as invalidateCache.product(id, ''update''); sent at COMMIT';

@@ -25,6 +25,10 @@
 #include "bmfredis.h"
 #include "client.h"
 #include "pool.h"
+#include "retry.h"
+#include "shmem.h"
+#include "worker.h"
+#include "xact.h"
 
 PG_MODULE_MAGIC;
 
@@ -45,6 +49,11 @@ int			bmf_on_error = BMF_ON_ERROR_WARNING;
 
 int			bmf_max_value_size = 512 * 1024 * 1024;
 
+int			bmf_invalidate_at = BMF_INVALIDATE_COMMIT;
+int			bmf_unlink_batch = 500;
+int			bmf_max_pending_keys = 200000;
+int			bmf_flush_timeout = 5000;
+
 int			bmf_ttl_short = 5 * 60;
 int			bmf_ttl_medium = 60 * 60;
 int			bmf_ttl_long = 24 * 60 * 60;
@@ -56,6 +65,13 @@ static const struct config_enum_entry on_error_options[] = {
 	{"warning", BMF_ON_ERROR_WARNING, false},
 	{"ignore", BMF_ON_ERROR_IGNORE, false},
 	{"error", BMF_ON_ERROR_ERROR, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry invalidate_at_options[] = {
+	{"commit", BMF_INVALIDATE_COMMIT, false},
+	{"immediate", BMF_INVALIDATE_IMMEDIATE, false},
+	{"both", BMF_INVALIDATE_BOTH, false},
 	{NULL, 0, false}
 };
 
@@ -203,13 +219,73 @@ define_ttl_gucs(void)
 							NULL, NULL, NULL);
 }
 
+static void
+define_invalidation_gucs(void)
+{
+	DefineCustomEnumVariable("bmfredis.invalidate_at",
+							 "When invalidations are sent: after commit, immediately, or both.",
+							 "both sends at once and again after commit, for readers that race the writer.",
+							 &bmf_invalidate_at, BMF_INVALIDATE_COMMIT, invalidate_at_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.unlink_batch",
+							"Keys per UNLINK command (and tag members per batch) when invalidating.",
+							NULL,
+							&bmf_unlink_batch, 500, 1, 100000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.max_pending_keys",
+							"Keys one transaction queues for invalidation before it switches to their key patterns.",
+							"Bounds the memory of the queue (about 60 bytes a key).",
+							&bmf_max_pending_keys, 200000, 100, INT_MAX / 4,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.flush_timeout",
+							"Longest time a COMMIT spends sending queued invalidations and messages.",
+							"What is not sent by then goes to the retry queue.",
+							&bmf_flush_timeout, 5000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
+static void
+define_worker_gucs(void)
+{
+	DefineCustomIntVariable("bmfredis.retry_queue_size",
+							"Shared memory for invalidations and messages waiting for Redis to come back.",
+							"Needs shared_preload_libraries; when full, the namespace is invalidated whole instead.",
+							&bmf_retry_queue_size, 8 * 1024 * 1024, 64 * 1024, INT_MAX / 2,
+							PGC_POSTMASTER, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("bmfredis.worker_database",
+							   "Database the bmfredis background worker connects to (for scheduled invalidations).",
+							   NULL,
+							   &bmf_worker_database, "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.worker_naptime",
+							"How often the bmfredis background worker looks for work when not woken.",
+							NULL,
+							&bmf_worker_naptime, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
 void
 _PG_init(void)
 {
 	define_endpoint_gucs();
 	define_behaviour_gucs();
+	define_invalidation_gucs();
+	define_worker_gucs();
 	define_ttl_gucs();
 	MarkGUCPrefixReserved("bmfredis");
 
 	RedisPoolInit();
+	RetryInstallHook();
+	if (process_shared_preload_libraries_in_progress)
+	{
+		BmfShmemInit();
+		BmfWorkerRegister();
+	}
 }

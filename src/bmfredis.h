@@ -44,6 +44,12 @@ extern int	bmf_on_error;
 /* limits */
 extern int	bmf_max_value_size; /* bytes */
 
+/* invalidation */
+extern int	bmf_invalidate_at;	/* BmfInvalidateAt */
+extern int	bmf_unlink_batch;
+extern int	bmf_max_pending_keys;
+extern int	bmf_flush_timeout;	/* ms */
+
 /* named TTL classes, seconds */
 extern int	bmf_ttl_short;
 extern int	bmf_ttl_medium;

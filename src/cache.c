@@ -26,7 +26,9 @@
 
 #include "bmfredis.h"
 #include "client.h"
+#include "effects.h"
 #include "sqlutil.h"
+#include "stats.h"
 
 PG_FUNCTION_INFO_V1(redis_cache_set);
 PG_FUNCTION_INFO_V1(redis_cache_set_jsonb);
@@ -44,26 +46,62 @@ PG_FUNCTION_INFO_V1(redis_cache_expire_at);
 PG_FUNCTION_INFO_V1(redis_cache_incr);
 PG_FUNCTION_INFO_V1(redis_ttl);
 
-/* SET <key> <value> [PX ms]; true when stored */
+/*
+ * SET <key> <value> [PX ms]; with tags, the tagged-set script, which also
+ * records the key in each tag's index (see effects.c).  True when stored.
+ */
 static bool
 cache_set(text *key, const char *value, size_t len, FunctionCallInfo fcinfo,
 		  int ttl_argno)
 {
 	RedisArgs	args;
 	RedisReply *reply;
+	int64		ttl = 0;
+	text	  **tags = NULL;
+	int			ntags = 0;
+	int			tags_argno = ttl_argno + 1;
+	int			i;
 
 	BmfCheckValueSize(len);
-	RedisArgsInit(&args, 5);
-	RedisArgsAddStr(&args, "SET");
-	RedisArgsAddKeyText(&args, key);
-	RedisArgsAdd(&args, value, len);
 	if (!PG_ARGISNULL(ttl_argno))
+		ttl = BmfIntervalToMs(PG_GETARG_INTERVAL_P(ttl_argno), "TTL");
+	if (PG_NARGS() > tags_argno && !PG_ARGISNULL(tags_argno))
+		tags = BmfTextArrayElements(PG_GETARG_ARRAYTYPE_P(tags_argno), "tag array", &ntags);
+
+	if (ntags == 0)
 	{
-		RedisArgsAddStr(&args, "PX");
-		RedisArgsAddInt(&args, BmfIntervalToMs(PG_GETARG_INTERVAL_P(ttl_argno), "TTL"));
+		RedisArgsInit(&args, 5);
+		RedisArgsAddStr(&args, "SET");
+		RedisArgsAddKeyText(&args, key);
+		RedisArgsAdd(&args, value, len);
+		if (ttl > 0)
+		{
+			RedisArgsAddStr(&args, "PX");
+			RedisArgsAddInt(&args, ttl);
+		}
+	}
+	else
+	{
+		RedisArgsInit(&args, ntags + 6);
+		RedisArgsScript(&args, &effects_set_tagged_script, ntags + 1);
+		RedisArgsAddKeyText(&args, key);
+		for (i = 0; i < ntags; i++)
+		{
+			StringInfoData tk;
+
+			RedisCheckKey("tag", VARSIZE_ANY_EXHDR(tags[i]));
+			initStringInfo(&tk);
+			EffectsTagKey(&tk, bmf_key_prefix, VARDATA_ANY(tags[i]), VARSIZE_ANY_EXHDR(tags[i]));
+			RedisArgsAdd(&args, tk.data, tk.len);
+		}
+		RedisArgsAdd(&args, value, len);
+		RedisArgsAddInt(&args, ttl);
 	}
 	reply = RedisCommand(REDIS_WRITE, REDIS_IDEMPOTENT, &args, NULL);
-	return reply != NULL && reply->type == RESP_STATUS;
+	if (reply == NULL)
+		return false;
+	BmfStatsCount(STAT_CACHE_SETS, 1);
+	return true;
 }
 
 static text *
@@ -116,7 +154,11 @@ cache_get(FunctionCallInfo fcinfo)
 	RedisArgsAddKeyText(&args, key);
 	reply = RedisCommand(REDIS_READ, REDIS_IDEMPOTENT, &args, NULL);
 	if (reply == NULL || reply->type == RESP_NIL)
+	{
+		BmfStatsCount(STAT_CACHE_MISSES, 1);
 		return NULL;
+	}
+	BmfStatsCount(STAT_CACHE_HITS, 1);
 	return reply;
 }
 

@@ -20,6 +20,7 @@
  */
 #include "postgres.h"
 
+#include "common/cryptohash.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -29,6 +30,8 @@
 #include "client.h"
 
 RedisClientStats redis_client_stats;
+RedisBeforeCallHook redis_before_call_hook = NULL;
+static bool in_before_call_hook = false;
 
 /* ---- argument vectors ---- */
 
@@ -39,6 +42,7 @@ RedisArgsInit(RedisArgs *a, int cap)
 	a->cap = Max(cap, 4);
 	a->argv = palloc(sizeof(char *) * a->cap);
 	a->lens = palloc(sizeof(size_t) * a->cap);
+	a->script = NULL;
 }
 
 void
@@ -117,7 +121,63 @@ RedisArgsAddKeyText(RedisArgs *a, text *key)
 	RedisArgsAddKey(a, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 }
 
+static void
+script_sha(RedisScript *script)
+{
+	pg_cryptohash_ctx *ctx;
+	uint8		digest[20];
+	int			i;
+
+	ctx = pg_cryptohash_create(PG_SHA1);
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) script->source, strlen(script->source)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute the SHA1 of script %s", script->name);
+	pg_cryptohash_free(ctx);
+	for (i = 0; i < 20; i++)
+		snprintf(script->sha + 2 * i, 3, "%02x", digest[i]);
+}
+
+void
+RedisArgsScript(RedisArgs *a, RedisScript *script, int numkeys)
+{
+	Assert(a->argc == 0);
+	if (script->sha[0] == '\0')
+		script_sha(script);
+	RedisArgsAdd(a, "EVALSHA", 7);
+	RedisArgsAdd(a, script->sha, 40);
+	RedisArgsAddInt(a, numkeys);
+	a->script = script;
+}
+
 /* ---- the node ---- */
+
+/*
+ * Nodes are named "host:port" (or "unix:path"), with "/db" appended for
+ * a logical database other than 0: the pool keeps one connection per name,
+ * so a backend and the worker can address several databases of a server.
+ */
+static void
+build_node(RedisNode *node, char *name, int db)
+{
+	int			len;
+
+	node->ep.host = bmf_host;
+	node->ep.port = bmf_port;
+	node->ep.unix_socket = bmf_unix_socket;
+	if (bmf_unix_socket && bmf_unix_socket[0])
+		len = snprintf(name, POOL_NAME_LEN, "unix:%s", bmf_unix_socket);
+	else if (strchr(bmf_host, ':'))
+		len = snprintf(name, POOL_NAME_LEN, "[%s]:%d", bmf_host, bmf_port);
+	else
+		len = snprintf(name, POOL_NAME_LEN, "%s:%d", bmf_host, bmf_port);
+	if (db != 0 && len < POOL_NAME_LEN)
+		snprintf(name + len, POOL_NAME_LEN - len, "/%d", db);
+	node->ep.name = name;
+	node->username = bmf_username;
+	node->password = bmf_password;
+	node->db = db;
+}
 
 const RedisNode *
 RedisDefaultNode(void)
@@ -125,24 +185,24 @@ RedisDefaultNode(void)
 	static RedisNode node;
 	static char name[POOL_NAME_LEN];
 	static uint64 built_for = 0;
+	static int	built_db = -1;
 
-	if (built_for != bmfredis_config_generation)
+	if (built_for != bmfredis_config_generation || built_db != bmf_db)
 	{
-		node.ep.host = bmf_host;
-		node.ep.port = bmf_port;
-		node.ep.unix_socket = bmf_unix_socket;
-		if (bmf_unix_socket && bmf_unix_socket[0])
-			snprintf(name, sizeof(name), "unix:%s", bmf_unix_socket);
-		else if (strchr(bmf_host, ':'))
-			snprintf(name, sizeof(name), "[%s]:%d", bmf_host, bmf_port);
-		else
-			snprintf(name, sizeof(name), "%s:%d", bmf_host, bmf_port);
-		node.ep.name = name;
-		node.username = bmf_username;
-		node.password = bmf_password;
-		node.db = bmf_db;
+		build_node(&node, name, bmf_db);
 		built_for = bmfredis_config_generation;
+		built_db = bmf_db;
 	}
+	return &node;
+}
+
+const RedisNode *
+RedisNodeForDb(int db)
+{
+	static RedisNode node;
+	static char name[POOL_NAME_LEN];
+
+	build_node(&node, name, db);
 	return &node;
 }
 
@@ -153,11 +213,22 @@ RedisBatchInit(RedisBatch *b)
 {
 	initStringInfo(&b->buf);
 	b->n = 0;
+	b->cap = 8;
+	b->offsets = palloc(sizeof(int) * b->cap);
+	b->scripts = palloc(sizeof(RedisScript *) * b->cap);
 }
 
 void
 RedisBatchAdd(RedisBatch *b, const RedisArgs *a)
 {
+	if (b->n == b->cap)
+	{
+		b->cap *= 2;
+		b->offsets = repalloc(b->offsets, sizeof(int) * b->cap);
+		b->scripts = repalloc(b->scripts, sizeof(RedisScript *) * b->cap);
+	}
+	b->offsets[b->n] = b->buf.len;
+	b->scripts[b->n] = a->script;
 	RespFormat(&b->buf, a->argc, a->argv, a->lens);
 	b->n++;
 }
@@ -294,29 +365,135 @@ RedisRaiseReplyError(const RedisReply *reply, const char *command)
 
 /* ---- calls ---- */
 
-RedisReply **
-RedisPipeline(RedisPolicy policy, int flags, const RedisBatch *b,
-			  TimestampTz deadline, RedisError *err)
+static int
+pool_flags(int flags)
 {
-	RedisReply **replies;
-	RedisError	local;
 	int			pflags = 0;
-	int			i;
 
-	if (err == NULL)
-		err = &local;
-	Assert(b->n > 0);
-	replies = palloc(sizeof(RedisReply *) * b->n);
 	if (flags & REDIS_IDEMPOTENT)
 		pflags |= POOL_IDEMPOTENT;
 	if (flags & REDIS_FORCE)
 		pflags |= POOL_FORCE;
+	return pflags;
+}
 
-	redis_client_stats.calls += b->n;
-	if (!RedisPoolExec(RedisDefaultNode(), &b->buf, b->n, pflags, deadline,
-					   CurrentMemoryContext, replies, err))
+static bool
+is_noscript(const RedisReply *r)
+{
+	return r->type == RESP_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/*
+ * Re-run the commands of b whose EVALSHA found no script: load each script
+ * they need, then send the same commands again, in one round trip.  A
+ * NOSCRIPT reply means the script did not run, so re-sending is safe for
+ * any script.  Returns false with err set when Redis fails meanwhile.
+ */
+static bool
+retry_noscript(const RedisNode *node, const RedisBatch *b, RedisReply **replies,
+			   int flags, TimestampTz deadline, RedisError *err)
+{
+	RedisBatch	retry;
+	RedisScript **loaded = palloc0(sizeof(RedisScript *) * b->n);
+	int		   *which = palloc(sizeof(int) * b->n);
+	int			nloaded = 0;
+	int			nretry = 0;
+	int			i;
+	int			j;
+	RedisReply **again;
+
+	RedisBatchInit(&retry);
+	for (i = 0; i < b->n; i++)
 	{
-		RedisReportFailure(policy, flags, err, "pipeline");
+		RedisArgs	load;
+		bool		seen = false;
+
+		if (!b->scripts[i] || !is_noscript(replies[i]))
+			continue;
+		for (j = 0; j < nloaded; j++)
+			seen |= (loaded[j] == b->scripts[i]);
+		if (seen)
+			continue;
+		loaded[nloaded++] = b->scripts[i];
+		RedisArgsInit(&load, 3);
+		RedisArgsAdd(&load, "SCRIPT", 6);
+		RedisArgsAdd(&load, "LOAD", 4);
+		RedisArgsAddStr(&load, b->scripts[i]->source);
+		RedisBatchAdd(&retry, &load);
+	}
+	for (i = 0; i < b->n; i++)
+	{
+		int			end;
+
+		if (!b->scripts[i] || !is_noscript(replies[i]))
+			continue;
+		end = (i + 1 < b->n) ? b->offsets[i + 1] : b->buf.len;
+		retry.offsets[retry.n] = retry.buf.len;	/* raw copy of the command */
+		appendBinaryStringInfo(&retry.buf, b->buf.data + b->offsets[i], end - b->offsets[i]);
+		which[nretry++] = i;
+		retry.n++;
+		if (retry.n == retry.cap)
+		{
+			retry.cap *= 2;
+			retry.offsets = repalloc(retry.offsets, sizeof(int) * retry.cap);
+			retry.scripts = repalloc(retry.scripts, sizeof(RedisScript *) * retry.cap);
+		}
+	}
+	if (nretry == 0)
+		return true;
+
+	again = palloc(sizeof(RedisReply *) * retry.n);
+	if (!RedisPoolExec(node, &retry.buf, retry.n,
+					   pool_flags(flags) | POOL_IDEMPOTENT, deadline,
+					   CurrentMemoryContext, again, err))
+		return false;
+	for (i = 0; i < nretry; i++)
+		replies[which[i]] = again[nloaded + i];
+	return true;
+}
+
+static void
+run_before_call_hook(const RedisNode *node)
+{
+	if (redis_before_call_hook == NULL || in_before_call_hook)
+		return;
+	in_before_call_hook = true;
+	PG_TRY();
+	{
+		redis_before_call_hook(node);
+	}
+	PG_FINALLY();
+	{
+		in_before_call_hook = false;
+	}
+	PG_END_TRY();
+}
+
+/* The shared body of RedisPipeline and RedisCommand. */
+static RedisReply **
+exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
+		   const RedisBatch *b, TimestampTz deadline, RedisError *err,
+		   const char *command)
+{
+	RedisReply **replies;
+	int			i;
+	bool		scripts = false;
+
+	Assert(b->n > 0);
+	run_before_call_hook(node);
+	replies = palloc(sizeof(RedisReply *) * b->n);
+	redis_client_stats.calls += b->n;
+	if (!RedisPoolExec(node, &b->buf, b->n, pool_flags(flags),
+					   deadline, CurrentMemoryContext, replies, err))
+	{
+		RedisReportFailure(policy, flags, err, command);
+		return NULL;
+	}
+	for (i = 0; i < b->n; i++)
+		scripts |= (b->scripts[i] != NULL && is_noscript(replies[i]));
+	if (scripts && !retry_noscript(node, b, replies, flags, deadline, err))
+	{
+		RedisReportFailure(policy, flags, err, command);
 		return NULL;
 	}
 	for (i = 0; i < b->n; i++)
@@ -325,45 +502,49 @@ RedisPipeline(RedisPolicy policy, int flags, const RedisBatch *b,
 	return replies;
 }
 
+RedisReply **
+RedisPipeline(RedisPolicy policy, int flags, const RedisBatch *b,
+			  TimestampTz deadline, RedisError *err)
+{
+	RedisError	local;
+
+	return exec_batch(RedisDefaultNode(), policy, flags, b, deadline,
+					  err ? err : &local, "pipeline");
+}
+
+RedisReply **
+RedisPipelineNode(const RedisNode *node, RedisPolicy policy, int flags,
+				  const RedisBatch *b, TimestampTz deadline, RedisError *err)
+{
+	RedisError	local;
+
+	return exec_batch(node, policy, flags, b, deadline, err ? err : &local,
+					  "pipeline");
+}
+
 RedisReply *
 RedisCommand(RedisPolicy policy, int flags, const RedisArgs *args,
 			 RedisError *err)
 {
 	RedisBatch	b;
 	RedisReply **replies;
-	RedisReply *reply;
 	RedisError	local;
-	int			pflags = 0;
 	char		command[32];
 
-	if (err == NULL)
-		err = &local;
 	RedisBatchInit(&b);
 	RedisBatchAdd(&b, args);
-	replies = palloc(sizeof(RedisReply *));
-	if (flags & REDIS_IDEMPOTENT)
-		pflags |= POOL_IDEMPOTENT;
-	if (flags & REDIS_FORCE)
-		pflags |= POOL_FORCE;
-
-	strlcpy(command, args->argv[0], Min(sizeof(command), args->lens[0] + 1));
-	redis_client_stats.calls++;
-	if (!RedisPoolExec(RedisDefaultNode(), &b.buf, 1, pflags, 0,
-					   CurrentMemoryContext, replies, err))
-	{
-		pfree(b.buf.data);
-		RedisReportFailure(policy, flags, err, command);
-		return NULL;
-	}
+	if (args->script)
+		strlcpy(command, args->script->name, sizeof(command));
+	else
+		strlcpy(command, args->argv[0], Min(sizeof(command), args->lens[0] + 1));
+	replies = exec_batch(RedisDefaultNode(), policy, flags, &b, 0,
+						 err ? err : &local, command);
 	pfree(b.buf.data);
-	reply = replies[0];
-	if (reply->type == RESP_ERROR)
-	{
-		redis_client_stats.error_replies++;
-		if (!(flags & REDIS_ERRORS_OK))
-			RedisRaiseReplyError(reply, command);
-	}
-	return reply;
+	if (replies == NULL)
+		return NULL;
+	if (replies[0]->type == RESP_ERROR && !(flags & REDIS_ERRORS_OK))
+		RedisRaiseReplyError(replies[0], command);
+	return replies[0];
 }
 
 /* ---- reply conversions ---- */

@@ -33,6 +33,20 @@ typedef enum RedisPolicy
 #define REDIS_FORCE			0x02	/* try even while the node is backing off */
 #define REDIS_ERRORS_OK		0x04	/* return error replies instead of raising */
 
+/*
+ * A Lua script run with EVALSHA; the SHA1 is computed from the source on
+ * first use.  When Redis answers NOSCRIPT (after a restart, or on a fresh
+ * node) the client loads the script and re-sends, so callers never see it.
+ */
+typedef struct RedisScript
+{
+	const char *name;			/* for messages */
+	const char *source;
+	char		sha[41];		/* "" until computed */
+} RedisScript;
+
+#define REDIS_SCRIPT(name, source) {name, source, ""}
+
 /* An argument vector, palloc'd in the current memory context. */
 typedef struct RedisArgs
 {
@@ -40,6 +54,7 @@ typedef struct RedisArgs
 	int			cap;
 	const char **argv;
 	size_t	   *lens;
+	RedisScript *script;		/* set by RedisArgsScript */
 } RedisArgs;
 
 extern void RedisArgsInit(RedisArgs *a, int cap);
@@ -48,6 +63,8 @@ extern void RedisArgsAddStr(RedisArgs *a, const char *s);
 extern void RedisArgsAddInt(RedisArgs *a, int64 v);
 extern void RedisArgsAddKey(RedisArgs *a, const char *key, size_t len);
 extern void RedisArgsAddKeyText(RedisArgs *a, text *key);
+/* Start a for "EVALSHA <sha> <numkeys>"; add keys, then arguments. */
+extern void RedisArgsScript(RedisArgs *a, RedisScript *script, int numkeys);
 
 /* The one prefixing function: out gets <bmfredis.key_prefix><key>. */
 extern void RedisKeyPrefixed(StringInfo out, const char *key, size_t len);
@@ -61,6 +78,9 @@ typedef struct RedisBatch
 {
 	StringInfoData buf;
 	int			n;
+	int			cap;
+	int		   *offsets;		/* where each command starts in buf */
+	RedisScript **scripts;		/* the script of each EVALSHA, else NULL */
 } RedisBatch;
 
 extern void RedisBatchInit(RedisBatch *b);
@@ -81,6 +101,10 @@ extern RedisReply *RedisCommand(RedisPolicy policy, int flags,
 extern RedisReply **RedisPipeline(RedisPolicy policy, int flags,
 								  const RedisBatch *b, TimestampTz deadline,
 								  RedisError *err);
+/* The same on a given node (another database of the same server, say) */
+extern RedisReply **RedisPipelineNode(const RedisNode *node, RedisPolicy policy,
+									  int flags, const RedisBatch *b,
+									  TimestampTz deadline, RedisError *err);
 
 /* Report a transport failure at the level the policy gives. */
 extern void RedisReportFailure(RedisPolicy policy, int flags,
@@ -92,6 +116,16 @@ extern int	RedisReplyErrorCode(const char *text);
 
 /* The configured node (bmfredis.host/port/unix_socket, credentials). */
 extern const RedisNode *RedisDefaultNode(void);
+/* The same server and credentials, logical database db. */
+extern const RedisNode *RedisNodeForDb(int db);
+
+/*
+ * Called before every command or pipeline, unless already inside it: the
+ * transaction layer uses it to re-send invalidations that failed earlier,
+ * before this backend reads anything from Redis again.
+ */
+typedef void (*RedisBeforeCallHook) (const RedisNode *node);
+extern RedisBeforeCallHook redis_before_call_hook;
 
 /* Reply conversions; ERROR on bytes that are not valid text */
 extern text *RedisReplyToText(const RedisReply *r);

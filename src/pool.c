@@ -210,21 +210,30 @@ exchange(PoolEntry *e, const StringInfoData *cmds, int ncmds,
  * is looked up once, inside a transaction; a connection first made outside
  * one (after commit) names the database by OID.
  */
-static void
-client_name(char *buf, size_t size)
-{
-	static char *dbname = NULL;
-	char		oidbuf[16];
-	const char *db;
-	char	   *p;
+static char *pool_dbname = NULL;
 
-	if (dbname == NULL && OidIsValid(MyDatabaseId) && IsTransactionState())
+void
+RedisPoolNoteDatabase(void)
+{
+	if (pool_dbname == NULL && OidIsValid(MyDatabaseId) && IsTransactionState())
 	{
 		char	   *n = get_database_name(MyDatabaseId);
 
 		if (n)
-			dbname = MemoryContextStrdup(TopMemoryContext, n);
+			pool_dbname = MemoryContextStrdup(TopMemoryContext, n);
 	}
+}
+
+static void
+client_name(char *buf, size_t size)
+{
+	char		oidbuf[16];
+	const char *db;
+	char	   *p;
+	char	   *dbname;
+
+	RedisPoolNoteDatabase();
+	dbname = pool_dbname;
 	if (dbname)
 		db = dbname;
 	else if (OidIsValid(MyDatabaseId))

@@ -34,6 +34,8 @@ typedef struct RedisNode
 #define POOL_FORCE			0x02	/* try even inside the backoff window */
 
 extern void RedisPoolInit(void);
+/* Learn the database name (for CLIENT SETNAME) while catalogs are usable */
+extern void RedisPoolNoteDatabase(void);
 
 /*
  * Send ncmds commands (RESP in cmds) to node as one pipeline and read

@@ -1,0 +1,52 @@
+-- One measured UPDATE of :rows rows on a fresh table with trigger variant
+-- :variant; prints elapsed milliseconds (UPDATE and COMMIT, one transaction).
+\set QUIET on
+DROP TABLE IF EXISTS bench_products;
+CREATE TABLE bench_products (id int PRIMARY KEY, shop_id int, category_id int, title text, price numeric)
+  WITH (autovacuum_enabled = off);
+INSERT INTO bench_products SELECT i, i % 100, i % 20, 'product ' || i, i FROM generate_series(1, :rows) i;
+\if :{?variant}
+\else
+\set variant none
+\endif
+SELECT :'variant' = 'empty_stmt' AS es, :'variant' = 'empty_row' AS er, :'variant' = 'before' AS bf, :'variant' = 'watch_row' AS wr, :'variant' = 'watch' AS w, :'variant' = 'plpgsql_noop' AS n, :'variant' = 'pg_notify' AS pn, :'variant' = 'memcache' AS mc \gset
+\if :w
+SELECT redis_watch('bench_products', 'bench_product',
+  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+  ARRAY['products', 'shop:{shop_id}']) \gset
+\endif
+\if :wr
+SELECT redis_watch('bench_products', 'bench_product',
+  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+  ARRAY['products', 'shop:{shop_id}'], mode => 'row') \gset
+\endif
+\if :es
+SELECT redis_watch('bench_products', 'bench_product', '{}', '{}', mode => 'statement') \gset
+\endif
+\if :er
+SELECT redis_watch('bench_products', 'bench_product', '{}', '{}', mode => 'row') \gset
+\endif
+\if :bf
+SELECT redis_watch('bench_products', 'bench_product',
+  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+  ARRAY['products', 'shop:{shop_id}'], mode => 'row') \gset
+DROP TRIGGER bmfredis_watch ON bench_products;
+CREATE TRIGGER zz_bmfredis_before BEFORE INSERT OR UPDATE OR DELETE ON bench_products FOR EACH ROW EXECUTE FUNCTION redis_cache_trigger('bench_product');
+\endif
+\if :n
+CREATE TRIGGER t AFTER UPDATE ON bench_products FOR EACH ROW EXECUTE FUNCTION bench_noop();
+\endif
+\if :pn
+CREATE TRIGGER t AFTER UPDATE ON bench_products FOR EACH ROW EXECUTE FUNCTION bench_notify();
+\endif
+\if :mc
+CREATE TRIGGER t AFTER UPDATE ON bench_products FOR EACH ROW EXECUTE FUNCTION bench_memcache();
+\endif
+VACUUM ANALYZE bench_products;
+CHECKPOINT;
+SELECT clock_timestamp() AS t0 \gset
+BEGIN;
+UPDATE bench_products SET price = price + 1;
+COMMIT;
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000, 1) AS ms \gset
+\echo :ms

@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * effects.h
+ *		Side effects on Redis (invalidations, publishes) and the executor
+ *		that sends a list of them in as few pipelined round trips as it can.
+ *
+ * The transaction layer queues effects and sends them after COMMIT; the
+ * retry queue stores the ones that failed; immediate calls send at once.
+ * All of them go through EffectsSend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_EFFECTS_H
+#define BMFREDIS_EFFECTS_H
+
+#include "postgres.h"
+
+#include "client.h"
+
+typedef enum EffectKind
+{
+	EFFECT_KEY = 'k',			/* UNLINK target (a full key) */
+	EFFECT_TAG = 't',			/* remove every key of tag index target */
+	EFFECT_PATTERN = 'p',		/* SCAN MATCH target, UNLINK what matches */
+	EFFECT_TAG_PATTERN = 'q',	/* EFFECT_TAG for every tag index matching */
+	EFFECT_EXPIRE_AT = 'x',		/* PEXPIREAT target arg LT */
+	EFFECT_PUBLISH = 'm'		/* PUBLISH target arg */
+} EffectKind;
+
+typedef struct Effect
+{
+	char		kind;			/* EffectKind */
+	uint32		target_len;
+	uint32		arg_len;
+	const char *target;			/* key, tag index key, pattern or channel */
+	const char *arg;			/* message, or epoch milliseconds */
+} Effect;
+
+/* What EffectsSend did. */
+typedef struct EffectsResult
+{
+	int64		unlinked;		/* keys removed */
+	int64		published;		/* messages sent */
+	int64		receivers;		/* sum of PUBLISH replies */
+	int			failed;			/* effects not confirmed */
+	int			error_replies;	/* effects Redis refused (not retried) */
+	char		first_error[256];	/* the first error reply, for a WARNING */
+} EffectsResult;
+
+/*
+ * Send n effects to node, in order of kind (keys and expiries, tags, tag
+ * patterns, patterns, then publishes in their own order), stopping at the
+ * deadline.  done[i] is set for each effect that Redis confirmed or
+ * refused with an error reply (refusals are not worth retrying).  Returns
+ * false, with err set, if Redis failed before everything was done.  Never
+ * raises for a Redis fault; throws only for out-of-memory and, unless the
+ * caller holds interrupts, for cancel.
+ */
+extern bool EffectsSend(const RedisNode *node, const Effect *effects, int n,
+						TimestampTz deadline, bool *done,
+						EffectsResult *result, RedisError *err);
+
+/* Tag index key of a tag: <prefix>tag:<tag> */
+extern void EffectsTagKey(StringInfo out, const char *prefix, const char *tag,
+						  size_t len);
+
+/* The script redis_cache_set(..., tags) runs: SET plus tag index upkeep. */
+extern RedisScript effects_set_tagged_script;
+
+#endif							/* BMFREDIS_EFFECTS_H */

@@ -1,0 +1,584 @@
+/*-------------------------------------------------------------------------
+ *
+ * retry.c
+ *		The retry queue: nothing committed is silently lost.
+ *
+ * An effect (an invalidation or a publish) that could not be sent after
+ * its transaction committed is kept here and sent when Redis answers
+ * again.  With the library in shared_preload_libraries the queue is a
+ * byte ring in shared memory (bmfredis.retry_queue_size); the background
+ * worker drains it, and so does any backend before its next Redis call,
+ * so a backend never reads from Redis while invalidations it could send
+ * are still waiting.  Without preloading each backend keeps its own
+ * queue and drains it before its next Redis call.
+ *
+ * When the queue is full, what does not fit is not dropped silently: the
+ * namespace it belongs to (logical database and key prefix) is recorded,
+ * and once Redis answers every key under that prefix is invalidated
+ * (SCAN + UNLINK), so no entry written before the outage can be read
+ * again.  Publishes that do not fit are dropped, counted and warned
+ * about: a message cannot be replaced by something coarser.
+ *
+ * Ring layout: entries are MAXALIGNed, each a RingHeader followed by the
+ * target and the argument.  Positions (head, tail) grow forever; the
+ * physical offset is position % ring_size.  An entry never wraps: when it
+ * does not fit before the end, the writer skips to the start, leaving a
+ * header with size 0 if there is room for one.  Only one process drains
+ * at a time (the draining flag); it copies entries out under the lock,
+ * sends them without the lock, and then advances tail past the prefix of
+ * entries that were confirmed, so nothing is lost if sending fails midway
+ * and producers are never blocked by Redis.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+#include "bmfredis.h"
+#include "retry.h"
+#include "shmem.h"
+#include "stats.h"
+
+typedef struct RingHeader
+{
+	uint32		size;			/* whole entry, MAXALIGNed; 0: skip to start */
+	char		kind;
+	int32		db;
+	uint32		target_len;
+	uint32		arg_len;
+} RingHeader;
+
+/* the non-shared queue */
+typedef struct LocalEffect
+{
+	char		kind;
+	int			db;
+	char	   *target;
+	uint32		target_len;
+	char	   *arg;
+	uint32		arg_len;
+} LocalEffect;
+
+static MemoryContext local_cxt = NULL;
+static LocalEffect *local_q = NULL;
+static int	local_n = 0;
+static int	local_cap = 0;
+static BmfNamespace local_ns[BMF_MAX_NAMESPACES];
+static int	local_nns = 0;
+
+static bool i_am_draining = false;
+static bool exit_hook_registered = false;
+
+bool
+RetryIsShared(void)
+{
+	return BmfShared() != NULL;
+}
+
+/* ---- namespaces ---- */
+
+static bool
+ns_add(BmfNamespace *list, int *n, int db, const char *prefix)
+{
+	int			i;
+
+	for (i = 0; i < *n; i++)
+		if (list[i].db == db && strcmp(list[i].prefix, prefix) == 0)
+			return true;
+	if (*n >= BMF_MAX_NAMESPACES || strlen(prefix) >= BMF_PREFIX_MAX)
+		return false;
+	list[*n].db = db;
+	strlcpy(list[*n].prefix, prefix, BMF_PREFIX_MAX);
+	(*n)++;
+	return true;
+}
+
+void
+RetryEnqueueNamespace(int db, const char *prefix)
+{
+	BmfSharedState *sh = BmfShared();
+	bool		ok;
+
+	if (sh)
+	{
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		ok = ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
+		LWLockRelease(sh->lock);
+		if (sh->worker_latch)
+			SetLatch(sh->worker_latch);
+	}
+	else
+		ok = ns_add(local_ns, &local_nns, db, prefix);
+	if (!ok)
+		elog(LOG, "bmfredis: cannot remember namespace \"%s\" (db %d) for invalidation: too many namespaces are waiting",
+			 prefix, db);
+}
+
+/* ---- enqueue ---- */
+
+static void
+enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
+			   int n, int db, const char *prefix)
+{
+	int			i;
+	int			dropped_publishes = 0;
+	bool		overflow = false;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < n; i++)
+	{
+		const Effect *e = &effects[i];
+		uint32		need;
+		uint32		phys;
+		uint32		skip = 0;
+		RingHeader *h;
+
+		if (done[i])
+			continue;
+		need = MAXALIGN(sizeof(RingHeader) + e->target_len + e->arg_len);
+		phys = sh->head % sh->ring_size;
+		if (sh->ring_size - phys < need)
+			skip = sh->ring_size - phys;
+		if (need > sh->ring_size / 4 ||
+			sh->head + skip + need - sh->tail > sh->ring_size)
+		{
+			if (e->kind == EFFECT_PUBLISH)
+				dropped_publishes++;
+			else
+				overflow = true;
+			continue;
+		}
+		if (skip > 0)
+		{
+			if (skip >= sizeof(RingHeader))
+				((RingHeader *) (sh->ring + phys))->size = 0;
+			sh->head += skip;
+			phys = 0;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		h->size = need;
+		h->kind = e->kind;
+		h->db = db;
+		h->target_len = e->target_len;
+		h->arg_len = e->arg_len;
+		memcpy(sh->ring + phys + sizeof(RingHeader), e->target, e->target_len);
+		if (e->arg_len)
+			memcpy(sh->ring + phys + sizeof(RingHeader) + e->target_len, e->arg, e->arg_len);
+		sh->head += need;
+		pg_atomic_fetch_add_u32(&sh->entries, 1);
+	}
+	if (overflow)
+		ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
+	LWLockRelease(sh->lock);
+
+	if (overflow)
+	{
+		BmfStatsCount(STAT_RETRY_DROPPED, 1);
+		ereport(WARNING,
+				(errmsg("the bmfredis retry queue is full"),
+				 errdetail("Every key under prefix \"%s\" will be invalidated once Redis answers.", prefix),
+				 errhint("Raise bmfredis.retry_queue_size.")));
+	}
+	if (dropped_publishes)
+	{
+		BmfStatsCount(STAT_RETRY_DROPPED, dropped_publishes);
+		ereport(WARNING,
+				(errmsg("dropped %d Redis messages: the bmfredis retry queue is full", dropped_publishes),
+				 errhint("Raise bmfredis.retry_queue_size.")));
+	}
+	if (sh->worker_latch)
+		SetLatch(sh->worker_latch);
+}
+
+static void
+enqueue_local(const Effect *effects, const bool *done, int n, int db,
+			  const char *prefix)
+{
+	int			i;
+	int			dropped_publishes = 0;
+	bool		overflow = false;
+
+	if (local_cxt == NULL)
+		local_cxt = AllocSetContextCreate(TopMemoryContext, "bmfredis retry queue",
+										  ALLOCSET_DEFAULT_SIZES);
+	for (i = 0; i < n; i++)
+	{
+		const Effect *e = &effects[i];
+		LocalEffect *l;
+
+		if (done[i])
+			continue;
+		if (local_n >= bmf_max_pending_keys)
+		{
+			if (e->kind == EFFECT_PUBLISH)
+				dropped_publishes++;
+			else
+				overflow = true;
+			continue;
+		}
+		if (local_n == local_cap)
+		{
+			local_cap = Max(local_cap * 2, 64);
+			local_q = local_q ? repalloc(local_q, sizeof(LocalEffect) * local_cap)
+				: MemoryContextAlloc(local_cxt, sizeof(LocalEffect) * local_cap);
+		}
+		l = &local_q[local_n++];
+		l->kind = e->kind;
+		l->db = db;
+		l->target = MemoryContextAlloc(local_cxt, e->target_len + e->arg_len + 1);
+		memcpy(l->target, e->target, e->target_len);
+		l->target_len = e->target_len;
+		l->arg = l->target + e->target_len;
+		if (e->arg_len)
+			memcpy(l->arg, e->arg, e->arg_len);
+		l->arg_len = e->arg_len;
+	}
+	if (overflow)
+	{
+		ns_add(local_ns, &local_nns, db, prefix);
+		BmfStatsCount(STAT_RETRY_DROPPED, 1);
+		ereport(WARNING,
+				(errmsg("too many Redis invalidations are waiting in this session"),
+				 errdetail("Every key under prefix \"%s\" will be invalidated once Redis answers.", prefix)));
+	}
+	if (dropped_publishes)
+	{
+		BmfStatsCount(STAT_RETRY_DROPPED, dropped_publishes);
+		ereport(WARNING,
+				(errmsg("dropped %d Redis messages: too many are waiting in this session", dropped_publishes)));
+	}
+}
+
+void
+RetryEnqueue(const Effect *effects, const bool *done, int n, int db,
+			 const char *prefix)
+{
+	BmfSharedState *sh = BmfShared();
+
+	if (sh)
+		enqueue_shared(sh, effects, done, n, db, prefix);
+	else
+		enqueue_local(effects, done, n, db, prefix);
+}
+
+/* ---- drain ---- */
+
+/*
+ * Send effects[0..n) (each with its db), in groups by db.  done[] tells
+ * which were confirmed.  Returns false if Redis failed.
+ */
+static bool
+send_grouped(const Effect *effects, const int *dbs, int n, bool *done,
+			 TimestampTz deadline)
+{
+	bool	   *handled = palloc0(sizeof(bool) * n);
+	int			i;
+	bool		ok = true;
+
+	for (i = 0; i < n && ok; i++)
+	{
+		int			db = dbs[i];
+		Effect	   *group;
+		int		   *where;
+		bool	   *gdone;
+		int			m = 0;
+		int			j;
+		EffectsResult result;
+		RedisError	err;
+
+		if (handled[i])
+			continue;
+		group = palloc(sizeof(Effect) * n);
+		where = palloc(sizeof(int) * n);
+		for (j = i; j < n; j++)
+			if (!handled[j] && dbs[j] == db)
+			{
+				group[m] = effects[j];
+				where[m++] = j;
+				handled[j] = true;
+			}
+		gdone = palloc(sizeof(bool) * m);
+		ok = EffectsSend(RedisNodeForDb(db), group, m, deadline, gdone, &result, &err);
+		for (j = 0; j < m; j++)
+			done[where[j]] = gdone[j];
+		if (result.error_replies > 0)
+			elog(LOG, "bmfredis: Redis refused %d retried invalidations or messages: %s",
+				 result.error_replies, result.first_error);
+	}
+	return ok;
+}
+
+static bool
+drain_namespace(int db, const char *prefix, TimestampTz deadline)
+{
+	StringInfoData pat;
+	Effect		e;
+	bool		done;
+	EffectsResult result;
+	RedisError	err;
+	const char *p;
+
+	initStringInfo(&pat);
+	for (p = prefix; *p; p++)
+	{
+		if (*p == '*' || *p == '?' || *p == '[' || *p == ']' || *p == '\\')
+			appendStringInfoChar(&pat, '\\');
+		appendStringInfoChar(&pat, *p);
+	}
+	appendStringInfoChar(&pat, '*');
+	e.kind = EFFECT_PATTERN;
+	e.target = pat.data;
+	e.target_len = pat.len;
+	e.arg = NULL;
+	e.arg_len = 0;
+	if (!EffectsSend(RedisNodeForDb(db), &e, 1, deadline, &done, &result, &err))
+		return false;
+	BmfStatsCount(STAT_NAMESPACE_FLUSHES, 1);
+	elog(LOG, "bmfredis: invalidated namespace \"%s\" (db %d) after the retry queue overflowed: %lld keys",
+		 prefix, db, (long long) result.unlinked);
+	return true;
+}
+
+/* Drain the shared ring; the caller owns the draining flag. */
+static void
+drain_shared(BmfSharedState *sh, TimestampTz deadline)
+{
+	for (;;)
+	{
+		int			cap = 1024;
+		Effect	   *effects = palloc(sizeof(Effect) * cap);
+		int		   *dbs = palloc(sizeof(int) * cap);
+		uint64	   *ends = palloc(sizeof(uint64) * cap);
+		bool	   *done;
+		char	   *copy;
+		uint64		pos;
+		uint64		head;
+		int			n = 0;
+		int			k;
+		size_t		bytes = 0;
+		size_t		used = 0;
+
+		/* copy out up to cap entries or 4 MB */
+		LWLockAcquire(sh->lock, LW_SHARED);
+		pos = sh->tail;
+		head = sh->head;
+		copy = palloc(Min(head - pos, (uint64) 4 * 1024 * 1024 + sh->ring_size / 4) + 1);
+		while (pos < head && n < cap && bytes < 4 * 1024 * 1024)
+		{
+			uint32		phys = pos % sh->ring_size;
+			RingHeader *h;
+
+			if (sh->ring_size - phys < sizeof(RingHeader) ||
+				((RingHeader *) (sh->ring + phys))->size == 0)
+			{
+				pos += sh->ring_size - phys;
+				continue;
+			}
+			h = (RingHeader *) (sh->ring + phys);
+			memcpy(copy + used, sh->ring + phys + sizeof(RingHeader),
+				   h->target_len + h->arg_len);
+			effects[n].kind = h->kind;
+			effects[n].target = copy + used;
+			effects[n].target_len = h->target_len;
+			effects[n].arg = copy + used + h->target_len;
+			effects[n].arg_len = h->arg_len;
+			dbs[n] = h->db;
+			used += h->target_len + h->arg_len;
+			bytes += h->size;
+			pos += h->size;
+			ends[n] = pos;
+			n++;
+		}
+		LWLockRelease(sh->lock);
+		if (n == 0)
+			break;
+
+		done = palloc0(sizeof(bool) * n);
+		send_grouped(effects, dbs, n, done, deadline);
+		for (k = 0; k < n && done[k]; k++)
+			;
+		if (k > 0)
+		{
+			LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+			sh->tail = ends[k - 1];
+			pg_atomic_fetch_sub_u32(&sh->entries, k);
+			LWLockRelease(sh->lock);
+			BmfStatsCount(STAT_INVALIDATIONS_RETRIED, k);
+		}
+		if (k < n)
+			return;				/* Redis failed; try again later */
+	}
+
+	/* whole namespaces, after an overflow */
+	for (;;)
+	{
+		BmfNamespace ns;
+
+		LWLockAcquire(sh->lock, LW_SHARED);
+		if (sh->nnamespaces == 0)
+		{
+			LWLockRelease(sh->lock);
+			break;
+		}
+		ns = sh->namespaces[0];
+		LWLockRelease(sh->lock);
+		if (!drain_namespace(ns.db, ns.prefix, deadline))
+			return;
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		if (sh->nnamespaces > 0 && sh->namespaces[0].db == ns.db &&
+			strcmp(sh->namespaces[0].prefix, ns.prefix) == 0)
+		{
+			memmove(&sh->namespaces[0], &sh->namespaces[1],
+					sizeof(BmfNamespace) * (sh->nnamespaces - 1));
+			sh->nnamespaces--;
+		}
+		LWLockRelease(sh->lock);
+	}
+	sh->worker_last_drain = GetCurrentTimestamp();
+}
+
+static void
+drain_local(TimestampTz deadline)
+{
+	Effect	   *effects;
+	int		   *dbs;
+	bool	   *done;
+	int			i;
+	int			kept = 0;
+
+	if (local_n > 0)
+	{
+		effects = palloc(sizeof(Effect) * local_n);
+		dbs = palloc(sizeof(int) * local_n);
+		done = palloc0(sizeof(bool) * local_n);
+		for (i = 0; i < local_n; i++)
+		{
+			effects[i].kind = local_q[i].kind;
+			effects[i].target = local_q[i].target;
+			effects[i].target_len = local_q[i].target_len;
+			effects[i].arg = local_q[i].arg;
+			effects[i].arg_len = local_q[i].arg_len;
+			dbs[i] = local_q[i].db;
+		}
+		send_grouped(effects, dbs, local_n, done, deadline);
+		for (i = 0; i < local_n; i++)
+		{
+			if (done[i])
+				pfree(local_q[i].target);
+			else
+				local_q[kept++] = local_q[i];
+		}
+		BmfStatsCount(STAT_INVALIDATIONS_RETRIED, local_n - kept);
+		local_n = kept;
+		if (kept > 0)
+			return;
+	}
+	while (local_nns > 0)
+	{
+		if (!drain_namespace(local_ns[0].db, local_ns[0].prefix, deadline))
+			return;
+		memmove(&local_ns[0], &local_ns[1], sizeof(BmfNamespace) * (local_nns - 1));
+		local_nns--;
+	}
+}
+
+static void
+draining_exit(int code, Datum arg)
+{
+	BmfSharedState *sh = BmfShared();
+
+	(void) code;
+	(void) arg;
+	if (i_am_draining && sh)
+		pg_atomic_clear_flag(&sh->draining);
+	i_am_draining = false;
+}
+
+void
+RetryDrainBefore(const RedisNode *node, TimestampTz deadline)
+{
+	BmfSharedState *sh = BmfShared();
+	MemoryContext cxt;
+	MemoryContext old;
+
+	(void) node;
+	if (!RetryIsBacklogged())
+		return;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis retry drain",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	if (sh)
+	{
+		if (!exit_hook_registered)
+		{
+			before_shmem_exit(draining_exit, (Datum) 0);
+			exit_hook_registered = true;
+		}
+		if (pg_atomic_test_set_flag(&sh->draining))
+		{
+			i_am_draining = true;
+			PG_TRY();
+			{
+				drain_shared(sh, deadline);
+			}
+			PG_CATCH();
+			{
+				pg_atomic_clear_flag(&sh->draining);
+				i_am_draining = false;
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+			pg_atomic_clear_flag(&sh->draining);
+			i_am_draining = false;
+		}
+	}
+	else
+		drain_local(deadline);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+bool
+RetryIsBacklogged(void)
+{
+	BmfSharedState *sh = BmfShared();
+
+	if (sh)
+		return pg_atomic_read_u32(&sh->entries) > 0 || sh->nnamespaces > 0;
+	return local_n > 0 || local_nns > 0;
+}
+
+void
+RetryPending(int64 *entries, int *namespaces)
+{
+	BmfSharedState *sh = BmfShared();
+
+	if (sh)
+	{
+		*entries = pg_atomic_read_u32(&sh->entries);
+		*namespaces = sh->nnamespaces;
+	}
+	else
+	{
+		*entries = local_n;
+		*namespaces = local_nns;
+	}
+}
+
+static void
+before_call(const RedisNode *node)
+{
+	if (!RetryIsBacklogged() || RedisPoolNodeIsDown(node->ep.name, NULL))
+		return;
+	RetryDrainBefore(node, TransportDeadline(bmf_command_timeout));
+}
+
+void
+RetryInstallHook(void)
+{
+	redis_before_call_hook = before_call;
+}

@@ -1,0 +1,40 @@
+/*-------------------------------------------------------------------------
+ *
+ * retry.h
+ *		Effects that could not be sent after commit, kept until Redis
+ *		answers again: in a shared ring drained by the background worker
+ *		(and by any backend before it talks to Redis) when the library is
+ *		preloaded, or in the backend itself otherwise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_RETRY_H
+#define BMFREDIS_RETRY_H
+
+#include "postgres.h"
+
+#include "effects.h"
+
+/*
+ * Keep the effects not marked done, for logical database db under key
+ * prefix prefix.  When the queue is full, the namespace (every key under
+ * the prefix) is remembered instead, to be invalidated whole.  Does not
+ * throw except for out-of-memory in the non-shared queue.
+ */
+extern void RetryEnqueue(const Effect *effects, const bool *done, int n,
+						 int db, const char *prefix);
+/* Remember a namespace to invalidate whole; never allocates or throws. */
+extern void RetryEnqueueNamespace(int db, const char *prefix);
+
+/* Send what is queued, until the deadline; quiet about Redis faults. */
+extern void RetryDrainBefore(const RedisNode *node, TimestampTz deadline);
+
+extern bool RetryIsBacklogged(void);
+extern bool RetryIsShared(void);
+/* entries and namespaces waiting */
+extern void RetryPending(int64 *entries, int *namespaces);
+
+/* the client hook: drain before this backend uses Redis again */
+extern void RetryInstallHook(void);
+
+#endif							/* BMFREDIS_RETRY_H */

@@ -1,0 +1,47 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.h
+ *		Counters of what bmfredis did: in shared memory, across all
+ *		backends, when the library is preloaded; per backend otherwise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_STATS_H
+#define BMFREDIS_STATS_H
+
+#include "postgres.h"
+
+typedef enum BmfStat
+{
+	STAT_CACHE_HITS,
+	STAT_CACHE_MISSES,
+	STAT_CACHE_SETS,
+	STAT_INVALIDATIONS_QUEUED,
+	STAT_INVALIDATIONS_SENT,
+	STAT_INVALIDATIONS_FAILED,
+	STAT_INVALIDATIONS_RETRIED,
+	STAT_RETRY_DROPPED,
+	STAT_NAMESPACE_FLUSHES,
+	STAT_QUEUE_COLLAPSES,
+	STAT_PUBLISHES,
+	STAT_LOCKS_ACQUIRED,
+	STAT_LOCK_WAITS,
+	STAT_LOCK_TIMEOUTS,
+	STAT_ERRORS_CONNECT,
+	STAT_ERRORS_TIMEOUT,
+	STAT_ERRORS_IO,
+	STAT_ERRORS_PROTOCOL,
+	STAT_ERRORS_REPLY,
+	STAT_ERRORS_DOWN,
+	STAT_RECONNECTS,
+	STAT_COUNT
+} BmfStat;
+
+extern const char *const bmf_stat_names[STAT_COUNT];
+
+extern void BmfStatsCount(BmfStat stat, int64 n);
+extern int64 BmfStatsGet(BmfStat stat);
+extern void BmfStatsReset(void);
+extern bool BmfStatsShared(void);
+
+#endif							/* BMFREDIS_STATS_H */

@@ -1,0 +1,1328 @@
+/*-------------------------------------------------------------------------
+ *
+ * trigger.c
+ *		Cache rules per entity, the generic change trigger
+ *		redis_cache_trigger(), cascades, and redis_invalidate_entity().
+ *
+ * A rule (a row of bmfredis.cache_rules) says, for an entity such as
+ * "product" stored in a table, which keys and tags to invalidate when a
+ * row changes (templates over the row's columns), which columns matter,
+ * and (bmfredis.cache_cascades) which other entities' rows follow: a shop
+ * change invalidates its products through products.shop_id.
+ *
+ * Rules are compiled once per backend (templates parsed, columns resolved
+ * to attribute numbers, output functions looked up) and kept until a
+ * relcache invalidation touches the rules tables or a watched table.
+ * Changing the rules tables fires redis_rules_changed(), which sends
+ * exactly such an invalidation at commit, so every backend recompiles.
+ *
+ * The row trigger is cheap by design: it renders each template into a
+ * reused buffer and hands the key to the transaction queue (xact.c),
+ * which de-duplicates it; nothing is sent before COMMIT.  An UPDATE that
+ * changes none of the watched columns queues nothing; one that changes a
+ * template column queues the keys of both the old and the new row (a
+ * product moving from shop 1 to shop 2 invalidates both shops' lists).
+ * Cascades need SQL, so the row trigger only notes the ids, and the
+ * statement-level trigger resolves them with one query per cascade.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "lib/stringinfo.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "common/hashfn.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/tuplestore.h"
+#include "executor/tuptable.h"
+
+#include "bmfredis.h"
+#include "client.h"
+#include "effects.h"
+#include "invalidate.h"
+#include "template.h"
+#include "xact.h"
+
+PG_FUNCTION_INFO_V1(redis_cache_trigger);
+PG_FUNCTION_INFO_V1(redis_rules_changed);
+PG_FUNCTION_INFO_V1(redis_rule_check);
+PG_FUNCTION_INFO_V1(redis_invalidate_entity);
+
+#define RULE_NAME_LEN	128
+#define ID_ATTNUM		(-1000)	/* template column that is the id argument */
+#define MAX_CASCADE_DEPTH 8
+
+typedef struct ColOut
+{
+	bool		ready;
+	Oid			typid;
+	int16		typlen;
+	bool		typbyval;
+	FmgrInfo	out;
+} ColOut;
+
+typedef struct Cascade
+{
+	char	   *target;
+	char	   *via;
+} Cascade;
+
+typedef struct Rule
+{
+	char		entity[RULE_NAME_LEN];	/* hash key */
+	Oid			relid;
+	char	   *relname;		/* quoted, qualified */
+	char	   *id_column;
+	AttrNumber	id_attnum;
+	Template  **keys;
+	int			nkeys;
+	Template  **tags;
+	int			ntags;
+	AttrNumber *watch;			/* NULL: every column */
+	int			nwatch;
+	AttrNumber *tcols;			/* columns the templates use */
+	int			ntcols;
+	Cascade    *cascades;
+	int			ncascades;
+	char	   *channel;
+	int			natts;
+	ColOut	   *cols;			/* [natts] */
+	/* full coarse patterns, for the prefix they were built under */
+	char	   *prefix;
+	char	  **key_coarse;
+	char	  **tag_coarse;
+	/* what this transaction already queued, per template (see seen_check) */
+	struct SeenCache *seen;		/* [nkeys + ntags] */
+} Rule;
+
+/*
+ * A small direct-mapped memory of values a template was rendered for,
+ * valid for one queue generation: a template over one by-value column
+ * (shop:{shop_id}) sees the same few values again and again in a bulk
+ * UPDATE, and need not render and hash them each time.  Templates with no
+ * column are queued once per generation.  Anything else is not cached.
+ */
+#define SEEN_SLOTS 64
+typedef struct SeenCache
+{
+	uint64		generation;
+	bool		cacheable;
+	bool		constant;
+	AttrNumber	attnum;
+	bool		used[SEEN_SLOTS];
+	Datum		values[SEEN_SLOTS];
+	char	   *prefix;			/* the prefix the entries were queued under */
+} SeenCache;
+
+static HTAB *rules = NULL;
+static MemoryContext rules_cxt = NULL;
+static bool rules_stale = false;
+static Oid	rules_relid = InvalidOid;
+static Oid	cascades_relid = InvalidOid;
+static bool callback_registered = false;
+
+/* ids noted by row triggers for cascades, per transaction */
+typedef struct PendingId
+{
+	char	   *entity;
+	char	   *id;
+} PendingId;
+static List *pending_ids = NIL;
+static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
+
+/* ---- the rules cache ---- */
+
+/*
+ * Invalidation only marks the cache stale: a relcache callback can run in
+ * the middle of a compile or while a caller up the stack still uses a
+ * Rule (any lock acquisition processes invalidations).  The next rule_get
+ * retires the whole context under TopTransactionContext, so every Rule
+ * handed out stays valid until the end of the transaction.
+ */
+static void
+flush_rules(void)
+{
+	rules_stale = true;
+}
+
+static void
+retire_stale_rules(void)
+{
+	if (!rules_stale)
+		return;
+	if (rules_cxt)
+	{
+		if (IsTransactionState())
+			MemoryContextSetParent(rules_cxt, TopTransactionContext);
+		else
+			MemoryContextDelete(rules_cxt);
+	}
+	rules_cxt = NULL;
+	rules = NULL;
+	rules_stale = false;
+}
+
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	Rule	   *r;
+
+	(void) arg;
+	if (rules == NULL || rules_stale)
+		return;
+	if (relid == InvalidOid || relid == rules_relid || relid == cascades_relid)
+	{
+		flush_rules();
+		return;
+	}
+	hash_seq_init(&seq, rules);
+	while ((r = hash_seq_search(&seq)) != NULL)
+	{
+		if (r->relid == relid)
+		{
+			hash_seq_term(&seq);
+			flush_rules();
+			return;
+		}
+	}
+}
+
+static void
+ensure_cache(void)
+{
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	retire_stale_rules();
+	if (rules_cxt == NULL)
+		rules_cxt = AllocSetContextCreate(CacheMemoryContext, "bmfredis rules",
+										  ALLOCSET_DEFAULT_SIZES);
+	if (rules == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = RULE_NAME_LEN;
+		ctl.entrysize = sizeof(Rule);
+		ctl.hcxt = rules_cxt;
+		rules = hash_create("bmfredis rules", 16, &ctl,
+							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	if (!OidIsValid(rules_relid))
+	{
+		Oid			nsp = get_namespace_oid("bmfredis", true);
+
+		if (OidIsValid(nsp))
+		{
+			rules_relid = get_relname_relid("cache_rules", nsp);
+			cascades_relid = get_relname_relid("cache_cascades", nsp);
+		}
+	}
+}
+
+static AttrNumber
+find_column(TupleDesc desc, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	return InvalidAttrNumber;
+}
+
+static void
+add_attnum(AttrNumber **list, int *n, AttrNumber a)
+{
+	int			i;
+
+	for (i = 0; i < *n; i++)
+		if ((*list)[i] == a)
+			return;
+	*list = *list ? repalloc(*list, sizeof(AttrNumber) * (*n + 1)) : palloc(sizeof(AttrNumber));
+	(*list)[(*n)++] = a;
+}
+
+/* Parse and resolve the templates of one array column of the rule. */
+static Template **
+compile_templates(Rule *r, Datum arr, bool isnull, TupleDesc desc,
+				  const char *what, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	Template  **out;
+	int			i;
+	int			j;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, n);
+	out = palloc(sizeof(Template *) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+	{
+		char	   *src;
+		char	   *error;
+		Template   *t;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s templates of entity \"%s\" must not contain nulls", what, r->entity)));
+		src = TextDatumGetCString(elems[i]);
+		t = TemplateParse(src, &error);
+		if (t == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid %s template \"%s\" for entity \"%s\": %s", what, src, r->entity, error),
+					 errhint("Templates name columns in braces, as in \"product:{id}\".")));
+		for (j = 0; j < t->nparts; j++)
+		{
+			TemplatePart *p = &t->parts[j];
+
+			if (!p->is_column)
+				continue;
+			if (desc == NULL)
+			{
+				if (strcmp(p->text, r->id_column) != 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_UNDEFINED_COLUMN),
+							 errmsg("%s template \"%s\" of entity \"%s\" names column \"%s\", but the entity has no table",
+									what, src, r->entity, p->text),
+							 errhint("Without a table a template can only use the id column, {%s}.", r->id_column)));
+				p->attnum = ID_ATTNUM;
+				continue;
+			}
+			p->attnum = find_column(desc, p->text);
+			if (p->attnum == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("column \"%s\" of relation %s does not exist", p->text, r->relname),
+						 errdetail("The %s template \"%s\" of entity \"%s\" names it.", what, src, r->entity),
+						 errhint("Templates name columns exactly as they are spelled in the table, as in \"product:{id}\".")));
+			add_attnum(&r->tcols, &r->ntcols, p->attnum);
+		}
+		out[i] = t;
+	}
+	return out;
+}
+
+/* Look up how to print column attnum (its output function, fast paths). */
+static void
+prepare_column(Rule *r, TupleDesc desc, AttrNumber attnum)
+{
+	ColOut	   *c = &r->cols[attnum - 1];
+	Oid			func;
+	bool		varlena;
+
+	if (c->ready)
+		return;
+	c->typid = TupleDescAttr(desc, attnum - 1)->atttypid;
+	get_typlenbyval(c->typid, &c->typlen, &c->typbyval);
+	getTypeOutputInfo(c->typid, &func, &varlena);
+	fmgr_info_cxt(func, &c->out, rules_cxt);
+	c->ready = true;
+}
+
+static void
+compile_rule(Rule *r)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	HeapTuple	tup;
+	TupleDesc	desc;
+	TupleDesc	reldesc = NULL;
+	Relation	rel = NULL;
+	bool		isnull;
+	Datum		d;
+	int			rc;
+	uint64		i;
+
+	args[0] = CStringGetTextDatum(r->entity);
+	SPI_connect();
+	rc = SPI_execute_with_args("SELECT relation::oid, id_column::text, keys, tags, columns::text[], channel "
+							   "FROM bmfredis.cache_rules WHERE entity = $1",
+							   1, argtypes, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read bmfredis.cache_rules: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no cache rule for entity \"%s\"", r->entity),
+				 errhint("Create one with redis_watch(), or insert it into bmfredis.cache_rules.")));
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	{
+		MemoryContext old = MemoryContextSwitchTo(rules_cxt);
+
+		d = SPI_getbinval(tup, desc, 1, &isnull);
+		r->relid = isnull ? InvalidOid : DatumGetObjectId(d);
+		r->id_column = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		if (OidIsValid(r->relid))
+		{
+			rel = try_relation_open(r->relid, AccessShareLock);
+			if (rel == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("the table of entity \"%s\" no longer exists", r->entity),
+						 errhint("Drop the rule with redis_unwatch() or DELETE FROM bmfredis.cache_rules.")));
+			reldesc = RelationGetDescr(rel);
+			r->relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													RelationGetRelationName(rel));
+			r->natts = reldesc->natts;
+			r->cols = palloc0(sizeof(ColOut) * r->natts);
+			r->id_attnum = find_column(reldesc, r->id_column);
+			if (r->id_attnum == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("column \"%s\" of relation %s does not exist", r->id_column, r->relname),
+						 errdetail("It is the id column of entity \"%s\".", r->entity)));
+		}
+		else
+			r->relname = pstrdup("(none)");
+
+		r->keys = compile_templates(r, SPI_getbinval(tup, desc, 3, &isnull), isnull,
+									reldesc, "key", &r->nkeys);
+		d = SPI_getbinval(tup, desc, 4, &isnull);
+		r->tags = compile_templates(r, d, isnull, reldesc, "tag", &r->ntags);
+
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		r->watch = NULL;
+		r->nwatch = 0;
+		if (!isnull && reldesc)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n;
+			int			j;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, &nulls, &n);
+			for (j = 0; j < n; j++)
+			{
+				char	   *name = TextDatumGetCString(elems[j]);
+				AttrNumber	a = find_column(reldesc, name);
+
+				if (a == InvalidAttrNumber)
+					ereport(ERROR,
+							(errcode(ERRCODE_UNDEFINED_COLUMN),
+							 errmsg("column \"%s\" of relation %s does not exist", name, r->relname),
+							 errdetail("It is a watched column of entity \"%s\".", r->entity)));
+				add_attnum(&r->watch, &r->nwatch, a);
+			}
+			/* the template columns always count: moving a row moves its keys */
+			for (j = 0; j < r->ntcols; j++)
+				add_attnum(&r->watch, &r->nwatch, r->tcols[j]);
+		}
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		r->channel = isnull ? NULL : TextDatumGetCString(d);
+		if (reldesc)
+		{
+			int			j;
+
+			prepare_column(r, reldesc, r->id_attnum);
+			for (j = 0; j < r->ntcols; j++)
+				prepare_column(r, reldesc, r->tcols[j]);
+		}
+		MemoryContextSwitchTo(old);
+	}
+
+	rc = SPI_execute_with_args("SELECT target, via_column::text FROM bmfredis.cache_cascades "
+							   "WHERE entity = $1 ORDER BY target, via_column",
+							   1, argtypes, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read bmfredis.cache_cascades: %s", SPI_result_code_string(rc));
+	r->ncascades = (int) SPI_processed;
+	r->cascades = MemoryContextAlloc(rules_cxt, sizeof(Cascade) * Max(r->ncascades, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		r->cascades[i].target = MemoryContextStrdup(rules_cxt,
+													SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		r->cascades[i].via = MemoryContextStrdup(rules_cxt,
+												 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+	}
+	SPI_finish();
+	if (rel)
+		relation_close(rel, NoLock);
+}
+
+/* Compile entity's rule into a new cache entry; key is the hash key. */
+static Rule *
+compile_entry(const char *key)
+{
+	Rule	   *volatile r;
+	bool		found;
+
+	r = hash_search(rules, key, HASH_ENTER, &found);
+	memset(((char *) r) + RULE_NAME_LEN, 0, sizeof(Rule) - RULE_NAME_LEN);
+	PG_TRY();
+	{
+		compile_rule(r);
+	}
+	PG_CATCH();
+	{
+		/* nothing was freed meanwhile (see flush_rules), so r is valid */
+		hash_search(rules, key, HASH_REMOVE, NULL);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return r;
+}
+
+/* The compiled rule of entity; ERROR if there is none or it is invalid. */
+static Rule *
+rule_get(const char *entity)
+{
+	Rule	   *r = NULL;
+	bool		found;
+	char		key[RULE_NAME_LEN];
+	int			attempt;
+
+	if (strlen(entity) >= RULE_NAME_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("entity name \"%s\" is too long", entity)));
+	memset(key, 0, sizeof(key));
+	strlcpy(key, entity, sizeof(key));
+
+	/*
+	 * Compiling reads the rules tables, which may process an invalidation
+	 * that makes the compile stale; try again a few times, then use it.
+	 */
+	for (attempt = 0; attempt < 3; attempt++)
+	{
+		ensure_cache();
+		r = hash_search(rules, key, HASH_FIND, &found);
+		if (found)
+			return r;
+		r = compile_entry(key);
+		if (!rules_stale)
+			break;
+	}
+	return r;
+}
+
+/* ---- rendering ---- */
+
+static void
+append_value(Rule *r, AttrNumber attnum, Datum value, StringInfo out)
+{
+	ColOut	   *c = &r->cols[attnum - 1];
+	char		buf[24];
+
+	Assert(c->ready);
+	switch (c->typid)
+	{
+		case INT2OID:
+			appendBinaryStringInfo(out, buf, pg_itoa(DatumGetInt16(value), buf));
+			break;
+		case INT4OID:
+			appendBinaryStringInfo(out, buf, pg_ltoa(DatumGetInt32(value), buf));
+			break;
+		case INT8OID:
+			appendBinaryStringInfo(out, buf, pg_lltoa(DatumGetInt64(value), buf));
+			break;
+		case TEXTOID:
+		case VARCHAROID:
+			{
+				text	   *t = DatumGetTextPP(value);
+
+				appendBinaryStringInfo(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+				break;
+			}
+		default:
+			appendStringInfoString(out, OutputFunctionCall(&c->out, value));
+			break;
+	}
+}
+
+/*
+ * A row as seen by a template: a slot, with map[attnum - 1] giving the
+ * position in the slot of the relation's column attnum (NULL: the same),
+ * or only an id (slot NULL).
+ */
+typedef struct RowView
+{
+	TupleTableSlot *slot;
+	const AttrNumber *map;
+	const char *id;
+} RowView;
+
+static bool
+get_col(const RowView *row, AttrNumber attnum, Datum *value)
+{
+	bool		isnull;
+	AttrNumber	pos = row->map ? row->map[attnum - 1] : attnum;
+
+	if (pos == InvalidAttrNumber)
+		return false;
+	*value = slot_getattr(row->slot, pos, &isnull);
+	return !isnull;
+}
+
+/* Render t for row into out; false when a column is NULL (no key). */
+static bool
+render(Rule *r, const Template *t, const RowView *row, StringInfo out)
+{
+	int			i;
+
+	for (i = 0; i < t->nparts; i++)
+	{
+		const TemplatePart *p = &t->parts[i];
+		Datum		v;
+
+		if (!p->is_column)
+			appendBinaryStringInfo(out, p->text, p->len);
+		else if (p->attnum == ID_ATTNUM || row->slot == NULL)
+		{
+			if (row->id == NULL || (p->attnum != ID_ATTNUM && p->attnum != r->id_attnum))
+				return false;
+			appendStringInfoString(out, row->id);
+		}
+		else if (!get_col(row, p->attnum, &v))
+			return false;
+		else
+			append_value(r, p->attnum, v, out);
+	}
+	return true;
+}
+
+static void
+ensure_coarse(Rule *r)
+{
+	MemoryContext old;
+	int			i;
+
+	if (r->prefix && strcmp(r->prefix, bmf_key_prefix) == 0)
+		return;
+	old = MemoryContextSwitchTo(rules_cxt);
+	r->prefix = pstrdup(bmf_key_prefix);
+	r->key_coarse = palloc(sizeof(char *) * Max(r->nkeys, 1));
+	for (i = 0; i < r->nkeys; i++)
+	{
+		StringInfoData s;
+
+		initStringInfo(&s);
+		RedisPatternPrefixed(&s, r->keys[i]->coarse, strlen(r->keys[i]->coarse));
+		r->key_coarse[i] = s.data;
+	}
+	r->tag_coarse = palloc(sizeof(char *) * Max(r->ntags, 1));
+	for (i = 0; i < r->ntags; i++)
+	{
+		StringInfoData s;
+
+		initStringInfo(&s);
+		RedisPatternPrefixed(&s, "tag:", 4);
+		appendStringInfoString(&s, r->tags[i]->coarse);
+		r->tag_coarse[i] = s.data;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static void
+ensure_seen(Rule *r)
+{
+	int			i;
+
+	if (r->seen)
+		return;
+	r->seen = MemoryContextAllocZero(rules_cxt, sizeof(SeenCache) * Max(r->nkeys + r->ntags, 1));
+	for (i = 0; i < r->nkeys + r->ntags; i++)
+	{
+		Template   *t = i < r->nkeys ? r->keys[i] : r->tags[i - r->nkeys];
+		SeenCache  *c = &r->seen[i];
+		int			j;
+
+		c->constant = (t->ncolumns == 0);
+		if (t->ncolumns == 1)
+			for (j = 0; j < t->nparts; j++)
+				if (t->parts[j].is_column && t->parts[j].attnum > 0 &&
+					r->cols[t->parts[j].attnum - 1].typbyval)
+				{
+					c->cacheable = true;
+					c->attnum = t->parts[j].attnum;
+				}
+	}
+}
+
+/*
+ * Has template i already been queued for this row's value in this queue
+ * generation?  If not, remember that it is about to be.
+ */
+static bool
+seen_check(Rule *r, int i, const RowView *row)
+{
+	SeenCache  *c = &r->seen[i];
+	uint64		gen = XactQueueGeneration();
+	Datum		v;
+	uint32		slot;
+
+	if (!c->constant && !c->cacheable)
+		return false;
+	if (c->generation != gen || gen == 0 || c->prefix != r->prefix)
+	{
+		memset(c->used, 0, sizeof(c->used));
+		c->generation = gen;
+		c->prefix = r->prefix;
+	}
+	if (c->constant)
+	{
+		if (c->used[0])
+			return true;
+		c->used[0] = true;
+		return false;
+	}
+	if (row->slot == NULL || !get_col(row, c->attnum, &v))
+		return false;
+	slot = murmurhash32((uint32) v ^ (uint32) ((uint64) v >> 32)) & (SEEN_SLOTS - 1);
+	if (c->used[slot] && c->values[slot] == v)
+		return true;
+	c->used[slot] = true;
+	c->values[slot] = v;
+	return false;
+}
+
+/*
+ * Invalidate what row stands for: its keys and tags, queued and/or sent
+ * now.  Templates a row cannot render (a NULL column; an id-only row and
+ * a template over other columns) are covered by their coarse pattern when
+ * coarse_missing, else skipped.
+ */
+static void
+emit(Rule *r, const RowView *row, bool coarse_missing)
+{
+	static StringInfoData buf;
+	static bool buf_ready = false;
+	bool		send_now;
+	bool		queue;
+	Effect	   *effects = NULL;
+	int			neffects = 0;
+	int			i;
+
+	if (!buf_ready)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&buf);
+		MemoryContextSwitchTo(old);
+		buf_ready = true;
+	}
+	XactDecide(NULL, &send_now, &queue);
+	ensure_coarse(r);
+	ensure_seen(r);
+	if (send_now)
+		effects = palloc(sizeof(Effect) * (r->nkeys + r->ntags + 1));
+
+	for (i = 0; i < r->nkeys; i++)
+	{
+		/* the queue is sure to hold it already: skip render and hash */
+		if (!send_now && !coarse_missing && seen_check(r, i, row))
+			continue;
+		resetStringInfo(&buf);
+		appendStringInfoString(&buf, bmf_key_prefix);
+		if (render(r, r->keys[i], row, &buf))
+		{
+			if (queue)
+				XactQueueKey(buf.data, buf.len, r->key_coarse[i], strlen(r->key_coarse[i]));
+			if (send_now)
+			{
+				effects[neffects].kind = EFFECT_KEY;
+				effects[neffects].target = pstrdup(buf.data);
+				effects[neffects].target_len = buf.len;
+				effects[neffects].arg = NULL;
+				effects[neffects++].arg_len = 0;
+			}
+		}
+		else if (coarse_missing)
+			XactQueuePattern(r->key_coarse[i], strlen(r->key_coarse[i]));
+	}
+	for (i = 0; i < r->ntags; i++)
+	{
+		if (!send_now && !coarse_missing && seen_check(r, r->nkeys + i, row))
+			continue;
+		resetStringInfo(&buf);
+		appendStringInfoString(&buf, bmf_key_prefix);
+		appendStringInfoString(&buf, "tag:");
+		if (render(r, r->tags[i], row, &buf))
+		{
+			if (queue)
+				XactQueueTag(buf.data, buf.len);
+			if (send_now)
+			{
+				effects[neffects].kind = EFFECT_TAG;
+				effects[neffects].target = pstrdup(buf.data);
+				effects[neffects].target_len = buf.len;
+				effects[neffects].arg = NULL;
+				effects[neffects++].arg_len = 0;
+			}
+		}
+		else if (coarse_missing)
+			XactQueueTagPattern(r->tag_coarse[i], strlen(r->tag_coarse[i]));
+	}
+	if (send_now && neffects > 0)
+		InvalidateNow(effects, neffects);
+}
+
+/* Every key and tag the entity could have: for TRUNCATE. */
+static void
+emit_all(Rule *r, List **visited)
+{
+	ListCell   *lc;
+	int			i;
+
+	foreach(lc, *visited)
+		if (strcmp((char *) lfirst(lc), r->entity) == 0)
+			return;
+	*visited = lappend(*visited, r->entity);
+	ensure_coarse(r);
+	for (i = 0; i < r->nkeys; i++)
+		XactQueuePattern(r->key_coarse[i], strlen(r->key_coarse[i]));
+	for (i = 0; i < r->ntags; i++)
+	{
+		if (r->tags[i]->ncolumns == 0)
+		{
+			StringInfoData s;
+
+			initStringInfo(&s);
+			EffectsTagKey(&s, bmf_key_prefix, r->tags[i]->source, strlen(r->tags[i]->source));
+			XactQueueTag(s.data, s.len);
+		}
+		else
+			XactQueueTagPattern(r->tag_coarse[i], strlen(r->tag_coarse[i]));
+	}
+	for (i = 0; i < r->ncascades; i++)
+		emit_all(rule_get(r->cascades[i].target), visited);
+}
+
+static bool
+columns_differ(const AttrNumber *cols, int ncols, TupleTableSlot *a,
+			   TupleTableSlot *b)
+{
+	int			i;
+
+	for (i = 0; i < ncols; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(a->tts_tupleDescriptor, cols[i] - 1);
+		bool		anull;
+		bool		bnull;
+		Datum		av = slot_getattr(a, cols[i], &anull);
+		Datum		bv = slot_getattr(b, cols[i], &bnull);
+
+		if (anull != bnull)
+			return true;
+		if (!anull && !datumIsEqual(av, bv, att->attbyval, att->attlen))
+			return true;
+	}
+	return false;
+}
+
+/* ---- cascades ---- */
+
+static char *
+row_id(Rule *r, const RowView *row)
+{
+	Datum		v;
+	StringInfoData s;
+
+	if (row->slot == NULL)
+		return row->id ? pstrdup(row->id) : NULL;
+	if (!get_col(row, r->id_attnum, &v))
+		return NULL;
+	initStringInfo(&s);
+	append_value(r, r->id_attnum, v, &s);
+	return s.data;
+}
+
+static void
+note_pending_id(Rule *r, const RowView *row)
+{
+	MemoryContext old;
+	PendingId  *p;
+	char	   *id;
+
+	if (r->ncascades == 0)
+		return;
+	if (pending_lxid != MyProc->lxid)
+	{
+		pending_ids = NIL;		/* the list of an earlier transaction is gone */
+		pending_lxid = MyProc->lxid;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	id = row_id(r, row);
+	if (id)
+	{
+		p = palloc(sizeof(PendingId));
+		p->entity = pstrdup(r->entity);
+		p->id = id;
+		pending_ids = lappend(pending_ids, p);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static bool
+visit(List **visited, const char *entity, const char *id)
+{
+	ListCell   *lc;
+	char	   *k = psprintf("%s\x1f%s", entity, id);
+
+	foreach(lc, *visited)
+		if (strcmp((char *) lfirst(lc), k) == 0)
+			return false;
+	*visited = lappend(*visited, k);
+	return true;
+}
+
+static void cascade_from(Rule *r, List *ids, int depth, List **visited);
+
+/*
+ * Rows of target whose column via holds one of ids: invalidate them, and
+ * follow their own cascades.
+ */
+static void
+cascade_one(Rule *source, const Cascade *c, List *ids, int depth,
+			List **visited)
+{
+	Rule	   *t = rule_get(c->target);
+	Relation	rel;
+	AttrNumber	via;
+	Oid			viatype;
+	char	   *sql;
+	Datum	   *elems;
+	ArrayType  *arr;
+	Oid			argtypes[1] = {TEXTARRAYOID};
+	Datum		args[1];
+	ListCell   *lc;
+	int			i = 0;
+	int			rc;
+	uint64		row;
+	AttrNumber *map;
+	List	   *next_ids = NIL;
+	TupleTableSlot *slot;
+
+	if (!OidIsValid(t->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("entity \"%s\" cascades to \"%s\", which has no table", source->entity, t->entity)));
+	rel = relation_open(t->relid, AccessShareLock);
+	via = find_column(RelationGetDescr(rel), c->via);
+	if (via == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation %s does not exist", c->via, t->relname),
+				 errdetail("Entity \"%s\" cascades to \"%s\" through it.", source->entity, t->entity)));
+	viatype = TupleDescAttr(RelationGetDescr(rel), via - 1)->atttypid;
+	relation_close(rel, NoLock);
+
+	sql = psprintf("SELECT * FROM %s WHERE %s = ANY($1::%s[])", t->relname,
+				   quote_identifier(c->via), format_type_be(viatype));
+	elems = palloc(sizeof(Datum) * list_length(ids));
+	foreach(lc, ids)
+		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
+	arr = construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT);
+	args[0] = PointerGetDatum(arr);
+
+	SPI_connect();
+	rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "cascade query failed: %s", SPI_result_code_string(rc));
+	/* map the relation's columns to the result's */
+	map = palloc0(sizeof(AttrNumber) * t->natts);
+	{
+		Relation	trel = relation_open(t->relid, AccessShareLock);
+		TupleDesc	tdesc = RelationGetDescr(trel);
+		int			a;
+
+		for (a = 0; a < t->natts && a < tdesc->natts; a++)
+			if (!TupleDescAttr(tdesc, a)->attisdropped)
+				map[a] = find_column(SPI_tuptable->tupdesc, NameStr(TupleDescAttr(tdesc, a)->attname));
+		relation_close(trel, NoLock);
+	}
+	slot = MakeSingleTupleTableSlot(SPI_tuptable->tupdesc, &TTSOpsHeapTuple);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		RowView		rv;
+		char	   *id;
+
+		ExecStoreHeapTuple(SPI_tuptable->vals[row], slot, false);
+		rv.slot = slot;
+		rv.map = map;
+		rv.id = NULL;
+		id = row_id(t, &rv);
+		if (id && !visit(visited, t->entity, id))
+			continue;
+		emit(t, &rv, false);
+		if (id && t->ncascades > 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+			next_ids = lappend(next_ids, pstrdup(id));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	SPI_finish();
+	if (next_ids != NIL)
+		cascade_from(t, next_ids, depth + 1, visited);
+}
+
+static void
+cascade_from(Rule *r, List *ids, int depth, List **visited)
+{
+	int			i;
+
+	if (ids == NIL || r->ncascades == 0)
+		return;
+	if (depth > MAX_CASCADE_DEPTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cache cascades from entity \"%s\" are nested more than %d deep", r->entity,
+						MAX_CASCADE_DEPTH)));
+	for (i = 0; i < r->ncascades; i++)
+		cascade_one(r, &r->cascades[i], ids, depth, visited);
+}
+
+/* The ids row triggers noted for entity, taken off the list. */
+static List *
+take_pending_ids(const char *entity)
+{
+	List	   *mine = NIL;
+	List	   *rest = NIL;
+	ListCell   *lc;
+	MemoryContext old;
+
+	if (pending_lxid != MyProc->lxid)
+		return NIL;
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	foreach(lc, pending_ids)
+	{
+		PendingId  *p = lfirst(lc);
+
+		if (strcmp(p->entity, entity) == 0)
+			mine = lappend(mine, p->id);
+		else
+			rest = lappend(rest, p);
+	}
+	pending_ids = rest;
+	MemoryContextSwitchTo(old);
+	return mine;
+}
+
+/* ---- the trigger ---- */
+
+/*
+ * One changed row: old is NULL for an INSERT, new NULL for a DELETE.  An
+ * UPDATE that leaves every watched column as it was does nothing; one
+ * that changes a template column invalidates the old row's keys too.
+ */
+static void
+changed_row(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
+{
+	RowView		rv;
+
+	rv.map = NULL;
+	rv.id = NULL;
+	if (old && new)
+	{
+		if (r->watch && !columns_differ(r->watch, r->nwatch, old, new))
+			return;
+		rv.slot = new;
+		emit(r, &rv, false);
+		note_pending_id(r, &rv);
+		if (columns_differ(r->tcols, r->ntcols, old, new) ||
+			columns_differ(&r->id_attnum, 1, old, new))
+		{
+			rv.slot = old;
+			emit(r, &rv, false);
+			note_pending_id(r, &rv);
+		}
+		return;
+	}
+	rv.slot = old ? old : new;
+	emit(r, &rv, false);
+	note_pending_id(r, &rv);
+}
+
+/*
+ * The statement-level path: walk the transition tables.  For an UPDATE,
+ * PostgreSQL fills the old and new tables pairwise, in the same order; we
+ * rely on that only after checking that the pair has the same id, and
+ * treat a pair whose ids differ as a change of everything (both rows'
+ * keys), which is always safe.  We read through read pointers of our own,
+ * so other triggers reading the same tables are not disturbed.
+ */
+static void
+scan_transition_tables(Rule *r, TriggerData *td)
+{
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	Tuplestorestate *olds = td->tg_oldtable;
+	Tuplestorestate *news = td->tg_newtable;
+	TupleTableSlot *os = olds ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
+	TupleTableSlot *ns = news ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
+	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis rows",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(rowcxt);
+	uint64		n = 0;
+
+	if (olds)
+	{
+		tuplestore_select_read_pointer(olds, tuplestore_alloc_read_pointer(olds, 0));
+		tuplestore_rescan(olds);
+	}
+	if (news)
+	{
+		tuplestore_select_read_pointer(news, tuplestore_alloc_read_pointer(news, 0));
+		tuplestore_rescan(news);
+	}
+	for (;;)
+	{
+		bool		ho = olds && tuplestore_gettupleslot(olds, true, false, os);
+		bool		hn = news && tuplestore_gettupleslot(news, true, false, ns);
+
+		if (!ho && !hn)
+			break;
+		if (ho && hn && columns_differ(&r->id_attnum, 1, os, ns))
+		{
+			changed_row(r, os, NULL);
+			changed_row(r, NULL, ns);
+		}
+		else
+			changed_row(r, ho ? os : NULL, hn ? ns : NULL);
+		if ((++n & 1023) == 0)
+		{
+			/* the slots may own tuples read back from disk into rowcxt */
+			if (os)
+				ExecClearTuple(os);
+			if (ns)
+				ExecClearTuple(ns);
+			MemoryContextReset(rowcxt);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	if (olds)
+		tuplestore_select_read_pointer(olds, 0);
+	if (news)
+		tuplestore_select_read_pointer(news, 0);
+	if (os)
+		ExecClearTuple(os);
+	if (ns)
+		ExecClearTuple(ns);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(rowcxt);
+	if (os)
+		ExecDropSingleTupleTableSlot(os);
+	if (ns)
+		ExecDropSingleTupleTableSlot(ns);
+}
+
+Datum
+redis_cache_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td;
+	Rule	   *r;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("redis_cache_trigger() must be called as a trigger"),
+				 errhint("Set up a table with redis_watch().")));
+	td = (TriggerData *) fcinfo->context;
+	if (td->tg_trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("redis_cache_trigger() takes the entity name as its only argument")));
+
+	r = rule_get(td->tg_trigger->tgargs[0]);
+	if (r->relid != RelationGetRelid(td->tg_relation))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger %s on %s fires for entity \"%s\", whose table is %s",
+						td->tg_trigger->tgname, RelationGetRelationName(td->tg_relation),
+						r->entity, r->relname)));
+	XactNoteWatchedWrite();
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		List	   *visited = NIL;
+
+		emit_all(r, &visited);
+		return PointerGetDatum(NULL);
+	}
+	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+	{
+		List	   *ids;
+		List	   *visited = NIL;
+
+		if (td->tg_oldtable || td->tg_newtable)
+			scan_transition_tables(r, td);
+		ids = take_pending_ids(r->entity);
+		cascade_from(r, ids, 1, &visited);
+		return PointerGetDatum(NULL);
+	}
+
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		changed_row(r, td->tg_trigslot, td->tg_newslot);
+	else
+		changed_row(r, TRIGGER_FIRED_BY_DELETE(td->tg_event) ? td->tg_trigslot : NULL,
+					TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigslot : NULL);
+
+	if (!TRIGGER_FIRED_BEFORE(td->tg_event))
+		return PointerGetDatum(NULL);
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
+}
+
+/* Trigger on the rules tables: every backend recompiles at commit. */
+Datum
+redis_rules_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *td;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("redis_rules_changed() must be called as a trigger")));
+	td = (TriggerData *) fcinfo->context;
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(td->tg_relation));
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * redis_rule_check(entity) -> text[]: compiles the rule (raising what is
+ * wrong with it) and returns the columns an UPDATE must touch to matter,
+ * or NULL when every column does.
+ */
+Datum
+redis_rule_check(PG_FUNCTION_ARGS)
+{
+	Rule	   *r;
+	Datum	   *names;
+	int			i;
+	Relation	rel;
+
+	flush_rules();				/* always compile from the table as it is now */
+	r = rule_get(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	for (i = 0; i < r->ncascades; i++)
+		(void) rule_get(r->cascades[i].target);
+	if (r->watch == NULL)
+		PG_RETURN_NULL();
+	rel = relation_open(r->relid, AccessShareLock);
+	names = palloc(sizeof(Datum) * r->nwatch);
+	for (i = 0; i < r->nwatch; i++)
+		names[i] = CStringGetTextDatum(NameStr(TupleDescAttr(RelationGetDescr(rel), r->watch[i] - 1)->attname));
+	relation_close(rel, NoLock);
+	PG_RETURN_ARRAYTYPE_P(construct_array(names, r->nwatch, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * redis_invalidate_entity(entity, id, action, immediate): the rules by
+ * hand, as the application's invalidateCache.product(id, 'update').  With
+ * a table the row is read, so every template renders; if it is gone
+ * (deleted), templates over other columns fall back to their patterns.
+ */
+Datum
+redis_invalidate_entity(PG_FUNCTION_ARGS)
+{
+	char	   *entity;
+	char	   *id;
+	char	   *action;
+	Rule	   *r;
+	List	   *visited = NIL;
+	List	   *ids;
+	RowView		rv;
+	bool		found = false;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("entity and id must not be null")));
+	entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	id = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	action = PG_ARGISNULL(2) ? "update" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (strcmp(action, "create") != 0 && strcmp(action, "update") != 0 &&
+		strcmp(action, "delete") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid action \"%s\"", action),
+				 errhint("The actions are create, update and delete.")));
+	r = rule_get(entity);
+
+	rv.map = NULL;
+	rv.id = id;
+	rv.slot = NULL;
+	if (OidIsValid(r->relid))
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		args[1];
+		Relation	rel = relation_open(r->relid, AccessShareLock);
+		Oid			idtype = TupleDescAttr(RelationGetDescr(rel), r->id_attnum - 1)->atttypid;
+		char	   *sql;
+		int			rc;
+
+		relation_close(rel, NoLock);
+		sql = psprintf("SELECT * FROM %s WHERE %s = $1::%s", r->relname,
+					   quote_identifier(r->id_column), format_type_be(idtype));
+		args[0] = CStringGetTextDatum(id);
+		SPI_connect();
+		rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read the row of entity \"%s\": %s", entity, SPI_result_code_string(rc));
+		if (SPI_processed > 0)
+		{
+			AttrNumber *map = palloc0(sizeof(AttrNumber) * r->natts);
+			TupleTableSlot *slot;
+			Relation	rel2 = relation_open(r->relid, AccessShareLock);
+			int			a;
+			uint64		row;
+
+			for (a = 0; a < r->natts; a++)
+				if (!TupleDescAttr(RelationGetDescr(rel2), a)->attisdropped)
+					map[a] = find_column(SPI_tuptable->tupdesc,
+										 NameStr(TupleDescAttr(RelationGetDescr(rel2), a)->attname));
+			relation_close(rel2, NoLock);
+			slot = MakeSingleTupleTableSlot(SPI_tuptable->tupdesc, &TTSOpsHeapTuple);
+			for (row = 0; row < SPI_processed; row++)
+			{
+				RowView		full;
+
+				ExecStoreHeapTuple(SPI_tuptable->vals[row], slot, false);
+				full.slot = slot;
+				full.map = map;
+				full.id = id;
+				emit(r, &full, false);
+			}
+			ExecDropSingleTupleTableSlot(slot);
+			found = true;
+		}
+		SPI_finish();
+	}
+	if (!found)
+		emit(r, &rv, true);
+
+	(void) visit(&visited, r->entity, id);
+	ids = list_make1(id);
+	cascade_from(r, ids, 1, &visited);
+	PG_RETURN_VOID();
+}

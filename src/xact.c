@@ -1,0 +1,753 @@
+/*-------------------------------------------------------------------------
+ *
+ * xact.c
+ *		Invalidations and publishes that follow the transaction.
+ *
+ * Everything a transaction queues (by a function or a trigger) is held
+ * here and sent after COMMIT, at XACT_EVENT_COMMIT, when the commit is
+ * durable and visible: a reader that misses the cache from then on reads
+ * the new row version, so it cannot re-fill the cache with the old one.
+ * Nothing is sent for an aborted transaction, and ROLLBACK TO SAVEPOINT
+ * (or a PL/pgSQL EXCEPTION block that catches an error) drops exactly what
+ * was queued inside the subtransaction.  This is PostgreSQL's own NOTIFY
+ * rule.
+ *
+ * Queue invariants:
+ *	- Every item carries the SubTransactionId that was current when it was
+ *	  first queued.  Subtransaction ids grow monotonically, and the items a
+ *	  subtransaction X (with its children) queued were appended during X's
+ *	  lifetime, so when X aborts they are exactly the suffix of items whose
+ *	  id is >= X.  Aborting X truncates that suffix: O(items dropped).
+ *	  A key queued again inside X, after being queued before X, keeps its
+ *	  older id and survives X's abort.
+ *	- Keys are de-duplicated through an open-addressing index over the
+ *	  item array; strings live in one arena per set, rewound on truncation,
+ *	  so a loop that queues and rolls back does not grow memory.
+ *	- Memory is bounded: past bmfredis.max_pending_keys keys the key set is
+ *	  replaced by the coarse patterns that cover its keys (or the whole
+ *	  namespace for keys without one), and later keys add only their
+ *	  pattern.  That collapse is sticky for the rest of the transaction:
+ *	  invalidating more than asked is always safe, less never.
+ *
+ * The send at commit runs with interrupts held, bounded by
+ * bmfredis.flush_timeout, and never throws: a failure becomes a WARNING
+ * and the effects that were not confirmed go to the retry queue
+ * (retry.c).  PREPARE TRANSACTION with queued effects is refused, as
+ * postgres_fdw refuses it: after PREPARE there is no commit event here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "bmfredis.h"
+#include "client.h"
+#include "effects.h"
+#include "retry.h"
+#include "stats.h"
+#include "xact.h"
+
+/* One queued string. */
+typedef struct QItem
+{
+	uint32		off;			/* into the set's arena */
+	uint32		len;
+	uint32		hash;
+	SubTransactionId subid;
+	int32		coarse;			/* index into coarse set, -1: namespace */
+	uint32		arg;			/* publish: message offset; expiry: index of ms */
+	uint32		arg_len;		/* publish: message length */
+} QItem;
+
+#define SLOT_EMPTY		0
+#define SLOT_DELETED	PG_UINT32_MAX
+
+/* A set (or, without the index, a list) of strings. */
+typedef struct QSet
+{
+	bool		dedup;			/* keep the index; else an ordered list */
+	QItem	   *items;
+	int			n;
+	int			cap;
+	uint32	   *slots;			/* 0 empty, MAX deleted, else index + 1 */
+	uint32		nslots;			/* power of two */
+	uint32		used;			/* slots not empty (live or deleted) */
+	char	   *arena;
+	uint32		arena_used;
+	uint32		arena_size;
+} QSet;
+
+static MemoryContext xact_cxt = NULL;
+static bool callbacks_registered = false;
+static uint64 queue_generation = 1;
+
+static struct
+{
+	bool		active;			/* something was queued */
+	QSet		keys;
+	QSet		tags;
+	QSet		patterns;
+	QSet		tag_patterns;
+	QSet		coarse;			/* interned coarse patterns */
+	QSet		expiries;		/* list; arg = index into expiry_ms */
+	int64	   *expiry_ms;
+	int			nexpiry_ms;
+	QSet		publishes;		/* list; arg = offset of message */
+	bool		collapsed;
+	bool		namespace_pattern_added;
+	bool		wrote_watched;
+} q;
+
+/* ---- the set ---- */
+
+static void
+qset_init(QSet *s, bool dedup)
+{
+	memset(s, 0, sizeof(QSet));
+	s->dedup = dedup;
+}
+
+static uint32
+arena_put(QSet *s, const char *str, size_t len)
+{
+	uint32		off;
+
+	if (len > MaxAllocSize / 4)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("queued Redis key or message too long")));
+	if (s->arena_used + len + 1 > s->arena_size)
+	{
+		size_t		newsize = Max((size_t) s->arena_size * 2, 8192);
+
+		while (newsize < s->arena_used + len + 1)
+			newsize *= 2;
+		if (newsize > MaxAllocSize)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too much queued for Redis in one transaction")));
+		s->arena = s->arena ? repalloc(s->arena, newsize)
+			: MemoryContextAlloc(xact_cxt, newsize);
+		s->arena_size = newsize;
+	}
+	off = s->arena_used;
+	memcpy(s->arena + off, str, len);
+	s->arena[off + len] = '\0';
+	s->arena_used += len + 1;
+	return off;
+}
+
+static inline const char *
+qstr(const QSet *s, const QItem *it)
+{
+	return s->arena + it->off;
+}
+
+static void
+qset_reindex(QSet *s, uint32 nslots)
+{
+	int			i;
+
+	s->slots = s->slots ? repalloc(s->slots, sizeof(uint32) * nslots)
+		: MemoryContextAlloc(xact_cxt, sizeof(uint32) * nslots);
+	memset(s->slots, 0, sizeof(uint32) * nslots);
+	s->nslots = nslots;
+	s->used = 0;
+	for (i = 0; i < s->n; i++)
+	{
+		uint32		h = s->items[i].hash & (nslots - 1);
+
+		while (s->slots[h] != SLOT_EMPTY)
+			h = (h + 1) & (nslots - 1);
+		s->slots[h] = i + 1;
+		s->used++;
+	}
+}
+
+/* Index of str in s, or -1.  *slot gets where it would go. */
+static int
+qset_find(const QSet *s, const char *str, uint32 len, uint32 hash,
+		  uint32 *slot)
+{
+	uint32		h = hash & (s->nslots - 1);
+	uint32		first_free = PG_UINT32_MAX;
+
+	for (;;)
+	{
+		uint32		v = s->slots[h];
+
+		if (v == SLOT_EMPTY)
+		{
+			*slot = (first_free != PG_UINT32_MAX) ? first_free : h;
+			return -1;
+		}
+		if (v == SLOT_DELETED)
+		{
+			if (first_free == PG_UINT32_MAX)
+				first_free = h;
+		}
+		else
+		{
+			const QItem *it = &s->items[v - 1];
+
+			if (it->hash == hash && it->len == len &&
+				memcmp(qstr(s, it), str, len) == 0)
+				return v - 1;
+		}
+		h = (h + 1) & (s->nslots - 1);
+	}
+}
+
+/* Add str; returns its item index, and *added whether it is new. */
+static int
+qset_add(QSet *s, const char *str, size_t len, SubTransactionId subid,
+		 bool *added)
+{
+	uint32		hash = 0;
+	uint32		slot = 0;
+	QItem	   *it;
+
+	*added = false;
+	if (s->dedup)
+	{
+		int			found;
+
+		hash = hash_bytes((const unsigned char *) str, len);
+		if (s->nslots == 0 || (s->used + 1) * 2 > s->nslots)
+			qset_reindex(s, Max(s->nslots * 2, 64));
+		found = qset_find(s, str, len, hash, &slot);
+		if (found >= 0)
+			return found;
+	}
+	if (s->n == s->cap)
+	{
+		s->cap = Max(s->cap * 2, 64);
+		s->items = s->items ? repalloc_huge(s->items, sizeof(QItem) * s->cap)
+			: MemoryContextAllocHuge(xact_cxt, sizeof(QItem) * s->cap);
+	}
+	it = &s->items[s->n];
+	it->off = arena_put(s, str, len);
+	it->len = len;
+	it->hash = hash;
+	it->subid = subid;
+	it->coarse = -1;
+	it->arg = 0;
+	it->arg_len = 0;
+	if (s->dedup)
+	{
+		if (s->slots[slot] == SLOT_EMPTY)
+			s->used++;
+		s->slots[slot] = s->n + 1;
+	}
+	*added = true;
+	return s->n++;
+}
+
+/* Drop the suffix of items queued by subtransaction subid or its children. */
+static void
+qset_truncate(QSet *s, SubTransactionId subid)
+{
+	while (s->n > 0 && s->items[s->n - 1].subid >= subid)
+	{
+		QItem	   *it = &s->items[s->n - 1];
+
+		if (s->dedup)
+		{
+			uint32		slot = it->hash & (s->nslots - 1);
+
+			while (s->slots[slot] != (uint32) s->n)
+				slot = (slot + 1) & (s->nslots - 1);
+			s->slots[slot] = SLOT_DELETED;
+		}
+		s->arena_used = it->off;
+		s->n--;
+	}
+}
+
+/* ---- queueing ---- */
+
+static void
+ensure_active(void)
+{
+	if (q.active)
+		return;
+	XactInit();
+	RedisPoolNoteDatabase();	/* a connection may first be made at commit */
+	if (xact_cxt == NULL)
+		xact_cxt = AllocSetContextCreate(TopMemoryContext,
+										 "bmfredis transaction queue",
+										 ALLOCSET_DEFAULT_SIZES);
+	qset_init(&q.keys, true);
+	qset_init(&q.tags, true);
+	qset_init(&q.patterns, true);
+	qset_init(&q.tag_patterns, true);
+	qset_init(&q.coarse, true);
+	qset_init(&q.expiries, false);
+	qset_init(&q.publishes, false);
+	q.expiry_ms = NULL;
+	q.nexpiry_ms = 0;
+	q.collapsed = false;
+	q.namespace_pattern_added = false;
+	q.active = true;
+}
+
+static void
+add_namespace_pattern(void)
+{
+	StringInfoData pat;
+	bool		added;
+
+	if (q.namespace_pattern_added)
+		return;
+	initStringInfo(&pat);
+	RedisPatternPrefixed(&pat, "*", 1);
+	/* sticky: survives any later ROLLBACK TO, as the keys it covers may */
+	qset_add(&q.patterns, pat.data, pat.len, TopSubTransactionId, &added);
+	pfree(pat.data);
+	q.namespace_pattern_added = true;
+}
+
+static void
+add_coarse(int32 coarse)
+{
+	bool		added;
+
+	if (coarse < 0)
+		add_namespace_pattern();
+	else
+		qset_add(&q.patterns, qstr(&q.coarse, &q.coarse.items[coarse]),
+				 q.coarse.items[coarse].len, TopSubTransactionId, &added);
+}
+
+/*
+ * Too many keys: invalidate what covers them instead, and free the keys.
+ */
+static void
+collapse(void)
+{
+	int			i;
+
+	for (i = 0; i < q.keys.n; i++)
+		add_coarse(q.keys.items[i].coarse);
+	q.keys.n = 0;
+	q.keys.arena_used = 0;
+	if (q.keys.slots)
+		pfree(q.keys.slots);
+	if (q.keys.arena)
+		pfree(q.keys.arena);
+	if (q.keys.items)
+		pfree(q.keys.items);
+	qset_init(&q.keys, true);
+	q.collapsed = true;
+	queue_generation++;
+	BmfStatsCount(STAT_QUEUE_COLLAPSES, 1);
+	ereport(NOTICE,
+			(errmsg("more than %d Redis keys queued for invalidation; invalidating their key patterns instead",
+					bmf_max_pending_keys),
+			 errhint("Raise bmfredis.max_pending_keys to invalidate single keys in larger transactions.")));
+}
+
+void
+XactQueueKey(const char *key, size_t len, const char *coarse,
+			 size_t coarse_len)
+{
+	MemoryContext old;
+	int32		coarse_idx = -1;
+	bool		added;
+	int			i;
+
+	ensure_active();
+	old = MemoryContextSwitchTo(xact_cxt);
+	if (coarse)
+		coarse_idx = qset_add(&q.coarse, coarse, coarse_len,
+							  TopSubTransactionId, &added);
+	if (q.collapsed)
+		add_coarse(coarse_idx);
+	else
+	{
+		i = qset_add(&q.keys, key, len, GetCurrentSubTransactionId(), &added);
+		if (added)
+		{
+			q.keys.items[i].coarse = coarse_idx;
+			BmfStatsCount(STAT_INVALIDATIONS_QUEUED, 1);
+		}
+		if (q.keys.n > bmf_max_pending_keys)
+			collapse();
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static void
+queue_plain(QSet *s, const char *str, size_t len)
+{
+	MemoryContext old;
+	bool		added;
+
+	ensure_active();
+	old = MemoryContextSwitchTo(xact_cxt);
+	qset_add(s, str, len, GetCurrentSubTransactionId(), &added);
+	if (added)
+		BmfStatsCount(STAT_INVALIDATIONS_QUEUED, 1);
+	MemoryContextSwitchTo(old);
+}
+
+void
+XactQueueTag(const char *tagkey, size_t len)
+{
+	queue_plain(&q.tags, tagkey, len);
+}
+
+void
+XactQueuePattern(const char *pattern, size_t len)
+{
+	queue_plain(&q.patterns, pattern, len);
+}
+
+void
+XactQueueTagPattern(const char *pattern, size_t len)
+{
+	queue_plain(&q.tag_patterns, pattern, len);
+}
+
+void
+XactQueueExpireAt(const char *key, size_t len, int64 unix_ms)
+{
+	MemoryContext old;
+	bool		added;
+	int			i;
+
+	ensure_active();
+	old = MemoryContextSwitchTo(xact_cxt);
+	i = qset_add(&q.expiries, key, len, GetCurrentSubTransactionId(), &added);
+	q.expiry_ms = q.expiry_ms ? repalloc(q.expiry_ms, sizeof(int64) * (q.nexpiry_ms + 1))
+		: palloc(sizeof(int64));
+	q.expiry_ms[q.nexpiry_ms] = unix_ms;
+	q.expiries.items[i].arg = q.nexpiry_ms++;
+	MemoryContextSwitchTo(old);
+}
+
+void
+XactQueuePublish(const char *channel, size_t clen, const char *message,
+				 size_t mlen)
+{
+	MemoryContext old;
+	bool		added;
+	int			i;
+
+	ensure_active();
+	old = MemoryContextSwitchTo(xact_cxt);
+	i = qset_add(&q.publishes, channel, clen, GetCurrentSubTransactionId(), &added);
+	/* the message follows the channel in the same arena */
+	q.publishes.items[i].arg = arena_put(&q.publishes, message, mlen);
+	q.publishes.items[i].arg_len = mlen;
+	MemoryContextSwitchTo(old);
+}
+
+bool
+XactHasPending(void)
+{
+	return q.active &&
+		(q.keys.n + q.tags.n + q.patterns.n + q.tag_patterns.n +
+		 q.expiries.n + q.publishes.n) > 0;
+}
+
+int64
+XactPendingKeys(void)
+{
+	return q.active ? q.keys.n : 0;
+}
+
+bool
+XactCollapsed(void)
+{
+	return q.active && q.collapsed;
+}
+
+void
+XactDecide(const bool *immediate, bool *send_now, bool *queue)
+{
+	if (immediate)
+	{
+		*send_now = *immediate;
+		*queue = !*immediate;
+		return;
+	}
+	*send_now = (bmf_invalidate_at != BMF_INVALIDATE_COMMIT);
+	*queue = (bmf_invalidate_at != BMF_INVALIDATE_IMMEDIATE);
+}
+
+void
+XactNoteWatchedWrite(void)
+{
+	ensure_active();
+	q.wrote_watched = true;
+}
+
+bool
+XactWroteWatched(void)
+{
+	return q.active && q.wrote_watched;
+}
+
+/* ---- at commit ---- */
+
+static void
+add_effects(const QSet *s, char kind, Effect *effects, int *n)
+{
+	int			i;
+
+	for (i = 0; i < s->n; i++)
+	{
+		Effect	   *e = &effects[(*n)++];
+
+		e->kind = kind;
+		e->target = qstr(s, &s->items[i]);
+		e->target_len = s->items[i].len;
+		e->arg = NULL;
+		e->arg_len = 0;
+		if (kind == EFFECT_PUBLISH)
+		{
+			e->arg = s->arena + s->items[i].arg;
+			e->arg_len = s->items[i].arg_len;
+		}
+		else if (kind == EFFECT_EXPIRE_AT)
+		{
+			char	   *ms = palloc(24);
+
+			e->arg_len = pg_lltoa(q.expiry_ms[s->items[i].arg], ms);
+			e->arg = ms;
+		}
+	}
+}
+
+/* The queue as effects, in the order EffectsSend wants them. */
+static Effect *
+queue_effects(int *n)
+{
+	int			total = q.keys.n + q.tags.n + q.patterns.n + q.tag_patterns.n +
+		q.expiries.n + q.publishes.n;
+	Effect	   *effects = palloc(sizeof(Effect) * Max(total, 1));
+
+	*n = 0;
+	add_effects(&q.keys, EFFECT_KEY, effects, n);
+	add_effects(&q.expiries, EFFECT_EXPIRE_AT, effects, n);
+	add_effects(&q.tags, EFFECT_TAG, effects, n);
+	add_effects(&q.tag_patterns, EFFECT_TAG_PATTERN, effects, n);
+	add_effects(&q.patterns, EFFECT_PATTERN, effects, n);
+	add_effects(&q.publishes, EFFECT_PUBLISH, effects, n);
+	return effects;
+}
+
+/*
+ * Send what the committed transaction queued.  Runs inside the commit
+ * callback: interrupts are held by the caller, and nothing may escape.
+ */
+static void
+flush_committed(void)
+{
+	Effect	   *effects;
+	bool	   *done;
+	int			n;
+	EffectsResult result;
+	RedisError	err;
+	TimestampTz deadline = TransportDeadline(bmf_flush_timeout);
+
+	effects = queue_effects(&n);
+	done = palloc0(sizeof(bool) * n);
+
+	/* effects waiting from an outage go first, so publishes keep order */
+	RetryDrainBefore(RedisDefaultNode(), deadline);
+
+	if (RetryIsBacklogged())
+	{
+		/* still draining an outage's backlog: queue behind it, in order */
+		RetryEnqueue(effects, done, n, bmf_db, bmf_key_prefix);
+		RetryDrainBefore(RedisDefaultNode(), deadline);
+	}
+	else if (!EffectsSend(RedisDefaultNode(), effects, n, deadline, done, &result, &err))
+	{
+		int			left = 0;
+		int			i;
+
+		for (i = 0; i < n; i++)
+			left += !done[i];
+		{
+			BmfStatsCount(STAT_INVALIDATIONS_FAILED, left);
+			ereport(WARNING,
+					(errcode(err.sqlerrcode),
+					 errmsg("could not send %d queued Redis invalidations or messages after commit", left),
+					 errdetail_internal("%s: %s", err.message, err.detail),
+					 errhint("The transaction is committed; they were queued for retry (%s).",
+							 RetryIsShared() ? "the bmfredis background worker sends them when Redis answers"
+							 : "this session sends them before its next Redis call; preload bmfredis for a worker that does not wait for that")));
+		}
+		RetryEnqueue(effects, done, n, bmf_db, bmf_key_prefix);
+	}
+	else
+	{
+		BmfStatsCount(STAT_INVALIDATIONS_SENT, n);
+		if (result.error_replies > 0)
+			ereport(WARNING,
+					(errmsg("Redis refused %d queued invalidations or messages", result.error_replies),
+					 errdetail_internal("%s", result.first_error)));
+	}
+}
+
+uint64
+XactQueueGeneration(void)
+{
+	return q.active ? queue_generation : 0;
+}
+
+static void
+reset_queue(void)
+{
+	queue_generation++;
+	q.active = false;
+	q.wrote_watched = false;
+	if (xact_cxt)
+		MemoryContextReset(xact_cxt);
+}
+
+static void
+at_commit(void)
+{
+	MemoryContext old = CurrentMemoryContext;
+
+	if (!XactHasPending())
+		return;
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		MemoryContextSwitchTo(xact_cxt);
+		flush_committed();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(WARNING,
+				(errmsg("could not send queued Redis invalidations after commit: %s",
+						edata->message),
+				 errhint("The transaction is committed; bmfredis will invalidate the namespace once Redis answers.")));
+		FreeErrorData(edata);
+		RetryEnqueueNamespace(bmf_db, bmf_key_prefix);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	RESUME_INTERRUPTS();
+}
+
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	(void) arg;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (XactHasPending())
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that has queued Redis invalidations or messages"),
+						 errdetail("bmfredis sends them when the transaction commits, and a prepared transaction commits elsewhere."),
+						 errhint("Use immediate => true, or SET bmfredis.invalidate_at = 'immediate', in transactions that will be prepared.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			at_commit();
+			reset_queue();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			reset_queue();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	(void) parentSubid;
+	(void) arg;
+	if (event != SUBXACT_EVENT_ABORT_SUB || !q.active)
+		return;
+	queue_generation++;
+	qset_truncate(&q.keys, mySubid);
+	qset_truncate(&q.tags, mySubid);
+	qset_truncate(&q.patterns, mySubid);
+	qset_truncate(&q.tag_patterns, mySubid);
+	qset_truncate(&q.expiries, mySubid);
+	qset_truncate(&q.publishes, mySubid);
+}
+
+void
+XactInit(void)
+{
+	if (callbacks_registered)
+		return;
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
+	callbacks_registered = true;
+}
+
+/* ---- inspection ---- */
+
+PG_FUNCTION_INFO_V1(redis_pending_invalidations);
+
+static void
+list_set(ReturnSetInfo *rsinfo, const QSet *s, const char *kind)
+{
+	int			i;
+
+	for (i = 0; i < s->n; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = CStringGetTextDatum(kind);
+		values[1] = PointerGetDatum(cstring_to_text_with_len(qstr(s, &s->items[i]), s->items[i].len));
+		if (strcmp(kind, "publish") == 0)
+			values[2] = PointerGetDatum(cstring_to_text_with_len(s->arena + s->items[i].arg,
+																 s->items[i].arg_len));
+		else if (strcmp(kind, "expire_at") == 0)
+			values[2] = CStringGetTextDatum(psprintf("%lld", (long long) q.expiry_ms[s->items[i].arg]));
+		else
+			nulls[2] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+}
+
+/*
+ * redis_pending_invalidations() -> setof (kind, target, argument): what
+ * this transaction will send at COMMIT, for psql and tests.
+ */
+Datum
+redis_pending_invalidations(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!q.active)
+		return (Datum) 0;
+	list_set(rsinfo, &q.keys, "key");
+	list_set(rsinfo, &q.expiries, "expire_at");
+	list_set(rsinfo, &q.tags, "tag");
+	list_set(rsinfo, &q.tag_patterns, "tag_pattern");
+	list_set(rsinfo, &q.patterns, "pattern");
+	list_set(rsinfo, &q.publishes, "publish");
+	return (Datum) 0;
+}

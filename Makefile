@@ -25,7 +25,7 @@ PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for Postgr
 
 # One regression suite per feature; they need a running Redis (test/run
 # starts one and points the server's bmfredis.* settings at it).
-REGRESS = cache ttl prefix bad_input admin faults
+REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk
 REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
 
 SHLIB_LINK = -lhiredis -lssl -lcrypto

@@ -80,7 +80,7 @@ RedisCheckKey(const char *what, size_t len)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be empty", what),
-				 errhint("Give a non-empty key; bmfredis stores it under bmfredis.key_prefix.")));
+				 errhint("Keys, tags and patterns live under bmfredis.key_prefix and must not be empty.")));
 }
 
 void

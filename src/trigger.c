@@ -43,6 +43,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "common/hashfn.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -528,6 +530,51 @@ rule_get(const char *entity)
 
 /* ---- rendering ---- */
 
+/*
+ * Dates and times in keys must not depend on the session rendering them
+ * (DateStyle, TimeZone): ISO 8601, and timestamptz in UTC.  Infinities use
+ * their usual names.
+ */
+static void
+append_datetime(Oid typid, Datum value, StringInfo out)
+{
+	struct pg_tm tm;
+	fsec_t		fsec = 0;
+	char		buf[MAXDATELEN + 1];
+
+	if (typid == DATEOID)
+	{
+		DateADT		d = DatumGetDateADT(value);
+
+		if (DATE_NOT_FINITE(d))
+		{
+			appendStringInfoString(out, DATE_IS_NOBEGIN(d) ? "-infinity" : "infinity");
+			return;
+		}
+		j2date(d + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+		EncodeDateOnly(&tm, USE_ISO_DATES, buf);
+	}
+	else
+	{
+		Timestamp	ts = DatumGetTimestamp(value);
+
+		if (TIMESTAMP_NOT_FINITE(ts))
+		{
+			appendStringInfoString(out, TIMESTAMP_IS_NOBEGIN(ts) ? "-infinity" : "infinity");
+			return;
+		}
+		/* a NULL tz pointer reads the timestamp as UTC */
+		if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp out of range")));
+		tm.tm_isdst = 0;		/* print the "+00" of UTC */
+		EncodeDateTime(&tm, fsec, typid == TIMESTAMPTZOID, 0, typid == TIMESTAMPTZOID ? "UTC" : NULL,
+					   USE_ISO_DATES, buf);
+	}
+	appendStringInfoString(out, buf);
+}
+
 static void
 append_value(Rule *r, AttrNumber attnum, Datum value, StringInfo out)
 {
@@ -554,6 +601,11 @@ append_value(Rule *r, AttrNumber attnum, Datum value, StringInfo out)
 				appendBinaryStringInfo(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 				break;
 			}
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			append_datetime(c->typid, value, out);
+			break;
 		default:
 			appendStringInfoString(out, OutputFunctionCall(&c->out, value));
 			break;
@@ -797,10 +849,26 @@ emit_all(Rule *r, List **visited)
 	foreach(lc, *visited)
 		if (strcmp((char *) lfirst(lc), r->entity) == 0)
 			return;
-	*visited = lappend(*visited, r->entity);
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		*visited = lappend(*visited, pstrdup(r->entity));
+		MemoryContextSwitchTo(old);
+	}
 	ensure_coarse(r);
 	for (i = 0; i < r->nkeys; i++)
-		XactQueuePattern(r->key_coarse[i], strlen(r->key_coarse[i]));
+	{
+		if (r->keys[i]->ncolumns == 0)
+		{
+			StringInfoData s;
+
+			initStringInfo(&s);
+			RedisKeyPrefixed(&s, r->keys[i]->parts[0].text, r->keys[i]->parts[0].len);
+			XactQueueKey(s.data, s.len, NULL, 0);
+		}
+		else
+			XactQueuePattern(r->key_coarse[i], strlen(r->key_coarse[i]));
+	}
 	for (i = 0; i < r->ntags; i++)
 	{
 		if (r->tags[i]->ncolumns == 0)
@@ -883,16 +951,30 @@ note_pending_id(Rule *r, const RowView *row)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Has (entity, id) been invalidated already in this cascade?  The list
+ * lives in TopTransactionContext: it is extended inside SPI calls whose
+ * memory is gone when they finish.
+ */
 static bool
 visit(List **visited, const char *entity, const char *id)
 {
 	ListCell   *lc;
-	char	   *k = psprintf("%s\x1f%s", entity, id);
+	MemoryContext old;
+	char	   *k;
 
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	k = psprintf("%s\x1f%s", entity, id);
 	foreach(lc, *visited)
+	{
 		if (strcmp((char *) lfirst(lc), k) == 0)
+		{
+			MemoryContextSwitchTo(old);
 			return false;
+		}
+	}
 	*visited = lappend(*visited, k);
+	MemoryContextSwitchTo(old);
 	return true;
 }
 
@@ -1150,6 +1232,11 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 				 errmsg("redis_cache_trigger() must be called as a trigger"),
 				 errhint("Set up a table with redis_watch().")));
 	td = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_AFTER(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("redis_cache_trigger() must be fired AFTER the change"),
+				 errhint("Set up a table with redis_watch().")));
 	if (td->tg_trigger->tgnargs != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -1188,10 +1275,7 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 	else
 		changed_row(r, TRIGGER_FIRED_BY_DELETE(td->tg_event) ? td->tg_trigslot : NULL,
 					TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigslot : NULL);
-
-	if (!TRIGGER_FIRED_BEFORE(td->tg_event))
-		return PointerGetDatum(NULL);
-	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
+	return PointerGetDatum(NULL);
 }
 
 /* Trigger on the rules tables: every backend recompiles at commit. */

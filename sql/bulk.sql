@@ -1,0 +1,57 @@
+-- Bulk changes: one round trip per few hundred keys at COMMIT, and a
+-- queue that stays bounded, collapsing to key patterns past
+-- bmfredis.max_pending_keys.
+SET bmfredis.key_prefix = 'bulk:';
+CREATE TABLE bulk_products (id int PRIMARY KEY, shop_id int, price numeric);
+INSERT INTO bulk_products SELECT i, i % 10, i FROM generate_series(1, 20000) i;
+SELECT redis_watch('bulk_products', 'bulk_product', ARRAY['product:{id}', 'shop:{shop_id}:products'], ARRAY['products']);
+SELECT redis_cache_mset(ARRAY['product:1', 'product:20000', 'shop:3:products'], ARRAY['a', 'b', 'c']);
+
+BEGIN;
+UPDATE bulk_products SET price = price + 1;
+SELECT kind, count(*) FROM redis_pending_invalidations() GROUP BY kind ORDER BY kind;
+SELECT redis_command('CONFIG', 'RESETSTAT');
+COMMIT;
+SELECT redis_cache_mget(ARRAY['product:1', 'product:20000', 'shop:3:products']);
+-- 20,010 keys went in UNLINKs of bmfredis.unlink_batch (500) keys each
+SELECT split_part(value, ',', 1) AS unlinks FROM redis_info('commandstats') WHERE key = 'cmdstat_unlink';
+
+-- past the limit the queue collapses to the templates' patterns
+SET bmfredis.max_pending_keys = 1000;
+SELECT redis_cache_mset(ARRAY['product:1', 'shop:3:products', 'unrelated'], ARRAY['a', 'c', 'd']);
+BEGIN;
+UPDATE bulk_products SET price = price + 1 WHERE id <= 5000;
+SELECT kind, target FROM redis_pending_invalidations() ORDER BY kind, target;
+COMMIT;
+SELECT redis_cache_mget(ARRAY['product:1', 'shop:3:products', 'unrelated']);
+-- keys queued by hand have no pattern: past the limit, the namespace goes
+BEGIN;
+SELECT redis_invalidate(array_agg('k' || i)) FROM generate_series(1, 1500) i;
+SELECT kind, target FROM redis_pending_invalidations() ORDER BY kind, target;
+ROLLBACK;
+-- a collapse is sticky: rolling back a savepoint keeps the patterns
+BEGIN;
+SAVEPOINT a;
+UPDATE bulk_products SET price = price + 1 WHERE id <= 2000;
+ROLLBACK TO a;
+SELECT kind, target FROM redis_pending_invalidations() ORDER BY kind, target;
+ROLLBACK;
+RESET bmfredis.max_pending_keys;
+
+-- a loop that queues and rolls back does not grow the queue
+BEGIN;
+DO $$
+BEGIN
+    FOR i IN 1 .. 2000 LOOP
+        BEGIN
+            PERFORM redis_invalidate('loop:' || i);
+            RAISE EXCEPTION 'undo';
+        EXCEPTION WHEN OTHERS THEN NULL;
+        END;
+    END LOOP;
+END
+$$;
+SELECT count(*) FROM redis_pending_invalidations();
+ROLLBACK;
+SELECT redis_unwatch('bulk_products');
+DROP TABLE bulk_products;

@@ -1,0 +1,162 @@
+-- Change triggers on the marketplace tables: INSERT, UPDATE, DELETE and
+-- TRUNCATE invalidate the keys and tags of the rows they touch, at COMMIT.
+SET bmfredis.key_prefix = 'mk:';
+CREATE SCHEMA watch_test;
+SET search_path = watch_test, public;
+\set ECHO none
+\o /dev/null
+\i examples/marketplace.sql
+\o
+\set ECHO all
+SELECT entity, relation, keys, tags, columns FROM bmfredis.cache_rules ORDER BY entity;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'products'::regclass AND tgname LIKE 'bmfredis%' ORDER BY tgname;
+
+INSERT INTO users VALUES (1, 'ana@example.com', 'Ana', 'hash-1'), (2, 'bo@example.com', 'Bo', 'hash-2');
+INSERT INTO shops VALUES (1, 1, 'Ana''s presets'), (2, 2, 'Bo''s beats');
+INSERT INTO categories VALUES (10, 'Photography', NULL), (20, 'Music', NULL);
+INSERT INTO products VALUES (100, 1, 10, 'Film presets', 19.99), (101, 1, 10, 'Portrait presets', 9.99),
+                            (200, 2, 20, 'Drum kit', 29.00);
+
+CREATE FUNCTION pg_temp.warm() RETURNS boolean LANGUAGE sql AS $$
+SELECT redis_cache_mset(ARRAY['product:100', 'product:101', 'product:200', 'shop:1:products',
+                              'shop:2:products', 'category:10:products', 'category:20:products',
+                              'user:1', 'user:2', 'shop:1', 'shop:2', 'categories'],
+                        array_fill('cached'::text, ARRAY[12]))
+   AND redis_cache_set('list:cheap', 'cached', NULL, ARRAY['products'])
+   AND redis_cache_set('dashboard:1', 'cached', NULL, ARRAY['shop:1'])
+$$;
+CREATE FUNCTION pg_temp.gone() RETURNS text LANGUAGE sql AS $$
+SELECT coalesce(string_agg(k, ' ' ORDER BY k), '(none)')
+  FROM unnest(ARRAY['product:100', 'product:101', 'product:200', 'shop:1:products',
+                    'shop:2:products', 'category:10:products', 'category:20:products',
+                    'user:1', 'user:2', 'shop:1', 'shop:2', 'categories', 'list:cheap', 'dashboard:1']) AS k
+ WHERE redis_cache_get(k) IS NULL
+$$;
+
+-- an UPDATE invalidates the row's keys and tags at COMMIT
+SELECT pg_temp.warm();
+BEGIN;
+UPDATE products SET price = 17.99 WHERE id = 100;
+SELECT kind, target FROM redis_pending_invalidations() ORDER BY kind, target;
+SELECT pg_temp.gone() AS before_commit;
+COMMIT;
+SELECT pg_temp.gone() AS after_commit;
+
+-- ... and nothing on ROLLBACK
+SELECT pg_temp.warm();
+BEGIN;
+UPDATE products SET price = 1 WHERE id = 200;
+ROLLBACK;
+SELECT pg_temp.gone() AS after_rollback;
+
+-- moving a product to another shop invalidates both shops' lists
+SELECT pg_temp.warm();
+UPDATE products SET shop_id = 2 WHERE id = 101;
+SELECT pg_temp.gone();
+UPDATE products SET shop_id = 1 WHERE id = 101;
+
+-- with columns, an UPDATE that changes none of them invalidates nothing
+SELECT pg_temp.warm();
+UPDATE products SET downloads = downloads + 1;
+UPDATE products SET price = price WHERE id = 100;
+UPDATE users SET password_hash = 'new-hash' WHERE id = 1;
+SELECT pg_temp.gone() AS after_irrelevant_updates;
+UPDATE users SET display_name = 'Ana B.' WHERE id = 1;
+SELECT pg_temp.gone() AS after_display_name;
+
+-- INSERT and DELETE
+SELECT pg_temp.warm();
+INSERT INTO products VALUES (102, 1, 20, 'Ambient pack', 5);
+SELECT pg_temp.gone() AS after_insert;
+SELECT pg_temp.warm();
+DELETE FROM products WHERE id = 102;
+SELECT pg_temp.gone() AS after_delete;
+
+-- a statement touching many rows queues each distinct key once
+BEGIN;
+UPDATE products SET price = price + 1;
+SELECT kind, count(*) FROM redis_pending_invalidations() GROUP BY kind ORDER BY kind;
+ROLLBACK;
+
+-- TRUNCATE cannot name rows: it invalidates every key the templates can
+-- produce (their patterns) and the tags, and cascades do the same
+SELECT pg_temp.warm();
+SELECT redis_cache_set('other:1', 'untouched');
+CREATE TABLE payments_copy (LIKE payments);
+SELECT redis_watch('payments_copy', 'payment_copy', ARRAY['payment:{id}', 'payments:all'], ARRAY['payments']);
+BEGIN;
+TRUNCATE payments_copy;
+SELECT kind, target FROM redis_pending_invalidations() ORDER BY kind, target;
+COMMIT;
+
+-- COPY goes through the same triggers
+SELECT pg_temp.warm();
+COPY categories FROM stdin;
+30	Video	\N
+\.
+SELECT pg_temp.gone() AS after_copy;
+
+-- the row mode (a trigger per row, UPDATE OF the watched columns) does the same
+SELECT redis_watch('products', 'product',
+                   keys => ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+                   tags => ARRAY['products', 'shop:{shop_id}'],
+                   columns => ARRAY['title', 'price', 'shop_id', 'category_id'],
+                   mode => 'row');
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'products'::regclass AND tgname LIKE 'bmfredis%' ORDER BY tgname;
+SELECT pg_temp.warm();
+UPDATE products SET downloads = 7 WHERE id = 200;
+SELECT pg_temp.gone() AS row_mode_irrelevant;
+UPDATE products SET shop_id = 1 WHERE id = 200;
+SELECT pg_temp.gone() AS row_mode_move;
+UPDATE products SET shop_id = 2 WHERE id = 200;
+
+-- a NULL in a template column renders no key for that template: the new
+-- row has no category list, the old row's category list still goes
+SELECT pg_temp.warm();
+BEGIN;
+UPDATE products SET category_id = NULL WHERE id = 200;
+SELECT kind, target FROM redis_pending_invalidations() ORDER BY kind, target;
+ROLLBACK;
+
+-- mistakes are refused when the watch is made, not at the first UPDATE
+SELECT redis_watch('products', 'product', ARRAY['product:{no_such_column}']);
+SELECT redis_watch('products', 'product', ARRAY['product:{id']);
+SELECT redis_watch('products', 'product', ARRAY['product:{}']);
+SELECT redis_watch('products', 'product', ARRAY['product:{id}'], columns => ARRAY['nope']);
+SELECT redis_watch('products', 'item', ARRAY['item:{id}']);
+SELECT redis_watch('products', 'product', ARRAY['product:{id}'], mode => 'sometimes');
+SELECT redis_watch('products', NULL, ARRAY['product:{id}']);
+-- the failed calls changed nothing
+SELECT keys, columns FROM bmfredis.cache_rules WHERE entity = 'product';
+
+-- a template may quote braces and name any column type; dates and times
+-- render in ISO 8601 (timestamptz in UTC) whatever the session's settings
+SET DateStyle = 'German'; SET TimeZone = 'America/Lima';
+CREATE TABLE odd ("Mixed Case" text PRIMARY KEY, at date, id uuid, seen timestamptz);
+SELECT redis_watch('odd', 'odd', ARRAY['odd:{{{Mixed Case}}}:{at}', 'odd:{id}', 'seen:{seen}'], id_column => 'Mixed Case');
+BEGIN;
+INSERT INTO odd VALUES ('A b', '2026-11-25', '00000000-0000-0000-0000-000000000001', '2026-11-25 10:00-05');
+SELECT target FROM redis_pending_invalidations() ORDER BY target;
+ROLLBACK;
+RESET DateStyle; RESET TimeZone;
+INSERT INTO odd VALUES ('row', NULL, NULL, NULL);
+
+-- the trigger function refuses to be called any other way
+SELECT redis_cache_trigger();
+CREATE TRIGGER wrong BEFORE UPDATE ON odd FOR EACH ROW EXECUTE FUNCTION redis_cache_trigger('odd');
+UPDATE odd SET at = NULL;
+DROP TRIGGER wrong ON odd;
+CREATE TRIGGER wrong AFTER UPDATE ON odd FOR EACH ROW EXECUTE FUNCTION redis_cache_trigger();
+UPDATE odd SET at = NULL;
+DROP TRIGGER wrong ON odd;
+CREATE TRIGGER wrong AFTER UPDATE ON odd FOR EACH ROW EXECUTE FUNCTION redis_cache_trigger('product');
+UPDATE odd SET at = NULL;
+DROP TRIGGER wrong ON odd;
+
+-- unwatch drops the triggers and the rule
+SELECT redis_unwatch('odd');
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'odd'::regclass;
+SELECT count(*) FROM bmfredis.cache_rules WHERE entity = 'odd';
+SELECT redis_invalidate_entity('odd', 'x');
+
+RESET search_path;

@@ -28,6 +28,9 @@ PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for Postgr
 REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk
 REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
 
+# Concurrency specs, in test/isolation/specs (run by test/run).
+ISOLATION = stale_refill rules_reload
+
 SHLIB_LINK = -lhiredis -lssl -lcrypto
 # PostgreSQL's headers are system headers to us: -Wextra judges our code only.
 PG_CPPFLAGS = -I$(srcdir)/src -isystem $(includedir_server) -isystem $(includedir_internal)

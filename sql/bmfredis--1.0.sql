@@ -134,7 +134,11 @@ CREATE FUNCTION redis_health(
     OUT connected_clients integer,
     OUT uptime_seconds bigint,
     OUT node text,
-    OUT key_prefix text)
+    OUT key_prefix text,
+    OUT hit_rate double precision,
+    OUT retry_pending bigint,
+    OUT retry_namespaces integer,
+    OUT worker_pid integer)
 RETURNS record
 AS 'MODULE_PATHNAME', 'redis_health'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -25,7 +25,10 @@
 
 #include "bmfredis.h"
 #include "client.h"
+#include "retry.h"
+#include "shmem.h"
 #include "sqlutil.h"
+#include "stats.h"
 
 PG_FUNCTION_INFO_V1(redis_health);
 PG_FUNCTION_INFO_V1(redis_info);
@@ -58,7 +61,7 @@ info_value(const char *info, const char *key)
 	return NULL;
 }
 
-#define HEALTH_COLS 11
+#define HEALTH_COLS 15
 
 Datum
 redis_health(PG_FUNCTION_ARGS)
@@ -81,6 +84,29 @@ redis_health(PG_FUNCTION_ARGS)
 	nulls[9] = false;
 	values[10] = CStringGetTextDatum(bmf_key_prefix);
 	nulls[10] = false;
+	{
+		int64		hits = BmfStatsGet(STAT_CACHE_HITS);
+		int64		misses = BmfStatsGet(STAT_CACHE_MISSES);
+		int64		pending;
+		int			namespaces;
+		BmfSharedState *sh = BmfShared();
+
+		if (hits + misses > 0)
+		{
+			values[11] = Float8GetDatum((double) hits / (double) (hits + misses));
+			nulls[11] = false;
+		}
+		RetryPending(&pending, &namespaces);
+		values[12] = Int64GetDatum(pending);
+		nulls[12] = false;
+		values[13] = Int32GetDatum(namespaces);
+		nulls[13] = false;
+		if (sh && sh->worker_pid != 0)
+		{
+			values[14] = Int32GetDatum(sh->worker_pid);
+			nulls[14] = false;
+		}
+	}
 
 	RedisArgsInit(&args, 1);
 	RedisArgsAddStr(&args, "PING");

@@ -452,21 +452,26 @@ retry_noscript(const RedisNode *node, const RedisBatch *b, RedisReply **replies,
 	return true;
 }
 
-static void
+static bool
 run_before_call_hook(const RedisNode *node)
 {
+	bool		clear;
+
 	if (redis_before_call_hook == NULL || in_before_call_hook)
-		return;
+		return true;
 	in_before_call_hook = true;
 	PG_TRY();
 	{
-		redis_before_call_hook(node);
+		clear = redis_before_call_hook(node);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		in_before_call_hook = false;
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	in_before_call_hook = false;
+	return clear;
 }
 
 /* The shared body of RedisPipeline and RedisCommand. */
@@ -480,7 +485,15 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	bool		scripts = false;
 
 	Assert(b->n > 0);
-	run_before_call_hook(node);
+	if (!run_before_call_hook(node) && policy == REDIS_READ)
+	{
+		RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
+					  "Redis is still catching up on invalidations",
+					  "Invalidations committed while Redis was unavailable are still being sent to %s.",
+					  node->ep.name);
+		RedisReportFailure(policy, flags, err, command);
+		return NULL;
+	}
 	replies = palloc(sizeof(RedisReply *) * b->n);
 	redis_client_stats.calls += b->n;
 	if (!RedisPoolExec(node, &b->buf, b->n, pool_flags(flags),

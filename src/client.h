@@ -122,9 +122,11 @@ extern const RedisNode *RedisNodeForDb(int db);
 /*
  * Called before every command or pipeline, unless already inside it: the
  * transaction layer uses it to re-send invalidations that failed earlier,
- * before this backend reads anything from Redis again.
+ * before this backend reads anything from Redis again.  It returns false
+ * when some are still waiting; a cache read then is a miss, as a value
+ * read now could be one those invalidations are about to remove.
  */
-typedef void (*RedisBeforeCallHook) (const RedisNode *node);
+typedef bool (*RedisBeforeCallHook) (const RedisNode *node);
 extern RedisBeforeCallHook redis_before_call_hook;
 
 /* Reply conversions; ERROR on bytes that are not valid text */

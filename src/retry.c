@@ -34,6 +34,7 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
@@ -71,6 +72,9 @@ static BmfNamespace local_ns[BMF_MAX_NAMESPACES];
 static int	local_nns = 0;
 
 static bool i_am_draining = false;
+
+/* how long a reader waits for another process's drain */
+#define RETRY_WAIT_MS 20
 static bool exit_hook_registered = false;
 
 bool
@@ -499,13 +503,14 @@ draining_exit(int code, Datum arg)
 }
 
 void
-RetryDrainBefore(const RedisNode *node, TimestampTz deadline)
+RetryDrain(TimestampTz deadline, bool wait)
 {
 	BmfSharedState *sh = BmfShared();
 	MemoryContext cxt;
 	MemoryContext old;
+	bool		acquired = false;
+	TimestampTz wait_until;
 
-	(void) node;
 	if (!RetryIsBacklogged())
 		return;
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis retry drain",
@@ -518,7 +523,29 @@ RetryDrainBefore(const RedisNode *node, TimestampTz deadline)
 			before_shmem_exit(draining_exit, (Datum) 0);
 			exit_hook_registered = true;
 		}
-		if (pg_atomic_test_set_flag(&sh->draining))
+		/*
+		 * Someone else (the worker) may be draining: wait a little for it,
+		 * then drain what is left ourselves.  Not long: a reader that finds
+		 * the backlog still there reads a miss instead (client.c), which is
+		 * always safe, and a drain stuck on a frozen Redis must not hold
+		 * every reader for its whole timeout.
+		 */
+		wait_until = Min(deadline, TransportDeadline(RETRY_WAIT_MS));
+		for (;;)
+		{
+			if (pg_atomic_test_set_flag(&sh->draining))
+			{
+				acquired = true;
+				break;
+			}
+			if (!wait || GetCurrentTimestamp() >= wait_until || !RetryIsBacklogged())
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (acquired)
 		{
 			i_am_draining = true;
 			PG_TRY();
@@ -569,12 +596,14 @@ RetryPending(int64 *entries, int *namespaces)
 	}
 }
 
-static void
+static bool
 before_call(const RedisNode *node)
 {
-	if (!RetryIsBacklogged() || RedisPoolNodeIsDown(node->ep.name, NULL))
-		return;
-	RetryDrainBefore(node, TransportDeadline(bmf_command_timeout));
+	if (!RetryIsBacklogged())
+		return true;
+	if (!RedisPoolNodeIsDown(node->ep.name, NULL))
+		RetryDrain(TransportDeadline(bmf_command_timeout), true);
+	return !RetryIsBacklogged();
 }
 
 void

@@ -26,8 +26,12 @@ extern void RetryEnqueue(const Effect *effects, const bool *done, int n,
 /* Remember a namespace to invalidate whole; never allocates or throws. */
 extern void RetryEnqueueNamespace(int db, const char *prefix);
 
-/* Send what is queued, until the deadline; quiet about Redis faults. */
-extern void RetryDrainBefore(const RedisNode *node, TimestampTz deadline);
+/*
+ * Send what is queued, until the deadline; quiet about Redis faults.  With
+ * wait, when another process is draining, wait for it (a reader must not
+ * read past invalidations being sent); without, leave it the work.
+ */
+extern void RetryDrain(TimestampTz deadline, bool wait);
 
 extern bool RetryIsBacklogged(void);
 extern bool RetryIsShared(void);

@@ -100,8 +100,7 @@ bmfredis_worker_main(Datum arg)
 
 		if (RetryIsBacklogged() &&
 			!RedisPoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
-			RetryDrainBefore(RedisDefaultNode(),
-							 TransportDeadline(Max(bmf_flush_timeout, bmf_command_timeout)));
+			RetryDrain(TransportDeadline(Max(bmf_flush_timeout, bmf_command_timeout)), false);
 		run_scheduled();
 	}
 }

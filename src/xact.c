@@ -562,14 +562,17 @@ flush_committed(void)
 	effects = queue_effects(&n);
 	done = palloc0(sizeof(bool) * n);
 
-	/* effects waiting from an outage go first, so publishes keep order */
-	RetryDrainBefore(RedisDefaultNode(), deadline);
+	/*
+	 * Effects waiting from an outage go first, so publishes keep their
+	 * order; a COMMIT never waits for another process's drain.
+	 */
+	RetryDrain(deadline, false);
 
 	if (RetryIsBacklogged())
 	{
 		/* still draining an outage's backlog: queue behind it, in order */
 		RetryEnqueue(effects, done, n, bmf_db, bmf_key_prefix);
-		RetryDrainBefore(RedisDefaultNode(), deadline);
+		RetryDrain(deadline, false);
 	}
 	else if (!EffectsSend(RedisDefaultNode(), effects, n, deadline, done, &result, &err))
 	{

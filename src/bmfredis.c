@@ -248,9 +248,15 @@ define_invalidation_gucs(void)
 							NULL, NULL, NULL);
 }
 
+/*
+ * Settings of the shared retry queue and the worker exist only when the
+ * library is preloaded: a PGC_POSTMASTER setting cannot be created later.
+ */
 static void
 define_worker_gucs(void)
 {
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("bmfredis.retry_queue_size",
 							"Shared memory for invalidations and messages waiting for Redis to come back.",
 							"Needs shared_preload_libraries; when full, the namespace is invalidated whole instead.",

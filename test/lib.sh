@@ -157,16 +157,18 @@ bmf_wait_redis() {
 	return 1
 }
 
-# bmf_start_pg [extra postgresql.conf lines]: a throwaway cluster; sets
-# PGHOST PGPORT PGUSER (exported) and BMF_PG_PID
+# bmf_start_pg [extra postgresql.conf lines] [name]: a throwaway cluster
+# in $BMF_WORK/<name> (default pgdata); sets PGHOST PGPORT PGUSER
+# (exported) and BMF_PG_PID.  Extra lines come last, so they win.
 bmf_start_pg() {
 	local extra=${1:-}
+	local name=${2:-pgdata}
 	local pgbin; pgbin=$(pg_config --bindir)
 	PGPORT=$(bmf_free_port)
-	BMF_PGDATA=$BMF_WORK/pgdata
+	BMF_PGDATA=$BMF_WORK/$name
 	bmf_as_user "$pgbin/initdb" -D "$BMF_PGDATA" -U postgres --auth=trust \
-		--no-sync -E UTF8 --locale=C >"$BMF_WORK/initdb.log" 2>&1 ||
-		{ cat "$BMF_WORK/initdb.log" >&2; bmf_die "initdb failed"; }
+		--no-sync -E UTF8 --locale=C >"$BMF_WORK/initdb-$name.log" 2>&1 ||
+		{ cat "$BMF_WORK/initdb-$name.log" >&2; bmf_die "initdb failed"; }
 	cat >>"$BMF_PGDATA/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $PGPORT
@@ -181,8 +183,8 @@ bmfredis.host = '127.0.0.1'
 bmfredis.port = ${BMF_REDIS_PORT:-6379}
 $extra
 EOF
-	bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -l "$BMF_WORK/postgres.log" -w -t 60 start \
-		>/dev/null 2>&1 || { cat "$BMF_WORK/postgres.log" >&2; bmf_die "PostgreSQL did not start"; }
+	bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -l "$BMF_WORK/$name.log" -w -t 60 start \
+		>/dev/null 2>&1 || { cat "$BMF_WORK/$name.log" >&2; bmf_die "PostgreSQL did not start"; }
 	BMF_PG_PID=$(head -1 "$BMF_PGDATA/postmaster.pid")
 	export PGHOST=127.0.0.1 PGPORT PGUSER=postgres BMF_PGDATA BMF_PG_PID
 }

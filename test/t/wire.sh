@@ -71,7 +71,7 @@ authed"
 # PostgreSQL itself logs the text of a statement that fails (STATEMENT:
 # lines), which is why the README says to set secrets in postgresql.conf;
 # bmfredis' own messages never contain them.
-if grep -v 'STATEMENT:' "$BMF_WORK/postgres.log" | grep -q 's3cr3t-pw\|wrong-pw'; then
+if grep -v 'STATEMENT:' "$BMF_WORK/pgdata.log" | grep -q 's3cr3t-pw\|wrong-pw'; then
 	not_ok "passwords never appear in bmfredis' messages in the server log"
 else
 	ok "passwords never appear in bmfredis' messages in the server log"

@@ -46,5 +46,34 @@ SELECT pg_sleep(0.5);
 SELECT redis_cache_set('product:42', '{"id": 42}'::jsonb) AS stored_again, redis_cache_get('product:42') AS value;
 
 \echo
-\echo '=== 5. This backend''s pool: one connection, reused'
+\echo '=== 5. The marketplace tables, watched: changes invalidate at COMMIT'
+\o /dev/null
+\set ECHO none
+\i ../examples/marketplace.sql
+\set ECHO queries
+\o
+SELECT entity, keys, tags FROM bmfredis.cache_rules ORDER BY entity;
+INSERT INTO users VALUES (7, 'ana@example.com', 'Ana', 'x');
+INSERT INTO shops VALUES (7, 7, 'Ana''s presets');
+INSERT INTO categories VALUES (1, 'Photography', NULL);
+INSERT INTO products VALUES (42, 7, 1, 'Lightroom presets', 19.99);
+SELECT redis_cache_set('product:42', to_jsonb(p), redis_ttl('medium'), ARRAY['shop:7']) FROM products p WHERE id = 42;
+SELECT redis_cache_set('shop:7:products', '[42]', redis_ttl('medium'));
+\echo '-- an UPDATE that is rolled back leaves the cache alone:'
+BEGIN;
+UPDATE products SET price = 9.99 WHERE id = 42;
+SELECT kind, target FROM redis_pending_invalidations();
+ROLLBACK;
+SELECT redis_cache_get_json('product:42') ->> 'price' AS cached_price;
+\echo '-- the same UPDATE committed: the keys are gone the moment COMMIT returns'
+BEGIN;
+UPDATE products SET price = 9.99 WHERE id = 42;
+SELECT redis_cache_get('product:42') IS NOT NULL AS still_cached_before_commit;
+COMMIT;
+SELECT redis_cache_get('product:42') AS product, redis_cache_get('shop:7:products') AS shop_list;
+\echo '$ redis-cli EXISTS bmf001:demo:product:42'
+\! $REDIS EXISTS bmf001:demo:product:42
+
+\echo
+\echo '=== 6. This backend''s pool: one connection, reused'
 SELECT state, db, commands, reconnects FROM redis_connections();

@@ -236,7 +236,7 @@ define_invalidation_gucs(void)
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("bmfredis.max_pending_keys",
 							"Keys one transaction queues for invalidation before it switches to their key patterns.",
-							"Bounds the memory of the queue (about 60 bytes a key).",
+							"Bounds the memory of the queue (about 150 bytes a key).",
 							&bmf_max_pending_keys, 200000, 100, INT_MAX / 4,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);

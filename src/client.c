@@ -20,7 +20,8 @@
  */
 #include "postgres.h"
 
-#include "common/cryptohash.h"
+#include <openssl/evp.h>
+
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -121,20 +122,22 @@ RedisArgsAddKeyText(RedisArgs *a, text *key)
 	RedisArgsAddKey(a, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 }
 
+/*
+ * The SHA1 Redis names a script by.  OpenSSL directly: PostgreSQL's
+ * cryptohash API needs a resource owner, which the background worker does
+ * not have between transactions.
+ */
 static void
 script_sha(RedisScript *script)
 {
-	pg_cryptohash_ctx *ctx;
-	uint8		digest[20];
-	int			i;
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	unsigned int i;
 
-	ctx = pg_cryptohash_create(PG_SHA1);
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) script->source, strlen(script->source)) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+	if (EVP_Digest(script->source, strlen(script->source), digest, &len,
+				   EVP_sha1(), NULL) != 1 || len != 20)
 		elog(ERROR, "could not compute the SHA1 of script %s", script->name);
-	pg_cryptohash_free(ctx);
-	for (i = 0; i < 20; i++)
+	for (i = 0; i < len; i++)
 		snprintf(script->sha + 2 * i, 3, "%02x", digest[i]);
 }
 

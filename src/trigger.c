@@ -111,6 +111,7 @@ typedef struct Rule
 	char	  **tag_coarse;
 	/* what this transaction already queued, per template (see seen_check) */
 	struct SeenCache *seen;		/* [nkeys + ntags] */
+	bool	   *key_has_id;		/* [nkeys]: renders a different key per row */
 } Rule;
 
 /*
@@ -699,9 +700,17 @@ static void
 ensure_seen(Rule *r)
 {
 	int			i;
+	int			j;
 
 	if (r->seen)
 		return;
+	r->key_has_id = MemoryContextAllocZero(rules_cxt, sizeof(bool) * Max(r->nkeys, 1));
+	for (i = 0; i < r->nkeys; i++)
+		for (j = 0; j < r->keys[i]->nparts; j++)
+			if (r->keys[i]->parts[j].is_column &&
+				(r->keys[i]->parts[j].attnum == r->id_attnum ||
+				 r->keys[i]->parts[j].attnum == ID_ATTNUM))
+				r->key_has_id[i] = true;
 	r->seen = MemoryContextAllocZero(rules_cxt, sizeof(SeenCache) * Max(r->nkeys + r->ntags, 1));
 	for (i = 0; i < r->nkeys + r->ntags; i++)
 	{
@@ -798,7 +807,9 @@ emit(Rule *r, const RowView *row, bool coarse_missing)
 		appendStringInfoString(&buf, bmf_key_prefix);
 		if (render(r, r->keys[i], row, &buf))
 		{
-			if (queue)
+			if (queue && r->key_has_id[i])
+				XactQueueDistinctKey(buf.data, buf.len, r->key_coarse[i], strlen(r->key_coarse[i]));
+			else if (queue)
 				XactQueueKey(buf.data, buf.len, r->key_coarse[i], strlen(r->key_coarse[i]));
 			if (send_now)
 			{

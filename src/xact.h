@@ -30,6 +30,13 @@ extern void XactInit(void);
  */
 extern void XactQueueKey(const char *key, size_t len, const char *coarse,
 						 size_t coarse_len);
+/*
+ * The same for a key the caller knows to be new in the queue, in practice
+ * (a template over the row's id): it skips the de-duplication index.  A
+ * duplicate that slips through costs one more UNLINK argument, nothing more.
+ */
+extern void XactQueueDistinctKey(const char *key, size_t len, const char *coarse,
+								 size_t coarse_len);
 /* tagkey is the full tag index key (<prefix>tag:<tag>) */
 extern void XactQueueTag(const char *tagkey, size_t len);
 /* pattern is a full MATCH pattern, already confined under the prefix */

@@ -17,6 +17,8 @@ OBJS = \
 	src/invalidate.o \
 	src/template.o \
 	src/trigger.o \
+	src/pubsub.o \
+	src/subscriber.o \
 	src/admin.o
 
 EXTENSION = bmfredis
@@ -25,7 +27,7 @@ PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for Postgr
 
 # One regression suite per feature; they need a running Redis (test/run
 # starts one and points the server's bmfredis.* settings at it).
-REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk
+REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats
 REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
 
 # Concurrency specs, in test/isolation/specs (run by test/run).

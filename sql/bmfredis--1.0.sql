@@ -138,7 +138,8 @@ CREATE FUNCTION redis_health(
     OUT hit_rate double precision,
     OUT retry_pending bigint,
     OUT retry_namespaces integer,
-    OUT worker_pid integer)
+    OUT worker_pid integer,
+    OUT subscriber_pid integer)
 RETURNS record
 AS 'MODULE_PATHNAME', 'redis_health'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -440,3 +441,177 @@ AS 'MODULE_PATHNAME', 'redis_invalidate_entity'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_invalidate_entity(text, text, text) IS
 'Applies an entity''s cache rules and cascades by hand, as invalidateCache.product(id, ''update''); sent at COMMIT';
+
+------------------------------------------------------------------------
+-- Publishing, events, subscribing
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_publish(channel text, message text, immediate boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_publish'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_publish(text, text, boolean) IS
+'Publishes the message at COMMIT, in order (NULL); immediate => true publishes now and returns the number of receivers';
+
+CREATE FUNCTION redis_publish(channel text, message jsonb, immediate boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_publish_jsonb'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_publish(text, jsonb, boolean) IS
+'Publishes the JSON message at COMMIT, in order (NULL); immediate => true publishes now and returns the number of receivers';
+
+CREATE FUNCTION redis_event(type text, data jsonb DEFAULT '{}', entity_id text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'redis_event'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_event(text, jsonb, text) IS
+'An event envelope: id, type, entity, operation, entity_id, data, time, txid, database';
+
+CREATE FUNCTION redis_publish_event(event jsonb, immediate boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_publish_event'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_publish_event(jsonb, boolean) IS
+'Publishes an event (from redis_event) on the channel named by its type, at COMMIT or now';
+
+CREATE FUNCTION redis_listen(channels text[], timeout interval DEFAULT '1 second', max_messages integer DEFAULT NULL,
+    OUT channel text, OUT message text, OUT pattern text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_listen'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_listen(text[], interval, integer) IS
+'Subscribes on a connection of its own and returns the messages that arrive until the timeout (names with *, ? or [ are patterns)';
+
+-- The application's event helpers (createEvent.productCreated(...) and
+-- friends), as SQL.  Each returns the envelope; publish it with
+-- redis_publish_event().
+CREATE FUNCTION redis_event_product(operation text, product_id text, shop_id text DEFAULT NULL,
+                                    category_id text DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted') THEN
+        RAISE EXCEPTION 'invalid product event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Product events are created, updated and deleted.';
+    END IF;
+    RETURN @extschema@.redis_event('product:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('productId', product_id, 'shopId', shop_id,
+                                             'categoryId', category_id)) || coalesce(data, '{}'),
+        product_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_product(text, text, text, text, jsonb) IS
+'Envelope of product:created|updated|deleted with productId, shopId, categoryId';
+
+CREATE FUNCTION redis_event_user(operation text, user_id text, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted', 'login', 'logout') THEN
+        RAISE EXCEPTION 'invalid user event "%"', operation USING ERRCODE = '22023',
+            HINT = 'User events are created, updated, deleted, login and logout.';
+    END IF;
+    RETURN @extschema@.redis_event('user:' || operation,
+        jsonb_build_object('userId', user_id) || coalesce(data, '{}'), user_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_user(text, text, jsonb) IS
+'Envelope of user:created|updated|deleted|login|logout with userId';
+
+CREATE FUNCTION redis_event_shop(operation text, shop_id text, owner_id text DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted') THEN
+        RAISE EXCEPTION 'invalid shop event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Shop events are created, updated and deleted.';
+    END IF;
+    RETURN @extschema@.redis_event('shop:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('shopId', shop_id, 'ownerId', owner_id)) || coalesce(data, '{}'),
+        shop_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_shop(text, text, text, jsonb) IS
+'Envelope of shop:created|updated|deleted with shopId, ownerId';
+
+CREATE FUNCTION redis_event_purchase(operation text, purchase_id text, user_id text, product_id text,
+                                     amount numeric DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'completed', 'refunded', 'cancelled') THEN
+        RAISE EXCEPTION 'invalid purchase event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Purchase events are created, completed, refunded and cancelled.';
+    END IF;
+    RETURN @extschema@.redis_event('purchase:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('purchaseId', purchase_id, 'userId', user_id,
+                                             'productId', product_id, 'amount', amount)) || coalesce(data, '{}'),
+        purchase_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_purchase(text, text, text, text, numeric, jsonb) IS
+'Envelope of purchase:created|completed|refunded|cancelled with purchaseId, userId, productId, amount';
+
+CREATE FUNCTION redis_event_payment(operation text, payment_id text, purchase_id text DEFAULT NULL,
+                                    amount numeric DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('pending', 'succeeded', 'failed', 'refunded') THEN
+        RAISE EXCEPTION 'invalid payment event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Payment events are pending, succeeded, failed and refunded.';
+    END IF;
+    RETURN @extschema@.redis_event('payment:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('paymentId', payment_id, 'purchaseId', purchase_id,
+                                             'amount', amount)) || coalesce(data, '{}'),
+        payment_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_payment(text, text, text, numeric, jsonb) IS
+'Envelope of payment:pending|succeeded|failed|refunded with paymentId, purchaseId, amount';
+
+-- Messages the subscriber worker received that NOTIFY cannot carry.
+CREATE TABLE bmfredis.notify_payloads (
+    id          bigserial PRIMARY KEY,
+    channel     text NOT NULL,
+    message     bytea NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON bmfredis.notify_payloads (received_at);
+COMMENT ON TABLE bmfredis.notify_payloads IS
+'Redis messages too large (over 7,999 bytes) or not valid text for NOTIFY; the NOTIFY payload is {"bmfredis_payload": id}';
+GRANT SELECT ON bmfredis.notify_payloads TO PUBLIC;
+
+------------------------------------------------------------------------
+-- Statistics
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_stats_values(OUT name text, OUT value numeric, OUT scope text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_stats_values'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_stats_values() IS
+'bmfredis counters and latencies; scope is cluster when preloaded, backend otherwise';
+
+CREATE VIEW redis_stats AS SELECT name, value, scope FROM redis_stats_values();
+GRANT SELECT ON redis_stats TO PUBLIC;
+COMMENT ON VIEW redis_stats IS
+'bmfredis statistics: cache hits and misses, invalidations, publishes, locks, errors by kind, p50/p99 latency per command class, retry queue';
+
+CREATE FUNCTION redis_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_stats_reset() IS
+'Resets the bmfredis statistics';
+REVOKE ALL ON FUNCTION redis_stats_reset() FROM PUBLIC;

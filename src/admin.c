@@ -61,7 +61,7 @@ info_value(const char *info, const char *key)
 	return NULL;
 }
 
-#define HEALTH_COLS 15
+#define HEALTH_COLS 16
 
 Datum
 redis_health(PG_FUNCTION_ARGS)
@@ -105,6 +105,11 @@ redis_health(PG_FUNCTION_ARGS)
 		{
 			values[14] = Int32GetDatum(sh->worker_pid);
 			nulls[14] = false;
+		}
+		if (sh && sh->subscriber_pid != 0)
+		{
+			values[15] = Int32GetDatum(sh->subscriber_pid);
+			nulls[15] = false;
 		}
 	}
 

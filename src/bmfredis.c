@@ -25,6 +25,7 @@
 #include "bmfredis.h"
 #include "client.h"
 #include "pool.h"
+#include "pubsub.h"
 #include "retry.h"
 #include "shmem.h"
 #include "worker.h"
@@ -53,6 +54,10 @@ int			bmf_invalidate_at = BMF_INVALIDATE_COMMIT;
 int			bmf_unlink_batch = 500;
 int			bmf_max_pending_keys = 200000;
 int			bmf_flush_timeout = 5000;
+
+char	   *bmf_channel_prefix = NULL;
+int			bmf_max_pending_messages = 10000;
+bool		bmf_announce_invalidations = false;
 
 int			bmf_ttl_short = 5 * 60;
 int			bmf_ttl_medium = 60 * 60;
@@ -248,6 +253,29 @@ define_invalidation_gucs(void)
 							NULL, NULL, NULL);
 }
 
+static void
+define_pubsub_gucs(void)
+{
+	DefineCustomStringVariable("bmfredis.channel_prefix",
+							   "Prefix of every channel bmfredis publishes on or listens to.",
+							   "Empty by default: the application's services use channels without one.",
+							   &bmf_channel_prefix, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.max_pending_messages",
+							"Messages one transaction queues for COMMIT.",
+							"Past it, explicit publishes fail and trigger events are summarized in one <channel>:bulk message.",
+							&bmf_max_pending_messages, 10000, 1, INT_MAX / 4,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("bmfredis.announce_invalidations",
+							 "Whether COMMIT also publishes what it invalidated on cache:invalidated.",
+							 NULL,
+							 &bmf_announce_invalidations, false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+}
+
 /*
  * Settings of the shared retry queue and the worker exist only when the
  * library is preloaded: a PGC_POSTMASTER setting cannot be created later.
@@ -269,6 +297,24 @@ define_worker_gucs(void)
 							   &bmf_worker_database, "postgres",
 							   PGC_POSTMASTER, 0,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("bmfredis.subscribe",
+							   "Redis channels and patterns the subscriber worker relays as NOTIFY (comma-separated).",
+							   "Names with *, ? or [ are patterns.  Reloaded on SIGHUP.",
+							   &bmf_subscribe, "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("bmfredis.subscribe_database",
+							   "Database the subscriber worker sends its NOTIFYs in.",
+							   NULL,
+							   &bmf_subscribe_database, "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.payload_retention",
+							"How long messages too large for NOTIFY are kept in bmfredis.notify_payloads.",
+							NULL,
+							&bmf_payload_retention, 3600, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("bmfredis.worker_naptime",
 							"How often the bmfredis background worker looks for work when not woken.",
 							NULL,
@@ -283,6 +329,7 @@ _PG_init(void)
 	define_endpoint_gucs();
 	define_behaviour_gucs();
 	define_invalidation_gucs();
+	define_pubsub_gucs();
 	define_worker_gucs();
 	define_ttl_gucs();
 	MarkGUCPrefixReserved("bmfredis");
@@ -293,5 +340,6 @@ _PG_init(void)
 	{
 		BmfShmemInit();
 		BmfWorkerRegister();
+		BmfSubscriberRegister();
 	}
 }

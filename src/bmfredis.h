@@ -50,6 +50,11 @@ extern int	bmf_unlink_batch;
 extern int	bmf_max_pending_keys;
 extern int	bmf_flush_timeout;	/* ms */
 
+/* pub/sub */
+extern char *bmf_channel_prefix;
+extern int	bmf_max_pending_messages;
+extern bool bmf_announce_invalidations;
+
 /* named TTL classes, seconds */
 extern int	bmf_ttl_short;
 extern int	bmf_ttl_medium;

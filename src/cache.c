@@ -250,7 +250,11 @@ redis_cache_mget(PG_FUNCTION_ARGS)
 			continue;
 		el = reply->element[i];
 		if (el->type == RESP_NIL)
+		{
+			BmfStatsCount(STAT_CACHE_MISSES, 1);
 			continue;
+		}
+		BmfStatsCount(STAT_CACHE_HITS, 1);
 		values[i] = PointerGetDatum(RedisReplyToText(el));
 		nulls[i] = false;
 	}

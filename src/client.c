@@ -29,6 +29,7 @@
 
 #include "bmfredis.h"
 #include "client.h"
+#include "stats.h"
 
 RedisClientStats redis_client_stats;
 RedisBeforeCallHook redis_before_call_hook = NULL;
@@ -77,11 +78,14 @@ RedisArgsAddInt(RedisArgs *a, int64 v)
 void
 RedisCheckKey(const char *what, size_t len)
 {
+	bool		namespaced = strstr(what, "key") || strstr(what, "tag") || strstr(what, "pattern");
+
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be empty", what),
-				 errhint("Keys, tags and patterns live under bmfredis.key_prefix and must not be empty.")));
+				 namespaced ?
+				 errhint("Keys, tags and patterns live under bmfredis.key_prefix and must not be empty.") : 0));
 }
 
 void
@@ -245,6 +249,33 @@ RedisBatchReset(RedisBatch *b)
 
 /* ---- error policy ---- */
 
+static void
+count_failure(const RedisError *err)
+{
+	switch (err->status)
+	{
+		case RS_CONNECT:
+		case RS_AUTH:
+			BmfStatsCount(STAT_ERRORS_CONNECT, 1);
+			break;
+		case RS_TIMEOUT:
+			BmfStatsCount(STAT_ERRORS_TIMEOUT, 1);
+			break;
+		case RS_IO:
+			BmfStatsCount(STAT_ERRORS_IO, 1);
+			break;
+		case RS_PROTOCOL:
+			BmfStatsCount(STAT_ERRORS_PROTOCOL, 1);
+			break;
+		case RS_DOWN:
+		case RS_UNAVAILABLE:
+			BmfStatsCount(STAT_ERRORS_DOWN, 1);
+			break;
+		default:
+			break;
+	}
+}
+
 void
 RedisReportFailure(RedisPolicy policy, int flags, const RedisError *err,
 				   const char *command)
@@ -253,6 +284,7 @@ RedisReportFailure(RedisPolicy policy, int flags, const RedisError *err,
 	bool		unknown_outcome;
 
 	redis_client_stats.failures++;
+	count_failure(err);
 	switch (policy)
 	{
 		case REDIS_QUIET:
@@ -477,6 +509,27 @@ run_before_call_hook(const RedisNode *node)
 	return clear;
 }
 
+/* Which latency histogram a call goes to. */
+static BmfCmdClass
+command_class(RedisPolicy policy, const char *command)
+{
+	if (pg_strcasecmp(command, "PUBLISH") == 0)
+		return CLASS_PUBLISH;
+	if (pg_strncasecmp(command, "lock", 4) == 0 || pg_strncasecmp(command, "semaphore", 9) == 0)
+		return CLASS_LOCK;
+	switch (policy)
+	{
+		case REDIS_READ:
+			return CLASS_READ;
+		case REDIS_WRITE:
+			return CLASS_WRITE;
+		case REDIS_QUIET:
+			return CLASS_INVALIDATE;
+		default:
+			return CLASS_OTHER;
+	}
+}
+
 /* The shared body of RedisPipeline and RedisCommand. */
 static RedisReply **
 exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
@@ -486,6 +539,8 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	RedisReply **replies;
 	int			i;
 	bool		scripts = false;
+	bool		ok;
+	TimestampTz t0;
 
 	Assert(b->n > 0);
 	if (!run_before_call_hook(node) && policy == REDIS_READ)
@@ -499,8 +554,11 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	}
 	replies = palloc(sizeof(RedisReply *) * b->n);
 	redis_client_stats.calls += b->n;
-	if (!RedisPoolExec(node, &b->buf, b->n, pool_flags(flags),
-					   deadline, CurrentMemoryContext, replies, err))
+	t0 = GetCurrentTimestamp();
+	ok = RedisPoolExec(node, &b->buf, b->n, pool_flags(flags),
+					   deadline, CurrentMemoryContext, replies, err);
+	BmfStatsLatency(command_class(policy, command), GetCurrentTimestamp() - t0);
+	if (!ok)
 	{
 		RedisReportFailure(policy, flags, err, command);
 		return NULL;
@@ -514,7 +572,10 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	}
 	for (i = 0; i < b->n; i++)
 		if (replies[i]->type == RESP_ERROR)
+		{
 			redis_client_stats.error_replies++;
+			BmfStatsCount(STAT_ERRORS_REPLY, 1);
+		}
 	return replies;
 }
 

@@ -41,6 +41,7 @@
 
 #include "bmfredis.h"
 #include "pool.h"
+#include "stats.h"
 
 typedef enum ConnState
 {
@@ -49,15 +50,21 @@ typedef enum ConnState
 	CONN_BUSY
 } ConnState;
 
-typedef struct PoolEntry
+/* One connection: the socket, its reply parser, and whether it is in step. */
+typedef struct Conn
 {
-	char		name[POOL_NAME_LEN];	/* hash key; must be first */
 	RedisTransport t;
 	RespReader *reader;
 	ConnState	state;
 	uint64		generation;
 	int			db;
 	TimestampTz since;
+} Conn;
+
+typedef struct PoolEntry
+{
+	char		name[POOL_NAME_LEN];	/* hash key; must be first */
+	Conn		c;
 	TimestampTz last_used;
 	int64		commands;
 	int64		errors;
@@ -80,14 +87,25 @@ RedisPoolInit(void)
 }
 
 static void
-conn_close(PoolEntry *e)
+conn_close(Conn *c)
 {
-	TransportClose(&e->t);
-	if (e->reader)
-		RespReaderFree(e->reader);
-	e->reader = NULL;
-	e->state = CONN_CLOSED;
-	e->since = 0;
+	TransportClose(&c->t);
+	if (c->reader)
+		RespReaderFree(c->reader);
+	c->reader = NULL;
+	c->state = CONN_CLOSED;
+	c->since = 0;
+}
+
+static void
+conn_init(Conn *c)
+{
+	TransportInit(&c->t);
+	c->reader = NULL;
+	c->state = CONN_CLOSED;
+	c->generation = 0;
+	c->db = 0;
+	c->since = 0;
 }
 
 static void
@@ -126,12 +144,7 @@ pool_entry(const char *name)
 	e = hash_search(pool, key, HASH_ENTER, &found);
 	if (!found)
 	{
-		TransportInit(&e->t);
-		e->reader = NULL;
-		e->state = CONN_CLOSED;
-		e->generation = 0;
-		e->db = 0;
-		e->since = 0;
+		conn_init(&e->c);
 		e->last_used = 0;
 		e->commands = 0;
 		e->errors = 0;
@@ -166,7 +179,7 @@ mark_failure(PoolEntry *e, const RedisError *err)
  * replies.  Leaves the entry BUSY unless it completes.
  */
 static bool
-exchange(PoolEntry *e, const StringInfoData *cmds, int ncmds,
+exchange(Conn *e, const StringInfoData *cmds, int ncmds,
 		 TimestampTz deadline, MemoryContext cxt, RedisReply **replies,
 		 RedisError *err)
 {
@@ -224,6 +237,13 @@ RedisPoolNoteDatabase(void)
 	}
 }
 
+const char *
+RedisPoolDatabaseName(void)
+{
+	RedisPoolNoteDatabase();
+	return pool_dbname;
+}
+
 static void
 client_name(char *buf, size_t size)
 {
@@ -250,7 +270,7 @@ client_name(char *buf, size_t size)
 }
 
 static bool
-pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
+conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 {
 	TimestampTz deadline = TransportDeadline(bmf_connect_timeout);
 	StringInfoData hs;
@@ -263,8 +283,6 @@ pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
 	char		name[128];
 	char		dbstr[16];
 
-	if (e->since != 0 || e->commands > 0)
-		e->reconnects++;
 	conn_close(e);
 	e->reader = RespReaderCreate();
 	if (!TransportConnect(&e->t, &node->ep, deadline, err))
@@ -336,13 +354,26 @@ pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
 	e->generation = bmfredis_config_generation;
 	e->db = node->db;
 	e->since = GetCurrentTimestamp();
-	e->last_used = e->since;
+	return true;
+}
+
+static bool
+pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
+{
+	if (e->c.since != 0 || e->commands > 0)
+	{
+		e->reconnects++;
+		BmfStatsCount(STAT_RECONNECTS, 1);
+	}
+	if (!conn_connect(&e->c, node, err))
+		return false;
+	e->last_used = e->c.since;
 	return true;
 }
 
 /* Is a pooled, idle connection still alive?  Closes it when not. */
 static bool
-idle_connection_alive(PoolEntry *e)
+idle_connection_alive(Conn *e)
 {
 	StringInfoData cmd;
 	const char *argv[1] = {"PING"};
@@ -413,7 +444,7 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 		return false;
 	}
 
-	if (e->state != CONN_READY || e->generation != bmfredis_config_generation)
+	if (e->c.state != CONN_READY || e->c.generation != bmfredis_config_generation)
 	{
 		if (!pool_connect(e, node, err))
 			goto fail;
@@ -421,13 +452,13 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 	}
 	else if (bmf_idle_check > 0 &&
 			 now - e->last_used > (int64) bmf_idle_check * USECS_PER_SEC &&
-			 !idle_connection_alive(e))
+			 !idle_connection_alive(&e->c))
 	{
 		if (!pool_connect(e, node, err))
 			goto fail;
 		fresh = true;
 	}
-	else if (!(flags & POOL_IDEMPOTENT) && TransportPeerClosed(&e->t))
+	else if (!(flags & POOL_IDEMPOTENT) && TransportPeerClosed(&e->c.t))
 	{
 		if (!pool_connect(e, node, err))
 			goto fail;
@@ -436,13 +467,13 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 
 	if (deadline == 0)
 		deadline = TransportDeadline(bmf_command_timeout);
-	ok = exchange(e, cmds, ncmds, deadline, cxt, replies, err);
+	ok = exchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
 	if (!ok && err->status == RS_IO && !fresh && (flags & POOL_IDEMPOTENT))
 	{
 		/* the pooled connection was dead: one more try on a new one */
 		if (!pool_connect(e, node, err))
 			goto fail;
-		ok = exchange(e, cmds, ncmds, deadline, cxt, replies, err);
+		ok = exchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
 	}
 	if (!ok)
 		goto fail;
@@ -456,7 +487,7 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 	return true;
 
 fail:
-	conn_close(e);
+	conn_close(&e->c);
 	e->last_used = GetCurrentTimestamp();
 	mark_failure(e, err);
 	return false;
@@ -496,9 +527,9 @@ RedisPoolDisconnectAll(void)
 	hash_seq_init(&seq, pool);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (TransportIsOpen(&e->t))
+		if (TransportIsOpen(&e->c.t))
 			n++;
-		conn_close(e);
+		conn_close(&e->c);
 	}
 	return n;
 }
@@ -522,7 +553,7 @@ RedisPoolList(RedisPoolInfo **infos)
 		RedisPoolInfo *info = &(*infos)[n++];
 
 		strlcpy(info->node, e->name, sizeof(info->node));
-		switch (e->state)
+		switch (e->c.state)
 		{
 			case CONN_READY:
 				info->state = "idle";
@@ -534,8 +565,8 @@ RedisPoolList(RedisPoolInfo **infos)
 				info->state = e->down_until > GetCurrentTimestamp() ? "down" : "closed";
 				break;
 		}
-		info->db = e->db;
-		info->since = e->since;
+		info->db = e->c.db;
+		info->since = e->c.since;
 		info->last_used = e->last_used;
 		info->commands = e->commands;
 		info->errors = e->errors;
@@ -545,4 +576,118 @@ RedisPoolList(RedisPoolInfo **infos)
 		strlcpy(info->last_error, e->last_error, sizeof(info->last_error));
 	}
 	return n;
+}
+
+/* ---- subscriptions: dedicated connections in pub/sub mode ---- */
+
+struct RedisSubscription
+{
+	Conn		c;
+	char		name[POOL_NAME_LEN];
+};
+
+static void
+sub_command(StringInfo buf, const char *verb, int n, const char *const *names,
+			const bool *patterns, bool want_patterns, int *count)
+{
+	const char **argv = palloc(sizeof(char *) * (n + 1));
+	size_t	   *lens = palloc(sizeof(size_t) * (n + 1));
+	int			argc = 1;
+	int			i;
+
+	argv[0] = verb;
+	lens[0] = strlen(verb);
+	for (i = 0; i < n; i++)
+	{
+		if (patterns[i] != want_patterns)
+			continue;
+		argv[argc] = names[i];
+		lens[argc++] = strlen(names[i]);
+	}
+	if (argc > 1)
+	{
+		RespFormat(buf, argc, argv, lens);
+		*count += argc - 1;		/* one confirmation per name */
+	}
+}
+
+RedisSubscription *
+RedisPoolSubscribe(const RedisNode *node, int n, const char *const *names,
+				   const bool *patterns, RedisError *err)
+{
+	RedisSubscription *sub;
+	StringInfoData cmds;
+	RedisReply **replies;
+	int			nreplies = 0;
+	int			i;
+
+	sub = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisSubscription));
+	conn_init(&sub->c);
+	strlcpy(sub->name, node->ep.name, sizeof(sub->name));
+	if (!conn_connect(&sub->c, node, err))
+	{
+		conn_close(&sub->c);
+		pfree(sub);
+		return NULL;
+	}
+	initStringInfo(&cmds);
+	sub_command(&cmds, "SUBSCRIBE", n, names, patterns, false, &nreplies);
+	sub_command(&cmds, "PSUBSCRIBE", n, names, patterns, true, &nreplies);
+	replies = palloc(sizeof(RedisReply *) * Max(nreplies, 1));
+	if (nreplies > 0 &&
+		!exchange(&sub->c, &cmds, nreplies, TransportDeadline(bmf_command_timeout),
+				  CurrentMemoryContext, replies, err))
+	{
+		conn_close(&sub->c);
+		pfree(sub);
+		return NULL;
+	}
+	for (i = 0; i < nreplies; i++)
+	{
+		if (replies[i]->type == RESP_ERROR)
+		{
+			RedisErrorSet(err, RS_REPLY, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+						  "Redis refused the subscription",
+						  "%s: %s", sub->name, replies[i]->str);
+			conn_close(&sub->c);
+			pfree(sub);
+			return NULL;
+		}
+	}
+	return sub;
+}
+
+int
+RedisSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
+					  MemoryContext cxt, RedisReply **msg, RedisError *err)
+{
+	bool		wait_first = true;
+
+	for (;;)
+	{
+		int			rc;
+		ssize_t		n;
+
+		rc = RespReaderGet(sub->c.reader, cxt, bmf_max_value_size, msg, err);
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			return 1;
+		n = TransportRead(&sub->c.t, read_buffer, sizeof(read_buffer),
+						  wait_first, deadline, err);
+		wait_first = false;
+		if (n < 0)
+			return err->status == RS_TIMEOUT ? 0 : -1;
+		if (!RespReaderFeed(sub->c.reader, read_buffer, n, err))
+			return -1;
+	}
+}
+
+void
+RedisSubscriptionClose(RedisSubscription *sub)
+{
+	if (sub == NULL)
+		return;
+	conn_close(&sub->c);
+	pfree(sub);
 }

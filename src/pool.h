@@ -36,6 +36,8 @@ typedef struct RedisNode
 extern void RedisPoolInit(void);
 /* Learn the database name (for CLIENT SETNAME) while catalogs are usable */
 extern void RedisPoolNoteDatabase(void);
+/* That name, or NULL if it could not be learned yet */
+extern const char *RedisPoolDatabaseName(void);
 
 /*
  * Send ncmds commands (RESP in cmds) to node as one pipeline and read
@@ -75,5 +77,22 @@ typedef struct RedisPoolInfo
 
 /* Snapshot of all known nodes, palloc'd in CurrentMemoryContext. */
 extern int	RedisPoolList(RedisPoolInfo **infos);
+
+/*
+ * A dedicated connection in pub/sub mode (outside the pool: it cannot run
+ * commands).  names[i] is a channel, or a pattern when patterns[i].  The
+ * caller closes it, on error paths too.
+ */
+typedef struct RedisSubscription RedisSubscription;
+
+extern RedisSubscription *RedisPoolSubscribe(const RedisNode *node, int n,
+											 const char *const *names,
+											 const bool *patterns,
+											 RedisError *err);
+/* 1: *msg is the next push message; 0: none by the deadline; -1: failure */
+extern int	RedisSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
+								  MemoryContext cxt, RedisReply **msg,
+								  RedisError *err);
+extern void RedisSubscriptionClose(RedisSubscription *sub);
 
 #endif							/* BMFREDIS_POOL_H */

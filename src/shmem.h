@@ -44,12 +44,14 @@ typedef struct BmfSharedState
 	/* namespaces to invalidate whole, after the ring overflowed */
 	int			nnamespaces;
 	BmfNamespace namespaces[BMF_MAX_NAMESPACES];
-	/* the background worker */
+	/* the background workers */
 	pid_t		worker_pid;
+	pid_t		subscriber_pid;
 	Latch	   *worker_latch;
 	TimestampTz worker_last_drain;
-	/* counters */
+	/* counters and latency histograms */
 	pg_atomic_uint64 counters[STAT_COUNT];
+	pg_atomic_uint64 latency[CLASS_COUNT][LATENCY_BUCKETS];
 	TimestampTz stats_reset;
 	char		ring[FLEXIBLE_ARRAY_MEMBER];
 } BmfSharedState;

@@ -41,12 +41,13 @@ BmfIntervalToMs(const Interval *iv, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERVAL_FIELD_OVERFLOW),
 				 errmsg("%s is out of range", what),
-				 errhint("Redis expiry times must fit in 64-bit milliseconds.")));
+				 errhint("Intervals must fit in 64-bit milliseconds.")));
 	if (total <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be positive", what),
-				 errhint("Use NULL for no expiry, or redis_cache_del() to remove a key now.")));
+				 strcmp(what, "TTL") == 0 ?
+				 errhint("Use NULL for no expiry, or redis_cache_del() to remove a key now.") : 0));
 	/* round up, so that a sub-millisecond TTL is 1 ms rather than none */
 	return total / 1000 + (total % 1000 != 0);
 }

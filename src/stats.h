@@ -24,6 +24,8 @@ typedef enum BmfStat
 	STAT_NAMESPACE_FLUSHES,
 	STAT_QUEUE_COLLAPSES,
 	STAT_PUBLISHES,
+	STAT_MESSAGES_RELAYED,
+	STAT_PAYLOADS_STORED,
 	STAT_LOCKS_ACQUIRED,
 	STAT_LOCK_WAITS,
 	STAT_LOCK_TIMEOUTS,
@@ -38,6 +40,25 @@ typedef enum BmfStat
 } BmfStat;
 
 extern const char *const bmf_stat_names[STAT_COUNT];
+
+/* Command classes whose latency is recorded. */
+typedef enum BmfCmdClass
+{
+	CLASS_READ,
+	CLASS_WRITE,
+	CLASS_INVALIDATE,
+	CLASS_PUBLISH,
+	CLASS_LOCK,
+	CLASS_OTHER,
+	CLASS_COUNT
+} BmfCmdClass;
+
+extern const char *const bmf_class_names[CLASS_COUNT];
+
+/* Latency histogram: two buckets per power of two of microseconds. */
+#define LATENCY_BUCKETS 64
+
+extern void BmfStatsLatency(BmfCmdClass cls, int64 usec);
 
 extern void BmfStatsCount(BmfStat stat, int64 n);
 extern int64 BmfStatsGet(BmfStat stat);

@@ -48,6 +48,7 @@
 #include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -58,6 +59,7 @@
 #include "client.h"
 #include "effects.h"
 #include "invalidate.h"
+#include "pubsub.h"
 #include "template.h"
 #include "xact.h"
 
@@ -112,6 +114,9 @@ typedef struct Rule
 	/* what this transaction already queued, per template (see seen_check) */
 	struct SeenCache *seen;		/* [nkeys + ntags] */
 	bool	   *key_has_id;		/* [nkeys]: renders a different key per row */
+	/* columns an event carries: the id, the templates', the listed ones */
+	AttrNumber *event_cols;
+	int			nevent_cols;
 } Rule;
 
 /*
@@ -450,6 +455,17 @@ compile_rule(Rule *r)
 			prepare_column(r, reldesc, r->id_attnum);
 			for (j = 0; j < r->ntcols; j++)
 				prepare_column(r, reldesc, r->tcols[j]);
+			if (r->channel)
+			{
+				/* never a column the DBA did not name: no secrets broadcast */
+				add_attnum(&r->event_cols, &r->nevent_cols, r->id_attnum);
+				for (j = 0; j < r->ntcols; j++)
+					add_attnum(&r->event_cols, &r->nevent_cols, r->tcols[j]);
+				for (j = 0; j < r->nwatch; j++)
+					add_attnum(&r->event_cols, &r->nevent_cols, r->watch[j]);
+				for (j = 0; j < r->nevent_cols; j++)
+					prepare_column(r, reldesc, r->event_cols[j]);
+			}
 		}
 		MemoryContextSwitchTo(old);
 	}
@@ -1124,6 +1140,125 @@ take_pending_ids(const char *entity)
 	return mine;
 }
 
+/* ---- change events ---- */
+
+/* A column value as JSON: numbers and booleans bare, dates ISO, the rest strings. */
+static void
+append_json_value(Rule *r, AttrNumber attnum, Datum value, StringInfo out)
+{
+	ColOut	   *c = &r->cols[attnum - 1];
+	StringInfoData s;
+	char	   *str;
+
+	switch (c->typid)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			append_value(r, attnum, value, out);
+			return;
+		case BOOLOID:
+			appendStringInfoString(out, DatumGetBool(value) ? "true" : "false");
+			return;
+		case JSONOID:
+		case JSONBOID:
+			appendStringInfoString(out, OutputFunctionCall(&c->out, value));
+			return;
+		case NUMERICOID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+			str = OutputFunctionCall(&c->out, value);
+			if (strpbrk(str, "NIa") == NULL)	/* not NaN, Infinity */
+			{
+				appendStringInfoString(out, str);
+				return;
+			}
+			escape_json(out, str);
+			return;
+		default:
+			initStringInfo(&s);
+			append_value(r, attnum, value, &s);
+			escape_json(out, s.data);
+			return;
+	}
+}
+
+/*
+ * Publish a row change on <channel>:<created|updated|deleted>, at COMMIT,
+ * with the envelope; data holds only the event columns.  Past
+ * bmfredis.max_pending_messages, the row is counted in a summary instead.
+ */
+static void
+publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
+{
+	const char *op = (old && new) ? "updated" : new ? "created" : "deleted";
+	TupleTableSlot *row = new ? new : old;
+	StringInfoData channel;
+	StringInfoData type;
+	StringInfoData data;
+	StringInfoData changed;
+	StringInfoData msg;
+	RowView		rv;
+	int			i;
+	bool		first = true;
+
+	initStringInfo(&channel);
+	PubsubChannel(&channel, r->channel, strlen(r->channel));
+	appendStringInfo(&channel, ":%s", op);
+	if (XactPendingPublishes() >= bmf_max_pending_messages)
+	{
+		XactQueueSummary(channel.data, r->channel, op);
+		return;
+	}
+
+	rv.slot = row;
+	rv.map = NULL;
+	rv.id = NULL;
+	initStringInfo(&data);
+	appendStringInfoChar(&data, '{');
+	for (i = 0; i < r->nevent_cols; i++)
+	{
+		AttrNumber	a = r->event_cols[i];
+		Datum		v;
+		Form_pg_attribute att = TupleDescAttr(row->tts_tupleDescriptor, a - 1);
+
+		if (i > 0)
+			appendStringInfoString(&data, ", ");
+		escape_json(&data, NameStr(att->attname));
+		appendStringInfoString(&data, ": ");
+		if (get_col(&rv, a, &v))
+			append_json_value(r, a, v, &data);
+		else
+			appendStringInfoString(&data, "null");
+	}
+	appendStringInfoChar(&data, '}');
+
+	initStringInfo(&changed);
+	if (old && new)
+	{
+		appendStringInfoChar(&changed, '[');
+		for (i = 0; i < r->nevent_cols; i++)
+		{
+			AttrNumber	a = r->event_cols[i];
+
+			if (!columns_differ(&a, 1, old, new))
+				continue;
+			if (!first)
+				appendStringInfoString(&changed, ", ");
+			escape_json(&changed, NameStr(TupleDescAttr(row->tts_tupleDescriptor, a - 1)->attname));
+			first = false;
+		}
+		appendStringInfoChar(&changed, ']');
+	}
+
+	initStringInfo(&type);
+	appendStringInfo(&type, "%s:%s", r->channel, op);
+	initStringInfo(&msg);
+	PubsubEnvelope(&msg, type.data, row_id(r, &rv), data.data,
+				   (old && new) ? changed.data : NULL);
+	XactQueuePublish(channel.data, channel.len, msg.data, msg.len);
+}
+
 /* ---- the trigger ---- */
 
 /*
@@ -1152,11 +1287,15 @@ changed_row(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 			emit(r, &rv, false);
 			note_pending_id(r, &rv);
 		}
-		return;
 	}
-	rv.slot = old ? old : new;
-	emit(r, &rv, false);
-	note_pending_id(r, &rv);
+	else
+	{
+		rv.slot = old ? old : new;
+		emit(r, &rv, false);
+		note_pending_id(r, &rv);
+	}
+	if (r->channel)
+		publish_change(r, old, new);
 }
 
 /*
@@ -1267,6 +1406,21 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 		List	   *visited = NIL;
 
 		emit_all(r, &visited);
+		if (r->channel)
+		{
+			StringInfoData channel;
+			StringInfoData type;
+			StringInfoData msg;
+
+			initStringInfo(&channel);
+			PubsubChannel(&channel, r->channel, strlen(r->channel));
+			appendStringInfoString(&channel, ":truncated");
+			initStringInfo(&type);
+			appendStringInfo(&type, "%s:truncated", r->channel);
+			initStringInfo(&msg);
+			PubsubEnvelope(&msg, type.data, NULL, NULL, NULL);
+			XactQueuePublish(channel.data, channel.len, msg.data, msg.len);
+		}
 		return PointerGetDatum(NULL);
 	}
 	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))

@@ -47,11 +47,13 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "bmfredis.h"
 #include "client.h"
 #include "effects.h"
+#include "pubsub.h"
 #include "retry.h"
 #include "stats.h"
 #include "xact.h"
@@ -103,10 +105,20 @@ static struct
 	int64	   *expiry_ms;
 	int			nexpiry_ms;
 	QSet		publishes;		/* list; arg = offset of message */
+	List	   *summaries;		/* Summary, in xact_cxt */
 	bool		collapsed;
 	bool		namespace_pattern_added;
 	bool		wrote_watched;
 } q;
+
+/* row events that did not fit, counted per (channel, operation) */
+typedef struct Summary
+{
+	char	   *channel;
+	char	   *entity;
+	char	   *operation;
+	int64		rows;
+} Summary;
 
 /* ---- the set ---- */
 
@@ -310,6 +322,7 @@ ensure_active(void)
 	qset_init(&q.publishes, false);
 	q.expiry_ms = NULL;
 	q.nexpiry_ms = 0;
+	q.summaries = NIL;
 	q.collapsed = false;
 	q.namespace_pattern_added = false;
 	q.active = true;
@@ -486,8 +499,41 @@ bool
 XactHasPending(void)
 {
 	return q.active &&
-		(q.keys.n + q.tags.n + q.patterns.n + q.tag_patterns.n +
-		 q.expiries.n + q.publishes.n) > 0;
+		((q.keys.n + q.tags.n + q.patterns.n + q.tag_patterns.n +
+		  q.expiries.n + q.publishes.n) > 0 || q.summaries != NIL);
+}
+
+int
+XactPendingPublishes(void)
+{
+	return q.active ? q.publishes.n : 0;
+}
+
+void
+XactQueueSummary(const char *channel, const char *entity, const char *operation)
+{
+	MemoryContext old;
+	ListCell   *lc;
+	Summary    *sm;
+
+	ensure_active();
+	foreach(lc, q.summaries)
+	{
+		sm = lfirst(lc);
+		if (strcmp(sm->channel, channel) == 0 && strcmp(sm->operation, operation) == 0)
+		{
+			sm->rows++;
+			return;
+		}
+	}
+	old = MemoryContextSwitchTo(xact_cxt);
+	sm = palloc(sizeof(Summary));
+	sm->channel = pstrdup(channel);
+	sm->entity = pstrdup(entity);
+	sm->operation = pstrdup(operation);
+	sm->rows = 1;
+	q.summaries = lappend(q.summaries, sm);
+	MemoryContextSwitchTo(old);
 }
 
 int64
@@ -559,21 +605,107 @@ add_effects(const QSet *s, char kind, Effect *effects, int *n)
 	}
 }
 
+static void
+add_publish(Effect *e, const char *channel, StringInfo message)
+{
+	e->kind = EFFECT_PUBLISH;
+	e->target = channel;
+	e->target_len = strlen(channel);
+	e->arg = message->data;
+	e->arg_len = message->len;
+}
+
+/* One "<family>:bulk" message per summary. */
+static void
+add_summaries(Effect *effects, int *n)
+{
+	ListCell   *lc;
+
+	foreach(lc, q.summaries)
+	{
+		Summary    *sm = lfirst(lc);
+		StringInfoData data;
+		StringInfoData msg;
+		StringInfoData type;
+		StringInfoData channel;
+
+		initStringInfo(&data);
+		appendStringInfoString(&data, "{\"operation\": ");
+		escape_json(&data, sm->operation);
+		appendStringInfo(&data, ", \"rows\": " INT64_FORMAT "}", sm->rows);
+		initStringInfo(&type);
+		appendStringInfo(&type, "%s:bulk", sm->entity);
+		initStringInfo(&msg);
+		PubsubEnvelope(&msg, type.data, NULL, data.data, NULL);
+		initStringInfo(&channel);
+		appendStringInfo(&channel, "%s:bulk", sm->channel);
+		add_publish(&effects[(*n)++], channel.data, &msg);
+	}
+}
+
+/*
+ * With bmfredis.announce_invalidations, what COMMIT invalidates is also
+ * published on cache:invalidated, so application servers holding a local
+ * copy can drop it: {"keys": [...], "tags": [...], "patterns": [...]},
+ * at most 1,000 names a message.
+ */
+static void
+add_announcements(Effect *effects, int *n)
+{
+	const QSet *sets[3] = {&q.keys, &q.tags, &q.patterns};
+	const char *names[3] = {"keys", "tags", "patterns"};
+	StringInfoData channel;
+	int			s;
+
+	initStringInfo(&channel);
+	PubsubChannel(&channel, "cache:invalidated", strlen("cache:invalidated"));
+	for (s = 0; s < 3; s++)
+	{
+		int			i = 0;
+
+		while (i < sets[s]->n)
+		{
+			StringInfoData data;
+			StringInfoData msg;
+			int			j;
+
+			initStringInfo(&data);
+			appendStringInfo(&data, "{\"%s\": [", names[s]);
+			for (j = 0; j < 1000 && i < sets[s]->n; j++, i++)
+			{
+				if (j > 0)
+					appendStringInfoString(&data, ", ");
+				escape_json(&data, qstr(sets[s], &sets[s]->items[i]));
+			}
+			appendStringInfoString(&data, "]}");
+			initStringInfo(&msg);
+			PubsubEnvelope(&msg, "cache:invalidated", NULL, data.data, NULL);
+			add_publish(&effects[(*n)++], channel.data, &msg);
+		}
+	}
+}
+
 /* The queue as effects, in the order EffectsSend wants them. */
 static Effect *
 queue_effects(int *n)
 {
 	int			total = q.keys.n + q.tags.n + q.patterns.n + q.tag_patterns.n +
-		q.expiries.n + q.publishes.n;
-	Effect	   *effects = palloc(sizeof(Effect) * Max(total, 1));
+		q.expiries.n + q.publishes.n + list_length(q.summaries);
+	Effect	   *effects;
 
+	if (bmf_announce_invalidations)
+		total += (q.keys.n + q.tags.n + q.patterns.n) / 1000 + 3;
+	effects = palloc(sizeof(Effect) * Max(total, 1));
 	*n = 0;
 	add_effects(&q.keys, EFFECT_KEY, effects, n);
 	add_effects(&q.expiries, EFFECT_EXPIRE_AT, effects, n);
 	add_effects(&q.tags, EFFECT_TAG, effects, n);
 	add_effects(&q.tag_patterns, EFFECT_TAG_PATTERN, effects, n);
 	add_effects(&q.patterns, EFFECT_PATTERN, effects, n);
+	if (bmf_announce_invalidations)
+		add_announcements(effects, n);
 	add_effects(&q.publishes, EFFECT_PUBLISH, effects, n);
+	add_summaries(effects, n);
 	return effects;
 }
 
@@ -784,5 +916,20 @@ redis_pending_invalidations(PG_FUNCTION_ARGS)
 	list_set(rsinfo, &q.tag_patterns, "tag_pattern");
 	list_set(rsinfo, &q.patterns, "pattern");
 	list_set(rsinfo, &q.publishes, "publish");
+	{
+		ListCell   *lc;
+
+		foreach(lc, q.summaries)
+		{
+			Summary    *sm = lfirst(lc);
+			Datum		values[3];
+			bool		nulls[3] = {false, false, false};
+
+			values[0] = CStringGetTextDatum("publish_summary");
+			values[1] = CStringGetTextDatum(psprintf("%s:bulk", sm->channel));
+			values[2] = CStringGetTextDatum(psprintf("%s " INT64_FORMAT, sm->operation, sm->rows));
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
 	return (Datum) 0;
 }

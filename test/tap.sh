@@ -6,6 +6,8 @@ ok() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $1"; }
 not_ok() { TAP_N=$((TAP_N + 1)); echo "not ok $TAP_N - $1"; [ -n "${2:-}" ] && echo "#   $2"; return 0; }
 # check "what" COMMAND...: ok when the command succeeds
 check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+# refute "what" COMMAND...: ok when the command fails
+refute() { local what=$1; shift; if "$@"; then not_ok "$what"; else ok "$what"; fi; }
 # is "what" GOT WANT
 is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', want '$3'"; fi; }
 # like "what" GOT REGEX

@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * pubsub.h
+ *		Publishing (transactional by default), event envelopes, and
+ *		subscribing (redis_listen, the subscriber worker).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_PUBSUB_H
+#define BMFREDIS_PUBSUB_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+/* bmfredis.channel_prefix + channel */
+extern void PubsubChannel(StringInfo out, const char *channel, size_t len);
+
+/*
+ * Append the JSON envelope of an event:
+ * {"id", "type", "entity", "operation", "entity_id", "data", "changed",
+ *  "time", "txid", "database"}.  data_json and changed_json are JSON texts
+ * (NULL: {} and absent); entity_id may be NULL.
+ */
+extern void PubsubEnvelope(StringInfo out, const char *type,
+						   const char *entity_id, const char *data_json,
+						   const char *changed_json);
+
+/* A timestamp as ISO 8601 UTC with microseconds: 2026-11-25T21:00:00.123456Z */
+extern void PubsubIsoTime(StringInfo out, TimestampTz ts);
+
+/* Queue a message for COMMIT; ERROR past bmfredis.max_pending_messages. */
+extern void PubsubQueue(const char *channel, size_t clen, const char *message,
+						size_t mlen);
+
+/* The subscriber worker */
+extern char *bmf_subscribe;
+extern char *bmf_subscribe_database;
+extern int	bmf_payload_retention;
+extern void BmfSubscriberRegister(void);
+
+#endif							/* BMFREDIS_PUBSUB_H */

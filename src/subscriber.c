@@ -1,0 +1,356 @@
+/*-------------------------------------------------------------------------
+ *
+ * subscriber.c
+ *		The bmfredis subscriber worker: relays Redis pub/sub messages as
+ *		PostgreSQL NOTIFYs, so any PostgreSQL client can LISTEN.
+ *
+ * It subscribes to the channels and patterns in bmfredis.subscribe and
+ * sends each message it receives as NOTIFY in bmfredis.subscribe_database:
+ *	- the NOTIFY channel is the Redis channel's name; a name longer than 63
+ *	  bytes (PostgreSQL's limit) is cut to 54 bytes plus "#" and 8 hex
+ *	  digits of its hash;
+ *	- the payload is the message; one NOTIFY cannot carry more than 7,999
+ *	  bytes, nor a NUL byte, nor bytes that are not valid text, so such a
+ *	  message is stored in bmfredis.notify_payloads (kept for
+ *	  bmfredis.payload_retention) and the payload says where:
+ *	  {"bmfredis_payload": <id>, "bytes": <n>}.
+ * Messages that arrive together are sent in one transaction.  After a
+ * connection error it reconnects, with backoff, and subscribes again; on
+ * SIGHUP it reloads bmfredis.subscribe and resubscribes if the list
+ * changed.  Every wait is interruptible, so it never holds up shutdown.
+ * Messages published while it is not subscribed (between a Redis restart
+ * and the resubscription) are not seen: Redis pub/sub keeps nothing.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/extension.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "bmfredis.h"
+#include "client.h"
+#include "pool.h"
+#include "pubsub.h"
+#include "shmem.h"
+#include "stats.h"
+#include "worker.h"
+
+char	   *bmf_subscribe = NULL;
+char	   *bmf_subscribe_database = NULL;
+int			bmf_payload_retention = 3600;
+
+#define NOTIFY_MAX_PAYLOAD	7999
+#define RELAY_BATCH			256
+
+PGDLLEXPORT void bmfredis_subscriber_main(Datum arg);
+
+void
+BmfSubscriberRegister(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "bmfredis");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "bmfredis_subscriber_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "bmfredis subscriber");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "bmfredis subscriber");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Split bmfredis.subscribe into names; *patterns[i] when it has globs. */
+static int
+parse_list(const char *list, char ***names, bool **patterns)
+{
+	char	   *copy = pstrdup(list);
+	char	   *tok;
+	char	   *save = NULL;
+	int			n = 0;
+	int			cap = 8;
+
+	*names = palloc(sizeof(char *) * cap);
+	*patterns = palloc(sizeof(bool) * cap);
+	for (tok = strtok_r(copy, ", \t\n", &save); tok; tok = strtok_r(NULL, ", \t\n", &save))
+	{
+		StringInfoData ch;
+
+		if (n == cap)
+		{
+			cap *= 2;
+			*names = repalloc(*names, sizeof(char *) * cap);
+			*patterns = repalloc(*patterns, sizeof(bool) * cap);
+		}
+		initStringInfo(&ch);
+		PubsubChannel(&ch, tok, strlen(tok));
+		(*names)[n] = ch.data;
+		(*patterns)[n] = strpbrk(tok, "*?[") != NULL;
+		n++;
+	}
+	return n;
+}
+
+/* The NOTIFY channel of a Redis channel: at most NAMEDATALEN - 1 bytes. */
+static void
+notify_channel(const char *channel, size_t len, char *out)
+{
+	if (len < NAMEDATALEN)
+	{
+		memcpy(out, channel, len);
+		out[len] = '\0';
+		return;
+	}
+	len = pg_mbcliplen(channel, len, NAMEDATALEN - 10);
+	memcpy(out, channel, len);
+	snprintf(out + len, NAMEDATALEN - len, "#%08x",
+			 hash_bytes((const unsigned char *) channel, strlen(channel)));
+}
+
+/* Store a message NOTIFY cannot carry; returns the payload referring to it. */
+static char *
+store_payload(const char *channel, const char *message, size_t len)
+{
+	Oid			argtypes[2] = {TEXTOID, BYTEAOID};
+	Datum		values[2];
+	bytea	   *b;
+	int			rc;
+	bool		isnull;
+	int64		id;
+
+	if (!OidIsValid(get_extension_oid("bmfredis", true)))
+		return NULL;
+	b = palloc(VARHDRSZ + len);
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), message, len);
+	values[0] = CStringGetTextDatum(channel);
+	values[1] = PointerGetDatum(b);
+	SPI_connect();
+	rc = SPI_execute_with_args("INSERT INTO bmfredis.notify_payloads (channel, message) "
+							   "VALUES ($1, $2) RETURNING id",
+							   2, argtypes, values, NULL, false, 1);
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not store a large message: %s", SPI_result_code_string(rc));
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	BmfStatsCount(STAT_PAYLOADS_STORED, 1);
+	return psprintf("{\"bmfredis_payload\": " INT64_FORMAT ", \"bytes\": %zu}", id, len);
+}
+
+/* Send a batch of "message"/"pmessage" replies as NOTIFYs, one transaction. */
+static void
+relay(RedisReply **msgs, int n)
+{
+	int			i;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "bmfredis: relaying messages");
+	for (i = 0; i < n; i++)
+	{
+		RedisReply *m = msgs[i];
+		RedisReply *ch;
+		RedisReply *payload;
+		char		name[NAMEDATALEN];
+		const char *send;
+
+		if (strcmp(m->element[0]->str, "pmessage") == 0)
+		{
+			ch = m->element[2];
+			payload = m->element[3];
+		}
+		else
+		{
+			ch = m->element[1];
+			payload = m->element[2];
+		}
+		if (ch->type != RESP_STRING || payload->type != RESP_STRING ||
+			!pg_verifymbstr(ch->str, ch->len, true))
+			continue;
+		notify_channel(ch->str, ch->len, name);
+		if (payload->len <= NOTIFY_MAX_PAYLOAD &&
+			pg_verifymbstr(payload->str, payload->len, true))
+			send = payload->str;
+		else
+		{
+			send = store_payload(ch->str, payload->str, payload->len);
+			if (send == NULL)
+			{
+				elog(WARNING, "bmfredis subscriber: dropped a %zu-byte message on \"%s\": "
+					 "it is too large for NOTIFY and bmfredis is not installed in database \"%s\" to store it",
+					 payload->len, name, bmf_subscribe_database);
+				continue;
+			}
+		}
+		Async_Notify(name, send);
+		BmfStatsCount(STAT_MESSAGES_RELAYED, 1);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static void
+cleanup_payloads(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(get_extension_oid("bmfredis", true)))
+	{
+		char	   *sql = psprintf("DELETE FROM bmfredis.notify_payloads "
+								   "WHERE received_at < now() - interval '%d seconds'",
+								   bmf_payload_retention);
+
+		SPI_connect();
+		SPI_execute(sql, false, 0);
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static bool
+reload_if_asked(void)
+{
+	if (!ConfigReloadPending)
+		return false;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	return true;
+}
+
+/* Sleep ms, waking for SIGHUP or SIGTERM. */
+static void
+nap(long ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* Relay messages until the connection fails or the list changes. */
+static void
+serve(RedisSubscription *sub, const char *subscribed)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "bmfredis subscriber",
+											  ALLOCSET_DEFAULT_SIZES);
+	TimestampTz last_cleanup = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		RedisReply *msgs[RELAY_BATCH];
+		RedisReply *msg;
+		RedisError	err;
+		int			n = 0;
+		int			rc;
+		MemoryContext old;
+
+		MemoryContextReset(cxt);
+		old = MemoryContextSwitchTo(cxt);
+		rc = RedisSubscriptionNext(sub, TransportDeadline(1000), cxt, &msg, &err);
+		while (rc > 0)
+		{
+			if (msg->type == RESP_ARRAY && msg->elements >= 3 &&
+				msg->element[0]->type == RESP_STRING &&
+				(strcmp(msg->element[0]->str, "message") == 0 ||
+				 (strcmp(msg->element[0]->str, "pmessage") == 0 && msg->elements == 4)))
+				msgs[n++] = msg;
+			if (n == RELAY_BATCH)
+				break;
+			/* whatever else is already here goes in the same transaction */
+			rc = RedisSubscriptionNext(sub, GetCurrentTimestamp(), cxt, &msg, &err);
+		}
+		MemoryContextSwitchTo(old);
+		if (n > 0)
+			relay(msgs, n);
+		if (rc < 0)
+		{
+			elog(LOG, "bmfredis subscriber: lost the subscription: %s: %s; subscribing again",
+				 err.message, err.detail);
+			break;
+		}
+		if (reload_if_asked() && strcmp(subscribed, bmf_subscribe) != 0)
+		{
+			elog(LOG, "bmfredis subscriber: bmfredis.subscribe changed; subscribing again");
+			break;
+		}
+		if (TimestampDifferenceExceeds(last_cleanup, GetCurrentTimestamp(), 60 * 1000))
+		{
+			cleanup_payloads();
+			last_cleanup = GetCurrentTimestamp();
+		}
+	}
+	MemoryContextDelete(cxt);
+}
+
+void
+bmfredis_subscriber_main(Datum arg)
+{
+	BmfSharedState *sh = BmfShared();
+	int			failures = 0;
+
+	(void) arg;
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(bmf_subscribe_database, NULL, 0);
+	sh->subscriber_pid = MyProcPid;
+
+	for (;;)
+	{
+		char	  **names;
+		bool	   *patterns;
+		int			n;
+		char	   *subscribed;
+		RedisSubscription *sub;
+		RedisError	err;
+
+		reload_if_asked();
+		subscribed = pstrdup(bmf_subscribe);
+		n = parse_list(subscribed, &names, &patterns);
+		if (n == 0)
+		{
+			nap(bmf_worker_naptime);
+			continue;
+		}
+		sub = RedisPoolSubscribe(RedisDefaultNode(), n, (const char *const *) names,
+								 patterns, &err);
+		if (sub == NULL)
+		{
+			long		delay = Min((long) bmf_retry_backoff_base << Min(failures, 20),
+									(long) bmf_retry_backoff_max);
+
+			if (failures == 0)
+				elog(LOG, "bmfredis subscriber: could not subscribe: %s: %s; retrying with backoff",
+					 err.message, err.detail);
+			failures++;
+			nap(delay);
+			continue;
+		}
+		failures = 0;
+		elog(LOG, "bmfredis subscriber: relaying %d channels and patterns as NOTIFY in database \"%s\"",
+			 n, bmf_subscribe_database);
+		serve(sub, subscribed);
+		RedisSubscriptionClose(sub);
+	}
+}

@@ -41,6 +41,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: a struct that changes size in a
+# header must rebuild every object that uses it (shared memory layout!).
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
+
 # test/run asks for the suite lists, so they live in one place
 .PHONY: print-regress print-isolation
 print-regress:

@@ -183,6 +183,8 @@ bmfredis.host = '127.0.0.1'
 bmfredis.port = ${BMF_REDIS_PORT:-6379}
 $extra
 EOF
+	# core files land in the data directory, for gdb after a crash
+	ulimit -c unlimited 2>/dev/null
 	bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -l "$BMF_WORK/$name.log" -w -t 60 start \
 		>/dev/null 2>&1 || { cat "$BMF_WORK/$name.log" >&2; bmf_die "PostgreSQL did not start"; }
 	BMF_PG_PID=$(head -1 "$BMF_PGDATA/postmaster.pid")

@@ -18,6 +18,7 @@ OBJS = \
 	src/template.o \
 	src/trigger.o \
 	src/pubsub.o \
+	src/locks.o \
 	src/subscriber.o \
 	src/admin.o
 
@@ -27,11 +28,11 @@ PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for Postgr
 
 # One regression suite per feature; they need a running Redis (test/run
 # starts one and points the server's bmfredis.* settings at it).
-REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats
+REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats locks
 REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
 
 # Concurrency specs, in test/isolation/specs (run by test/run).
-ISOLATION = stale_refill rules_reload
+ISOLATION = stale_refill rules_reload locks
 
 SHLIB_LINK = -lhiredis -lssl -lcrypto
 # PostgreSQL's headers are system headers to us: -Wextra judges our code only.

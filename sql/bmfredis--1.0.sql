@@ -615,3 +615,120 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_stats_reset() IS
 'Resets the bmfredis statistics';
 REVOKE ALL ON FUNCTION redis_stats_reset() FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Distributed locks and semaphores
+------------------------------------------------------------------------
+
+CREATE SEQUENCE bmfredis.lock_fence;
+COMMENT ON SEQUENCE bmfredis.lock_fence IS
+'A floor for lock fencing numbers that survives restarts of PostgreSQL and of Redis';
+
+CREATE FUNCTION redis_lock(name text, ttl interval DEFAULT '30 seconds', wait interval DEFAULT '10 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_lock(text, interval, interval) IS
+'Takes a session-level Redis lock, waiting up to wait (then ERROR 55P03); returns the owner token';
+
+CREATE FUNCTION redis_try_lock(name text, ttl interval DEFAULT '30 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_try_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_try_lock(text, interval) IS
+'Takes a session-level Redis lock if it is free; returns the owner token, or NULL at once';
+
+CREATE FUNCTION redis_xact_lock(name text, ttl interval DEFAULT '30 seconds', wait interval DEFAULT '10 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_xact_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_xact_lock(text, interval, interval) IS
+'Takes a Redis lock released at COMMIT or ROLLBACK, waiting up to wait; returns the owner token';
+
+CREATE FUNCTION redis_try_xact_lock(name text, ttl interval DEFAULT '30 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_try_xact_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_try_xact_lock(text, interval) IS
+'Takes a transaction-level Redis lock if it is free; returns the owner token, or NULL at once';
+
+CREATE FUNCTION redis_lock_fenced(name text, ttl interval DEFAULT '30 seconds', wait interval DEFAULT '10 seconds',
+    xact boolean DEFAULT false, OUT token text, OUT fence bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'redis_lock_fenced'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_lock_fenced(text, interval, interval, boolean) IS
+'Takes a Redis lock and returns its token and fencing number, which only ever increases for the lock name';
+
+CREATE FUNCTION redis_unlock(name text, token text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_unlock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_unlock(text, text) IS
+'Releases the lock if the token is its owner''s (NULL: the one this session holds); false, with a WARNING, if it was lost';
+
+CREATE FUNCTION redis_lock_extend(name text, token text, ttl interval DEFAULT '30 seconds')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_lock_extend'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_lock_extend(text, text, interval) IS
+'Gives the lock a new TTL if the token is its owner''s (NULL: this session''s); false, with a WARNING, if it was lost';
+
+CREATE FUNCTION redis_locks(OUT name text, OUT kind text, OUT scope text, OUT token text,
+    OUT fence bigint, OUT acquired_at timestamptz, OUT expires_in interval)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_locks'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_locks() IS
+'The Redis locks and semaphore permits this session holds, with the time left before they expire';
+
+CREATE FUNCTION redis_with_lock(name text, ttl interval, wait interval, query text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_with_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_with_lock(text, interval, interval, text) IS
+'Runs a statement while holding the lock and releases it however the statement ends; returns the rows processed';
+
+CREATE FUNCTION redis_semaphore_acquire(name text, max_holders integer, ttl interval DEFAULT '30 seconds',
+    wait interval DEFAULT '10 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_semaphore_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_acquire(text, integer, interval, interval) IS
+'Takes one of max_holders permits (first come, first served), waiting up to wait; returns the permit token';
+
+CREATE FUNCTION redis_semaphore_try_acquire(name text, max_holders integer, ttl interval DEFAULT '30 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_semaphore_try_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_try_acquire(text, integer, interval) IS
+'Takes a permit if one is free and nobody waits before us; the token, or NULL at once';
+
+CREATE FUNCTION redis_semaphore_xact_acquire(name text, max_holders integer, ttl interval DEFAULT '30 seconds',
+    wait interval DEFAULT '10 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_semaphore_xact_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_xact_acquire(text, integer, interval, interval) IS
+'Takes a permit released at COMMIT or ROLLBACK, waiting up to wait';
+
+CREATE FUNCTION redis_semaphore_try_xact_acquire(name text, max_holders integer, ttl interval DEFAULT '30 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_semaphore_try_xact_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_try_xact_acquire(text, integer, interval) IS
+'Takes a transaction-level permit if one is free; the token, or NULL at once';
+
+CREATE FUNCTION redis_semaphore_release(name text, token text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_semaphore_release'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_release(text, text) IS
+'Gives a permit back; false, with a WARNING, if it had expired';
+
+CREATE FUNCTION redis_semaphore_refresh(name text, token text, ttl interval DEFAULT '30 seconds')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_semaphore_refresh'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_refresh(text, text, interval) IS
+'Gives a held permit a new TTL; false, with a WARNING, if it had expired';

@@ -3,6 +3,7 @@ MODULE_big = bmfredis
 OBJS = \
 	src/bmfredis.o \
 	src/transport.o \
+	src/url.o \
 	src/resp.o \
 	src/pool.o \
 	src/client.o \

@@ -277,7 +277,8 @@ CREATE SCHEMA bmfredis;
 COMMENT ON SCHEMA bmfredis IS 'bmfredis bookkeeping: cache rules, cascades, scheduled invalidations';
 
 CREATE TABLE bmfredis.cache_rules (
-    entity      text PRIMARY KEY CHECK (entity <> '' AND length(entity) < 128),
+    entity      text PRIMARY KEY
+                CHECK (entity OPERATOR(pg_catalog.<>) '' AND pg_catalog.length(entity) OPERATOR(pg_catalog.<) 128),
     relation    regclass UNIQUE,
     id_column   name NOT NULL DEFAULT 'id',
     keys        text[] NOT NULL DEFAULT '{}',
@@ -299,11 +300,11 @@ COMMENT ON TABLE bmfredis.cache_cascades IS
 
 CREATE TABLE bmfredis.scheduled_invalidations (
     id          bigserial PRIMARY KEY,
-    kind        "char" NOT NULL CHECK (kind IN ('k', 't')),
+    kind        "char" NOT NULL CHECK (kind OPERATOR(pg_catalog.=) ANY ('{k,t}'::pg_catalog."char"[])),
     target      text NOT NULL,
     db          integer NOT NULL,
     due_at      timestamptz NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX ON bmfredis.scheduled_invalidations (due_at);
 COMMENT ON TABLE bmfredis.scheduled_invalidations IS
@@ -585,7 +586,7 @@ CREATE TABLE bmfredis.notify_payloads (
     id          bigserial PRIMARY KEY,
     channel     text NOT NULL,
     message     bytea NOT NULL,
-    received_at timestamptz NOT NULL DEFAULT now()
+    received_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX ON bmfredis.notify_payloads (received_at);
 COMMENT ON TABLE bmfredis.notify_payloads IS
@@ -603,7 +604,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_stats_values() IS
 'bmfredis counters and latencies; scope is cluster when preloaded, backend otherwise';
 
-CREATE VIEW redis_stats AS SELECT name, value, scope FROM redis_stats_values();
+CREATE VIEW redis_stats AS SELECT name, value, scope FROM @extschema@.redis_stats_values();
 GRANT SELECT ON redis_stats TO PUBLIC;
 COMMENT ON VIEW redis_stats IS
 'bmfredis statistics: cache hits and misses, invalidations, publishes, locks, errors by kind, p50/p99 latency per command class, retry queue';

@@ -7,16 +7,26 @@
  * connection goes, as whom, or under which key prefix is PGC_SUSET (a user
  * must not be able to point the server's password at a host of their
  * choosing, nor read or write outside the database's namespace); timeouts
- * and degradation knobs are per-session (PGC_USERSET).  The password is
- * additionally GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, so SHOW, SHOW ALL,
- * current_setting() and pg_settings do not reveal it to other users.
+ * and degradation knobs are per-session (PGC_USERSET).
+ *
+ * The secrets (password, url) are additionally GUC_SUPERUSER_ONLY |
+ * GUC_NO_SHOW_ALL, and their show hooks print "********" (the url with its
+ * password masked) to anyone who is not a superuser, members of
+ * pg_read_all_settings included: SHOW, current_setting() and pg_settings
+ * all go through the show hook.  Their check hooks refuse to let ALTER
+ * ROLE/DATABASE ... SET or a function's SET clause store them, because
+ * pg_db_role_setting and pg_proc are readable by every user.  The url's
+ * messages quote it with the password masked (the default "invalid value"
+ * message would quote it whole).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <limits.h>
+#include <stdlib.h>
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -28,6 +38,8 @@
 #include "pubsub.h"
 #include "retry.h"
 #include "shmem.h"
+#include "transport.h"
+#include "url.h"
 #include "worker.h"
 #include "xact.h"
 
@@ -40,6 +52,15 @@ int			bmf_db = 0;
 char	   *bmf_username = NULL;
 char	   *bmf_password = NULL;
 char	   *bmf_key_prefix = NULL;
+char	   *bmf_url = NULL;
+const struct BmfUrl *bmf_url_parsed = NULL;
+
+bool		bmf_tls = false;
+int			bmf_tls_verify = TLS_VERIFY_FULL;
+char	   *bmf_tls_ca_file = NULL;
+char	   *bmf_tls_cert_file = NULL;
+char	   *bmf_tls_key_file = NULL;
+char	   *bmf_tls_server_name = NULL;
 
 int			bmf_connect_timeout = 2000;
 int			bmf_command_timeout = 2000;
@@ -73,6 +94,16 @@ static const struct config_enum_entry on_error_options[] = {
 	{NULL, 0, false}
 };
 
+static const struct config_enum_entry tls_verify_options[] = {
+	{"full", TLS_VERIFY_FULL, false},
+	{"ca", TLS_VERIFY_CA, false},
+	{"none", TLS_VERIFY_NONE, false},
+	/* libpq's sslmode names, for people who think in those */
+	{"verify-full", TLS_VERIFY_FULL, true},
+	{"verify-ca", TLS_VERIFY_CA, true},
+	{NULL, 0, false}
+};
+
 static const struct config_enum_entry invalidate_at_options[] = {
 	{"commit", BMF_INVALIDATE_COMMIT, false},
 	{"immediate", BMF_INVALIDATE_IMMEDIATE, false},
@@ -97,6 +128,151 @@ bump_generation_int(int newval, void *extra)
 	(void) newval;
 	(void) extra;
 	bmfredis_config_generation++;
+}
+
+static void
+bump_generation_bool(bool newval, void *extra)
+{
+	(void) newval;
+	(void) extra;
+	bmfredis_config_generation++;
+}
+
+int
+BmfDb(void)
+{
+	return bmf_url_parsed ? bmf_url_parsed->db : bmf_db;
+}
+
+/* ---- secrets ---- */
+
+/*
+ * ALTER ROLE/DATABASE ... SET and CREATE FUNCTION ... SET validate with
+ * PGC_S_TEST; what they store, every user can read.
+ */
+static bool
+check_not_stored_in_catalog(const char *name, const char *value, GucSource source)
+{
+	if (source != PGC_S_TEST || value == NULL || value[0] == '\0')
+		return true;
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("%s cannot be stored with ALTER ROLE, ALTER DATABASE or a function's SET clause", name);
+	GUC_check_errdetail("Such settings are kept in pg_db_role_setting or pg_proc, which every user can read.");
+	GUC_check_errhint("Put it in postgresql.conf, or use ALTER SYSTEM.");
+	return false;
+}
+
+/* May the current user see secrets?  Only superusers, in a transaction. */
+static bool
+secrets_visible(void)
+{
+	return IsTransactionState() && superuser();
+}
+
+static bool
+check_password(char **newval, void **extra, GucSource source)
+{
+	(void) extra;
+	return check_not_stored_in_catalog("bmfredis.password", *newval, source);
+}
+
+static const char *
+show_password(void)
+{
+	if (bmf_password == NULL || bmf_password[0] == '\0' || secrets_visible())
+		return bmf_password ? bmf_password : "";
+	return "********";
+}
+
+static bool
+check_url(char **newval, void **extra, GucSource source)
+{
+	BmfUrl		parsed;
+	char		why[256];
+
+	if (!check_not_stored_in_catalog("bmfredis.url", *newval, source))
+		return false;
+	*extra = NULL;
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!BmfUrlParse(*newval, &parsed, why, sizeof(why)))
+	{
+		char		redacted[1024];
+
+		BmfUrlRedact(*newval, redacted, sizeof(redacted));
+		GUC_check_errmsg("invalid value for parameter \"bmfredis.url\": \"%s\"", redacted);
+		GUC_check_errdetail("%s", why);
+		GUC_check_errhint("The form is redis[s]://[user[:password]@]host[:port][/db]; "
+						  "percent-encode '@', ':' and '/' in the password.");
+		return false;
+	}
+	/* the GUC machinery frees extra with free() */
+	*extra = malloc(sizeof(BmfUrl));
+	if (*extra == NULL)
+		return false;
+	memcpy(*extra, &parsed, sizeof(BmfUrl));
+	return true;
+}
+
+static void
+assign_url(const char *newval, void *extra)
+{
+	(void) newval;
+	bmf_url_parsed = (const BmfUrl *) extra;
+	bmfredis_config_generation++;
+}
+
+static const char *
+show_url(void)
+{
+	static char redacted[1024];
+
+	if (bmf_url == NULL || bmf_url[0] == '\0' || secrets_visible())
+		return bmf_url ? bmf_url : "";
+	BmfUrlRedact(bmf_url, redacted, sizeof(redacted));
+	return redacted;
+}
+
+static void
+define_tls_gucs(void)
+{
+	DefineCustomBoolVariable("bmfredis.tls",
+							 "Whether connections to Redis use TLS.",
+							 "Never falls back to plaintext.  rediss:// in bmfredis.url turns it on.",
+							 &bmf_tls, false,
+							 PGC_SUSET, 0,
+							 NULL, bump_generation_bool, NULL);
+	DefineCustomEnumVariable("bmfredis.tls_verify",
+							 "How the Redis server's certificate is checked: full, ca or none.",
+							 "full: chain to a trusted CA and the host name; ca: the chain only; "
+							 "none: nothing (unsafe: anyone on the path can impersonate the server).",
+							 &bmf_tls_verify, TLS_VERIFY_FULL, tls_verify_options,
+							 PGC_SUSET, 0,
+							 NULL, bump_generation_int, NULL);
+	DefineCustomStringVariable("bmfredis.tls_ca_file",
+							   "File of trusted CA certificates (PEM) for the Redis server's certificate.",
+							   "Empty: the system's trust store.",
+							   &bmf_tls_ca_file, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.tls_cert_file",
+							   "Client certificate (PEM, may hold the chain) presented to Redis.",
+							   NULL,
+							   &bmf_tls_cert_file, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.tls_key_file",
+							   "Private key (PEM, unencrypted) of the client certificate.",
+							   "Empty: the key is read from bmfredis.tls_cert_file.",
+							   &bmf_tls_key_file, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.tls_server_name",
+							   "Name sent as SNI and verified in the Redis server's certificate.",
+							   "Empty: the host being connected to.",
+							   &bmf_tls_server_name, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
 }
 
 static void
@@ -138,7 +314,15 @@ define_endpoint_gucs(void)
 							   &bmf_password, "",
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, bump_generation_str, NULL);
+							   check_password, bump_generation_str, show_password);
+	DefineCustomStringVariable("bmfredis.url",
+							   "Redis URL, redis[s]://[user[:password]@]host[:port][/db].",
+							   "When set, it wins over host, port, unix_socket, username, password, db and tls.  "
+							   "Visible to superusers only.",
+							   &bmf_url, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_url, assign_url, show_url);
 	DefineCustomStringVariable("bmfredis.key_prefix",
 							   "Prefix of every Redis key bmfredis reads or writes.",
 							   "Usually set per database with ALTER DATABASE ... SET.",
@@ -327,6 +511,7 @@ void
 _PG_init(void)
 {
 	define_endpoint_gucs();
+	define_tls_gucs();
 	define_behaviour_gucs();
 	define_invalidation_gucs();
 	define_pubsub_gucs();

@@ -32,6 +32,22 @@ extern int	bmf_db;
 extern char *bmf_username;
 extern char *bmf_password;
 extern char *bmf_key_prefix;
+extern char *bmf_url;
+
+/* TLS (PGC_SUSET) */
+extern bool bmf_tls;
+extern int	bmf_tls_verify;		/* RedisTlsVerify */
+extern char *bmf_tls_ca_file;
+extern char *bmf_tls_cert_file;
+extern char *bmf_tls_key_file;
+extern char *bmf_tls_server_name;
+
+/* bmfredis.url, parsed; NULL when the setting is empty */
+struct BmfUrl;
+extern const struct BmfUrl *bmf_url_parsed;
+
+/* The logical database in effect: the URL's when bmfredis.url is set. */
+extern int	BmfDb(void);
 
 /* timeouts and fault handling (PGC_USERSET), in milliseconds */
 extern int	bmf_connect_timeout;

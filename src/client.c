@@ -30,6 +30,7 @@
 #include "bmfredis.h"
 #include "client.h"
 #include "stats.h"
+#include "url.h"
 
 RedisClientStats redis_client_stats;
 RedisBeforeCallHook redis_before_call_hook = NULL;
@@ -167,22 +168,32 @@ RedisArgsScript(RedisArgs *a, RedisScript *script, int numkeys)
 static void
 build_node(RedisNode *node, char *name, int db)
 {
+	const BmfUrl *url = bmf_url_parsed;
+	const char *host = url ? url->host : bmf_host;
+	int			port = url ? url->port : bmf_port;
+	const char *unix_socket = url ? "" : bmf_unix_socket;
 	int			len;
 
-	node->ep.host = bmf_host;
-	node->ep.port = bmf_port;
-	node->ep.unix_socket = bmf_unix_socket;
-	if (bmf_unix_socket && bmf_unix_socket[0])
-		len = snprintf(name, POOL_NAME_LEN, "unix:%s", bmf_unix_socket);
-	else if (strchr(bmf_host, ':'))
-		len = snprintf(name, POOL_NAME_LEN, "[%s]:%d", bmf_host, bmf_port);
+	node->ep.host = host;
+	node->ep.port = port;
+	node->ep.unix_socket = unix_socket;
+	if (unix_socket && unix_socket[0])
+		len = snprintf(name, POOL_NAME_LEN, "unix:%s", unix_socket);
+	else if (strchr(host, ':'))
+		len = snprintf(name, POOL_NAME_LEN, "[%s]:%d", host, port);
 	else
-		len = snprintf(name, POOL_NAME_LEN, "%s:%d", bmf_host, bmf_port);
+		len = snprintf(name, POOL_NAME_LEN, "%s:%d", host, port);
 	if (db != 0 && len < POOL_NAME_LEN)
 		snprintf(name + len, POOL_NAME_LEN - len, "/%d", db);
 	node->ep.name = name;
-	node->username = bmf_username;
-	node->password = bmf_password;
+	node->ep.tls.enabled = url ? url->tls : bmf_tls;
+	node->ep.tls.verify = bmf_tls_verify;
+	node->ep.tls.ca_file = bmf_tls_ca_file;
+	node->ep.tls.cert_file = bmf_tls_cert_file;
+	node->ep.tls.key_file = bmf_tls_key_file;
+	node->ep.tls.server_name = bmf_tls_server_name;
+	node->username = url ? url->username : bmf_username;
+	node->password = url ? url->password : bmf_password;
 	node->db = db;
 }
 
@@ -194,11 +205,11 @@ RedisDefaultNode(void)
 	static uint64 built_for = 0;
 	static int	built_db = -1;
 
-	if (built_for != bmfredis_config_generation || built_db != bmf_db)
+	if (built_for != bmfredis_config_generation || built_db != BmfDb())
 	{
-		build_node(&node, name, bmf_db);
+		build_node(&node, name, BmfDb());
 		built_for = bmfredis_config_generation;
-		built_db = bmf_db;
+		built_db = BmfDb();
 	}
 	return &node;
 }

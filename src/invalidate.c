@@ -238,7 +238,7 @@ schedule(char kind, const char *target, size_t len, TimestampTz at)
 
 	values[0] = CharGetDatum(kind);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(target, len));
-	values[2] = Int32GetDatum(bmf_db);
+	values[2] = Int32GetDatum(BmfDb());
 	values[3] = TimestampTzGetDatum(at);
 	SPI_connect();
 	rc = SPI_execute_with_args("INSERT INTO bmfredis.scheduled_invalidations (kind, target, db, due_at) "
@@ -318,9 +318,11 @@ RunScheduledInvalidations(void)
 
 		SPI_connect();
 		rc = SPI_execute("DELETE FROM bmfredis.scheduled_invalidations "
-						 "WHERE id IN (SELECT id FROM bmfredis.scheduled_invalidations "
-						 "             WHERE due_at <= now() ORDER BY due_at LIMIT 10000 "
-						 "             FOR UPDATE SKIP LOCKED) "
+						 "WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
+						 "      SELECT id FROM bmfredis.scheduled_invalidations "
+						 "       WHERE due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+						 "       ORDER BY due_at USING OPERATOR(pg_catalog.<) LIMIT 10000 "
+						 "         FOR UPDATE SKIP LOCKED)) "
 						 "RETURNING kind, target, db", false, 0);
 		if (rc != SPI_OK_DELETE_RETURNING)
 			elog(ERROR, "could not read scheduled invalidations: %s", SPI_result_code_string(rc));

@@ -327,7 +327,33 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 
 	if (!exchange(e, &hs, n, deadline, CurrentMemoryContext, replies, err))
 	{
-		if (err->status == RS_TIMEOUT)
+		/*
+		 * Failing before the first reply is failing to connect.  The usual
+		 * causes: TLS on one side only (a TLS server resets a plaintext
+		 * client), or a server that wants a client certificate (TLS 1.3
+		 * reports that after the handshake, on the first read).
+		 */
+		char		detail[sizeof(err->detail)];
+
+		if (err->status == RS_IO)
+		{
+			strlcpy(detail, err->detail, sizeof(detail));
+			err->status = RS_CONNECT;
+			err->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+			if (node->ep.tls.enabled && strstr(detail, "certificate required"))
+				snprintf(err->detail, sizeof(err->detail),
+						 "%s requires a client certificate (bmfredis.tls_cert_file and bmfredis.tls_key_file): %s",
+						 node->ep.name, detail);
+			else if (!node->ep.tls.enabled)
+				snprintf(err->detail, sizeof(err->detail),
+						 "%s dropped the connection before answering (if it is a TLS port, set bmfredis.tls = on): %s",
+						 node->ep.name, detail);
+			else
+				snprintf(err->detail, sizeof(err->detail),
+						 "%s dropped the connection before answering: %s",
+						 node->ep.name, detail);
+		}
+		if (err->status == RS_TIMEOUT || err->status == RS_CONNECT)
 			strlcpy(err->message, "could not connect to Redis", sizeof(err->message));
 		pfree(hs.data);
 		return false;

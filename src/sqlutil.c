@@ -7,11 +7,16 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "bmfredis.h"
 #include "sqlutil.h"
@@ -106,4 +111,28 @@ BmfCheckValueSize(size_t len)
 				 errdetail("The value is %zu bytes; bmfredis.max_value_size is %d bytes.",
 						   len, bmf_max_value_size),
 				 errhint("Raise bmfredis.max_value_size; Redis itself accepts up to its proto-max-bulk-len (512 MB by default).")));
+}
+
+char *
+BmfEqualityOperator(Oid typid)
+{
+	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
+	HeapTuple	tup;
+	Form_pg_operator op;
+	char	   *result;
+
+	if (!OidIsValid(tc->eq_opr))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("type %s has no default equality operator", format_type_be(typid)),
+				 errhint("Cache rules need an id column whose type can be compared with =.")));
+	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(tc->eq_opr));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for operator %u", tc->eq_opr);
+	op = (Form_pg_operator) GETSTRUCT(tup);
+	result = psprintf("OPERATOR(%s.%s)",
+					  quote_identifier(get_namespace_name(op->oprnamespace)),
+					  NameStr(op->oprname));
+	ReleaseSysCache(tup);
+	return result;
 }

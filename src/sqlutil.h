@@ -36,6 +36,14 @@ extern int64 BmfTimestampToUnixMs(TimestampTz ts, const char *what);
  */
 extern text **BmfTextArrayElements(ArrayType *arr, const char *what, int *n);
 
+/*
+ * "OPERATOR(schema.=)" for the default equality operator of a type, for
+ * SQL that bmfredis runs with SPI under the caller's search_path: nothing
+ * in it may resolve through that path (a user's operator or type would
+ * otherwise be called).  ERROR when the type has no equality operator.
+ */
+extern char *BmfEqualityOperator(Oid typid);
+
 /* Check a value against bmfredis.max_value_size. */
 extern void BmfCheckValueSize(size_t len);
 

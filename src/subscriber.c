@@ -217,7 +217,8 @@ cleanup_payloads(void)
 	if (OidIsValid(get_extension_oid("bmfredis", true)))
 	{
 		char	   *sql = psprintf("DELETE FROM bmfredis.notify_payloads "
-								   "WHERE received_at < now() - interval '%d seconds'",
+								   "WHERE received_at OPERATOR(pg_catalog.<) "
+								   "pg_catalog.now() OPERATOR(pg_catalog.-) '%d seconds'::pg_catalog.interval",
 								   bmf_payload_retention);
 
 		SPI_connect();

@@ -4,7 +4,7 @@
  *		Byte transport to one Redis server: non-blocking sockets, and the one
  *		interruptible wait every Redis wait in bmfredis goes through.
  *
- * Only transport.c touches sockets (and, later, TLS).  Functions report
+ * Only transport.c touches sockets and TLS.  Functions report
  * failures through a RedisError and a false/negative return; the only
  * thing that may throw out of them is CHECK_FOR_INTERRUPTS() (cancel,
  * statement_timeout, termination), which the caller must be ready for: a
@@ -47,6 +47,25 @@ typedef struct RedisError
 extern void RedisErrorSet(RedisError *err, RedisStatus status, int sqlerrcode,
 						  const char *message, const char *fmt,...) pg_attribute_printf(5, 6);
 
+/* bmfredis.tls_verify */
+typedef enum RedisTlsVerify
+{
+	TLS_VERIFY_NONE,			/* encrypt only: anyone can impersonate */
+	TLS_VERIFY_CA,				/* a chain to a trusted CA, any name */
+	TLS_VERIFY_FULL				/* chain and host name */
+} RedisTlsVerify;
+
+/* TLS settings of an endpoint; strings NULL or "" when unset. */
+typedef struct RedisTlsConfig
+{
+	bool		enabled;
+	int			verify;			/* RedisTlsVerify */
+	const char *ca_file;		/* "": the system's trust store */
+	const char *cert_file;		/* client certificate (chain) */
+	const char *key_file;		/* its private key */
+	const char *server_name;	/* SNI and the name verified; "": host */
+} RedisTlsConfig;
+
 /* Where to connect.  name is "host:port" or "unix:path", for messages. */
 typedef struct RedisEndpoint
 {
@@ -54,11 +73,16 @@ typedef struct RedisEndpoint
 	int			port;
 	const char *unix_socket;	/* NULL or "" for TCP */
 	const char *name;
+	RedisTlsConfig tls;
 } RedisEndpoint;
+
+typedef struct ssl_st RedisSSL;	/* OpenSSL's SSL, kept opaque here */
 
 typedef struct RedisTransport
 {
 	pgsocket	sock;
+	RedisSSL   *ssl;			/* NULL on a plaintext connection */
+	bool		ssl_fatal;		/* no close_notify may be sent */
 	bool		fd_reserved;	/* AcquireExternalFD() held for sock */
 	WaitEventSet *wes;			/* latch, postmaster death, sock */
 	int			sock_pos;		/* position of sock in wes */

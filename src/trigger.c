@@ -60,6 +60,7 @@
 #include "effects.h"
 #include "invalidate.h"
 #include "pubsub.h"
+#include "sqlutil.h"
 #include "template.h"
 #include "xact.h"
 
@@ -371,8 +372,9 @@ compile_rule(Rule *r)
 
 	args[0] = CStringGetTextDatum(r->entity);
 	SPI_connect();
-	rc = SPI_execute_with_args("SELECT relation::oid, id_column::text, keys, tags, columns::text[], channel "
-							   "FROM bmfredis.cache_rules WHERE entity = $1",
+	rc = SPI_execute_with_args("SELECT relation::pg_catalog.oid, id_column::pg_catalog.text, keys, tags, "
+							   "columns::pg_catalog.text[], channel "
+							   "FROM bmfredis.cache_rules WHERE entity OPERATOR(pg_catalog.=) $1",
 							   1, argtypes, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read bmfredis.cache_rules: %s", SPI_result_code_string(rc));
@@ -470,8 +472,9 @@ compile_rule(Rule *r)
 		MemoryContextSwitchTo(old);
 	}
 
-	rc = SPI_execute_with_args("SELECT target, via_column::text FROM bmfredis.cache_cascades "
-							   "WHERE entity = $1 ORDER BY target, via_column",
+	rc = SPI_execute_with_args("SELECT target, via_column::pg_catalog.text FROM bmfredis.cache_cascades "
+							   "WHERE entity OPERATOR(pg_catalog.=) $1 "
+							   "ORDER BY target USING OPERATOR(pg_catalog.<), via_column USING OPERATOR(pg_catalog.<)",
 							   1, argtypes, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read bmfredis.cache_cascades: %s", SPI_result_code_string(rc));
@@ -1046,8 +1049,10 @@ cascade_one(Rule *source, const Cascade *c, List *ids, int depth,
 	viatype = TupleDescAttr(RelationGetDescr(rel), via - 1)->atttypid;
 	relation_close(rel, NoLock);
 
-	sql = psprintf("SELECT * FROM %s WHERE %s = ANY($1::%s[])", t->relname,
-				   quote_identifier(c->via), format_type_be(viatype));
+	/* under the caller's search_path: nothing may resolve through it */
+	sql = psprintf("SELECT * FROM %s WHERE %s %s ANY ($1::%s[])", t->relname,
+				   quote_identifier(c->via), BmfEqualityOperator(viatype),
+				   format_type_be_qualified(viatype));
 	elems = palloc(sizeof(Datum) * list_length(ids));
 	foreach(lc, ids)
 		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
@@ -1531,8 +1536,9 @@ redis_invalidate_entity(PG_FUNCTION_ARGS)
 		int			rc;
 
 		relation_close(rel, NoLock);
-		sql = psprintf("SELECT * FROM %s WHERE %s = $1::%s", r->relname,
-					   quote_identifier(r->id_column), format_type_be(idtype));
+		sql = psprintf("SELECT * FROM %s WHERE %s %s $1::%s", r->relname,
+					   quote_identifier(r->id_column), BmfEqualityOperator(idtype),
+					   format_type_be_qualified(idtype));
 		args[0] = CStringGetTextDatum(id);
 		SPI_connect();
 		rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);

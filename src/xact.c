@@ -735,7 +735,7 @@ flush_committed(void)
 	if (RetryIsBacklogged())
 	{
 		/* still draining an outage's backlog: queue behind it, in order */
-		RetryEnqueue(effects, done, n, bmf_db, bmf_key_prefix);
+		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
 		RetryDrain(deadline, false);
 	}
 	else if (!EffectsSend(RedisDefaultNode(), effects, n, deadline, done, &result, &err))
@@ -755,7 +755,7 @@ flush_committed(void)
 							 RetryIsShared() ? "the bmfredis background worker sends them when Redis answers"
 							 : "this session sends them before its next Redis call; preload bmfredis for a worker that does not wait for that")));
 		}
-		RetryEnqueue(effects, done, n, bmf_db, bmf_key_prefix);
+		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
 	}
 	else
 	{
@@ -808,7 +808,7 @@ at_commit(void)
 						edata->message),
 				 errhint("The transaction is committed; bmfredis will invalidate the namespace once Redis answers.")));
 		FreeErrorData(edata);
-		RetryEnqueueNamespace(bmf_db, bmf_key_prefix);
+		RetryEnqueueNamespace(BmfDb(), bmf_key_prefix);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);

@@ -9,7 +9,7 @@
 
 BMF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BMF_USER=${BMF_USER:-bmfredis_test}
-BMF_PACKAGES="postgresql-15 postgresql-server-dev-15 redis-server redis-tools libhiredis-dev libssl-dev make gcc"
+BMF_PACKAGES="postgresql-15 postgresql-server-dev-15 redis-server redis-tools libhiredis-dev libssl-dev openssl make gcc"
 
 bmf_log() { printf '%s\n' "$*" >&2; }
 bmf_die() { bmf_log "error: $*"; exit 1; }
@@ -189,6 +189,62 @@ EOF
 		>/dev/null 2>&1 || { cat "$BMF_WORK/$name.log" >&2; bmf_die "PostgreSQL did not start"; }
 	BMF_PG_PID=$(head -1 "$BMF_PGDATA/postmaster.pid")
 	export PGHOST=127.0.0.1 PGPORT PGUSER=postgres BMF_PGDATA BMF_PG_PID
+}
+
+# bmf_make_certs DIR: test PKI made with the openssl CLI, readable by the
+# test user.  ca.crt signs server.crt (localhost, 127.0.0.1, ::1),
+# other.crt (another host name), expired.crt (valid only in 2020) and
+# client.crt (client authentication); rogue-ca.crt signs rogue.crt, a
+# server certificate for the right names that nobody trusts.
+bmf_make_certs() {
+	local d=$1 n
+	mkdir -p "$d"
+	(
+		set -e
+		cd "$d"
+		ossl() { openssl "$@" >>"$d/openssl.log" 2>&1; }
+		mkca() {
+			ossl req -x509 -new -nodes -newkey rsa:2048 -keyout "$1.key" -out "$1.crt" \
+				-days 3650 -subj "/CN=$2" -addext basicConstraints=critical,CA:TRUE \
+				-addext keyUsage=critical,keyCertSign,cRLSign
+		}
+		mkca ca "bmfredis test CA"
+		mkca rogue-ca "bmfredis rogue CA"
+		# the CA database "openssl ca" needs for arbitrary validity dates
+		mkdir -p cadb && : >cadb/index.txt && echo 1000 >cadb/serial
+		cat >ca.cnf <<CNF
+[ca]
+default_ca = testca
+[testca]
+dir = $d
+database = $d/cadb/index.txt
+serial = $d/cadb/serial
+new_certs_dir = $d/cadb
+default_md = sha256
+policy = anything
+unique_subject = no
+copy_extensions = copy
+[anything]
+commonName = supplied
+CNF
+		# sign NAME CA SAN EXTENDED_KEY_USAGE [openssl ca date options]
+		sign() {
+			local name=$1 ca=$2 san=$3 eku=$4; shift 4
+			ossl req -new -nodes -newkey rsa:2048 -keyout "$name.key" -out "$name.csr" \
+				-subj "/CN=$name" -addext "subjectAltName=$san" -addext "extendedKeyUsage=$eku"
+			ossl ca -batch -config ca.cnf -cert "$ca.crt" -keyfile "$ca.key" \
+				-in "$name.csr" -out "$name.crt" -notext "$@"
+		}
+		sign server ca "DNS:localhost,IP:127.0.0.1,IP:::1" serverAuth -days 3650
+		sign other ca "DNS:other.example" serverAuth -days 3650
+		sign expired ca "DNS:localhost,IP:127.0.0.1" serverAuth \
+			-startdate 20200101000000Z -enddate 20200201000000Z
+		sign rogue rogue-ca "DNS:localhost,IP:127.0.0.1" serverAuth -days 3650
+		sign client ca "DNS:bmfredis-client" clientAuth -days 3650
+	) || { cat "$d/openssl.log" >&2; bmf_die "could not make test certificates"; }
+	chown -R "$BMF_USER" "$d"
+	chmod 700 "$d"
+	for n in "$d"/*.key; do chmod 600 "$n"; done
 }
 
 # reload the server's configuration after editing postgresql.conf

@@ -5,6 +5,7 @@ OBJS = \
 	src/transport.o \
 	src/url.o \
 	src/resp.o \
+	src/reply.o \
 	src/pool.o \
 	src/client.o \
 	src/sqlutil.o \

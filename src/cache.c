@@ -239,6 +239,8 @@ redis_cache_mget(PG_FUNCTION_ARGS)
 		RedisArgsAddKeyText(&args, keys[i]);
 	reply = RedisCommand(REDIS_READ, REDIS_IDEMPOTENT, &args, NULL);
 
+	if (reply)
+		RedisExpectArray(reply, n, 0, "MGET");
 	values = palloc0(sizeof(Datum) * n);
 	nulls = palloc(sizeof(bool) * n);
 	for (i = 0; i < n; i++)
@@ -246,7 +248,7 @@ redis_cache_mget(PG_FUNCTION_ARGS)
 		RedisReply *el;
 
 		nulls[i] = true;
-		if (reply == NULL || reply->type != RESP_ARRAY || (size_t) i >= reply->elements)
+		if (reply == NULL)
 			continue;
 		el = reply->element[i];
 		if (el->type == RESP_NIL)
@@ -351,6 +353,7 @@ cache_unlink(FunctionCallInfo fcinfo, text **keys, int n)
 	reply = RedisCommand(REDIS_WRITE, REDIS_IDEMPOTENT, &args, NULL);
 	if (reply == NULL)
 		PG_RETURN_NULL();
+	RedisExpect(reply, RESP_INTEGER, "UNLINK");
 	PG_RETURN_INT64(reply->integer);
 }
 
@@ -384,13 +387,17 @@ key_command(FunctionCallInfo fcinfo, const char *cmd, RedisPolicy policy,
 			int flags, const char *extra)
 {
 	RedisArgs	args;
+	RedisReply *reply;
 
 	RedisArgsInit(&args, 3);
 	RedisArgsAddStr(&args, cmd);
 	RedisArgsAddKeyText(&args, BmfTextArg(fcinfo, 0, "Redis key"));
 	if (extra)
 		RedisArgsAddStr(&args, extra);
-	return RedisCommand(policy, flags, &args, NULL);
+	reply = RedisCommand(policy, flags, &args, NULL);
+	if (reply)
+		RedisExpect(reply, RESP_INTEGER, cmd);
+	return reply;
 }
 
 Datum

@@ -17,6 +17,7 @@
 #include "lib/stringinfo.h"
 
 #include "pool.h"
+#include "reply.h"
 #include "resp.h"
 
 /* What a call does when Redis is down, slow or unreachable. */
@@ -129,11 +130,6 @@ extern const RedisNode *RedisNodeForDb(int db);
 typedef bool (*RedisBeforeCallHook) (const RedisNode *node);
 extern RedisBeforeCallHook redis_before_call_hook;
 
-/* Reply conversions; ERROR on bytes that are not valid text */
-extern text *RedisReplyToText(const RedisReply *r);
-extern bytea *RedisReplyToBytea(const RedisReply *r);
-extern char *RedisReplyToCString(const RedisReply *r, const char *what);
-extern void RedisReplyAppendJson(StringInfo out, const RedisReply *r);
 
 /* Per-backend counters (shared counters come with preloading). */
 typedef struct RedisClientStats

@@ -275,6 +275,22 @@ empty_tags(const RedisNode *node, const char **tagkeys, const uint32 *lens,
  * them as tag indexes (tags == true).  The UNLINK of one batch travels
  * with the SCAN for the next.
  */
+/* SCAN answers [cursor, [key, ...]] with strings only; we index it blindly after this. */
+static bool
+scan_reply_ok(const RedisReply *reply)
+{
+	size_t		i;
+
+	if (reply->type != RESP_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != RESP_STRING ||
+		reply->element[1]->type != RESP_ARRAY)
+		return false;
+	for (i = 0; i < reply->element[1]->elements; i++)
+		if (reply->element[1]->element[i]->type != RESP_STRING)
+			return false;
+	return true;
+}
+
 static bool
 scan_pattern(const RedisNode *node, const char *pattern, uint32 len,
 			 bool tags, TimestampTz deadline, EffectsResult *result,
@@ -325,8 +341,7 @@ scan_pattern(const RedisNode *node, const char *pattern, uint32 len,
 			note_error(result, reply);
 			return true;
 		}
-		if (reply->type != RESP_ARRAY || reply->elements != 2 ||
-			reply->element[1]->type != RESP_ARRAY)
+		if (!scan_reply_ok(reply))
 		{
 			RedisErrorSet(err, RS_PROTOCOL, ERRCODE_PROTOCOL_VIOLATION,
 						  "invalid reply from Redis", "SCAN returned an unexpected reply.");

@@ -400,10 +400,7 @@ acquire_lock(const char *name, int64 ttl_ms, int64 wait_ms, bool xact)
 
 		pg_lltoa(fence_floor(), floor);
 		r = run_script(&acquire_script, 2, keys, 3, args);
-		if (r->type != RESP_ARRAY || r->elements != 2)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("unexpected reply to a lock acquisition")));
+		RedisExpectArray(r, 2, RESP_INTEGER, "a lock acquisition");
 		if (r->element[0]->integer == 1)
 		{
 			BmfStatsCount(STAT_LOCKS_ACQUIRED, 1);
@@ -651,7 +648,8 @@ acquire_permit(const char *name, int max, int64 ttl_ms, int64 wait_ms, bool xact
 	{
 		RedisReply *r = run_script(&sem_acquire_script, 4, keys, 5, args);
 
-		if (r->type == RESP_INTEGER && r->integer == 1)
+		RedisExpect(r, RESP_INTEGER, "a semaphore acquisition");
+		if (r->integer == 1)
 		{
 			BmfStatsCount(STAT_LOCKS_ACQUIRED, 1);
 			break;

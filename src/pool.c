@@ -503,6 +503,15 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 	}
 	if (!ok)
 		goto fail;
+	if (RespReaderBuffered(e->c.reader) > 0)
+	{
+		/* a reply nobody asked for: whatever comes next would be misread */
+		RedisErrorSet(err, RS_PROTOCOL, ERRCODE_PROTOCOL_VIOLATION,
+					  "invalid reply from Redis",
+					  "%s sent more than the replies to the %d command%s sent.",
+					  node->ep.name, ncmds, ncmds == 1 ? "" : "s");
+		goto fail;
+	}
 	if (replies_unavailable(replies, ncmds, err, node->ep.name))
 		goto fail;
 

@@ -170,6 +170,7 @@ publish_now(FunctionCallInfo fcinfo, const char *channel, size_t clen,
 	reply = RedisCommand(REDIS_WRITE, 0, &args, NULL);
 	if (reply == NULL)
 		PG_RETURN_NULL();
+	RedisExpect(reply, RESP_INTEGER, "PUBLISH");
 	BmfStatsCount(STAT_PUBLISHES, 1);
 	PG_RETURN_INT64(reply->integer);
 }

@@ -262,6 +262,12 @@ RespReaderGet(RespReader *rr, MemoryContext cxt, size_t max_string,
 	return 1;
 }
 
+size_t
+RespReaderBuffered(const RespReader *rr)
+{
+	return rr->reader->len - rr->reader->pos;
+}
+
 const char *
 RespTypeName(int type)
 {

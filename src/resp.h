@@ -55,6 +55,9 @@ extern bool RespReaderFeed(RespReader *r, const char *buf, size_t len,
 extern int	RespReaderGet(RespReader *r, MemoryContext cxt, size_t max_string,
 						  RedisReply **reply, RedisError *err);
 
+/* Bytes received but not yet parsed into a reply. */
+extern size_t RespReaderBuffered(const RespReader *r);
+
 /* helpers for code that reads replies */
 extern const char *RespTypeName(int type);
 

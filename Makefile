@@ -16,6 +16,7 @@ OBJS = \
 	src/xact.o \
 	src/worker.o \
 	src/cache.o \
+	src/cached.o \
 	src/invalidate.o \
 	src/template.o \
 	src/trigger.o \
@@ -30,11 +31,11 @@ PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for Postgr
 
 # One regression suite per feature; they need a running Redis (test/run
 # starts one and points the server's bmfredis.* settings at it).
-REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats locks
+REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats locks cached
 REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
 
 # Concurrency specs, in test/isolation/specs (run by test/run).
-ISOLATION = stale_refill rules_reload locks
+ISOLATION = stale_refill rules_reload locks cached_guard
 
 SHLIB_LINK = -lhiredis -lssl -lcrypto
 # PostgreSQL's headers are system headers to us: -Wextra judges our code only.

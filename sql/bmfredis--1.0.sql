@@ -594,6 +594,24 @@ COMMENT ON TABLE bmfredis.notify_payloads IS
 GRANT SELECT ON bmfredis.notify_payloads TO PUBLIC;
 
 ------------------------------------------------------------------------
+-- Read-through caching of queries
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_cached(key text, ttl interval, query text, tags text[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'redis_cached'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cached(text, interval, text, text[]) IS
+'The jsonb cached at key, or the result of query (one SELECT, run with the caller''s privileges), stored with the TTL and tags; a value computed from a snapshot that an invalidation overtook is never stored';
+
+CREATE FUNCTION redis_cache_key(VARIADIC parts text[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_cache_key'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION redis_cache_key(text[]) IS
+'Joins parts with '':'', percent-encoding '':'' ''%'' glob characters, spaces and control bytes in each part: redis_cache_key(''product'', id) is product:<id>';
+
+------------------------------------------------------------------------
 -- Statistics
 ------------------------------------------------------------------------
 

@@ -80,6 +80,10 @@ char	   *bmf_channel_prefix = NULL;
 int			bmf_max_pending_messages = 10000;
 bool		bmf_announce_invalidations = false;
 
+int			bmf_cached_wait = 5000;
+int			bmf_cached_lease = 30000;
+double		bmf_cached_early_beta = 0;
+
 int			bmf_ttl_short = 5 * 60;
 int			bmf_ttl_medium = 60 * 60;
 int			bmf_ttl_long = 24 * 60 * 60;
@@ -409,6 +413,29 @@ define_ttl_gucs(void)
 }
 
 static void
+define_cached_gucs(void)
+{
+	DefineCustomIntVariable("bmfredis.cached_wait",
+							"How long redis_cached waits for another session computing the same key.",
+							"Past it, the query runs here too (and is not stored).",
+							&bmf_cached_wait, 5000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.cached_lease",
+							"How long a session computing a redis_cached key holds its claim on the key.",
+							"If it dies, others compute again after this long at the latest.",
+							&bmf_cached_lease, 30000, 10, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomRealVariable("bmfredis.cached_early_beta",
+							 "XFetch beta of redis_cached's early recomputation; 0 turns it off.",
+							 "1 is the usual value; larger recomputes earlier.",
+							 &bmf_cached_early_beta, 0, 0, 100,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+}
+
+static void
 define_invalidation_gucs(void)
 {
 	DefineCustomEnumVariable("bmfredis.invalidate_at",
@@ -514,6 +541,7 @@ _PG_init(void)
 	define_tls_gucs();
 	define_behaviour_gucs();
 	define_invalidation_gucs();
+	define_cached_gucs();
 	define_pubsub_gucs();
 	define_worker_gucs();
 	define_ttl_gucs();

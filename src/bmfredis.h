@@ -71,6 +71,11 @@ extern char *bmf_channel_prefix;
 extern int	bmf_max_pending_messages;
 extern bool bmf_announce_invalidations;
 
+/* read-through caching (redis_cached) */
+extern int	bmf_cached_wait;	/* ms */
+extern int	bmf_cached_lease;	/* ms */
+extern double bmf_cached_early_beta;
+
 /* named TTL classes, seconds */
 extern int	bmf_ttl_short;
 extern int	bmf_ttl_medium;

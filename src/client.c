@@ -12,6 +12,9 @@
  *	- REDIS_STRICT: always an ERROR (locks never degrade; admin calls).
  *	- REDIS_QUIET: never raised; used where throwing is not allowed (after
  *	  commit) and the caller decides.
+ *	- REDIS_SOFT: READ for callers that have an answer without Redis
+ *	  (redis_cached runs the query): a WARNING unless on_error = ignore,
+ *	  never an ERROR.
  * Error replies (WRONGTYPE, NOPERM, OOM, ...) are not faults of the
  * connection: they are raised as ERRORs with their own SQLSTATE whatever
  * the policy, unless the caller asks to see them.
@@ -132,17 +135,23 @@ RedisArgsAddKeyText(RedisArgs *a, text *key)
  * cryptohash API needs a resource owner, which the background worker does
  * not have between transactions.
  */
+bool
+BmfSha1(const char *data, size_t len, uint8 *digest)
+{
+	unsigned int dlen = 0;
+
+	return EVP_Digest(data, len, digest, &dlen, EVP_sha1(), NULL) == 1 && dlen == 20;
+}
+
 static void
 script_sha(RedisScript *script)
 {
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
-	unsigned int i;
+	uint8		digest[20];
+	int			i;
 
-	if (EVP_Digest(script->source, strlen(script->source), digest, &len,
-				   EVP_sha1(), NULL) != 1 || len != 20)
+	if (!BmfSha1(script->source, strlen(script->source), digest))
 		elog(ERROR, "could not compute the SHA1 of script %s", script->name);
-	for (i = 0; i < len; i++)
+	for (i = 0; i < 20; i++)
 		snprintf(script->sha + 2 * i, 3, "%02x", digest[i]);
 }
 
@@ -303,6 +312,11 @@ RedisReportFailure(RedisPolicy policy, int flags, const RedisError *err,
 		case REDIS_STRICT:
 			elevel = ERROR;
 			break;
+		case REDIS_SOFT:
+			if (bmf_on_error == BMF_ON_ERROR_IGNORE)
+				return;
+			elevel = WARNING;
+			break;
 		default:
 			if (bmf_on_error == BMF_ON_ERROR_ERROR)
 				elevel = ERROR;
@@ -325,6 +339,8 @@ RedisReportFailure(RedisPolicy policy, int flags, const RedisError *err,
 					 command) :
 			 (elevel == WARNING && policy == REDIS_READ) ?
 			 errhint("The read was treated as a cache miss.") :
+			 (elevel == WARNING && policy == REDIS_SOFT) ?
+			 errhint("The query was run without the cache.") :
 			 (elevel == WARNING && policy == REDIS_WRITE) ?
 			 errhint("%s was not carried out.", command) :
 			 err->status == RS_DOWN ?
@@ -531,6 +547,7 @@ command_class(RedisPolicy policy, const char *command)
 	switch (policy)
 	{
 		case REDIS_READ:
+		case REDIS_SOFT:
 			return CLASS_READ;
 		case REDIS_WRITE:
 			return CLASS_WRITE;
@@ -554,7 +571,7 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	TimestampTz t0;
 
 	Assert(b->n > 0);
-	if (!run_before_call_hook(node) && policy == REDIS_READ)
+	if (!run_before_call_hook(node) && (policy == REDIS_READ || policy == REDIS_SOFT))
 	{
 		RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
 					  "Redis is still catching up on invalidations",

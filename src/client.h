@@ -26,7 +26,8 @@ typedef enum RedisPolicy
 	REDIS_READ,					/* a miss, per bmfredis.on_error */
 	REDIS_WRITE,				/* "not done", per bmfredis.on_error */
 	REDIS_STRICT,				/* always an ERROR (locks, admin) */
-	REDIS_QUIET					/* never raised; the caller reads err */
+	REDIS_QUIET,				/* never raised; the caller reads err */
+	REDIS_SOFT					/* a miss like READ, but at most a WARNING */
 } RedisPolicy;
 
 /* call flags */
@@ -47,6 +48,9 @@ typedef struct RedisScript
 } RedisScript;
 
 #define REDIS_SCRIPT(name, source) {name, source, ""}
+
+/* SHA1 (OpenSSL: PostgreSQL's cryptohash needs a resource owner) */
+extern bool BmfSha1(const char *data, size_t len, uint8 *digest);
 
 /* An argument vector, palloc'd in the current memory context. */
 typedef struct RedisArgs

@@ -43,3 +43,50 @@ write_csv() {
 		done
 	} >"$BMF_BENCH_OUT/results.csv"
 }
+
+# memcached on a loopback port as the test user (pgmemcache's server)
+bench_start_memcached() {
+	local i
+	BMF_MEMCACHED_PORT=$(bmf_free_port)
+	bmf_spawn_as_user memcached -l 127.0.0.1 -p "$BMF_MEMCACHED_PORT" -U 0 -m 256 -t 1 \
+		</dev/null >"$BMF_WORK/memcached.log" 2>&1 &
+	echo $! >"$BMF_WORK/memcached.pid"
+	for i in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$BMF_MEMCACHED_PORT") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	bmf_die "memcached did not start"
+}
+
+# pin CPUS: the postmaster (so every backend started from now on), Redis
+# and memcached on these CPUs; "0,1" undoes it.  Single-client figures
+# are only comparable in one placement (BENCHMARKING.md): bmfredis and its
+# baselines are all measured with everything on one vCPU.
+BENCH_CPU=${BENCH_CPU:-1}
+pin() {
+	local cpus=$1 pid
+	for pid in "$BMF_PG_PID" "$(cat "$BMF_WORK/redis.pid")" "$(cat "$BMF_WORK/memcached.pid")"; do
+		taskset -a -p -c "$cpus" "$pid" >/dev/null || bmf_die "could not pin $pid"
+	done
+}
+
+# the CPU a process last ran on, to check that pinning took
+cpu_of() { ps -o psr= -p "$1" | tr -d ' '; }
+
+# µs per call of the SQL expression $2 over $1 calls in one statement, in a
+# fresh session (so the backend inherits the current placement); the
+# session's first call (connecting) is not timed
+loop_us() {
+	psql -X -q -d bench -At <<SQL | tail -1
+SELECT $2 \gset
+SELECT clock_timestamp() AS t0 \gset
+SELECT count($2) FROM generate_series(1, $1) \gset
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000000 / $1, 2);
+SQL
+}
+
+# redis-benchmark with one client on $BENCH_CPU: prints requests/s
+redis_bench() {
+	taskset -c "$BENCH_CPU" redis-benchmark -p "$BMF_REDIS_PORT" -c 1 -q "$@" 2>/dev/null |
+		tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | awk '{ print $1 }'
+}

@@ -1,11 +1,18 @@
 # bench/trigger.sh: UPDATE of every row of a products table, per trigger
-# variant, on a fresh table each run (autovacuum off, CHECKPOINT before
-# timing); the time covers the UPDATE and its COMMIT.  Sourced by bench/run.
+# variant, at 10,000 / 100,000 / 1,000,000 rows, on a fresh table each run
+# (autovacuum off, CHECKPOINT before timing); the time covers the UPDATE
+# and its COMMIT.  The watch variant invalidates three key templates and
+# two tags and publishes change events (channel bench_product).  Peak
+# backend memory comes from separate, untimed runs.  The per-row costs go
+# to bench/out/trigger_per_row.dat and, through gnuplot, to a chart.
+# Sourced by bench/run.
 
 trigger_setup() {
 	psql -X -q -d bench >/dev/null <<'SQL'
+CREATE EXTENSION IF NOT EXISTS pgmemcache;
 CREATE OR REPLACE FUNCTION bench_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
 CREATE OR REPLACE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_notify('product_changed', NEW.id::text); RETURN NULL; END$$;
+CREATE OR REPLACE FUNCTION bench_memcache() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM memcache_delete('product:' || NEW.id); RETURN NULL; END$$;
 SQL
 }
 
@@ -14,12 +21,30 @@ trigger_once() {
 	psql -X -q -d bench -v rows="$2" -v variant="$1" -f "$BMF_ROOT/bench/trigger_update.sql" 2>>"$BMF_WORK/bench-errors.log" | tail -1
 }
 
+# peak RssAnon (kB) of the backend running one UPDATE of VARIANT at ROWS,
+# sampled from /proc every 20 ms while it runs the UPDATE or its COMMIT
+trigger_peak_kb() {
+	local variant=$1 rows=$2 job max=0 pid v
+	trigger_once "$variant" "$rows" >/dev/null &
+	job=$!
+	while kill -0 "$job" 2>/dev/null; do
+		for pid in $(pgrep -f '^postgres: postgres bench .*(UPDATE|COMMIT)'); do
+			v=$(awk '/^RssAnon/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+			[ "${v:-0}" -gt "$max" ] && max=$v
+		done
+		sleep 0.02
+	done
+	wait "$job"
+	echo "$max"
+}
+
 # bench_trigger ROWS VARIANT... : rounds of none + each variant
 bench_trigger() {
 	local rows=$1; shift
-	local v i base t
+	local v i base t runs=$BMF_BENCH_RUNS
 	declare -A times ratios
-	for i in $(seq 1 "$BMF_BENCH_RUNS"); do
+	[ "$rows" -ge 1000000 ] && runs=$(( BMF_BENCH_RUNS < 3 ? BMF_BENCH_RUNS : 3 ))
+	for i in $(seq 1 "$runs"); do
 		base=$(trigger_once none "$rows")
 		times[none]+="$base "
 		for v in "$@"; do
@@ -34,11 +59,21 @@ bench_trigger() {
 			ratios[$v]+="$(ratio "$t" "$base") "
 		done
 	done
-	record "UPDATE $rows rows, no trigger" "$(tr ' ' '\n' <<<"${times[none]}" | grep . | median)" ms
+	t=$(tr ' ' '\n' <<<"${times[none]}" | grep . | median)
+	record "UPDATE $rows rows, no trigger" "$t" ms
+	per_row "$rows" none "$t"
 	for v in "$@"; do
-		record "UPDATE $rows rows, $v" "$(tr ' ' '\n' <<<"${times[$v]}" | grep . | median)" ms \
+		t=$(tr ' ' '\n' <<<"${times[$v]}" | grep . | median)
+		record "UPDATE $rows rows, $v" "$t" ms \
 			"no trigger" "$(tr ' ' '\n' <<<"${ratios[$v]}" | grep . | median)" "$(trigger_target "$v")"
+		per_row "$rows" "$v" "$t"
 	done
+	local none_kb watch_kb
+	none_kb=$(trigger_peak_kb none "$rows")
+	watch_kb=$(trigger_peak_kb watch "$rows")
+	record "UPDATE $rows rows, peak backend memory, no trigger" "$(( none_kb / 1024 ))" "MB"
+	record "UPDATE $rows rows, peak backend memory, watch" "$(( watch_kb / 1024 ))" "MB" \
+		"no trigger" "+$(( (watch_kb - none_kb) / 1024 )) MB" "< 64 MB more"
 }
 
 trigger_target() {
@@ -47,4 +82,46 @@ trigger_target() {
 	watch_redis_down) echo "<= 1.5" ;;
 	*) echo "" ;;
 	esac
+}
+
+# per-row cost, kept for the chart: per_row ROWS VARIANT MS
+BENCH_PER_ROW=()
+per_row() {
+	BENCH_PER_ROW+=("$1 $2 $(awk -v ms="$3" -v n="$1" 'BEGIN { printf "%.3f", ms * 1000 / n }')")
+}
+
+# the chart: µs per row against rows changed, one line per variant
+trigger_chart() {
+	local dat=$BMF_BENCH_OUT/trigger_per_row.dat png=$BMF_BENCH_OUT/trigger_per_row.png
+	local variants=(none watch watch_redis_down pg_notify memcache) rows v line val
+	mkdir -p "$BMF_BENCH_OUT"
+	{
+		echo "# rows ${variants[*]} (µs per row; NaN: not measured at that size)"
+		for rows in $(printf '%s\n' "${BENCH_PER_ROW[@]}" | awk '{ print $1 }' | sort -n -u); do
+			line=$rows
+			for v in "${variants[@]}"; do
+				val=$(printf '%s\n' "${BENCH_PER_ROW[@]}" | awk -v r="$rows" -v v="$v" '$1 == r && $2 == v { print $3 }')
+				line="$line ${val:-NaN}"
+			done
+			echo "$line"
+		done
+	} >"$dat"
+	command -v gnuplot >/dev/null || { bmf_log "gnuplot missing: no chart"; return 0; }
+	gnuplot <<GP
+set terminal png size 900,540
+set output '$png'
+set title 'UPDATE of every row: cost per row against rows changed (median of runs)'
+set xlabel 'rows changed'
+set ylabel 'microseconds per row'
+set logscale x
+set logscale y
+set key top left
+set grid
+plot '$dat' using 1:2 with linespoints lw 2 title 'no trigger', \
+     '' using 1:3 with linespoints lw 2 title 'bmfredis redis_watch (invalidate + publish)', \
+     '' using 1:4 with linespoints lw 2 title 'redis_watch, Redis stopped', \
+     '' using 1:5 with linespoints lw 2 title 'PL/pgSQL pg_notify trigger', \
+     '' using 1:6 with linespoints lw 2 title 'PL/pgSQL memcache_delete trigger'
+GP
+	bmf_log "chart: $png"
 }

@@ -9,8 +9,13 @@ INSERT INTO bench_products SELECT i, i % 100, i % 20, 'product ' || i, i FROM ge
 \else
 \set variant none
 \endif
-SELECT :'variant' = 'empty_stmt' AS es, :'variant' = 'empty_row' AS er, :'variant' = 'before' AS bf, :'variant' = 'watch_row' AS wr, :'variant' = 'watch' AS w, :'variant' = 'plpgsql_noop' AS n, :'variant' = 'pg_notify' AS pn, :'variant' = 'memcache' AS mc \gset
+SELECT :'variant' = 'watch_inval' AS wi, :'variant' = 'empty_stmt' AS es, :'variant' = 'empty_row' AS er, :'variant' = 'before' AS bf, :'variant' = 'watch_row' AS wr, :'variant' = 'watch' AS w, :'variant' = 'plpgsql_noop' AS n, :'variant' = 'pg_notify' AS pn, :'variant' = 'memcache' AS mc \gset
 \if :w
+SELECT redis_watch('bench_products', 'bench_product',
+  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+  ARRAY['products', 'shop:{shop_id}'], channel => 'bench_product') \gset
+\endif
+\if :wi
 SELECT redis_watch('bench_products', 'bench_product',
   ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
   ARRAY['products', 'shop:{shop_id}']) \gset
@@ -18,7 +23,7 @@ SELECT redis_watch('bench_products', 'bench_product',
 \if :wr
 SELECT redis_watch('bench_products', 'bench_product',
   ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
-  ARRAY['products', 'shop:{shop_id}'], mode => 'row') \gset
+  ARRAY['products', 'shop:{shop_id}'], channel => 'bench_product', mode => 'row') \gset
 \endif
 \if :es
 SELECT redis_watch('bench_products', 'bench_product', '{}', '{}', mode => 'statement') \gset

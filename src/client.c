@@ -82,14 +82,16 @@ RedisArgsAddInt(RedisArgs *a, int64 v)
 void
 RedisCheckKey(const char *what, size_t len)
 {
-	bool		namespaced = strstr(what, "key") || strstr(what, "tag") || strstr(what, "pattern");
+	bool		namespaced;
 
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must not be empty", what),
-				 namespaced ?
-				 errhint("Keys, tags and patterns live under bmfredis.key_prefix and must not be empty.") : 0));
+	if (len > 0)
+		return;
+	namespaced = strstr(what, "key") || strstr(what, "tag") || strstr(what, "pattern");
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must not be empty", what),
+			 namespaced ?
+			 errhint("Keys, tags and patterns live under bmfredis.key_prefix and must not be empty.") : 0));
 }
 
 void

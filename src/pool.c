@@ -119,9 +119,13 @@ pool_exit(int code, Datum arg)
 static PoolEntry *
 pool_entry(const char *name)
 {
+	static PoolEntry *last = NULL;	/* entries are never removed or moved */
 	PoolEntry  *e;
 	bool		found;
 	char		key[POOL_NAME_LEN];
+
+	if (last && strcmp(last->name, name) == 0)
+		return last;
 
 	if (pool == NULL)
 	{
@@ -153,6 +157,7 @@ pool_entry(const char *name)
 		e->down_until = 0;
 		e->last_error[0] = '\0';
 	}
+	last = e;
 	return e;
 }
 
@@ -491,8 +496,9 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 		fresh = true;
 	}
 
-	if (deadline == 0)
-		deadline = TransportDeadline(bmf_command_timeout);
+	if (deadline == 0)			/* after a connect, the command gets its full time */
+		deadline = fresh ? TransportDeadline(bmf_command_timeout)
+			: TimestampTzPlusMilliseconds(now, bmf_command_timeout);
 	ok = exchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
 	if (!ok && err->status == RS_IO && !fresh && (flags & POOL_IDEMPOTENT))
 	{
@@ -518,7 +524,7 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 	e->failures = 0;
 	e->down_until = 0;
 	e->commands += ncmds;
-	e->last_used = GetCurrentTimestamp();
+	e->last_used = now;			/* the start of the call: close enough for idle checks */
 	return true;
 
 fail:

@@ -20,6 +20,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "common/pg_prng.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -68,38 +69,81 @@ PubsubIsoTime(StringInfo out, TimestampTz ts)
 					 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
 }
 
+/*
+ * A version 4 UUID from a per-process PRNG seeded once from
+ * pg_strong_random().  Event ids need to be unique, not unguessable, and
+ * OpenSSL's RAND_bytes per message was a fifth of a watched UPDATE's time
+ * (perf; README).
+ */
 static void
 append_uuid(StringInfo out)
 {
+	static pg_prng_state prng;
+	static pid_t seeded_for = 0;
+	static const char hex[] = "0123456789abcdef";
 	uint8		b[16];
+	uint64		r0,
+				r1;
+	char		s[38];
+	char	   *p = s;
 	int			i;
 
-	if (!pg_strong_random(b, sizeof(b)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random event id")));
+	if (seeded_for != MyProcPid)
+	{
+		uint64		seed[2];
+
+		if (!pg_strong_random(seed, sizeof(seed)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not seed the event id generator")));
+		pg_prng_seed(&prng, seed[0] ^ (seed[1] << 1));
+		seeded_for = MyProcPid;
+	}
+	r0 = pg_prng_uint64(&prng);
+	r1 = pg_prng_uint64(&prng);
+	memcpy(b, &r0, 8);
+	memcpy(b + 8, &r1, 8);
 	b[6] = (b[6] & 0x0f) | 0x40;	/* version 4 */
 	b[8] = (b[8] & 0x3f) | 0x80;	/* variant 1 */
-	appendStringInfoChar(out, '"');
+	*p++ = '"';
 	for (i = 0; i < 16; i++)
 	{
-		appendStringInfo(out, "%02x", b[i]);
+		*p++ = hex[b[i] >> 4];
+		*p++ = hex[b[i] & 15];
 		if (i == 3 || i == 5 || i == 7 || i == 9)
-			appendStringInfoChar(out, '-');
+			*p++ = '-';
 	}
-	appendStringInfoChar(out, '"');
+	*p++ = '"';
+	appendBinaryStringInfo(out, s, p - s);
+}
+
+/* PubsubIsoTime, remembering the last rendering (a statement's rows share it) */
+static void
+append_time(StringInfo out, TimestampTz ts)
+{
+	static TimestampTz last_ts = DT_NOBEGIN;
+	static char last[40];
+	static int	last_len = 0;
+
+	if (ts != last_ts || last_len == 0)
+	{
+		StringInfoData s;
+
+		initStringInfo(&s);
+		PubsubIsoTime(&s, ts);
+		last_len = Min(s.len, (int) sizeof(last) - 1);
+		memcpy(last, s.data, last_len);
+		pfree(s.data);
+		last_ts = ts;
+	}
+	appendBinaryStringInfo(out, last, last_len);
 }
 
 void
-PubsubEnvelope(StringInfo out, const char *type, const char *entity_id,
-			   const char *data_json, const char *changed_json)
+PubsubEnvelopeHead(StringInfo out, const char *type)
 {
 	const char *colon = strchr(type, ':');
-	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
-	const char *db = RedisPoolDatabaseName();
 
-	appendStringInfoString(out, "{\"id\": ");
-	append_uuid(out);
 	appendStringInfoString(out, ", \"type\": ");
 	escape_json(out, type);
 	appendStringInfoString(out, ", \"entity\": ");
@@ -108,6 +152,7 @@ PubsubEnvelope(StringInfo out, const char *type, const char *entity_id,
 		char	   *entity = pnstrdup(type, colon - type);
 
 		escape_json(out, entity);
+		pfree(entity);
 		appendStringInfoString(out, ", \"operation\": ");
 		escape_json(out, colon + 1);
 	}
@@ -116,6 +161,37 @@ PubsubEnvelope(StringInfo out, const char *type, const char *entity_id,
 		escape_json(out, type);
 		appendStringInfoString(out, ", \"operation\": null");
 	}
+}
+
+void
+PubsubEnvelopeTail(StringInfo out, TimestampTz when)
+{
+	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
+	const char *db = RedisPoolDatabaseName();
+
+	appendStringInfoString(out, ", \"time\": ");
+	append_time(out, when);
+	appendStringInfoString(out, ", \"txid\": ");
+	if (FullTransactionIdIsValid(fxid))
+		appendStringInfo(out, UINT64_FORMAT, U64FromFullTransactionId(fxid));
+	else
+		appendStringInfoString(out, "null");
+	appendStringInfoString(out, ", \"database\": ");
+	if (db)
+		escape_json(out, db);
+	else
+		appendStringInfoString(out, "null");
+	appendStringInfoChar(out, '}');
+}
+
+void
+PubsubEnvelopeFrom(StringInfo out, const char *head, const char *entity_id,
+				   const char *data_json, const char *changed_json,
+				   const char *tail)
+{
+	appendStringInfoString(out, "{\"id\": ");
+	append_uuid(out);
+	appendStringInfoString(out, head);
 	appendStringInfoString(out, ", \"entity_id\": ");
 	if (entity_id)
 		escape_json(out, entity_id);
@@ -128,19 +204,23 @@ PubsubEnvelope(StringInfo out, const char *type, const char *entity_id,
 		appendStringInfoString(out, ", \"changed\": ");
 		appendStringInfoString(out, changed_json);
 	}
-	appendStringInfoString(out, ", \"time\": ");
-	PubsubIsoTime(out, GetCurrentTimestamp());
-	appendStringInfoString(out, ", \"txid\": ");
-	if (FullTransactionIdIsValid(fxid))
-		appendStringInfo(out, UINT64_FORMAT, U64FromFullTransactionId(fxid));
-	else
-		appendStringInfoString(out, "null");
-	appendStringInfoString(out, ", \"database\": ");
-	if (db)
-		escape_json(out, db);
-	else
-		appendStringInfoString(out, "null");
-	appendStringInfoChar(out, '}');
+	appendStringInfoString(out, tail);
+}
+
+void
+PubsubEnvelope(StringInfo out, const char *type, const char *entity_id,
+			   const char *data_json, const char *changed_json, TimestampTz when)
+{
+	StringInfoData head;
+	StringInfoData tail;
+
+	initStringInfo(&head);
+	PubsubEnvelopeHead(&head, type);
+	initStringInfo(&tail);
+	PubsubEnvelopeTail(&tail, when);
+	PubsubEnvelopeFrom(out, head.data, entity_id, data_json, changed_json, tail.data);
+	pfree(head.data);
+	pfree(tail.data);
 }
 
 void
@@ -236,7 +316,8 @@ redis_event(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
 		entity_id = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	initStringInfo(&out);
-	PubsubEnvelope(&out, text_to_cstring(type), entity_id, data.data, NULL);
+	PubsubEnvelope(&out, text_to_cstring(type), entity_id, data.data, NULL,
+				   GetCurrentTimestamp());
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
 }
 

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * resp.h
- *		RESP2 encoding and decoding, through hiredis' formatter and reader.
+ *		RESP2 encoding (our own formatter) and decoding (hiredis' reader).
  *
  * Only resp.c includes hiredis.  Replies are built by our own object
  * functions directly in a PostgreSQL memory context chosen by the caller,
@@ -42,7 +42,8 @@ typedef struct RedisReply
 
 typedef struct RespReader RespReader;
 
-/* Append one command, in RESP, to buf.  argv entries are binary-safe. */
+/* Append one command, in RESP, to buf.  argv entries are binary-safe;
+ * ERROR (54000) past 1 GB. */
 extern void RespFormat(StringInfo buf, int argc, const char *const *argv,
 					   const size_t *argvlen);
 

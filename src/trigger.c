@@ -118,6 +118,12 @@ typedef struct Rule
 	/* columns an event carries: the id, the templates', the listed ones */
 	AttrNumber *event_cols;
 	int			nevent_cols;
+	/* built once per channel prefix (see ensure_channels) */
+	char	   *chan_prefix;
+	char	   *chan[3];		/* <prefix><channel>:created|updated|deleted */
+	char	   *etype[3];		/* <channel>:created|updated|deleted */
+	char	   *ehead[3];		/* their envelope heads (PubsubEnvelopeHead) */
+	char	  **event_col_json; /* "name": per event column */
 } Rule;
 
 /*
@@ -1193,44 +1199,114 @@ append_json_value(Rule *r, AttrNumber attnum, Datum value, StringInfo out)
  * with the envelope; data holds only the event columns.  Past
  * bmfredis.max_pending_messages, the row is counted in a summary instead.
  */
+static const char *const event_ops[3] = {"created", "updated", "deleted"};
+
+/* The channel names, event types and JSON column names of a rule's events. */
+static void
+ensure_channels(Rule *r, TupleDesc desc)
+{
+	MemoryContext old;
+	int			i;
+
+	if (r->chan_prefix && strcmp(r->chan_prefix, bmf_channel_prefix) == 0)
+		return;
+	old = MemoryContextSwitchTo(rules_cxt);
+	for (i = 0; i < 3; i++)
+	{
+		StringInfoData s;
+
+		initStringInfo(&s);
+		PubsubChannel(&s, r->channel, strlen(r->channel));
+		appendStringInfo(&s, ":%s", event_ops[i]);
+		r->chan[i] = s.data;
+		r->etype[i] = psprintf("%s:%s", r->channel, event_ops[i]);
+		initStringInfo(&s);
+		PubsubEnvelopeHead(&s, r->etype[i]);
+		r->ehead[i] = s.data;
+	}
+	if (r->event_col_json == NULL)
+	{
+		r->event_col_json = palloc(sizeof(char *) * Max(r->nevent_cols, 1));
+		for (i = 0; i < r->nevent_cols; i++)
+		{
+			StringInfoData s;
+
+			initStringInfo(&s);
+			escape_json(&s, NameStr(TupleDescAttr(desc, r->event_cols[i] - 1)->attname));
+			appendStringInfoString(&s, ": ");
+			r->event_col_json[i] = s.data;
+		}
+	}
+	r->chan_prefix = pstrdup(bmf_channel_prefix);
+	MemoryContextSwitchTo(old);
+}
+
+/* A buffer that lives across rows; shrunk back when a huge row grew it. */
+static void
+reset_buffer(StringInfo s, bool *ready)
+{
+	if (*ready && s->maxlen > 1024 * 1024)
+	{
+		pfree(s->data);
+		*ready = false;
+	}
+	if (!*ready)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(s);
+		MemoryContextSwitchTo(old);
+		*ready = true;
+	}
+	resetStringInfo(s);
+}
+
+/*
+ * The change event of one row, queued for COMMIT: {"id", "type":
+ * "<channel>:<op>", ..., "data": {the event columns}, "changed": [...]}.
+ * Past bmfredis.max_pending_messages only a count is kept (one summary
+ * per channel and operation at COMMIT).  Per-rule strings are built once;
+ * the buffers live across rows.
+ */
 static void
 publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 {
-	const char *op = (old && new) ? "updated" : new ? "created" : "deleted";
+	static StringInfoData data;
+	static StringInfoData changed;
+	static StringInfoData msg;
+	static bool data_ready = false;
+	static bool changed_ready = false;
+	static bool msg_ready = false;
+	static StringInfoData tail;
+	static bool tail_ready = false;
+	static TimestampTz tail_ts = 0;
+	static FullTransactionId tail_fxid;
+	int			op = (old && new) ? 1 : new ? 0 : 2;
 	TupleTableSlot *row = new ? new : old;
-	StringInfoData channel;
-	StringInfoData type;
-	StringInfoData data;
-	StringInfoData changed;
-	StringInfoData msg;
 	RowView		rv;
 	int			i;
 	bool		first = true;
 
-	initStringInfo(&channel);
-	PubsubChannel(&channel, r->channel, strlen(r->channel));
-	appendStringInfo(&channel, ":%s", op);
+	ensure_channels(r, row->tts_tupleDescriptor);
 	if (XactPendingPublishes() >= bmf_max_pending_messages)
 	{
-		XactQueueSummary(channel.data, r->channel, op);
+		XactQueueSummary(r->chan[op], r->channel, event_ops[op]);
 		return;
 	}
 
 	rv.slot = row;
 	rv.map = NULL;
 	rv.id = NULL;
-	initStringInfo(&data);
+	reset_buffer(&data, &data_ready);
 	appendStringInfoChar(&data, '{');
 	for (i = 0; i < r->nevent_cols; i++)
 	{
 		AttrNumber	a = r->event_cols[i];
 		Datum		v;
-		Form_pg_attribute att = TupleDescAttr(row->tts_tupleDescriptor, a - 1);
 
 		if (i > 0)
 			appendStringInfoString(&data, ", ");
-		escape_json(&data, NameStr(att->attname));
-		appendStringInfoString(&data, ": ");
+		appendStringInfoString(&data, r->event_col_json[i]);
 		if (get_col(&rv, a, &v))
 			append_json_value(r, a, v, &data);
 		else
@@ -1238,30 +1314,39 @@ publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 	}
 	appendStringInfoChar(&data, '}');
 
-	initStringInfo(&changed);
+	reset_buffer(&changed, &changed_ready);
 	if (old && new)
 	{
 		appendStringInfoChar(&changed, '[');
 		for (i = 0; i < r->nevent_cols; i++)
 		{
 			AttrNumber	a = r->event_cols[i];
+			const char *name = r->event_col_json[i];
 
 			if (!columns_differ(&a, 1, old, new))
 				continue;
 			if (!first)
 				appendStringInfoString(&changed, ", ");
-			escape_json(&changed, NameStr(TupleDescAttr(row->tts_tupleDescriptor, a - 1)->attname));
+			/* the JSON name without its ": " */
+			appendBinaryStringInfo(&changed, name, strlen(name) - 2);
 			first = false;
 		}
 		appendStringInfoChar(&changed, ']');
 	}
 
-	initStringInfo(&type);
-	appendStringInfo(&type, "%s:%s", r->channel, op);
-	initStringInfo(&msg);
-	PubsubEnvelope(&msg, type.data, row_id(r, &rv), data.data,
-				   (old && new) ? changed.data : NULL);
-	XactQueuePublish(channel.data, channel.len, msg.data, msg.len);
+	/* time, txid and database: the same for every row of the statement */
+	if (!tail_ready || tail_ts != GetCurrentStatementStartTimestamp() ||
+		!FullTransactionIdEquals(tail_fxid, GetTopFullTransactionIdIfAny()))
+	{
+		reset_buffer(&tail, &tail_ready);
+		tail_ts = GetCurrentStatementStartTimestamp();
+		tail_fxid = GetTopFullTransactionIdIfAny();
+		PubsubEnvelopeTail(&tail, tail_ts);
+	}
+	reset_buffer(&msg, &msg_ready);
+	PubsubEnvelopeFrom(&msg, r->ehead[op], row_id(r, &rv), data.data,
+					   (old && new) ? changed.data : NULL, tail.data);
+	XactQueuePublish(r->chan[op], strlen(r->chan[op]), msg.data, msg.len);
 }
 
 /* ---- the trigger ---- */
@@ -1423,7 +1508,8 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 			initStringInfo(&type);
 			appendStringInfo(&type, "%s:truncated", r->channel);
 			initStringInfo(&msg);
-			PubsubEnvelope(&msg, type.data, NULL, NULL, NULL);
+			PubsubEnvelope(&msg, type.data, NULL, NULL, NULL,
+						   GetCurrentStatementStartTimestamp());
 			XactQueuePublish(channel.data, channel.len, msg.data, msg.len);
 		}
 		return PointerGetDatum(NULL);

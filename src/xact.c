@@ -109,6 +109,11 @@ static struct
 	bool		collapsed;
 	bool		namespace_pattern_added;
 	bool		wrote_watched;
+	/* the last coarse pattern interned: a bulk UPDATE repeats a handful */
+	const char *last_coarse;
+	size_t		last_coarse_len;
+	int32		last_coarse_idx;
+	int64		queued_uncounted;	/* for STAT_INVALIDATIONS_QUEUED */
 } q;
 
 /* row events that did not fit, counted per (channel, operation) */
@@ -325,7 +330,42 @@ ensure_active(void)
 	q.summaries = NIL;
 	q.collapsed = false;
 	q.namespace_pattern_added = false;
+	q.last_coarse = NULL;
+	q.last_coarse_idx = -1;
+	q.queued_uncounted = 0;
 	q.active = true;
+}
+
+/* Interned index of a coarse pattern; the caller's string stays valid. */
+static int32
+coarse_index(const char *coarse, size_t len)
+{
+	bool		added;
+
+	/*
+	 * Interned patterns are never dropped before the transaction ends; the
+	 * memcmp against the interned copy guards against a caller's buffer
+	 * reused for another pattern.
+	 */
+	if (coarse == q.last_coarse && len == q.last_coarse_len &&
+		memcmp(coarse, qstr(&q.coarse, &q.coarse.items[q.last_coarse_idx]), len) == 0)
+		return q.last_coarse_idx;
+	q.last_coarse_idx = qset_add(&q.coarse, coarse, len, TopSubTransactionId, &added);
+	q.last_coarse = coarse;
+	q.last_coarse_len = len;
+	return q.last_coarse_idx;
+}
+
+/* Queued-key counts go to the shared counters in batches, not per key. */
+static void
+count_queued(int64 n)
+{
+	q.queued_uncounted += n;
+	if (q.queued_uncounted >= 1024)
+	{
+		BmfStatsCount(STAT_INVALIDATIONS_QUEUED, q.queued_uncounted);
+		q.queued_uncounted = 0;
+	}
 }
 
 static void
@@ -396,8 +436,7 @@ queue_key(const char *key, size_t len, const char *coarse, size_t coarse_len,
 	ensure_active();
 	old = MemoryContextSwitchTo(xact_cxt);
 	if (coarse)
-		coarse_idx = qset_add(&q.coarse, coarse, coarse_len,
-							  TopSubTransactionId, &added);
+		coarse_idx = coarse_index(coarse, coarse_len);
 	if (q.collapsed)
 		add_coarse(coarse_idx);
 	else
@@ -407,7 +446,7 @@ queue_key(const char *key, size_t len, const char *coarse, size_t coarse_len,
 		if (added)
 		{
 			q.keys.items[i].coarse = coarse_idx;
-			BmfStatsCount(STAT_INVALIDATIONS_QUEUED, 1);
+			count_queued(1);
 		}
 		if (q.keys.n > bmf_max_pending_keys)
 			collapse();
@@ -439,7 +478,7 @@ queue_plain(QSet *s, const char *str, size_t len)
 	old = MemoryContextSwitchTo(xact_cxt);
 	qset_add(s, str, len, GetCurrentSubTransactionId(), &added);
 	if (added)
-		BmfStatsCount(STAT_INVALIDATIONS_QUEUED, 1);
+		count_queued(1);
 	MemoryContextSwitchTo(old);
 }
 
@@ -636,7 +675,7 @@ add_summaries(Effect *effects, int *n)
 		initStringInfo(&type);
 		appendStringInfo(&type, "%s:bulk", sm->entity);
 		initStringInfo(&msg);
-		PubsubEnvelope(&msg, type.data, NULL, data.data, NULL);
+		PubsubEnvelope(&msg, type.data, NULL, data.data, NULL, GetCurrentTimestamp());
 		initStringInfo(&channel);
 		appendStringInfo(&channel, "%s:bulk", sm->channel);
 		add_publish(&effects[(*n)++], channel.data, &msg);
@@ -679,7 +718,8 @@ add_announcements(Effect *effects, int *n)
 			}
 			appendStringInfoString(&data, "]}");
 			initStringInfo(&msg);
-			PubsubEnvelope(&msg, "cache:invalidated", NULL, data.data, NULL);
+			PubsubEnvelope(&msg, "cache:invalidated", NULL, data.data, NULL,
+						   GetCurrentTimestamp());
 			add_publish(&effects[(*n)++], channel.data, &msg);
 		}
 	}
@@ -776,6 +816,9 @@ XactQueueGeneration(void)
 static void
 reset_queue(void)
 {
+	if (q.active && q.queued_uncounted > 0)
+		BmfStatsCount(STAT_INVALIDATIONS_QUEUED, q.queued_uncounted);
+	q.queued_uncounted = 0;
 	queue_generation++;
 	q.active = false;
 	q.wrote_watched = false;

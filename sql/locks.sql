@@ -111,9 +111,11 @@ SELECT redis_command('ZCARD', 'lk:sem:{txsem}') AS after_commit;
 -- locks never degrade: Redis unreachable is an ERROR, whatever on_error says
 SET bmfredis.on_error = 'ignore';
 SET bmfredis.port = 1;
+SET bmfredis.sentinels = '127.0.0.1:1';
 SELECT redis_lock('x');
 SELECT redis_try_lock('x');
 RESET bmfredis.port;
+RESET bmfredis.sentinels;
 RESET bmfredis.on_error;
 SELECT pg_sleep(0.3);
 

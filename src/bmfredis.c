@@ -55,6 +55,11 @@ char	   *bmf_key_prefix = NULL;
 char	   *bmf_url = NULL;
 const struct BmfUrl *bmf_url_parsed = NULL;
 
+char	   *bmf_sentinels = NULL;
+char	   *bmf_sentinel_master = NULL;
+char	   *bmf_sentinel_username = NULL;
+char	   *bmf_sentinel_password = NULL;
+
 bool		bmf_tls = false;
 int			bmf_tls_verify = TLS_VERIFY_FULL;
 char	   *bmf_tls_ca_file = NULL;
@@ -186,6 +191,101 @@ show_password(void)
 	if (bmf_password == NULL || bmf_password[0] == '\0' || secrets_visible())
 		return bmf_password ? bmf_password : "";
 	return "********";
+}
+
+static bool
+check_sentinel_password(char **newval, void **extra, GucSource source)
+{
+	(void) extra;
+	return check_not_stored_in_catalog("bmfredis.sentinel_password", *newval, source);
+}
+
+static const char *
+show_sentinel_password(void)
+{
+	if (bmf_sentinel_password == NULL || bmf_sentinel_password[0] == '\0' || secrets_visible())
+		return bmf_sentinel_password ? bmf_sentinel_password : "";
+	return "********";
+}
+
+/* host:port[, host:port ...] with [v6]:port allowed */
+static bool
+check_sentinels(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	(void) extra;
+	(void) source;
+	if (p == NULL)
+		return true;
+	while (*p)
+	{
+		const char *start;
+		const char *colon = NULL;
+		long		port;
+		char	   *end;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		start = p;
+		if (*p == '[')
+		{
+			while (*p && *p != ']')
+				p++;
+			if (*p == ']')
+				p++;
+		}
+		while (*p && *p != ',' && *p != ' ')
+		{
+			if (*p == ':')
+				colon = p;
+			p++;
+		}
+		if (colon == NULL || colon == start)
+		{
+			GUC_check_errdetail("\"%.*s\" is not host:port.", (int) (p - start), start);
+			return false;
+		}
+		port = strtol(colon + 1, &end, 10);
+		if (end != p || port < 1 || port > 65535)
+		{
+			GUC_check_errdetail("\"%.*s\" has no port from 1 to 65535.", (int) (p - start), start);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+define_sentinel_gucs(void)
+{
+	DefineCustomStringVariable("bmfredis.sentinels",
+							   "Redis Sentinels to ask for the master's address (host:port, comma-separated).",
+							   "With bmfredis.sentinel_master set, host, port and unix_socket are not used.",
+							   &bmf_sentinels, "",
+							   PGC_SUSET, 0,
+							   check_sentinels, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.sentinel_master",
+							   "Name of the master the sentinels monitor; empty turns Sentinel mode off.",
+							   NULL,
+							   &bmf_sentinel_master, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.sentinel_username",
+							   "ACL user name for the sentinels (not for the master).",
+							   NULL,
+							   &bmf_sentinel_username, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.sentinel_password",
+							   "Password for the sentinels (sentinel requirepass).",
+							   "Visible to superusers only.",
+							   &bmf_sentinel_password, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_sentinel_password, bump_generation_str, show_sentinel_password);
 }
 
 static bool
@@ -539,6 +639,7 @@ _PG_init(void)
 {
 	define_endpoint_gucs();
 	define_tls_gucs();
+	define_sentinel_gucs();
 	define_behaviour_gucs();
 	define_invalidation_gucs();
 	define_cached_gucs();

@@ -34,6 +34,12 @@ extern char *bmf_password;
 extern char *bmf_key_prefix;
 extern char *bmf_url;
 
+/* Sentinel (PGC_SUSET) */
+extern char *bmf_sentinels;
+extern char *bmf_sentinel_master;
+extern char *bmf_sentinel_username;
+extern char *bmf_sentinel_password;
+
 /* TLS (PGC_SUSET) */
 extern bool bmf_tls;
 extern int	bmf_tls_verify;		/* RedisTlsVerify */

@@ -183,12 +183,19 @@ build_node(RedisNode *node, char *name, int db)
 	const char *host = url ? url->host : bmf_host;
 	int			port = url ? url->port : bmf_port;
 	const char *unix_socket = url ? "" : bmf_unix_socket;
+	bool		sentinel = bmf_sentinel_master && bmf_sentinel_master[0];
 	int			len;
 
 	node->ep.host = host;
 	node->ep.port = port;
-	node->ep.unix_socket = unix_socket;
-	if (unix_socket && unix_socket[0])
+	node->ep.unix_socket = sentinel ? "" : unix_socket;
+	node->sentinels = sentinel ? bmf_sentinels : NULL;
+	node->sentinel_master = sentinel ? bmf_sentinel_master : NULL;
+	node->sentinel_username = bmf_sentinel_username;
+	node->sentinel_password = bmf_sentinel_password;
+	if (sentinel)
+		len = snprintf(name, POOL_NAME_LEN, "sentinel:%s", bmf_sentinel_master);
+	else if (unix_socket && unix_socket[0])
 		len = snprintf(name, POOL_NAME_LEN, "unix:%s", unix_socket);
 	else if (strchr(host, ':'))
 		len = snprintf(name, POOL_NAME_LEN, "[%s]:%d", host, port);

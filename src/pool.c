@@ -59,6 +59,7 @@ typedef struct Conn
 	uint64		generation;
 	int			db;
 	TimestampTz since;
+	char		addr[POOL_NAME_LEN];	/* Sentinel mode: the master it reached */
 } Conn;
 
 typedef struct PoolEntry
@@ -106,6 +107,7 @@ conn_init(Conn *c)
 	c->generation = 0;
 	c->db = 0;
 	c->since = 0;
+	c->addr[0] = '\0';
 }
 
 static void
@@ -274,23 +276,199 @@ client_name(char *buf, size_t size)
 			*p = '_';
 }
 
+/*
+ * Connect to ep, send cmds, read their replies and close: a connection for
+ * one exchange, which must not leak if an interrupt throws.
+ */
+static bool
+exchange_once(Conn *c, const RedisEndpoint *ep, const StringInfoData *cmds,
+			  int ncmds, TimestampTz deadline, RedisReply **replies,
+			  RedisError *err)
+{
+	volatile bool ok = false;
+
+	PG_TRY();
+	{
+		c->reader = RespReaderCreate();
+		ok = TransportConnect(&c->t, ep, deadline, err) &&
+			exchange(c, cmds, ncmds, deadline, CurrentMemoryContext, replies, err);
+	}
+	PG_CATCH();
+	{
+		conn_close(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	conn_close(c);
+	return ok;
+}
+
+/*
+ * Ask one sentinel for the master's address: AUTH (if configured) and
+ * SENTINEL get-master-addr-by-name, on a connection made for the purpose
+ * and closed again.  true with host/port set; false with why in err.
+ */
+static bool
+ask_sentinel(const RedisNode *node, const char *shost, int sport,
+			 TimestampTz deadline, char *host, size_t hostlen, int *port,
+			 RedisError *err)
+{
+	Conn		c;
+	RedisEndpoint ep = node->ep;
+	char		sname[POOL_NAME_LEN];
+	StringInfoData cmds;
+	const char *argv[3];
+	size_t		lens[3];
+	RedisReply *replies[2];
+	int			n = 0;
+	int			auth_at = -1;
+
+	snprintf(sname, sizeof(sname), strchr(shost, ':') ? "sentinel [%s]:%d" : "sentinel %s:%d",
+			 shost, sport);
+	ep.host = shost;
+	ep.port = sport;
+	ep.unix_socket = "";
+	ep.name = sname;
+	conn_init(&c);
+	initStringInfo(&cmds);
+	if (node->sentinel_password && node->sentinel_password[0])
+	{
+		int			argc = 0;
+
+		argv[argc] = "AUTH";
+		lens[argc++] = 4;
+		if (node->sentinel_username && node->sentinel_username[0])
+		{
+			argv[argc] = node->sentinel_username;
+			lens[argc++] = strlen(node->sentinel_username);
+		}
+		argv[argc] = node->sentinel_password;
+		lens[argc++] = strlen(node->sentinel_password);
+		RespFormat(&cmds, argc, argv, lens);
+		auth_at = n++;
+	}
+	argv[0] = "SENTINEL";
+	lens[0] = 8;
+	argv[1] = "get-master-addr-by-name";
+	lens[1] = 23;
+	argv[2] = node->sentinel_master;
+	lens[2] = strlen(node->sentinel_master);
+	RespFormat(&cmds, 3, argv, lens);
+	n++;
+
+	if (!exchange_once(&c, &ep, &cmds, n, deadline, replies, err))
+		return false;
+	if (auth_at >= 0 && replies[auth_at]->type == RESP_ERROR)
+	{
+		RedisErrorSet(err, RS_AUTH, ERRCODE_INVALID_PASSWORD,
+					  "Redis Sentinel refused the credentials of bmfredis",
+					  "AUTH at %s: %s", sname, replies[auth_at]->str);
+		return false;
+	}
+	if (replies[n - 1]->type == RESP_ARRAY && replies[n - 1]->elements == 2 &&
+		replies[n - 1]->element[0]->type == RESP_STRING &&
+		replies[n - 1]->element[1]->type == RESP_STRING)
+	{
+		char	   *end;
+		long		p = strtol(replies[n - 1]->element[1]->str, &end, 10);
+
+		if (*end == '\0' && p >= 1 && p <= 65535 &&
+			replies[n - 1]->element[0]->len < hostlen)
+		{
+			strlcpy(host, replies[n - 1]->element[0]->str, hostlen);
+			*port = (int) p;
+			return true;
+		}
+	}
+	RedisErrorSet(err, RS_CONNECT, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+				  "could not find the Redis master",
+				  "%s does not know master \"%s\"%s%s.", sname, node->sentinel_master,
+				  replies[n - 1]->type == RESP_ERROR ? ": " : "",
+				  replies[n - 1]->type == RESP_ERROR ? replies[n - 1]->str : "");
+	return false;
+}
+
+/*
+ * The master's address, from the first of bmfredis.sentinels that knows
+ * it.  Each sentinel gets an equal share of the connect timeout, so one
+ * that hangs does not starve the others.
+ */
+static bool
+sentinel_resolve(const RedisNode *node, TimestampTz deadline, char *host,
+				 size_t hostlen, int *port, RedisError *err)
+{
+	char	   *list = pstrdup(node->sentinels ? node->sentinels : "");
+	char	   *tok;
+	char	   *save = NULL;
+	int			count = 0;
+	int			tried = 0;
+	char		last[sizeof(err->detail)] = "";
+	const char *p;
+
+	for (p = list; *p; p++)
+		if (*p == ',')
+			count++;
+	count++;
+	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+	{
+		char	   *colon = strrchr(tok, ':');
+		char	   *shost = tok;
+		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz mine;
+
+		if (colon == NULL)
+			continue;
+		*colon = '\0';
+		if (shost[0] == '[' && colon[-1] == ']')
+		{
+			shost++;
+			colon[-1] = '\0';
+		}
+		mine = Min(deadline, now + (deadline - now) / Max(count - tried, 1));
+		tried++;
+		if (ask_sentinel(node, shost, atoi(colon + 1), mine, host, hostlen, port, err))
+			return true;
+		snprintf(last, sizeof(last), "%s: %s", err->message, err->detail);
+	}
+	RedisErrorSet(err, RS_CONNECT, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+				  "could not connect to Redis",
+				  "No sentinel of bmfredis.sentinels named master \"%s\" (%d asked); last: %s",
+				  node->sentinel_master, tried, tried ? last : "the list is empty");
+	return false;
+}
+
 static bool
 conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 {
 	TimestampTz deadline = TransportDeadline(bmf_connect_timeout);
+	RedisEndpoint ep = node->ep;
+	char		host[256];
 	StringInfoData hs;
 	const char *argv[3];
 	size_t		lens[3];
-	RedisReply *replies[3];
+	RedisReply *replies[4];
 	int			n = 0;
 	int			auth_at = -1;
 	int			select_at = -1;
+	int			role_at = -1;
 	char		name[128];
 	char		dbstr[16];
 
 	conn_close(e);
+	e->addr[0] = '\0';
+	if (node->sentinel_master)
+	{
+		int			port;
+
+		if (!sentinel_resolve(node, deadline, host, sizeof(host), &port, err))
+			return false;
+		ep.host = host;
+		ep.port = port;
+		snprintf(e->addr, sizeof(e->addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+		ep.name = e->addr;
+	}
 	e->reader = RespReaderCreate();
-	if (!TransportConnect(&e->t, &node->ep, deadline, err))
+	if (!TransportConnect(&e->t, &ep, deadline, err))
 		return false;
 
 	initStringInfo(&hs);
@@ -329,6 +507,14 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 	lens[2] = strlen(name);
 	RespFormat(&hs, 3, argv, lens);
 	n++;
+	if (node->sentinel_master)
+	{
+		/* a demoted master must never be written to */
+		argv[0] = "ROLE";
+		lens[0] = 4;
+		RespFormat(&hs, 1, argv, lens);
+		role_at = n++;
+	}
 
 	if (!exchange(e, &hs, n, deadline, CurrentMemoryContext, replies, err))
 	{
@@ -345,18 +531,18 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 			strlcpy(detail, err->detail, sizeof(detail));
 			err->status = RS_CONNECT;
 			err->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-			if (node->ep.tls.enabled && strstr(detail, "certificate required"))
+			if (ep.tls.enabled && strstr(detail, "certificate required"))
 				snprintf(err->detail, sizeof(err->detail),
 						 "%s requires a client certificate (bmfredis.tls_cert_file and bmfredis.tls_key_file): %s",
-						 node->ep.name, detail);
-			else if (!node->ep.tls.enabled)
+						 ep.name, detail);
+			else if (!ep.tls.enabled)
 				snprintf(err->detail, sizeof(err->detail),
 						 "%s dropped the connection before answering (if it is a TLS port, set bmfredis.tls = on): %s",
-						 node->ep.name, detail);
+						 ep.name, detail);
 			else
 				snprintf(err->detail, sizeof(err->detail),
 						 "%s dropped the connection before answering: %s",
-						 node->ep.name, detail);
+						 ep.name, detail);
 		}
 		if (err->status == RS_TIMEOUT || err->status == RS_CONNECT)
 			strlcpy(err->message, "could not connect to Redis", sizeof(err->message));
@@ -369,18 +555,33 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 	{
 		RedisErrorSet(err, RS_AUTH, ERRCODE_INVALID_PASSWORD,
 					  "Redis refused the credentials of bmfredis",
-					  "AUTH at %s: %s", node->ep.name, replies[auth_at]->str);
+					  "AUTH at %s: %s", ep.name, replies[auth_at]->str);
 		return false;
 	}
 	if (select_at >= 0 && replies[select_at]->type == RESP_ERROR)
 	{
 		RedisErrorSet(err, RS_CONNECT, ERRCODE_INVALID_PARAMETER_VALUE,
 					  "could not select the Redis database",
-					  "SELECT %d at %s: %s", node->db, node->ep.name,
+					  "SELECT %d at %s: %s", node->db, ep.name,
 					  replies[select_at]->str);
 		return false;
 	}
 	/* CLIENT SETNAME may be denied by an ACL; the name is a courtesy */
+	if (role_at >= 0)
+	{
+		RedisReply *r = replies[role_at];
+		const char *role = (r->type == RESP_ARRAY && r->elements > 0 &&
+							r->element[0]->type == RESP_STRING) ? r->element[0]->str : "(no answer)";
+
+		if (strcmp(role, "master") != 0)
+		{
+			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
+						  "Redis is unavailable",
+						  "%s, named master of \"%s\" by Sentinel, says its role is %s (a failover in progress?); the sentinels are asked again after the backoff.",
+						  ep.name, node->sentinel_master, role);
+			return false;
+		}
+	}
 
 	e->generation = bmfredis_config_generation;
 	e->db = node->db;
@@ -429,7 +630,7 @@ idle_connection_alive(Conn *e)
 /* Do any replies say the node cannot serve us right now? */
 static bool
 replies_unavailable(RedisReply **replies, int n, RedisError *err,
-					const char *name)
+					const char *name, const char *addr)
 {
 	int			i;
 
@@ -445,7 +646,8 @@ replies_unavailable(RedisReply **replies, int n, RedisError *err,
 		{
 			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
 						  "Redis is unavailable",
-						  "%s answered: %s", name, s);
+						  addr[0] ? "%s (%s) answered: %s" : "%s%s answered: %s",
+						  name, addr, s);
 			return true;
 		}
 	}
@@ -518,7 +720,7 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 					  node->ep.name, ncmds, ncmds == 1 ? "" : "s");
 		goto fail;
 	}
-	if (replies_unavailable(replies, ncmds, err, node->ep.name))
+	if (replies_unavailable(replies, ncmds, err, node->ep.name, e->c.addr))
 		goto fail;
 
 	e->failures = 0;
@@ -593,7 +795,10 @@ RedisPoolList(RedisPoolInfo **infos)
 	{
 		RedisPoolInfo *info = &(*infos)[n++];
 
-		strlcpy(info->node, e->name, sizeof(info->node));
+		if (e->c.addr[0])
+			snprintf(info->node, sizeof(info->node), "%s (%s)", e->name, e->c.addr);
+		else
+			strlcpy(info->node, e->name, sizeof(info->node));
 		switch (e->c.state)
 		{
 			case CONN_READY:

@@ -27,6 +27,16 @@ typedef struct RedisNode
 	const char *username;		/* NULL or "": the default user */
 	const char *password;		/* NULL or "": no AUTH */
 	int			db;
+	/*
+	 * Sentinel mode, when sentinel_master is set: ep's host and port are
+	 * not used; the master's address is asked of the sentinels (a list of
+	 * host:port) at every connect, and a connection is kept only to a
+	 * node that says (ROLE) it is the master.
+	 */
+	const char *sentinels;
+	const char *sentinel_master;
+	const char *sentinel_username;
+	const char *sentinel_password;
 } RedisNode;
 
 /* RedisPoolExec flags */

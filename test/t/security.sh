@@ -76,8 +76,9 @@ reset_server
 # --- a non-superuser cannot redirect or re-key anything
 denied=""
 for setting in host port unix_socket db username password url key_prefix channel_prefix \
-	tls tls_verify tls_ca_file tls_cert_file tls_key_file tls_server_name; do
-	case $setting in port | db) v=1 ;; tls) v=on ;; tls_verify) v=none ;; *) v=x ;; esac
+	tls tls_verify tls_ca_file tls_cert_file tls_key_file tls_server_name \
+	sentinels sentinel_master sentinel_username sentinel_password; do
+	case $setting in port | db) v=1 ;; tls) v=on ;; tls_verify) v=none ;; sentinels) v=127.0.0.1:1 ;; *) v=x ;; esac
 	out=$(as mallory "SET bmfredis.$setting = '$v'")
 	[[ $out =~ "permission denied to set parameter" ]] || denied="$denied $setting"
 	out=$(as mallory "SELECT set_config('bmfredis.$setting', '$v', false)")
@@ -96,6 +97,14 @@ like "ALTER ROLE ... SET bmfredis.password is refused" "$out" \
 like "  with a hint where to put it" "$out" "HINT:  Put it in postgresql.conf, or use ALTER SYSTEM."
 out=$(q "ALTER DATABASE bmf_sec SET bmfredis.url = 'redis://u:p@h:1'")
 like "ALTER DATABASE ... SET bmfredis.url is refused" "$out" "bmfredis.url cannot be stored"
+out=$(q "ALTER DATABASE bmf_sec SET bmfredis.sentinel_password = 'x'")
+like "ALTER DATABASE ... SET bmfredis.sentinel_password is refused" "$out" "bmfredis.sentinel_password cannot be stored"
+psql -X -q -d postgres -c "ALTER SYSTEM SET bmfredis.sentinel_password = '$SECRET'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.3
+is "a pg_read_all_settings member sees the sentinel password masked" \
+	"$(as auditor 'SHOW bmfredis.sentinel_password')" "********"
+refute "  and SHOW ALL does not list it" bash -c "PGUSER=auditor psql -X -A -t -d bmf_sec -c 'SHOW ALL' | grep -q '$SECRET'"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.sentinel_password" -c "SELECT pg_reload_conf()" >/dev/null
 out=$(q "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET bmfredis.password = 'x' AS 'SELECT 1'")
 like "a function's SET clause cannot carry the password" "$out" "bmfredis.password cannot be stored"
 is "nothing was stored" "$(q "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%bmfredis.password%' OR array_to_string(setconfig, ',') LIKE '%bmfredis.url%'")" "0"

@@ -13,7 +13,7 @@ INSERT INTO users SELECT i, 'u' || i || '@example.com', 'user ' || i, 'x' FROM g
 INSERT INTO shops SELECT i, i, 'shop ' || i FROM generate_series(1, 1000) i;
 INSERT INTO products SELECT i, 1 + i % 1000, 1 + i % 50, 'product ' || i, (i % 100) + 0.99
   FROM generate_series(1, 100000) i;
-INSERT INTO purchases SELECT i, 1 + i % 20000, 1 + (i * 7919) % 100000, 9.99
+INSERT INTO purchases SELECT i, 1 + i % 20000, 1 + (i::bigint * 7919) % 100000, 9.99
   FROM generate_series(1, 300000) i;
 CREATE INDEX ON products (shop_id);
 CREATE INDEX ON purchases (product_id);

@@ -12,7 +12,13 @@ get_setup() {
 	psql -X -q -d bench >/dev/null <<SQL
 CREATE EXTENSION IF NOT EXISTS pgmemcache;
 SELECT memcache_set('bench:k', '$value');
-SELECT redis_cache_mset(array_agg('bench:m' || i), array_agg('$value')) FROM generate_series(1, 1000) i;
+SELECT redis_cache_mset(array_agg('bench:m' || i), array_agg('$value'::text)) FROM generate_series(1, 1000) i;
+SELECT count(*) = 1000 AS all_there FROM unnest(redis_cache_mget(ARRAY(SELECT 'bench:m' || i FROM generate_series(1, 1000) i))) v WHERE v IS NOT NULL \gset
+\if :all_there
+\else
+\warn 'mget setup failed: not all 1,000 keys are in Redis'
+\quit
+\endif
 SQL
 }
 
@@ -75,26 +81,58 @@ bench_mget() {
 		"redis-benchmark -P 1000 GET" "$(printf '%s\n' "${r[@]}" | median)" ">= 0.5"
 }
 
-# tps of one SELECT per transaction with $2 clients for $3 seconds, unpinned
+# CPU time (µs) a process used (utime + stime), or with -c the time of its
+# reaped children (the postmaster's: every backend that has exited)
+proc_cpu_us() {
+	local f='$14 + $15'
+	[ "$1" = -c ] && { f='$16 + $17'; shift; }
+	awk -v hz="$(getconf CLK_TCK)" "{ printf \"%d\\n\", ($f) * 1000000 / hz }" "/proc/$1/stat"
+}
+
+# "tps backend_us server_us": one SELECT per transaction with $2 clients
+# for $3 seconds, unpinned, and the CPU per transaction of the backends
+# and of the cache server $4 (a PID) over the run
 pgbench_tps() {
+	local out b0 s0 b1 s1
 	echo "SELECT $1;" >"$BMF_WORK/pgbench-get.sql"
-	"$(pg_config --bindir)/pgbench" -n -f "$BMF_WORK/pgbench-get.sql" -c "$2" -j "$(( $2 < 2 ? 1 : 2 ))" \
-		-T "$3" bench 2>/dev/null | awk '/^tps/ { printf "%.0f\n", $3 }'
+	b0=$(proc_cpu_us -c "$BMF_PG_PID"); s0=$(proc_cpu_us "$4")
+	out=$("$(pg_config --bindir)/pgbench" -n -f "$BMF_WORK/pgbench-get.sql" -c "$2" -j "$(( $2 < 2 ? 1 : 2 ))" \
+		-T "$3" bench 2>/dev/null)
+	sleep 0.2	# the backends exit and are reaped
+	b1=$(proc_cpu_us -c "$BMF_PG_PID"); s1=$(proc_cpu_us "$4")
+	awk -v b="$((b1 - b0))" -v s="$((s1 - s0))" '
+		/^number of transactions actually processed/ { n = $NF }
+		/^tps/ { tps = $3 }
+		END { printf "%.0f %.2f %.2f\n", tps, b / n, s / n }' <<<"$out"
 }
 
 bench_pgbench() {
-	local secs=$1 c i r m
-	local -A v_r v_m v_ratio
+	local secs=$1 c i r m rb rs mb ms
+	local -A v_r v_m v_ratio v_rb v_rs v_mb v_ms
+	local rpid mpid
+	rpid=$(cat "$BMF_WORK/redis.pid"); mpid=$(cat "$BMF_WORK/memcached.pid")
 	for i in $(seq 1 "$BMF_BENCH_RUNS"); do
 		for c in 1 2 4 8; do
-			r=$(pgbench_tps "redis_cache_get('bench:k')" "$c" "$secs")
-			m=$(pgbench_tps "memcache_get('bench:k')" "$c" "$secs")
+			read -r r rb rs <<<"$(pgbench_tps "redis_cache_get('bench:k')" "$c" "$secs" "$rpid")"
+			read -r m mb ms <<<"$(pgbench_tps "memcache_get('bench:k')" "$c" "$secs" "$mpid")"
 			v_r[$c]+="$r "; v_m[$c]+="$m "; v_ratio[$c]+="$(ratio "$r" "$m") "
+			v_rb[$c]+="$rb "; v_rs[$c]+="$rs "; v_mb[$c]+="$mb "; v_ms[$c]+="$ms "
 		done
 	done
+	med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 	for c in 1 2 4 8; do
-		record "pgbench $c client(s), memcache_get" "$(tr ' ' '\n' <<<"${v_m[$c]}" | grep . | median)" tps
-		record "pgbench $c client(s), redis_cache_get" "$(tr ' ' '\n' <<<"${v_r[$c]}" | grep . | median)" tps \
-			"memcache_get, $c client(s)" "$(tr ' ' '\n' <<<"${v_ratio[$c]}" | grep . | median)" ">= 1.0"
+		record "pgbench $c client(s), memcache_get" "$(med "${v_m[$c]}")" tps
+		record "pgbench $c client(s), redis_cache_get" "$(med "${v_r[$c]}")" tps \
+			"memcache_get, $c client(s)" "$(med "${v_ratio[$c]}")" ">= 1.0"
+	done
+	# where the CPU goes (2 vCPUs shared by pgbench, backends and server):
+	# per transaction, in the backends and in the cache server
+	for c in 1 2 4 8; do
+		record "  $c client(s): backend CPU/txn, memcache_get" "$(med "${v_mb[$c]}")" "µs"
+		record "  $c client(s): backend CPU/txn, redis_cache_get" "$(med "${v_rb[$c]}")" "µs" \
+			"backend, memcache_get" "$(ratio "$(med "${v_rb[$c]}")" "$(med "${v_mb[$c]}")")"
+		record "  $c client(s): memcached CPU/txn" "$(med "${v_ms[$c]}")" "µs"
+		record "  $c client(s): redis-server CPU/txn" "$(med "${v_rs[$c]}")" "µs" \
+			"memcached" "$(ratio "$(med "${v_rs[$c]}")" "$(med "${v_ms[$c]}")")"
 	done
 }

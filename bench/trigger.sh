@@ -38,8 +38,11 @@ trigger_peak_kb() {
 	echo "$max"
 }
 
-# bench_trigger ROWS VARIANT... : rounds of none + each variant
+# bench_trigger [--floors] ROWS VARIANT... : rounds of none + each variant;
+# --floors: a side measurement (not charted, no memory figures)
 bench_trigger() {
+	local floors=false
+	[ "$1" = --floors ] && { floors=true; shift; }
 	local rows=$1; shift
 	local v i base t runs=$BMF_BENCH_RUNS
 	declare -A times ratios
@@ -61,13 +64,14 @@ bench_trigger() {
 	done
 	t=$(tr ' ' '\n' <<<"${times[none]}" | grep . | median)
 	record "UPDATE $rows rows, no trigger" "$t" ms
-	per_row "$rows" none "$t"
+	$floors || per_row "$rows" none "$t"
 	for v in "$@"; do
 		t=$(tr ' ' '\n' <<<"${times[$v]}" | grep . | median)
 		record "UPDATE $rows rows, $v" "$t" ms \
 			"no trigger" "$(tr ' ' '\n' <<<"${ratios[$v]}" | grep . | median)" "$(trigger_target "$v")"
-		per_row "$rows" "$v" "$t"
+		$floors || per_row "$rows" "$v" "$t"
 	done
+	$floors && return 0
 	local none_kb watch_kb
 	none_kb=$(trigger_peak_kb none "$rows")
 	watch_kb=$(trigger_peak_kb watch "$rows")
@@ -108,14 +112,14 @@ trigger_chart() {
 	} >"$dat"
 	command -v gnuplot >/dev/null || { bmf_log "gnuplot missing: no chart"; return 0; }
 	gnuplot <<GP
-set terminal png size 900,540
+set terminal png size 900,600 noenhanced
 set output '$png'
 set title 'UPDATE of every row: cost per row against rows changed (median of runs)'
 set xlabel 'rows changed'
 set ylabel 'microseconds per row'
 set logscale x
 set logscale y
-set key top left
+set key below
 set grid
 plot '$dat' using 1:2 with linespoints lw 2 title 'no trigger', \
      '' using 1:3 with linespoints lw 2 title 'bmfredis redis_watch (invalidate + publish)', \

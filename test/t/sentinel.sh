@@ -121,6 +121,26 @@ redis-cli -p "$rport" PUBLISH sent:x after-failover >/dev/null
 wait "$lpid"
 like "  and a message published on the promoted node arrives as NOTIFY" "$(cat "$BMF_WORK/sent-listen.out")" 'payload "after-failover"'
 
+# every connect asks a sentinel on a connection of its own: 2,000
+# reconnects in one backend must not grow it
+out=$(qs <<'EOF'
+CREATE FUNCTION pg_temp.reconnect(n int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1..n LOOP
+    PERFORM redis_disconnect();
+    PERFORM redis_cache_get('s:k');
+  END LOOP;
+END $$;
+SELECT pg_temp.reconnect(500);
+SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmRSS:\s+(\d+)'))[1];
+SELECT pg_temp.reconnect(2000);
+SELECT (regexp_match(pg_read_file('/proc/self/status'), 'VmRSS:\s+(\d+)'))[1];
+EOF
+)
+rss0=$(sed -n 2p <<<"$out"); rss1=$(sed -n 4p <<<"$out")
+bmf_log "RSS $rss0 kB after 500 reconnects through Sentinel, $rss1 kB after 2,000 more"
+check "2,000 reconnects through Sentinel do not grow the backend (< 256 kB)" [ $(( ${rss1:-999999} - ${rss0:-0} )) -lt 256 ]
+
 # the old master comes back: Sentinel makes it a replica of the new one
 "$BMF_REDISCTL" -n sm start
 for _ in $(seq 1 150); do

@@ -213,6 +213,7 @@ static bool
 check_sentinels(char **newval, void **extra, GucSource source)
 {
 	const char *p = *newval;
+	int			count = 0;
 
 	(void) extra;
 	(void) source;
@@ -252,6 +253,11 @@ check_sentinels(char **newval, void **extra, GucSource source)
 		if (end != p || port < 1 || port > 65535)
 		{
 			GUC_check_errdetail("\"%.*s\" has no port from 1 to 65535.", (int) (p - start), start);
+			return false;
+		}
+		if (++count > 64)
+		{
+			GUC_check_errdetail("At most 64 sentinels can be listed.");
 			return false;
 		}
 	}

@@ -389,6 +389,17 @@ ask_sentinel(const RedisNode *node, const char *shost, int sport,
 }
 
 /*
+ * The sentinel that answered last, asked first next time (as Redis'
+ * client guidelines for Sentinel advise), so a sentinel that hangs costs
+ * one connect its share of the timeout, not every connect.  Remembered
+ * per backend, together with the list it indexes.
+ */
+static char *preferred_list = NULL;
+static int	preferred_sentinel = 0;
+
+#define MAX_SENTINELS 64
+
+/*
  * The master's address, from the first of bmfredis.sentinels that knows
  * it.  Each sentinel gets an equal share of the connect timeout, so one
  * that hangs does not starve the others.
@@ -397,37 +408,50 @@ static bool
 sentinel_resolve(const RedisNode *node, TimestampTz deadline, char *host,
 				 size_t hostlen, int *port, RedisError *err)
 {
-	char	   *list = pstrdup(node->sentinels ? node->sentinels : "");
+	const char *sentinels = node->sentinels ? node->sentinels : "";
+	char	   *list = pstrdup(sentinels);
+	char	   *hosts[MAX_SENTINELS];
+	int			ports[MAX_SENTINELS];
+	int			count = 0;
+	int			tried;
 	char	   *tok;
 	char	   *save = NULL;
-	int			count = 0;
-	int			tried = 0;
 	char		last[sizeof(err->detail)] = "";
-	const char *p;
 
-	for (p = list; *p; p++)
-		if (*p == ',')
-			count++;
-	count++;
-	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+	for (tok = strtok_r(list, ", ", &save); tok && count < MAX_SENTINELS;
+		 tok = strtok_r(NULL, ", ", &save))
 	{
 		char	   *colon = strrchr(tok, ':');
-		char	   *shost = tok;
-		TimestampTz now = GetCurrentTimestamp();
-		TimestampTz mine;
 
 		if (colon == NULL)
-			continue;
+			continue;			/* the check hook refuses it; be safe anyway */
 		*colon = '\0';
-		if (shost[0] == '[' && colon[-1] == ']')
+		if (tok[0] == '[' && colon[-1] == ']')
 		{
-			shost++;
+			tok++;
 			colon[-1] = '\0';
 		}
-		mine = Min(deadline, now + (deadline - now) / Max(count - tried, 1));
-		tried++;
-		if (ask_sentinel(node, shost, atoi(colon + 1), mine, host, hostlen, port, err))
+		hosts[count] = tok;
+		ports[count++] = atoi(colon + 1);
+	}
+	if (preferred_list == NULL || strcmp(preferred_list, sentinels) != 0)
+	{
+		if (preferred_list)
+			pfree(preferred_list);
+		preferred_list = MemoryContextStrdup(TopMemoryContext, sentinels);
+		preferred_sentinel = 0;
+	}
+	for (tried = 0; tried < count; tried++)
+	{
+		int			i = (preferred_sentinel + tried) % count;
+		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz mine = Min(deadline, now + (deadline - now) / (count - tried));
+
+		if (ask_sentinel(node, hosts[i], ports[i], mine, host, hostlen, port, err))
+		{
+			preferred_sentinel = i;
 			return true;
+		}
 		snprintf(last, sizeof(last), "%s: %s", err->message, err->detail);
 	}
 	RedisErrorSet(err, RS_CONNECT, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,

@@ -66,6 +66,31 @@ out=$(q "SET bmfredis.sentinel_master = 'nosuch'; SET bmfredis.on_error = 'error
 like "an unknown master name: a clear error" "$out" "could not connect to Redis"
 like "  naming the master" "$out" "named master \"nosuch\""
 
+# a sentinel that hangs (SIGSTOP: the kernel accepts, nobody answers)
+# costs its share of connect_timeout once; the one that answered is asked
+# first from then on
+kill -STOP "$(cat "$BMF_WORK/sentinel1.pid")"
+out=$(qs <<'EOF'
+SET bmfredis.connect_timeout = '1500ms';
+SELECT redis_disconnect() \gset
+SELECT clock_timestamp() AS t0 \gset
+SELECT redis_cache_get('s:k');
+SELECT (extract(epoch FROM clock_timestamp() - :'t0') * 1000)::int;
+SELECT redis_disconnect() \gset
+SELECT clock_timestamp() AS t0 \gset
+SELECT redis_cache_get('s:k');
+SELECT (extract(epoch FROM clock_timestamp() - :'t0') * 1000)::int;
+EOF
+)
+kill -CONT "$(cat "$BMF_WORK/sentinel1.pid")"
+first=$(sed -n 2p <<<"$out"); second=$(sed -n 4p <<<"$out")
+bmf_log "with the first sentinel hanging: ${first} ms, then ${second} ms"
+is "a hanging first sentinel: the next one answers" "$(sed -n 1p <<<"$out")" "through sentinel"
+check "  after the hanging one's share of connect_timeout (${first} ms)" [ "${first:-0}" -ge 400 ]
+check "  and the next connect asks the one that answered first (${second} ms)" [ "${second:-9999}" -lt 400 ]
+out=$(qv <<<"SET bmfredis.sentinels = '$(for i in $(seq 1 65); do printf '127.0.0.1:%d,' "$i"; done)'")
+like "more than 64 sentinels are refused" "$out" "At most 64 sentinels"
+
 # the subscriber worker finds the master through the sentinels too
 psql -X -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS bmfredis" \
 	-c "ALTER SYSTEM SET bmfredis.subscribe = 'sent:*'" -c "SELECT pg_reload_conf()" >/dev/null

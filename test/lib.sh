@@ -82,9 +82,14 @@ bmf_workdir() {
 # a loopback TCP port nobody listens on, not handed out before in this run
 BMF_PORTS_USED=" "
 bmf_free_port() {
-	local p i
+	local p i lo=20000 hi=60000 elo
+	# below the kernel's ephemeral range: a port some client socket used
+	# (now in TIME_WAIT, thousands after a reconnect test) cannot be bound
+	# for a minute, even by a server with SO_REUSEADDR
+	read -r elo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || elo=32768
+	[ "${elo:-0}" -gt 11000 ] && hi=$elo && lo=$(( elo > 21000 ? 10000 : 1024 ))
 	for i in $(seq 1 200); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
 		case "$BMF_PORTS_USED" in *" $p "*) continue ;; esac
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			BMF_PORTS_USED="$BMF_PORTS_USED$p "

@@ -104,3 +104,4 @@ out=$(q "SELECT redis_cache_set('after', 'x'); SELECT redis_cache_get('after');"
 is "and the real Redis is served as before" "$out" "t
 x"
 refute "no backend crashed" grep -Eq "terminated by signal (4|6|7|8|11)[^0-9]" "$BMF_WORK/pgdata.log"
+bmf_stop_pid "$(cat "$BMF_WORK/fakeredis.pid")"	# its children die with it

@@ -176,17 +176,17 @@ is "the old master rejoins as a replica" "$(redis-cli -p "$mport" ROLE | head -1
 
 # a sentinel that names a replica as master (stale, or lying): ROLE says
 # "slave", so nothing is written there
-gcc -O1 -Wall -Werror -o "$BMF_WORK/fakeredis" "$BMF_ROOT/test/fakeredis.c" || not_ok "fakeredis builds"
+gcc -O1 -Wall -Werror -o "$BMF_WORK/fake-sentinel" "$BMF_ROOT/test/fakeredis.c" || not_ok "fakeredis builds"
 fport=$(bmf_free_port)
 printf 'keep\n*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%s\r\n' "${#mport}" "$mport" >"$BMF_WORK/fake-sentinel.payload"
-"$BMF_WORK/fakeredis" "$fport" "$BMF_WORK/fake-sentinel.payload" </dev/null >"$BMF_WORK/fakeredis.log" 2>&1 &
-echo $! >"$BMF_WORK/fakeredis.pid"
+"$BMF_WORK/fake-sentinel" "$fport" "$BMF_WORK/fake-sentinel.payload" </dev/null >"$BMF_WORK/fake-sentinel.log" 2>&1 &
+echo $! >"$BMF_WORK/fake-sentinel.pid"
 for _ in $(seq 1 50); do redis-cli -p "$fport" PING >/dev/null 2>&1 && break; sleep 0.1; done
 out=$(q "SET bmfredis.sentinels = '127.0.0.1:$fport'; SET bmfredis.on_error = 'error';
 SELECT redis_cache_set('lie', 'x')" 2>&1)
 like "a node a sentinel names master but whose ROLE is not master is refused" "$out" "says its role is slave"
 is "  and nothing was written through it" "$(redis-cli -p "$rport" EXISTS bmfredis:lie)" "0"
-bmf_stop_pid "$(cat "$BMF_WORK/fakeredis.pid")"
+bmf_stop_pid "$(cat "$BMF_WORK/fake-sentinel.pid")"
 
 # the suites, against the promoted node (their redis-cli checks too)
 pgxs=$(dirname "$(dirname "$(pg_config --pgxs)")")

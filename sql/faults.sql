@@ -68,4 +68,16 @@ SELECT state, failures FROM redis_connections();
 \! $BMF_REDISCTL cli REPLICAOF NO ONE >/dev/null
 SELECT pg_sleep(0.5);
 SELECT redis_cache_set('k', 'back on a master'), redis_cache_get('k');
+
+-- so does NOREPLICAS (min-replicas-to-write unmet): a committed
+-- invalidation goes to the retry queue instead of counting as done
+\! $BMF_REDISCTL cli CONFIG SET min-replicas-to-write 1 >/dev/null
+SELECT redis_cache_set('k', 'needs a replica');
+SELECT pg_sleep(0.5);
+BEGIN;
+SELECT redis_invalidate('k');
+COMMIT;
+\! $BMF_REDISCTL cli CONFIG SET min-replicas-to-write 0 >/dev/null
+SELECT pg_sleep(0.5);
+SELECT redis_cache_get('k') IS NULL AS gone;
 RESET bmfredis.command_timeout;

@@ -185,12 +185,19 @@ check_password(char **newval, void **extra, GucSource source)
 	return check_not_stored_in_catalog("bmfredis.password", *newval, source);
 }
 
+/* What SHOW prints for a secret: itself to superusers, else a mask */
+static const char *
+masked(const char *secret)
+{
+	if (secret == NULL || secret[0] == '\0' || secrets_visible())
+		return secret ? secret : "";
+	return "********";
+}
+
 static const char *
 show_password(void)
 {
-	if (bmf_password == NULL || bmf_password[0] == '\0' || secrets_visible())
-		return bmf_password ? bmf_password : "";
-	return "********";
+	return masked(bmf_password);
 }
 
 static bool
@@ -203,9 +210,7 @@ check_sentinel_password(char **newval, void **extra, GucSource source)
 static const char *
 show_sentinel_password(void)
 {
-	if (bmf_sentinel_password == NULL || bmf_sentinel_password[0] == '\0' || secrets_visible())
-		return bmf_sentinel_password ? bmf_sentinel_password : "";
-	return "********";
+	return masked(bmf_sentinel_password);
 }
 
 /* host:port[, host:port ...] with [v6]:port allowed */

@@ -276,6 +276,29 @@ client_name(char *buf, size_t size)
 			*p = '_';
 }
 
+/* AUTH [username] password, if there is a password; true if appended */
+static bool
+append_auth(StringInfo buf, const char *username, const char *password)
+{
+	const char *argv[3];
+	size_t		lens[3];
+	int			argc = 0;
+
+	if (password == NULL || password[0] == '\0')
+		return false;
+	argv[argc] = "AUTH";
+	lens[argc++] = 4;
+	if (username && username[0])
+	{
+		argv[argc] = username;
+		lens[argc++] = strlen(username);
+	}
+	argv[argc] = password;
+	lens[argc++] = strlen(password);
+	RespFormat(buf, argc, argv, lens);
+	return true;
+}
+
 /*
  * Connect to ep, send cmds, read their replies and close: a connection for
  * one exchange, which must not leak if an interrupt throws.
@@ -331,22 +354,8 @@ ask_sentinel(const RedisNode *node, const char *shost, int sport,
 	ep.name = sname;
 	conn_init(&c);
 	initStringInfo(&cmds);
-	if (node->sentinel_password && node->sentinel_password[0])
-	{
-		int			argc = 0;
-
-		argv[argc] = "AUTH";
-		lens[argc++] = 4;
-		if (node->sentinel_username && node->sentinel_username[0])
-		{
-			argv[argc] = node->sentinel_username;
-			lens[argc++] = strlen(node->sentinel_username);
-		}
-		argv[argc] = node->sentinel_password;
-		lens[argc++] = strlen(node->sentinel_password);
-		RespFormat(&cmds, argc, argv, lens);
+	if (append_auth(&cmds, node->sentinel_username, node->sentinel_password))
 		auth_at = n++;
-	}
 	argv[0] = "SENTINEL";
 	lens[0] = 8;
 	argv[1] = "get-master-addr-by-name";
@@ -496,22 +505,8 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 		return false;
 
 	initStringInfo(&hs);
-	if (node->password && node->password[0])
-	{
-		int			argc = 0;
-
-		argv[argc] = "AUTH";
-		lens[argc++] = 4;
-		if (node->username && node->username[0])
-		{
-			argv[argc] = node->username;
-			lens[argc++] = strlen(node->username);
-		}
-		argv[argc] = node->password;
-		lens[argc++] = strlen(node->password);
-		RespFormat(&hs, argc, argv, lens);
+	if (append_auth(&hs, node->username, node->password))
 		auth_at = n++;
-	}
 	if (node->db != 0)
 	{
 		snprintf(dbstr, sizeof(dbstr), "%d", node->db);

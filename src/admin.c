@@ -157,6 +157,14 @@ redis_health(PG_FUNCTION_ARGS)
 				values[8] = Int64GetDatum(strtoll(s, NULL, 10)), nulls[8] = false;
 		}
 	}
+	{
+		/* a node named by role (Sentinel): also the address it reached */
+		const char *name = RedisDefaultNode()->ep.name;
+		const char *addr = RedisPoolNodeAddress(name);
+
+		if (addr)
+			values[9] = CStringGetTextDatum(psprintf("%s (%s)", name, addr));
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

@@ -755,18 +755,37 @@ fail:
 	return false;
 }
 
+/* The pool entry of a node, if this backend has one */
+static PoolEntry *
+pool_find(const char *name)
+{
+	char		key[POOL_NAME_LEN];
+
+	if (pool == NULL)
+		return NULL;
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, sizeof(key));
+	return hash_search(pool, key, HASH_FIND, NULL);
+}
+
+/*
+ * The address a node's connection reached, for nodes named by role
+ * (Sentinel); NULL for nodes named by address, or with no connection.
+ */
+const char *
+RedisPoolNodeAddress(const char *name)
+{
+	PoolEntry  *e = pool_find(name);
+
+	return (e && e->c.state != CONN_CLOSED && e->c.addr[0]) ? e->c.addr : NULL;
+}
+
 bool
 RedisPoolNodeIsDown(const char *name, long *ms_left)
 {
-	PoolEntry  *e;
-	char		key[POOL_NAME_LEN];
+	PoolEntry  *e = pool_find(name);
 	TimestampTz now;
 
-	if (pool == NULL)
-		return false;
-	memset(key, 0, sizeof(key));
-	strlcpy(key, name, sizeof(key));
-	e = hash_search(pool, key, HASH_FIND, NULL);
 	if (e == NULL)
 		return false;
 	now = GetCurrentTimestamp();

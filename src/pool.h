@@ -65,6 +65,7 @@ extern bool RedisPoolExec(const RedisNode *node, const StringInfoData *cmds,
 
 /* Is the node inside its backoff window?  (*ms_left set when so) */
 extern bool RedisPoolNodeIsDown(const char *name, long *ms_left);
+extern const char *RedisPoolNodeAddress(const char *name);
 
 /* Close every connection of this backend; returns how many were open. */
 extern int	RedisPoolDisconnectAll(void);

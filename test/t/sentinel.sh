@@ -62,6 +62,8 @@ out=$(q "SELECT redis_cache_set('s:k', 'through sentinel'); SELECT node FROM red
 is "the master is found through the sentinels" "$out" "t
 sentinel:mymaster (127.0.0.1:$mport)"
 is "  and the value is on the master" "$(redis-cli -p "$mport" GET bmfredis:s:k)" "through sentinel"
+is "redis_health names the node and the master it reached" \
+	"$(q "SELECT healthy, role, node FROM redis_health()")" "t|master|sentinel:mymaster (127.0.0.1:$mport)"
 out=$(q "SET bmfredis.sentinel_master = 'nosuch'; SET bmfredis.on_error = 'error'; SELECT redis_cache_get('s:k')")
 like "an unknown master name: a clear error" "$out" "could not connect to Redis"
 like "  naming the master" "$out" "named master \"nosuch\""

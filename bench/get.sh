@@ -23,14 +23,19 @@ SQL
 }
 
 bench_get() {
-	local n=$1 i cpu
+	local n=$1 i cpu g m gb gs mb ms
 	local -a v_plain v_get v_mc v_rb v_set v_mcs v_rbs r_rb r_mc r_rbs r_mcs
+	local -a v_gb v_gs v_mb v_ms
+	local rpid mpid
+	rpid=$(cat "$BMF_WORK/redis.pid"); mpid=$(cat "$BMF_WORK/memcached.pid")
 	get_setup
 	pin "$BENCH_CPU"
 	for i in $(seq 1 "$BMF_BENCH_RUNS"); do
 		v_plain+=("$(loop_us "$n" "length('bench:k')")")
-		v_get+=("$(loop_us "$n" "redis_cache_get('bench:k')")")
-		v_mc+=("$(loop_us "$n" "memcache_get('bench:k')")")
+		read -r g gb gs <<<"$(loop_cpu "$n" "redis_cache_get('bench:k')" "$rpid")"
+		read -r m mb ms <<<"$(loop_cpu "$n" "memcache_get('bench:k')" "$mpid")"
+		v_get+=("$g"); v_gb+=("$gb"); v_gs+=("$gs")
+		v_mc+=("$m"); v_mb+=("$mb"); v_ms+=("$ms")
 		v_rb+=("$(awk -v r="$(redis_bench -n "$n" GET bmfredis:bench:k)" 'BEGIN { printf "%.2f", 1000000 / r }')")
 		v_set+=("$(loop_us "$n" "redis_cache_set('bench:s', 'v')")")
 		v_mcs+=("$(loop_us "$n" "memcache_set('bench:s', 'v')")")
@@ -48,6 +53,13 @@ bench_get() {
 		"redis-benchmark -c 1 GET" "$(printf '%s\n' "${r_rb[@]}" | median)" "<= 1.15"
 	record "redis_cache_get in a loop, against memcache_get" "$(printf '%s\n' "${v_get[@]}" | median)" "µs/call" \
 		"pgmemcache memcache_get" "$(printf '%s\n' "${r_mc[@]}" | median)" "<= 1.0"
+	# where a call's time goes (one vCPU: the backend, the server, the kernel)
+	record "  memcache_get: backend CPU per call" "$(printf '%s\n' "${v_mb[@]}" | median)" "µs"
+	record "  redis_cache_get: backend CPU per call" "$(printf '%s\n' "${v_gb[@]}" | median)" "µs" \
+		"memcache_get backend" "$(ratio "$(printf '%s\n' "${v_gb[@]}" | median)" "$(printf '%s\n' "${v_mb[@]}" | median)")"
+	record "  memcached CPU per memcache_get" "$(printf '%s\n' "${v_ms[@]}" | median)" "µs"
+	record "  redis-server CPU per redis_cache_get" "$(printf '%s\n' "${v_gs[@]}" | median)" "µs" \
+		"memcached" "$(ratio "$(printf '%s\n' "${v_gs[@]}" | median)" "$(printf '%s\n' "${v_ms[@]}" | median)")"
 	record "redis-benchmark -c 1 SET" "$(printf '%s\n' "${v_rbs[@]}" | median)" "µs/call"
 	record "pgmemcache memcache_set in a loop" "$(printf '%s\n' "${v_mcs[@]}" | median)" "µs/call"
 	record "redis_cache_set in a loop" "$(printf '%s\n' "${v_set[@]}" | median)" "µs/call" \

@@ -85,6 +85,25 @@ SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000000 / $1, 2);
 SQL
 }
 
+# "µs_per_call backend_cpu_µs_per_call server_cpu_µs_per_call": loop_us,
+# plus the CPU time the session's backend and the cache server $3 (a PID,
+# all its threads) used per call over the loop, from schedstat (ns)
+sched_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d\n", s }'; }
+loop_cpu() {
+	local s0 s1 out
+	s0=$(sched_ns "$3")
+	out=$(psql -X -q -d bench -At <<SQL | tail -1
+SELECT $2 \gset
+SELECT clock_timestamp() AS t0, split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS c0 \gset
+SELECT count($2) FROM generate_series(1, $1) \gset
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000000 / $1, 2) || ' ' ||
+       round((split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :c0) / 1000.0 / $1, 2);
+SQL
+)
+	s1=$(sched_ns "$3")
+	echo "$out $(awk -v d="$((s1 - s0))" -v n="$1" 'BEGIN { printf "%.2f", d / 1000 / n }')"
+}
+
 # redis-benchmark with one client on $BENCH_CPU: prints requests/s
 redis_bench() {
 	taskset -c "$BENCH_CPU" redis-benchmark -p "$BMF_REDIS_PORT" -c 1 -q "$@" 2>/dev/null |

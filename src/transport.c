@@ -89,6 +89,8 @@ TransportInit(RedisTransport *t)
 	t->wes = NULL;
 	t->sock_pos = -1;
 	t->sock_events = 0;
+	t->read_first = false;
+	t->probes = 0;
 }
 
 bool
@@ -788,17 +790,38 @@ TransportWrite(RedisTransport *t, const char *buf, size_t len,
 	return true;
 }
 
+#define READ_PROBE_EVERY 16
+
 /*
  * Read what is available, waiting (until the deadline) when nothing is.
- * wait_first skips the recv() that would only return EAGAIN right after a
- * request was sent.  Returns the byte count, or -1 with err set.
+ * wait_first says a request was just sent and nothing of its reply read:
+ * whether to look before waiting is then the connection's to learn (see
+ * below).  Returns the byte count, or -1 with err set.
  */
+
 ssize_t
 TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 			  TimestampTz deadline, RedisError *err)
 {
+	bool		optimistic;
+
 	if (t->ssl)
 		return tls_read(t, buf, cap, wait_first, deadline, err);
+
+	/*
+	 * Look before waiting?  When Redis answers before we get to wait (it
+	 * shares our CPU, or is simply fast), the wait is a wasted epoll_wait
+	 * per call; when it does not, looking first is a wasted recv.  Each
+	 * connection learns which: it looks first while that keeps finding a
+	 * reply, and otherwise tries it again every READ_PROBE_EVERY replies.
+	 */
+	optimistic = wait_first &&
+		(t->read_first || ++t->probes >= READ_PROBE_EVERY);
+	if (optimistic)
+	{
+		t->probes = 0;
+		wait_first = false;
+	}
 
 	for (;;)
 	{
@@ -817,6 +840,11 @@ TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 		}
 
 		n = recv(t->sock, buf, cap, 0);
+		if (optimistic)
+		{
+			t->read_first = (n > 0);
+			optimistic = false;
+		}
 		if (n > 0)
 			return n;
 		if (n == 0)

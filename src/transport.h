@@ -87,6 +87,8 @@ typedef struct RedisTransport
 	WaitEventSet *wes;			/* latch, postmaster death, sock */
 	int			sock_pos;		/* position of sock in wes */
 	uint32		sock_events;	/* events sock is registered for */
+	bool		read_first;		/* replies have been there by the time we look */
+	uint8		probes;			/* reads since the last optimistic one */
 } RedisTransport;
 
 extern void TransportInit(RedisTransport *t);

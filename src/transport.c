@@ -798,7 +798,6 @@ TransportWrite(RedisTransport *t, const char *buf, size_t len,
  * whether to look before waiting is then the connection's to learn (see
  * below).  Returns the byte count, or -1 with err set.
  */
-
 ssize_t
 TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 			  TimestampTz deadline, RedisError *err)

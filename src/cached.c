@@ -413,20 +413,6 @@ compute_and_store(CachedCall *c, const char *old_sha)
 	return json;
 }
 
-/* Wait a little (interruptible); returns the next delay. */
-static int
-poll_sleep(int delay, TimestampTz deadline)
-{
-	long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
-	long		ms = Min((long) delay, Max(left, 1L));
-
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	return Min(delay * 2, POLL_MAX_MS);
-}
-
 /*
  * XFetch: recompute now?  ttl_ms is what the value has left, delta_ms
  * what computing it took.
@@ -597,9 +583,7 @@ redis_cached(PG_FUNCTION_ARGS)
 		}
 		if (GetCurrentTimestamp() >= deadline)
 			break;
-		pgstat_report_wait_start(PG_WAIT_EXTENSION);
-		delay = poll_sleep(delay, deadline);
-		pgstat_report_wait_end();
+		delay = BmfPollSleep(delay, POLL_MAX_MS, deadline);
 	}
 
 	/* no cache to be had: the query's own answer */

@@ -339,26 +339,8 @@ fence_floor(void)
 	return nextval_internal(seq, false);
 }
 
-/*
- * Sleep up to delay ms (interruptible); returns the next delay: doubling
- * from 1 ms to LOCK_POLL_MAX_MS, with jitter so waiters do not poll in
- * step.  The cap bounds how long a freed lock stays unclaimed.
- */
+/* the cap bounds how long a freed lock stays unclaimed */
 #define LOCK_POLL_MAX_MS 10
-
-static int
-backoff_sleep(int delay, TimestampTz deadline)
-{
-	long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
-	long		ms = Min((long) delay, Max(left, 1L));
-
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	delay = Min(delay * 2, LOCK_POLL_MAX_MS);
-	return Max(1, delay / 2 + (int) (pg_prng_double(&pg_global_prng_state) * (delay / 2 + 1)));
-}
 
 /* ---- mutex ---- */
 
@@ -423,7 +405,7 @@ acquire_lock(const char *name, int64 ttl_ms, int64 wait_ms, bool xact)
 							   (long long) r->element[1]->integer),
 					 errhint("Wait longer, or use redis_try_lock() to get NULL instead of waiting.")));
 		}
-		delay = backoff_sleep(delay, deadline);
+		delay = BmfPollSleep(delay, LOCK_POLL_MAX_MS, deadline);
 	}
 }
 
@@ -435,43 +417,43 @@ token_datum(FunctionCallInfo fcinfo, Held *h)
 	PG_RETURN_TEXT_P(cstring_to_text(h->token));
 }
 
-/* redis_lock(name, ttl DEFAULT '30s', wait DEFAULT '10s') -> token */
-Datum
-redis_lock(PG_FUNCTION_ARGS)
+/*
+ * (name, ttl DEFAULT '30s'[, wait DEFAULT '10s']) -> token, for the four
+ * lock functions: the try_ forms do not wait, the xact_ forms release at
+ * the end of the transaction.
+ */
+static Datum
+lock_function(FunctionCallInfo fcinfo, bool waits, bool xact)
 {
 	char	   *name = name_arg(fcinfo, 0);
 	int64		ttl = ms_arg(fcinfo, 1, 30000, "lock TTL");
-	int64		wait = ms_arg(fcinfo, 2, 10000, "lock wait");
+	int64		wait = waits ? ms_arg(fcinfo, 2, 10000, "lock wait") : -1;
 
-	return token_datum(fcinfo, acquire_lock(name, ttl, wait, false));
+	return token_datum(fcinfo, acquire_lock(name, ttl, wait, xact));
+}
+
+Datum
+redis_lock(PG_FUNCTION_ARGS)
+{
+	return lock_function(fcinfo, true, false);
 }
 
 Datum
 redis_try_lock(PG_FUNCTION_ARGS)
 {
-	char	   *name = name_arg(fcinfo, 0);
-	int64		ttl = ms_arg(fcinfo, 1, 30000, "lock TTL");
-
-	return token_datum(fcinfo, acquire_lock(name, ttl, -1, false));
+	return lock_function(fcinfo, false, false);
 }
 
 Datum
 redis_xact_lock(PG_FUNCTION_ARGS)
 {
-	char	   *name = name_arg(fcinfo, 0);
-	int64		ttl = ms_arg(fcinfo, 1, 30000, "lock TTL");
-	int64		wait = ms_arg(fcinfo, 2, 10000, "lock wait");
-
-	return token_datum(fcinfo, acquire_lock(name, ttl, wait, true));
+	return lock_function(fcinfo, true, true);
 }
 
 Datum
 redis_try_xact_lock(PG_FUNCTION_ARGS)
 {
-	char	   *name = name_arg(fcinfo, 0);
-	int64		ttl = ms_arg(fcinfo, 1, 30000, "lock TTL");
-
-	return token_datum(fcinfo, acquire_lock(name, ttl, -1, true));
+	return lock_function(fcinfo, false, true);
 }
 
 /* redis_lock_fenced(name, ttl, wait, xact) -> (token, fence) */
@@ -678,7 +660,7 @@ acquire_permit(const char *name, int max, int64 ttl_ms, int64 wait_ms, bool xact
 					 errdetail("All %d permits are held, or taken by earlier waiters.", max),
 					 errhint("Wait longer, or use redis_semaphore_try_acquire() to get NULL instead of waiting.")));
 		}
-		delay = backoff_sleep(delay, deadline);
+		delay = BmfPollSleep(delay, LOCK_POLL_MAX_MS, deadline);
 	}
 	if (token[0] == '\0')
 		return NULL;

@@ -28,6 +28,25 @@
 
 #include "resp.h"
 
+/*
+ * Fill in a RedisError (declared in transport.h).  It lives here, with
+ * the reader, so that the parts that only parse (and their fuzz targets)
+ * link without the socket code.
+ */
+void
+RedisErrorSet(RedisError *err, RedisStatus status, int sqlerrcode,
+			  const char *message, const char *fmt,...)
+{
+	va_list		ap;
+
+	err->status = status;
+	err->sqlerrcode = sqlerrcode;
+	strlcpy(err->message, message, sizeof(err->message));
+	va_start(ap, fmt);
+	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
+	va_end(ap);
+}
+
 struct RespReader
 {
 	redisReader *reader;		/* malloc'd by hiredis */

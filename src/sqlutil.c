@@ -11,6 +11,10 @@
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -135,4 +139,25 @@ BmfEqualityOperator(Oid typid)
 					  NameStr(op->oprname));
 	ReleaseSysCache(tup);
 	return result;
+}
+
+/*
+ * Sleep up to delay ms, never past deadline, waking for interrupts
+ * (cancel, statement_timeout, terminate) and postmaster death; returns
+ * the next delay: doubled up to max_ms, with jitter so that sessions
+ * polling the same key do not poll in step.  For features that wait on
+ * something in Redis (a lock, another session's lease) by polling it.
+ */
+int
+BmfPollSleep(int delay, int max_ms, TimestampTz deadline)
+{
+	long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+	long		ms = Min((long) delay, Max(left, 1L));
+
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	delay = Min(delay * 2, max_ms);
+	return Max(1, delay / 2 + (int) (pg_prng_double(&pg_global_prng_state) * (delay / 2 + 1)));
 }

@@ -46,5 +46,6 @@ extern char *BmfEqualityOperator(Oid typid);
 
 /* Check a value against bmfredis.max_value_size. */
 extern void BmfCheckValueSize(size_t len);
+extern int	BmfPollSleep(int delay, int max_ms, TimestampTz deadline);
 
 #endif							/* BMFREDIS_SQLUTIL_H */

@@ -59,20 +59,6 @@
 
 #include "transport.h"
 
-void
-RedisErrorSet(RedisError *err, RedisStatus status, int sqlerrcode,
-			  const char *message, const char *fmt,...)
-{
-	va_list		ap;
-
-	err->status = status;
-	err->sqlerrcode = sqlerrcode;
-	strlcpy(err->message, message, sizeof(err->message));
-	va_start(ap, fmt);
-	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
-	va_end(ap);
-}
-
 TimestampTz
 TransportDeadline(int timeout_ms)
 {

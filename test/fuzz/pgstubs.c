@@ -327,20 +327,6 @@ FORMATTER(errmsg_internal)
 FORMATTER(errdetail)
 FORMATTER(errhint)
 
-void
-RedisErrorSet(RedisError *err, RedisStatus status, int sqlerrcode,
-			  const char *message, const char *fmt,...)
-{
-	va_list		ap;
-
-	err->status = status;
-	err->sqlerrcode = sqlerrcode;
-	snprintf(err->message, sizeof(err->message), "%s", message);
-	va_start(ap, fmt);
-	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
-	va_end(ap);
-}
-
 /* ---- what reply.c needs from the rest of the server ---- */
 
 void

@@ -8,6 +8,7 @@ OBJS = \
 	src/reply.o \
 	src/pool.o \
 	src/client.o \
+	src/cluster.o \
 	src/sqlutil.o \
 	src/stats.o \
 	src/shmem.o \

@@ -112,10 +112,12 @@ SELECT redis_command('ZCARD', 'lk:sem:{txsem}') AS after_commit;
 SET bmfredis.on_error = 'ignore';
 SET bmfredis.port = 1;
 SET bmfredis.sentinels = '127.0.0.1:1';
+SET bmfredis.cluster_nodes = '127.0.0.1:1';
 SELECT redis_lock('x');
 SELECT redis_try_lock('x');
 RESET bmfredis.port;
 RESET bmfredis.sentinels;
+RESET bmfredis.cluster_nodes;
 RESET bmfredis.on_error;
 SELECT pg_sleep(0.3);
 

@@ -59,6 +59,9 @@ char	   *bmf_sentinels = NULL;
 char	   *bmf_sentinel_master = NULL;
 char	   *bmf_sentinel_username = NULL;
 char	   *bmf_sentinel_password = NULL;
+bool		bmf_cluster = false;
+char	   *bmf_cluster_nodes = NULL;
+int			bmf_cluster_max_redirects = 5;
 
 bool		bmf_tls = false;
 int			bmf_tls_verify = TLS_VERIFY_FULL;
@@ -262,7 +265,7 @@ check_sentinels(char **newval, void **extra, GucSource source)
 		}
 		if (++count > 64)
 		{
-			GUC_check_errdetail("At most 64 sentinels can be listed.");
+			GUC_check_errdetail("At most 64 addresses can be listed.");
 			return false;
 		}
 	}
@@ -297,6 +300,29 @@ define_sentinel_gucs(void)
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   check_sentinel_password, bump_generation_str, show_sentinel_password);
+}
+
+static void
+define_cluster_gucs(void)
+{
+	DefineCustomBoolVariable("bmfredis.cluster",
+							 "Talk to a Redis Cluster: route each command to the node serving its key's slot.",
+							 "bmfredis.host and bmfredis.port (or bmfredis.url) name the first seed node.",
+							 &bmf_cluster, false,
+							 PGC_SUSET, 0,
+							 NULL, bump_generation_bool, NULL);
+	DefineCustomStringVariable("bmfredis.cluster_nodes",
+							   "More seed nodes of the cluster (host:port, comma-separated), asked for the slot map when the first seed does not answer.",
+							   NULL,
+							   &bmf_cluster_nodes, "",
+							   PGC_SUSET, 0,
+							   check_sentinels, bump_generation_str, NULL);
+	DefineCustomIntVariable("bmfredis.cluster_max_redirects",
+							"How many MOVED/ASK redirects one command may follow.",
+							NULL,
+							&bmf_cluster_max_redirects, 5, 1, 100,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 }
 
 static bool
@@ -651,6 +677,7 @@ _PG_init(void)
 	define_endpoint_gucs();
 	define_tls_gucs();
 	define_sentinel_gucs();
+	define_cluster_gucs();
 	define_behaviour_gucs();
 	define_invalidation_gucs();
 	define_cached_gucs();

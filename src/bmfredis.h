@@ -39,6 +39,9 @@ extern char *bmf_sentinels;
 extern char *bmf_sentinel_master;
 extern char *bmf_sentinel_username;
 extern char *bmf_sentinel_password;
+extern bool bmf_cluster;
+extern char *bmf_cluster_nodes;
+extern int	bmf_cluster_max_redirects;
 
 /* TLS (PGC_SUSET) */
 extern bool bmf_tls;

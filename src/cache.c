@@ -60,7 +60,6 @@ cache_set(text *key, const char *value, size_t len, FunctionCallInfo fcinfo,
 	text	  **tags = NULL;
 	int			ntags = 0;
 	int			tags_argno = ttl_argno + 1;
-	int			i;
 
 	BmfCheckValueSize(len);
 	if (!PG_ARGISNULL(ttl_argno))
@@ -85,15 +84,9 @@ cache_set(text *key, const char *value, size_t len, FunctionCallInfo fcinfo,
 		RedisArgsInit(&args, ntags + 6);
 		RedisArgsScript(&args, &effects_set_tagged_script, ntags + 1);
 		RedisArgsAddKeyText(&args, key);
-		for (i = 0; i < ntags; i++)
-		{
-			StringInfoData tk;
-
-			RedisCheckKey("tag", VARSIZE_ANY_EXHDR(tags[i]));
-			initStringInfo(&tk);
-			EffectsTagKey(&tk, bmf_key_prefix, VARDATA_ANY(tags[i]), VARSIZE_ANY_EXHDR(tags[i]));
-			RedisArgsAdd(&args, tk.data, tk.len);
-		}
+		if (!EffectsAddTagIndexes(&args, args.argv[3], args.lens[3], tags, ntags,
+								  ttl, REDIS_WRITE))
+			return false;
 		RedisArgsAdd(&args, value, len);
 		RedisArgsAddInt(&args, ttl);
 	}

@@ -24,7 +24,9 @@
  * COMMITTED takes a fresh snapshot per query; under REPEATABLE READ and
  * SERIALIZABLE the snapshot predates the lease, so those never store).
  * Side keys contain a NUL byte, which no key given from SQL can, so they
- * never collide with the application's keys.
+ * never collide with the application's keys.  In a Redis Cluster they are
+ * <prefix>{<slot tag>}<key>\0lease, in the slot of K (RedisSideKey), so
+ * both scripts touch one slot; the tag indexes are that slot's shards.
  *
  * Stampede protection.  Backends that find the placeholder wait (polling
  * with backoff, at most bmfredis.cached_wait) for the value instead of
@@ -73,6 +75,7 @@
 #include "mb/pg_wchar.h"
 
 #include "bmfredis.h"
+#include "cluster.h"
 #include "client.h"
 #include "effects.h"
 #include "sqlutil.h"
@@ -285,21 +288,6 @@ make_token(char *out)
 	out[TOKEN_LEN] = '\0';
 }
 
-static void
-add_tag_keys(RedisArgs *a, const CachedCall *c)
-{
-	int			i;
-
-	for (i = 0; i < c->ntags; i++)
-	{
-		StringInfoData tk;
-
-		initStringInfo(&tk);
-		EffectsTagKey(&tk, bmf_key_prefix, VARDATA_ANY(c->tags[i]), VARSIZE_ANY_EXHDR(c->tags[i]));
-		RedisArgsAdd(a, tk.data, tk.len);
-	}
-}
-
 /* 1 hit (*value set), 2 leased by another, 0 the lease is ours, -1 fault */
 static int
 take_lease(CachedCall *c, RedisReply **value)
@@ -312,7 +300,9 @@ take_lease(CachedCall *c, RedisReply **value)
 	RedisArgsScript(&a, &lease_script, 2 + c->ntags);
 	RedisArgsAdd(&a, c->key.data, c->key.len);
 	RedisArgsAdd(&a, c->lease.data, c->lease.len);
-	add_tag_keys(&a, c);
+	if (!EffectsAddTagIndexes(&a, c->key.data, c->key.len, c->tags, c->ntags,
+							  bmf_cached_lease, REDIS_SOFT))
+		return -1;
 	RedisArgsAdd(&a, c->token, TOKEN_LEN);
 	RedisArgsAddInt(&a, bmf_cached_lease);
 	r = RedisCommand(REDIS_SOFT, REDIS_IDEMPOTENT, &a, NULL);
@@ -350,7 +340,9 @@ store(CachedCall *c, const char *value, size_t len, int64 delta_ms, const char *
 	RedisArgsAdd(&a, c->key.data, c->key.len);
 	RedisArgsAdd(&a, c->lease.data, c->lease.len);
 	RedisArgsAdd(&a, c->delta.data, c->delta.len);
-	add_tag_keys(&a, c);
+	if (!EffectsAddTagIndexes(&a, c->key.data, c->key.len, c->tags, c->ntags,
+							  c->ttl_ms, REDIS_SOFT))
+		return -1;
 	RedisArgsAdd(&a, c->token, TOKEN_LEN);
 	RedisArgsAdd(&a, value, len);
 	RedisArgsAddInt(&a, c->ttl_ms);
@@ -496,11 +488,9 @@ redis_cached(PG_FUNCTION_ARGS)
 	initStringInfo(&c.key);
 	RedisKeyPrefixed(&c.key, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 	initStringInfo(&c.lease);
-	appendBinaryStringInfo(&c.lease, c.key.data, c.key.len);
-	appendBinaryStringInfo(&c.lease, "\0lease", 6);
+	RedisSideKey(&c.lease, c.key.data, c.key.len, "\0lease", 6);
 	initStringInfo(&c.delta);
-	appendBinaryStringInfo(&c.delta, c.key.data, c.key.len);
-	appendBinaryStringInfo(&c.delta, "\0delta", 6);
+	RedisSideKey(&c.delta, c.key.data, c.key.len, "\0delta", 6);
 
 	for (;;)
 	{

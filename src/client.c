@@ -32,6 +32,8 @@
 
 #include "bmfredis.h"
 #include "client.h"
+#include "cluster.h"
+#include "sqlutil.h"
 #include "stats.h"
 #include "url.h"
 
@@ -193,7 +195,11 @@ build_node(RedisNode *node, char *name, int db)
 	node->sentinel_master = sentinel ? bmf_sentinel_master : NULL;
 	node->sentinel_username = bmf_sentinel_username;
 	node->sentinel_password = bmf_sentinel_password;
-	if (sentinel)
+	node->cluster = bmf_cluster;
+	if (bmf_cluster)
+		len = snprintf(name, POOL_NAME_LEN, strchr(host, ':') ? "cluster:[%s]:%d" : "cluster:%s:%d",
+					   host, port);
+	else if (sentinel)
 		len = snprintf(name, POOL_NAME_LEN, "sentinel:%s", bmf_sentinel_master);
 	else if (unix_socket && unix_socket[0])
 		len = snprintf(name, POOL_NAME_LEN, "unix:%s", unix_socket);
@@ -242,6 +248,28 @@ RedisNodeForDb(int db)
 	return &node;
 }
 
+/*
+ * The node to subscribe on: the configured one, or in cluster mode a
+ * master of the map (PUBLISH reaches every node of a cluster), another one
+ * at each attempt, the map asked for again after the first.
+ */
+const RedisNode *
+RedisSubscribeNode(int attempt)
+{
+	const RedisNode *node = RedisDefaultNode();
+	const RedisNode *master;
+	RedisError	err;
+
+	if (!node->cluster)
+		return node;
+	if (attempt > 0)
+		RedisClusterMapStale();
+	if (!RedisClusterEnsureMap(node, 0, &err))
+		return node;			/* the seed: its failure is reported by the caller */
+	master = RedisClusterSubscribeNode(attempt);
+	return master ? master : node;
+}
+
 /* ---- batches ---- */
 
 void
@@ -249,23 +277,258 @@ RedisBatchInit(RedisBatch *b)
 {
 	initStringInfo(&b->buf);
 	b->n = 0;
+	b->nparts = 0;
 	b->cap = 8;
 	b->offsets = palloc(sizeof(int) * b->cap);
 	b->scripts = palloc(sizeof(RedisScript *) * b->cap);
+	b->slots = NULL;
+	b->owner = NULL;
+	b->join = NULL;
+	if (bmf_cluster)
+	{
+		b->slots = palloc(sizeof(int) * b->cap);
+		b->owner = palloc(sizeof(int) * b->cap);
+		b->join = palloc(b->cap);
+	}
+}
+
+/* Append one part: a command in RESP, with its script and slot. */
+static void
+batch_part(RedisBatch *b, int argc, const char *const *argv, const size_t *lens,
+		   RedisScript *script, int slot)
+{
+	if (b->nparts == b->cap)
+	{
+		b->cap *= 2;
+		b->offsets = repalloc(b->offsets, sizeof(int) * b->cap);
+		b->scripts = repalloc(b->scripts, sizeof(RedisScript *) * b->cap);
+		if (b->slots)
+		{
+			b->slots = repalloc(b->slots, sizeof(int) * b->cap);
+			b->owner = repalloc(b->owner, sizeof(int) * b->cap);
+			b->join = repalloc(b->join, b->cap);
+		}
+	}
+	b->offsets[b->nparts] = b->buf.len;
+	b->scripts[b->nparts] = script;
+	if (b->slots)
+	{
+		b->slots[b->nparts] = slot;
+		b->owner[b->nparts] = b->n;
+	}
+	if (argv)
+		RespFormat(&b->buf, argc, argv, lens);
+	b->nparts++;
+}
+
+/* Where a command's keys are, for routing by slot. */
+typedef enum KeySpec
+{
+	KEYS_NONE,					/* keyless: any node */
+	KEYS_FIRST,					/* argv[1] (and maybe more in the same slot) */
+	KEYS_ALL,					/* every argument, split by slot, replies summed */
+	KEYS_ALL_ARRAY,				/* the same, replies concatenated (MGET) */
+	KEYS_PAIRS,					/* key value pairs, split by slot (MSET) */
+	KEYS_SCRIPT,				/* EVALSHA sha numkeys key... */
+	KEYS_SECOND					/* argv[2] (OBJECT ENCODING key) */
+} KeySpec;
+
+static KeySpec
+key_spec(const RedisArgs *a)
+{
+	static const char *const keyless[] = {
+		"PING", "INFO", "PUBLISH", "SCAN", "SCRIPT", "CLIENT", "ROLE",
+		"CLUSTER", "DBSIZE", "TIME", "HELLO", "AUTH", "SELECT", "CONFIG",
+		"ECHO", "COMMAND", "LASTSAVE", "FLUSHALL", "FLUSHDB", "WAIT",
+		"SLOWLOG", "LATENCY", "ACL", "RANDOMKEY", "KEYS", "ASKING",
+		"READONLY", "READWRITE", "PUBSUB", "FUNCTION", "SAVE", "BGSAVE",
+		"BGREWRITEAOF", "SWAPDB", "MULTI", "EXEC", "DISCARD", NULL
+	};
+	char		cmd[16];
+	int			i;
+
+	if (a->lens[0] >= sizeof(cmd))
+		return KEYS_FIRST;
+	memcpy(cmd, a->argv[0], a->lens[0]);
+	cmd[a->lens[0]] = '\0';
+	for (i = 0; cmd[i]; i++)
+		cmd[i] = pg_ascii_toupper((unsigned char) cmd[i]);
+	if (a->argc < 2)
+		return KEYS_NONE;
+	for (i = 0; keyless[i]; i++)
+		if (strcmp(cmd, keyless[i]) == 0)
+			return KEYS_NONE;
+	if (strcmp(cmd, "UNLINK") == 0 || strcmp(cmd, "DEL") == 0 ||
+		strcmp(cmd, "EXISTS") == 0 || strcmp(cmd, "TOUCH") == 0)
+		return KEYS_ALL;
+	if (strcmp(cmd, "MGET") == 0)
+		return KEYS_ALL_ARRAY;
+	if (strcmp(cmd, "MSET") == 0)
+		return KEYS_PAIRS;
+	if (strncmp(cmd, "EVAL", 4) == 0 || strncmp(cmd, "FCALL", 5) == 0)
+		return KEYS_SCRIPT;
+	if (strcmp(cmd, "OBJECT") == 0 || strcmp(cmd, "MEMORY") == 0 ||
+		strcmp(cmd, "XINFO") == 0)
+		return KEYS_SECOND;
+	return KEYS_FIRST;
+}
+
+typedef struct SlotKey
+{
+	int			slot;
+	int			arg;
+} SlotKey;
+
+static int
+slotkey_cmp(const void *x, const void *y)
+{
+	const SlotKey *a = x;
+	const SlotKey *b = y;
+
+	if (a->slot != b->slot)
+		return a->slot < b->slot ? -1 : 1;
+	return a->arg < b->arg ? -1 : a->arg > b->arg;
+}
+
+/*
+ * UNLINK, DEL, EXISTS, TOUCH whose keys span slots: one part per slot
+ * (their replies are counts, summed; order does not matter).  false when
+ * every key is in one slot and the command goes as it is.
+ */
+static bool
+split_by_slot(RedisBatch *b, const RedisArgs *a)
+{
+	int			nkeys = a->argc - 1;
+	SlotKey    *keys = palloc(sizeof(SlotKey) * nkeys);
+	const char **argv = palloc(sizeof(char *) * a->argc);
+	size_t	   *lens = palloc(sizeof(size_t) * a->argc);
+	bool		one = true;
+	int			i;
+	int			start;
+
+	for (i = 0; i < nkeys; i++)
+	{
+		keys[i].slot = RedisKeySlot(a->argv[i + 1], a->lens[i + 1]);
+		keys[i].arg = i + 1;
+		one &= (keys[i].slot == keys[0].slot);
+	}
+	if (one)
+	{
+		pfree(keys);
+		pfree(argv);
+		pfree(lens);
+		return false;
+	}
+	qsort(keys, nkeys, sizeof(SlotKey), slotkey_cmp);
+	argv[0] = a->argv[0];
+	lens[0] = a->lens[0];
+	b->join[b->n] = 's';
+	for (start = 0; start < nkeys;)
+	{
+		int			end = start;
+
+		while (end < nkeys && keys[end].slot == keys[start].slot)
+		{
+			argv[1 + end - start] = a->argv[keys[end].arg];
+			lens[1 + end - start] = a->lens[keys[end].arg];
+			end++;
+		}
+		batch_part(b, 1 + end - start, argv, lens, NULL, keys[start].slot);
+		start = end;
+	}
+	b->n++;
+	pfree(keys);
+	pfree(argv);
+	pfree(lens);
+	return true;
+}
+
+/*
+ * Add a command in cluster mode: the slot of its (first) key, and for
+ * the multi-key commands one part per run of consecutive keys in one slot
+ * (Redis refuses a command whose keys span slots, even on one node).
+ */
+static void
+batch_add_cluster(RedisBatch *b, const RedisArgs *a)
+{
+	KeySpec		spec = key_spec(a);
+	int			slot = -1;
+	int			step;
+	int			i;
+	int			start;
+
+	switch (spec)
+	{
+		case KEYS_NONE:
+			break;
+		case KEYS_FIRST:
+			slot = RedisKeySlot(a->argv[1], a->lens[1]);
+			break;
+		case KEYS_SECOND:
+			if (a->argc > 2)
+				slot = RedisKeySlot(a->argv[2], a->lens[2]);
+			break;
+		case KEYS_SCRIPT:
+			if (a->argc > 3 && !(a->lens[2] == 1 && a->argv[2][0] == '0'))
+				slot = RedisKeySlot(a->argv[3], a->lens[3]);
+			break;
+		case KEYS_ALL:
+			if (split_by_slot(b, a))
+				return;
+			slot = RedisKeySlot(a->argv[1], a->lens[1]);
+			break;
+		case KEYS_ALL_ARRAY:
+		case KEYS_PAIRS:
+			step = (spec == KEYS_PAIRS) ? 2 : 1;
+			b->join[b->n] = (spec == KEYS_PAIRS) ? 'o' : 'a';
+			start = 1;
+			slot = RedisKeySlot(a->argv[1], a->lens[1]);
+			for (i = 1 + step;; i += step)
+			{
+				int			next = (i < a->argc) ? RedisKeySlot(a->argv[i], a->lens[i]) : -2;
+
+				if (next == slot)
+					continue;
+				if (start == 1 && next == -2)
+					break;		/* one slot: the command as it is */
+				{
+					int			argc = 1 + (Min(i, a->argc) - start);
+					const char **argv = palloc(sizeof(char *) * argc);
+					size_t	   *lens = palloc(sizeof(size_t) * argc);
+
+					argv[0] = a->argv[0];
+					lens[0] = a->lens[0];
+					memcpy(argv + 1, a->argv + start, sizeof(char *) * (argc - 1));
+					memcpy(lens + 1, a->lens + start, sizeof(size_t) * (argc - 1));
+					batch_part(b, argc, argv, lens, NULL, slot);
+					pfree(argv);
+					pfree(lens);
+				}
+				if (next == -2)
+					break;
+				start = i;
+				slot = next;
+			}
+			if (start != 1)
+			{
+				b->n++;
+				return;
+			}
+			break;
+	}
+	batch_part(b, a->argc, a->argv, a->lens, a->script, slot);
+	b->n++;
 }
 
 void
 RedisBatchAdd(RedisBatch *b, const RedisArgs *a)
 {
-	if (b->n == b->cap)
+	if (b->slots)
 	{
-		b->cap *= 2;
-		b->offsets = repalloc(b->offsets, sizeof(int) * b->cap);
-		b->scripts = repalloc(b->scripts, sizeof(RedisScript *) * b->cap);
+		batch_add_cluster(b, a);
+		return;
 	}
-	b->offsets[b->n] = b->buf.len;
-	b->scripts[b->n] = a->script;
-	RespFormat(&b->buf, a->argc, a->argv, a->lens);
+	batch_part(b, a->argc, a->argv, a->lens, a->script, -1);
 	b->n++;
 }
 
@@ -274,6 +537,26 @@ RedisBatchReset(RedisBatch *b)
 {
 	resetStringInfo(&b->buf);
 	b->n = 0;
+	b->nparts = 0;
+}
+
+/* The RESP bytes of part i */
+static inline int
+part_len(const RedisBatch *b, int i)
+{
+	return ((i + 1 < b->nparts) ? b->offsets[i + 1] : b->buf.len) - b->offsets[i];
+}
+
+/* Copy part i of from into to (raw bytes). */
+static void
+batch_copy_part(RedisBatch *to, const RedisBatch *from, int i)
+{
+	int			at = to->buf.len;
+
+	appendBinaryStringInfo(&to->buf, from->buf.data + from->offsets[i], part_len(from, i));
+	batch_part(to, 0, NULL, NULL, from->scripts[i], from->slots ? from->slots[i] : -1);
+	to->offsets[to->nparts - 1] = at;
+	to->n++;
 }
 
 /* ---- error policy ---- */
@@ -455,7 +738,7 @@ is_noscript(const RedisReply *r)
 }
 
 /*
- * Re-run the commands of b whose EVALSHA found no script: load each script
+ * Re-run the parts of b whose EVALSHA found no script: load each script
  * they need, then send the same commands again, in one round trip.  A
  * NOSCRIPT reply means the script did not run, so re-sending is safe for
  * any script.  Returns false with err set when Redis fails meanwhile.
@@ -465,8 +748,8 @@ retry_noscript(const RedisNode *node, const RedisBatch *b, RedisReply **replies,
 			   int flags, TimestampTz deadline, RedisError *err)
 {
 	RedisBatch	retry;
-	RedisScript **loaded = palloc0(sizeof(RedisScript *) * b->n);
-	int		   *which = palloc(sizeof(int) * b->n);
+	RedisScript **loaded = palloc0(sizeof(RedisScript *) * b->nparts);
+	int		   *which = palloc(sizeof(int) * b->nparts);
 	int			nloaded = 0;
 	int			nretry = 0;
 	int			i;
@@ -474,7 +757,7 @@ retry_noscript(const RedisNode *node, const RedisBatch *b, RedisReply **replies,
 	RedisReply **again;
 
 	RedisBatchInit(&retry);
-	for (i = 0; i < b->n; i++)
+	for (i = 0; i < b->nparts; i++)
 	{
 		RedisArgs	load;
 		bool		seen = false;
@@ -490,37 +773,245 @@ retry_noscript(const RedisNode *node, const RedisBatch *b, RedisReply **replies,
 		RedisArgsAdd(&load, "SCRIPT", 6);
 		RedisArgsAdd(&load, "LOAD", 4);
 		RedisArgsAddStr(&load, b->scripts[i]->source);
-		RedisBatchAdd(&retry, &load);
+		batch_part(&retry, load.argc, load.argv, load.lens, NULL, -1);
+		retry.n++;
 	}
-	for (i = 0; i < b->n; i++)
+	for (i = 0; i < b->nparts; i++)
 	{
-		int			end;
-
 		if (!b->scripts[i] || !is_noscript(replies[i]))
 			continue;
-		end = (i + 1 < b->n) ? b->offsets[i + 1] : b->buf.len;
-		retry.offsets[retry.n] = retry.buf.len;	/* raw copy of the command */
-		appendBinaryStringInfo(&retry.buf, b->buf.data + b->offsets[i], end - b->offsets[i]);
+		batch_copy_part(&retry, b, i);
 		which[nretry++] = i;
-		retry.n++;
-		if (retry.n == retry.cap)
-		{
-			retry.cap *= 2;
-			retry.offsets = repalloc(retry.offsets, sizeof(int) * retry.cap);
-			retry.scripts = repalloc(retry.scripts, sizeof(RedisScript *) * retry.cap);
-		}
 	}
 	if (nretry == 0)
 		return true;
 
-	again = palloc(sizeof(RedisReply *) * retry.n);
-	if (!RedisPoolExec(node, &retry.buf, retry.n,
+	again = palloc(sizeof(RedisReply *) * retry.nparts);
+	if (!RedisPoolExec(node, &retry.buf, retry.nparts,
 					   pool_flags(flags) | POOL_IDEMPOTENT, deadline,
 					   CurrentMemoryContext, again, err))
 		return false;
 	for (i = 0; i < nretry; i++)
 		replies[which[i]] = again[nloaded + i];
 	return true;
+}
+
+/* Send every part of b to one node; NOSCRIPT answered by loading. */
+static bool
+node_send(const RedisNode *node, const RedisBatch *b, int flags,
+		  TimestampTz deadline, RedisReply **replies, RedisError *err)
+{
+	int			i;
+	bool		scripts = false;
+
+	if (!RedisPoolExec(node, &b->buf, b->nparts, pool_flags(flags),
+					   deadline, CurrentMemoryContext, replies, err))
+		return false;
+	for (i = 0; i < b->nparts; i++)
+		scripts |= (b->scripts[i] != NULL && is_noscript(replies[i]));
+	return !scripts || retry_noscript(node, b, replies, flags, deadline, err);
+}
+
+/* "MOVED 3999 127.0.0.1:6381": the slot and the address */
+static bool
+parse_redirect(const char *s, int *slot, const char **addr)
+{
+	const char *p = strchr(s, ' ');
+	char	   *end;
+	long		v;
+
+	if (p == NULL)
+		return false;
+	v = strtol(p + 1, &end, 10);
+	if (end == p + 1 || *end != ' ' || v < 0 || v >= CLUSTER_SLOTS)
+		return false;
+	*slot = (int) v;
+	*addr = end + 1;
+	return true;
+}
+
+/*
+ * Send b's parts through the cluster: each to the node of its slot, one
+ * pipeline per node, nodes in the order their first part was added (so
+ * commands on one key keep their order).  MOVED corrects the map and
+ * re-sends, ASK re-sends once to the named node after ASKING, TRYAGAIN
+ * (a multi-key command during a migration) waits a little and re-sends;
+ * each part follows at most bmfredis.cluster_max_redirects of them, then
+ * its error reply stands.  A node that fails fails the call, and the map
+ * is asked for again before the next one.
+ */
+static bool
+cluster_send(const RedisNode *cnode, const RedisBatch *b, int flags,
+			 TimestampTz deadline, RedisReply **replies, RedisError *err)
+{
+	const RedisNode **target = palloc(sizeof(RedisNode *) * b->nparts);
+	bool	   *asking = palloc0(sizeof(bool) * b->nparts);
+	bool	   *sent = palloc(sizeof(bool) * b->nparts);
+	int		   *tries = palloc0(sizeof(int) * b->nparts);
+	int		   *which = palloc(sizeof(int) * (b->nparts * 2));
+	int			i;
+
+	if (cnode->sentinel_master)
+	{
+		RedisErrorSet(err, RS_CONNECT, ERRCODE_INVALID_PARAMETER_VALUE,
+					  "bmfredis.cluster and bmfredis.sentinel_master cannot both be set",
+					  "A Redis Cluster fails over by itself; turn Sentinel mode off.");
+		return false;
+	}
+	if (!RedisClusterEnsureMap(cnode, deadline, err))
+		return false;
+	for (i = 0; i < b->nparts; i++)
+	{
+		target[i] = RedisClusterNodeForSlot(b->slots[i]);
+		replies[i] = NULL;
+	}
+
+	for (;;)
+	{
+		bool		pending = false;
+		bool		wait = false;
+
+		memset(sent, 0, sizeof(bool) * b->nparts);
+		for (i = 0; i < b->nparts; i++)
+		{
+			const RedisNode *node = target[i];
+			RedisBatch	sub;
+			RedisReply **r;
+			int			m = 0;
+			int			j;
+
+			if (replies[i] != NULL || sent[i])
+				continue;
+			RedisBatchInit(&sub);
+			for (j = i; j < b->nparts; j++)
+			{
+				if (replies[j] != NULL || sent[j] || target[j] != node)
+					continue;
+				if (asking[j])
+				{
+					static const char *const argv[] = {"ASKING"};
+					static const size_t lens[] = {6};
+
+					batch_part(&sub, 1, argv, lens, NULL, -1);
+					sub.n++;
+					which[m++] = -1;
+				}
+				batch_copy_part(&sub, b, j);
+				which[m++] = j;
+				sent[j] = true;
+			}
+			r = palloc(sizeof(RedisReply *) * sub.nparts);
+			if (!node_send(node, &sub, flags, deadline, r, err))
+			{
+				RedisClusterMapStale();
+				return false;
+			}
+			for (j = 0; j < m; j++)
+				if (which[j] >= 0)
+					replies[which[j]] = r[j];
+			pfree(sub.buf.data);
+		}
+
+		for (i = 0; i < b->nparts; i++)
+		{
+			const char *s;
+			const char *addr;
+			const RedisNode *to = NULL;
+			bool		again = false;
+			int			slot;
+
+			if (!sent[i] || replies[i]->type != RESP_ERROR ||
+				tries[i] >= bmf_cluster_max_redirects)
+				continue;
+			s = replies[i]->str;
+			if (strncmp(s, "MOVED ", 6) == 0 && parse_redirect(s, &slot, &addr))
+				to = RedisClusterMoved(slot, addr);
+			else if (strncmp(s, "ASK ", 4) == 0 && parse_redirect(s, &slot, &addr))
+				to = RedisClusterNodeAt(addr);
+			else if (strncmp(s, "TRYAGAIN", 8) == 0)
+			{
+				to = target[i];
+				again = wait = true;
+			}
+			if (to == NULL)
+				continue;
+			/* ASK: ASKING first; TRYAGAIN: as before; MOVED: plainly */
+			asking[i] = (s[0] == 'A') || (again && asking[i]);
+			target[i] = to;
+			replies[i] = NULL;
+			tries[i]++;
+			pending = true;
+		}
+		if (!pending)
+			return true;
+		if (wait)
+			BmfPollSleep(10, 10, deadline ? deadline :
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10));
+	}
+}
+
+/*
+ * The replies to b's commands from the replies to its parts: a command
+ * split by slot gets the sum of its parts' counts (UNLINK, DEL, EXISTS,
+ * TOUCH), their arrays end to end (MGET), or OK (MSET); the first error
+ * reply of a part, if any, instead.
+ */
+static RedisReply **
+join_parts(const RedisBatch *b, RedisReply **parts)
+{
+	RedisReply **out = palloc(sizeof(RedisReply *) * b->n);
+	int			i = 0;
+	int			c;
+
+	for (c = 0; c < b->n; c++)
+	{
+		int			first = i;
+		int			k;
+		RedisReply *r;
+
+		while (i < b->nparts && b->owner[i] == c)
+			i++;
+		if (i - first == 1)
+		{
+			out[c] = parts[first];
+			continue;
+		}
+		for (k = first; k < i; k++)
+			if (parts[k]->type == RESP_ERROR)
+				break;
+		if (k < i)
+		{
+			out[c] = parts[k];
+			continue;
+		}
+		r = palloc0(sizeof(RedisReply));
+		switch (b->join[c])
+		{
+			case 's':
+				r->type = RESP_INTEGER;
+				for (k = first; k < i; k++)
+					r->integer += parts[k]->integer;
+				break;
+			case 'a':
+				r->type = RESP_ARRAY;
+				for (k = first; k < i; k++)
+					r->elements += parts[k]->elements;
+				r->element = palloc(sizeof(RedisReply *) * Max(r->elements, 1));
+				r->elements = 0;
+				for (k = first; k < i; k++)
+				{
+					memcpy(r->element + r->elements, parts[k]->element,
+						   sizeof(RedisReply *) * parts[k]->elements);
+					r->elements += parts[k]->elements;
+				}
+				break;
+			default:
+				r = parts[first];
+				break;
+		}
+		out[c] = r;
+	}
+	return out;
 }
 
 static bool
@@ -575,7 +1066,6 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 {
 	RedisReply **replies;
 	int			i;
-	bool		scripts = false;
 	bool		ok;
 	TimestampTz t0;
 
@@ -589,30 +1079,35 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 		RedisReportFailure(policy, flags, err, command);
 		return NULL;
 	}
-	replies = palloc(sizeof(RedisReply *) * b->n);
-	redis_client_stats.calls += b->n;
+	replies = palloc(sizeof(RedisReply *) * b->nparts);
+	redis_client_stats.calls += b->nparts;
 	t0 = GetCurrentTimestamp();
-	ok = RedisPoolExec(node, &b->buf, b->n, pool_flags(flags),
-					   deadline, CurrentMemoryContext, replies, err);
+	if (node->cluster && b->slots)
+		ok = cluster_send(node, b, flags, deadline, replies, err);
+	else if (node->cluster)
+	{
+		/* a batch begun before bmfredis.cluster was turned on */
+		RedisErrorSet(err, RS_PROTOCOL, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+					  "bmfredis.cluster changed while a command was being built",
+					  "The command was not sent.");
+		ok = false;
+	}
+	else
+		ok = node_send(node, b, flags, deadline, replies, err);
 	BmfStatsLatency(command_class(policy, command), GetCurrentTimestamp() - t0);
 	if (!ok)
 	{
 		RedisReportFailure(policy, flags, err, command);
 		return NULL;
 	}
-	for (i = 0; i < b->n; i++)
-		scripts |= (b->scripts[i] != NULL && is_noscript(replies[i]));
-	if (scripts && !retry_noscript(node, b, replies, flags, deadline, err))
-	{
-		RedisReportFailure(policy, flags, err, command);
-		return NULL;
-	}
-	for (i = 0; i < b->n; i++)
+	for (i = 0; i < b->nparts; i++)
 		if (replies[i]->type == RESP_ERROR)
 		{
 			redis_client_stats.error_replies++;
 			BmfStatsCount(STAT_ERRORS_REPLY, 1);
 		}
+	if (b->nparts != b->n)
+		replies = join_parts(b, replies);
 	return replies;
 }
 

@@ -78,14 +78,24 @@ extern void RedisPatternPrefixed(StringInfo out, const char *pattern, size_t len
 /* Checks a user-supplied key: not NULL (caller), not empty. */
 extern void RedisCheckKey(const char *what, size_t len);
 
-/* A pipeline of commands sent in one round trip. */
+/*
+ * A pipeline of commands sent in one round trip (one per node in cluster
+ * mode).  In cluster mode a multi-key command whose keys hash to several
+ * slots (MGET, MSET, UNLINK, DEL, EXISTS, TOUCH) is split into one part
+ * per run of keys in the same slot; the caller still gets one reply per
+ * command added, joined from its parts.
+ */
 typedef struct RedisBatch
 {
 	StringInfoData buf;
-	int			n;
+	int			n;				/* commands added: replies returned */
+	int			nparts;			/* commands in buf (n unless split) */
 	int			cap;
-	int		   *offsets;		/* where each command starts in buf */
-	RedisScript **scripts;		/* the script of each EVALSHA, else NULL */
+	int		   *offsets;		/* [nparts] where each starts in buf */
+	RedisScript **scripts;		/* [nparts] the script of an EVALSHA, else NULL */
+	int		   *slots;			/* [nparts] cluster mode: slot, -1 keyless */
+	int		   *owner;			/* [nparts] cluster mode: its command */
+	char	   *join;			/* [n] cluster mode: how parts' replies join */
 } RedisBatch;
 
 extern void RedisBatchInit(RedisBatch *b);
@@ -121,6 +131,8 @@ extern int	RedisReplyErrorCode(const char *text);
 
 /* The configured node (bmfredis.host/port/unix_socket, credentials). */
 extern const RedisNode *RedisDefaultNode(void);
+/* The node to SUBSCRIBE on (attempt: how many tries came before). */
+extern const RedisNode *RedisSubscribeNode(int attempt);
 /* The same server and credentials, logical database db. */
 extern const RedisNode *RedisNodeForDb(int db);
 

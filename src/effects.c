@@ -16,6 +16,14 @@
  * more than one batch; a key set with the tag while the invalidation runs
  * is either popped by a later batch or was set after the tag was emptied.
  *
+ * In a Redis Cluster a tag's keys live in every slot, so its index is
+ * sharded by slot: <prefix>{<slot tag>}tag:<t> holds the keys of one slot
+ * (the same upkeep as above), and <prefix>tag:<t> is the registry of the
+ * slots it has keys in (a sorted set scored by the latest expiry there).
+ * A tagged set records its slot in the registry first (EffectsAdd-
+ * TagIndexes), then runs the one-slot script; invalidating the tag reads
+ * the registry and empties each shard as above (empty_registries).
+ *
  * Everything here runs with the REDIS_QUIET policy: it never raises for a
  * Redis fault, because it runs after COMMIT and in the background worker.
  *
@@ -26,6 +34,7 @@
 #include "miscadmin.h"
 
 #include "bmfredis.h"
+#include "cluster.h"
 #include "effects.h"
 
 /* commands per pipelined round trip (500 keys each: 512k keys a trip) */
@@ -76,6 +85,80 @@ EffectsTagKey(StringInfo out, const char *prefix, const char *tag, size_t len)
 	appendStringInfoString(out, prefix);
 	appendStringInfoString(out, "tag:");
 	appendBinaryStringInfo(out, tag, len);
+}
+
+/*
+ * Cluster mode: record slot ARGV[1] in the registry KEYS[1] of a tag, with
+ * the expiry of the key set there (ARGV[2] ms, 0: none) as its score if
+ * later than the one it has; prune slots whose keys have all expired; let
+ * the registry expire with its last slot.
+ */
+static RedisScript tag_register_script = REDIS_SCRIPT("tag registry",
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+"local ttl = tonumber(ARGV[2])\n"
+"local exp = '+inf'\n"
+"if ttl > 0 then exp = now + ttl end\n"
+"redis.call('ZADD', KEYS[1], 'GT', exp, ARGV[1])\n"
+"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)\n"
+"local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')\n"
+"if last[2] == 'inf' then\n"
+"  redis.call('PERSIST', KEYS[1])\n"
+"else\n"
+"  redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(last[2])))\n"
+"end\n"
+"return 1\n");
+
+bool
+EffectsAddTagIndexes(RedisArgs *a, const char *key, size_t keylen,
+					 text **tags, int ntags, int64 ttl_ms, RedisPolicy policy)
+{
+	RedisBatch	b;
+	int			slot = bmf_cluster ? RedisKeySlot(key, keylen) : -1;
+	char		slotstr[8];
+	int			i;
+
+	if (bmf_cluster)
+	{
+		RedisBatchInit(&b);
+		snprintf(slotstr, sizeof(slotstr), "%d", slot);
+	}
+	for (i = 0; i < ntags; i++)
+	{
+		StringInfoData tk;
+
+		RedisCheckKey("tag", VARSIZE_ANY_EXHDR(tags[i]));
+		initStringInfo(&tk);
+		EffectsTagKey(&tk, bmf_key_prefix, VARDATA_ANY(tags[i]), VARSIZE_ANY_EXHDR(tags[i]));
+		if (bmf_cluster)
+		{
+			StringInfoData shard;
+			RedisArgs	reg;
+
+			RedisArgsInit(&reg, 6);
+			RedisArgsScript(&reg, &tag_register_script, 1);
+			RedisArgsAdd(&reg, tk.data, tk.len);
+			RedisArgsAddStr(&reg, pstrdup(slotstr));
+			RedisArgsAddInt(&reg, ttl_ms);
+			RedisBatchAdd(&b, &reg);
+			initStringInfo(&shard);
+			RedisKeyInSlot(&shard, tk.data, tk.len, slot);
+			RedisArgsAdd(a, shard.data, shard.len);
+		}
+		else
+			RedisArgsAdd(a, tk.data, tk.len);
+	}
+	if (bmf_cluster && ntags > 0)
+	{
+		RedisReply **r = RedisPipeline(policy, REDIS_IDEMPOTENT, &b, 0, NULL);
+
+		if (r == NULL)
+			return false;
+		for (i = 0; i < ntags; i++)
+			if (r[i]->type == RESP_ERROR)
+				RedisRaiseReplyError(r[i], "tag registry");
+	}
+	return true;
 }
 
 /* A planned command and the effects its reply settles. */
@@ -271,6 +354,98 @@ empty_tags(const RedisNode *node, const char **tagkeys, const uint32 *lens,
 }
 
 /*
+ * Cluster mode: empty the tag indexes whose registries are names: read
+ * each registry's slots, then empty the shard of each slot as empty_tags
+ * does.  The registry itself is left to expire with its last slot: a
+ * writer may be adding its slot again right now.
+ */
+static bool
+empty_registries(const RedisNode *node, const char **names, const uint32 *lens,
+				 int n, TimestampTz deadline, bool *emptied,
+				 EffectsResult *result, RedisError *err)
+{
+	const char **shards = NULL;
+	uint32	   *slens = NULL;
+	int		   *owner = NULL;
+	int			nshards = 0;
+	int			cap = 0;
+	bool	   *sdone;
+	int			start;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		emptied[i] = true;
+	for (start = 0; start < n; start += EFFECTS_PIPELINE)
+	{
+		int			end = Min(n, start + EFFECTS_PIPELINE);
+		RedisBatch	b;
+		RedisReply **replies;
+
+		RedisBatchInit(&b);
+		for (i = start; i < end; i++)
+		{
+			RedisArgs	a;
+
+			RedisArgsInit(&a, 4);
+			RedisArgsAdd(&a, "ZRANGE", 6);
+			RedisArgsAdd(&a, names[i], lens[i]);
+			RedisArgsAdd(&a, "0", 1);
+			RedisArgsAdd(&a, "-1", 2);
+			RedisBatchAdd(&b, &a);
+		}
+		replies = RedisPipelineNode(node, REDIS_QUIET, REDIS_IDEMPOTENT, &b, deadline, err);
+		if (replies == NULL)
+			return false;
+		for (i = start; i < end; i++)
+		{
+			RedisReply *r = replies[i - start];
+			size_t		k;
+
+			if (r->type == RESP_ERROR)
+			{
+				note_error(result, r);
+				continue;
+			}
+			if (r->type != RESP_ARRAY)
+				continue;
+			for (k = 0; k < r->elements; k++)
+			{
+				StringInfoData sk;
+				int			slot;
+
+				if (r->element[k]->type != RESP_STRING)
+					continue;
+				slot = atoi(r->element[k]->str);
+				if (slot < 0 || slot >= CLUSTER_SLOTS)
+					continue;
+				if (nshards == cap)
+				{
+					cap = Max(cap * 2, 16);
+					shards = shards ? repalloc(shards, sizeof(char *) * cap) : palloc(sizeof(char *) * cap);
+					slens = slens ? repalloc(slens, sizeof(uint32) * cap) : palloc(sizeof(uint32) * cap);
+					owner = owner ? repalloc(owner, sizeof(int) * cap) : palloc(sizeof(int) * cap);
+				}
+				initStringInfo(&sk);
+				RedisKeyInSlot(&sk, names[i], lens[i], slot);
+				shards[nshards] = sk.data;
+				slens[nshards] = sk.len;
+				owner[nshards++] = i;
+			}
+		}
+		pfree(b.buf.data);
+	}
+	if (nshards == 0)
+		return true;
+	sdone = palloc(sizeof(bool) * nshards);
+	if (!empty_tags(node, shards, slens, nshards, deadline, sdone, result, err))
+		return false;
+	for (i = 0; i < nshards; i++)
+		if (!sdone[i])
+			emptied[owner[i]] = false;
+	return true;
+}
+
+/*
  * SCAN for keys matching pattern; unlink them (tags == false) or empty
  * them as tag indexes (tags == true).  The UNLINK of one batch travels
  * with the SCAN for the next.
@@ -292,9 +467,9 @@ scan_reply_ok(const RedisReply *reply)
 }
 
 static bool
-scan_pattern(const RedisNode *node, const char *pattern, uint32 len,
-			 bool tags, TimestampTz deadline, EffectsResult *result,
-			 RedisError *err)
+scan_pattern(const RedisNode *node, const RedisNode *scan_node,
+			 const char *pattern, uint32 len, bool tags, TimestampTz deadline,
+			 EffectsResult *result, RedisError *err)
 {
 	char	   *cursor = pstrdup("0");
 
@@ -329,7 +504,7 @@ scan_pattern(const RedisNode *node, const char *pattern, uint32 len,
 		RedisBatchInit(&b);
 		RedisBatchAdd(&b, &scan);
 		{
-			RedisReply **r = RedisPipelineNode(node, REDIS_QUIET, REDIS_IDEMPOTENT,
+			RedisReply **r = RedisPipelineNode(scan_node, REDIS_QUIET, REDIS_IDEMPOTENT,
 											   &b, deadline, err);
 
 			if (r == NULL)
@@ -359,7 +534,9 @@ scan_pattern(const RedisNode *node, const char *pattern, uint32 len,
 				names[i] = keys->element[i]->str;
 				lens[i] = keys->element[i]->len;
 			}
-			if (!empty_tags(node, names, lens, keys->elements, deadline, emptied, result, err))
+			if (!(node->cluster ?
+				  empty_registries(node, names, lens, keys->elements, deadline, emptied, result, err) :
+				  empty_tags(node, names, lens, keys->elements, deadline, emptied, result, err)))
 				return false;
 		}
 		else if (keys->elements > 0)
@@ -390,6 +567,27 @@ scan_pattern(const RedisNode *node, const char *pattern, uint32 len,
 		if (strcmp(cursor, "0") == 0)
 			return true;
 	}
+}
+
+/* SCAN on the node, or on every master of a cluster. */
+static bool
+scan_everywhere(const RedisNode *node, const char *pattern, uint32 len,
+				bool tags, TimestampTz deadline, EffectsResult *result,
+				RedisError *err)
+{
+	const RedisNode **masters;
+	int			n;
+	int			i;
+
+	if (!node->cluster)
+		return scan_pattern(node, node, pattern, len, tags, deadline, result, err);
+	if (!RedisClusterEnsureMap(node, deadline, err))
+		return false;
+	n = RedisClusterMasters(&masters);
+	for (i = 0; i < n; i++)
+		if (!scan_pattern(node, masters[i], pattern, len, tags, deadline, result, err))
+			return false;
+	return true;
 }
 
 static void
@@ -457,6 +655,8 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 				p->which[p->nwhich++] = i;
 				break;
 			case EFFECT_TAG:
+				if (node->cluster)
+					break;		/* registries: after the keys, below */
 				p = plan_new(&plans, &nplans, &cap, EFFECT_TAG, 1);
 				add_tag_call(&p->args, e->target, e->target_len);
 				p->which[p->nwhich++] = i;
@@ -486,6 +686,31 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 			done[st.pending[i]] = emptied[i];
 	}
 
+	/* 2b. cluster mode: every shard of every tag */
+	if (ok && node->cluster)
+	{
+		const char **names = palloc(sizeof(char *) * Max(n, 1));
+		uint32	   *lens = palloc(sizeof(uint32) * Max(n, 1));
+		int		   *which = palloc(sizeof(int) * Max(n, 1));
+		bool	   *emptied = palloc(sizeof(bool) * Max(n, 1));
+		int			m = 0;
+
+		for (i = 0; i < n; i++)
+		{
+			if (effects[i].kind != EFFECT_TAG)
+				continue;
+			names[m] = effects[i].target;
+			lens[m] = effects[i].target_len;
+			which[m++] = i;
+		}
+		if (m > 0)
+		{
+			ok = empty_registries(node, names, lens, m, deadline, emptied, result, err);
+			for (i = 0; ok && i < m; i++)
+				done[which[i]] = emptied[i];
+		}
+	}
+
 	/* 3. tag patterns and key patterns */
 	for (i = 0; ok && i < n; i++)
 	{
@@ -493,8 +718,8 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 
 		if (e->kind != EFFECT_PATTERN && e->kind != EFFECT_TAG_PATTERN)
 			continue;
-		ok = scan_pattern(node, e->target, e->target_len,
-						  e->kind == EFFECT_TAG_PATTERN, deadline, result, err);
+		ok = scan_everywhere(node, e->target, e->target_len,
+							 e->kind == EFFECT_TAG_PATTERN, deadline, result, err);
 		done[i] = ok;
 	}
 

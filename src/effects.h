@@ -64,6 +64,19 @@ extern bool EffectsSend(const RedisNode *node, const Effect *effects, int n,
 extern void EffectsTagKey(StringInfo out, const char *prefix, const char *tag,
 						  size_t len);
 
+/*
+ * Add to a (a script's keys) the tag index keys of a script that sets key
+ * (full, prefixed) with tags, for ttl_ms (0: no TTL): <prefix>tag:<t>; in
+ * cluster mode the shard of each index in key's slot, after recording that
+ * slot in each index's registry <prefix>tag:<t> (one round trip, before
+ * the script runs, so an invalidation that misses the slot cannot miss the
+ * key).  false when the registries could not be written (reported as the
+ * policy says).
+ */
+extern bool EffectsAddTagIndexes(RedisArgs *a, const char *key, size_t keylen,
+								 text **tags, int ntags, int64 ttl_ms,
+								 RedisPolicy policy);
+
 /* The script redis_cache_set(..., tags) runs: SET plus tag index upkeep. */
 extern RedisScript effects_set_tagged_script;
 

@@ -661,7 +661,8 @@ replies_unavailable(RedisReply **replies, int n, RedisError *err,
 			continue;
 		s = replies[i]->str;
 		if (strncmp(s, "READONLY", 8) == 0 || strncmp(s, "LOADING", 7) == 0 ||
-			strncmp(s, "MASTERDOWN", 10) == 0 || strncmp(s, "NOREPLICAS", 10) == 0)
+			strncmp(s, "MASTERDOWN", 10) == 0 || strncmp(s, "NOREPLICAS", 10) == 0 ||
+			strncmp(s, "CLUSTERDOWN", 11) == 0)
 		{
 			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
 						  "Redis is unavailable",

@@ -37,6 +37,12 @@ typedef struct RedisNode
 	const char *sentinel_master;
 	const char *sentinel_username;
 	const char *sentinel_password;
+	/*
+	 * Cluster mode (bmfredis.cluster): ep is the first seed; commands are
+	 * routed by slot to the nodes of the map (cluster.c), which are plain
+	 * nodes.  The pool never sees this node itself.
+	 */
+	bool		cluster;
 } RedisNode;
 
 /* RedisPoolExec flags */

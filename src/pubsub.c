@@ -458,7 +458,7 @@ redis_listen(PG_FUNCTION_ARGS)
 	}
 
 	InitMaterializedSRF(fcinfo, 0);
-	sub = RedisPoolSubscribe(RedisDefaultNode(), n, names, patterns, &err);
+	sub = RedisPoolSubscribe(RedisSubscribeNode(0), n, names, patterns, &err);
 	if (sub == NULL)
 		RedisReportFailure(REDIS_STRICT, REDIS_IDEMPOTENT, &err, "SUBSCRIBE");
 

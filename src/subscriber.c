@@ -309,6 +309,7 @@ bmfredis_subscriber_main(Datum arg)
 {
 	BmfSharedState *sh = BmfShared();
 	int			failures = 0;
+	int			attempts = 0;
 
 	(void) arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -334,7 +335,7 @@ bmfredis_subscriber_main(Datum arg)
 			nap(bmf_worker_naptime);
 			continue;
 		}
-		sub = RedisPoolSubscribe(RedisDefaultNode(), n, (const char *const *) names,
+		sub = RedisPoolSubscribe(RedisSubscribeNode(attempts++), n, (const char *const *) names,
 								 patterns, &err);
 		if (sub == NULL)
 		{

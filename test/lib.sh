@@ -153,6 +153,46 @@ EOF
 	BMF_REDIS_PORT=$port
 }
 
+# bmf_start_cluster MASTERS REPLICAS_PER_MASTER: a Redis Cluster on
+# loopback made by redis-cli --cluster create; nodes are c1..cN (masters
+# first, as redis-cli assigns them), each with its PID file like any
+# bmf_start_redis server.  Sets BMF_CLUSTER_PORTS (all nodes, in order).
+bmf_start_cluster() {
+	local masters=$1 replicas=$2 i p elo addrs=()
+	read -r elo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || elo=32768
+	BMF_CLUSTER_PORTS=()
+	for i in $(seq 1 $((masters * (1 + replicas)))); do
+		# the cluster bus listens on port + 10000: keep both below the
+		# ephemeral range and free
+		for _ in $(seq 1 50); do
+			p=$(bmf_free_port)
+			[ $((p + 10000)) -lt "$elo" ] || continue
+			(exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null && continue
+			break
+		done
+		mkdir -p "$BMF_WORK/c$i"
+		chown "$BMF_USER" "$BMF_WORK/c$i"
+		echo "--port $p --bind 127.0.0.1 --save \"\" --appendonly no --enable-debug-command local --cluster-enabled yes --cluster-config-file $BMF_WORK/c$i/nodes.conf --cluster-node-timeout 1000 --dir $BMF_WORK/c$i --logfile $BMF_WORK/c$i/redis.log --daemonize no" >"$BMF_WORK/c$i.args"
+		bmf_spawn_as_user sh -c "exec redis-server $(cat "$BMF_WORK/c$i.args")" </dev/null >/dev/null 2>&1 &
+		echo $! >"$BMF_WORK/c$i.pid"
+		echo "$p" >"$BMF_WORK/c$i.port"
+		touch "$BMF_WORK/c$i.cluster"
+		BMF_CLUSTER_PORTS+=("$p")
+		addrs+=("127.0.0.1:$p")
+	done
+	for p in "${BMF_CLUSTER_PORTS[@]}"; do
+		bmf_wait_redis "$p" || bmf_die "cluster node $p did not start"
+	done
+	redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes \
+		>"$BMF_WORK/cluster-create.log" 2>&1 || { cat "$BMF_WORK/cluster-create.log" >&2; bmf_die "redis-cli --cluster create failed"; }
+	for _ in $(seq 1 200); do
+		[ "$(redis-cli -p "${BMF_CLUSTER_PORTS[0]}" CLUSTER INFO | tr -d '\r' | grep cluster_state)" = cluster_state:ok ] &&
+			redis-cli --cluster check "127.0.0.1:${BMF_CLUSTER_PORTS[0]}" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	bmf_die "the cluster did not become ok"
+}
+
 bmf_wait_redis() {
 	local i
 	for i in $(seq 1 100); do

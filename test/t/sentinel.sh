@@ -91,7 +91,7 @@ is "a hanging first sentinel: the next one answers" "$(sed -n 1p <<<"$out")" "th
 check "  after the hanging one's share of connect_timeout (${first} ms)" [ "${first:-0}" -ge 400 ]
 check "  and the next connect asks the one that answered first (${second} ms)" [ "${second:-9999}" -lt 400 ]
 out=$(qv <<<"SET bmfredis.sentinels = '$(for i in $(seq 1 65); do printf '127.0.0.1:%d,' "$i"; done)'")
-like "more than 64 sentinels are refused" "$out" "At most 64 sentinels"
+like "more than 64 sentinels are refused" "$out" "At most 64 addresses"
 
 # the subscriber worker finds the master through the sentinels too
 psql -X -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS bmfredis" \

@@ -1,0 +1,215 @@
+# Redis Cluster: three masters and three replicas on loopback, made by
+# redis-cli --cluster create; the whole server is pointed at it.  Keys,
+# multi-key commands, tags, patterns, triggers, redis_cached, locks and
+# pub/sub work across the masters; MOVED and ASK are followed; the cache,
+# invalidation, trigger, pub/sub and lock suites pass; a slot range is
+# resharded and then a master is killed while pgbench reads and updates a
+# watched table, and afterwards no cached value disagrees with its table.
+. "$(dirname "$0")/../tap.sh"
+tap_db bmf_cluster
+PGBENCH="$(pg_config --bindir)/pgbench"
+
+bmf_start_cluster 3 1
+disown -a	# they are stopped by PID; no job-control noise when one is killed
+ports=("${BMF_CLUSTER_PORTS[@]}")
+ccli() { redis-cli -c -p "${ports[0]}" "$@"; }
+role() { redis-cli -p "$1" ROLE 2>/dev/null | head -1; }
+masters() {  # the ports of the current masters
+	local p
+	for p in "${ports[@]}"; do [ "$(role "$p")" = master ] && echo "$p"; done
+}
+is "three masters and three replicas" "$(masters | wc -l)" "3"
+
+server_cluster() {
+	if [ "$1" = on ]; then
+		psql -X -q -d postgres -c "ALTER SYSTEM SET bmfredis.cluster = on" \
+			-c "ALTER SYSTEM SET bmfredis.port = ${ports[0]}" \
+			-c "ALTER SYSTEM SET bmfredis.cluster_nodes = '127.0.0.1:${ports[1]}, 127.0.0.1:${ports[2]}'" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+	else
+		psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.cluster" \
+			-c "ALTER SYSTEM RESET bmfredis.port" -c "ALTER SYSTEM RESET bmfredis.cluster_nodes" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+	fi
+	sleep 0.5
+}
+trap 'server_cluster off' EXIT
+server_cluster on
+
+out=$(qv <<<"SET bmfredis.cluster_nodes = 'nohost'")
+like "a malformed seed list is refused" "$out" "invalid value for parameter \"bmfredis.cluster_nodes\""
+
+# keys land in their own slots, on every master, in the plain layout
+q "SELECT redis_cache_set('k:' || i, 'v' || i) FROM generate_series(1, 300) i" >/dev/null
+sum=0; every=1
+for p in $(masters); do
+	n=$(redis-cli -p "$p" DBSIZE); sum=$((sum + n)); [ "$n" -gt 0 ] || every=0
+done
+is "300 keys set, spread over the masters" "$sum $every" "300 1"
+is "  each where a cluster client finds it" "$(ccli GET bmfredis:k:123)" "v123"
+is "one connection per master" \
+	"$(q "SELECT count(redis_cache_get('k:' || i)) FROM generate_series(1, 300) i; SELECT count(*) FROM redis_connections()" | tail -1)" "3"
+is "MGET over three masters keeps the order" \
+	"$(q "SELECT redis_cache_mget(array_agg('k:' || i ORDER BY i)) = array_agg('v' || i ORDER BY i) FROM generate_series(1, 300) i")" "t"
+is "  and misses stay in place" "$(q "SELECT redis_cache_mget(ARRAY['k:1', 'nope', 'k:2'])")" "{v1,NULL,v2}"
+is "MSET over three masters" \
+	"$(q "SELECT redis_cache_mset(ARRAY['m:1', 'm:2', 'm:3', 'm:4'], ARRAY['a', 'b', 'c', 'd']); SELECT redis_cache_mget(ARRAY['m:4', 'm:1'])")" "t
+{d,a}"
+is "a hash-tagged family stays together" "$(ccli CLUSTER KEYSLOT 'bmfredis:{user:1}:a') $(ccli CLUSTER KEYSLOT 'bmfredis:{user:1}:b')" \
+	"$(ccli CLUSTER KEYSLOT '{user:1}') $(ccli CLUSTER KEYSLOT '{user:1}')"
+is "DEL of 300 keys in 3 masters' slots counts them all" \
+	"$(q "SELECT redis_cache_del(array_agg('k:' || i)) FROM generate_series(1, 300) i")" "300"
+
+# tags: members in every slot; the registry lists the slots, each slot has
+# a shard next to its keys; invalidation empties every shard
+q "SELECT redis_cache_set('t:' || i, 'x', '1 hour', ARRAY['shop:1', 'all']) FROM generate_series(1, 200) i" >/dev/null
+slots=$(ccli ZCARD bmfredis:tag:shop:1)
+check "the tag registry lists the slots its keys are in ($slots)" [ "${slots:-0}" -gt 150 ]
+k7slot=$(ccli CLUSTER KEYSLOT bmfredis:t:7)
+shards=$(for p in $(masters); do redis-cli -p "$p" --scan --pattern 'bmfredis:{*}tag:shop:1'; done)
+is "  and there is one shard per slot, named {slot tag}tag:<tag>" "$(wc -l <<<"$shards")" "$slots"
+is "  the shard in t:7's slot lists t:7" \
+	"$(while read -r k; do [ "$(ccli CLUSTER KEYSLOT "$k")" = "$k7slot" ] && ccli ZSCORE "$k" bmfredis:t:7 >/dev/null && echo yes; done <<<"$shards" | head -1)" "yes"
+is "tag invalidation at commit removes keys in every slot" \
+	"$(q "BEGIN; SELECT redis_invalidate_tag('shop:1'); COMMIT; SELECT count(*) FROM unnest(redis_cache_mget((SELECT array_agg('t:' || i) FROM generate_series(1, 200) i))) v WHERE v IS NOT NULL" | tail -1)" "0"
+
+# patterns SCAN every master
+q "SELECT redis_cache_set('p:' || i, 'x') FROM generate_series(1, 100) i" >/dev/null
+is "pattern invalidation scans every master" "$(q "SELECT redis_invalidate_pattern('p:*')")" "100"
+
+# a watched table: UPDATE invalidates keys in many slots at COMMIT
+q "CREATE TABLE products (id int PRIMARY KEY, shop_id int, title text);
+INSERT INTO products SELECT i, i % 5, 'title ' || i FROM generate_series(1, 1000) i;
+SELECT redis_watch('products', 'product', ARRAY['product:{id}'], ARRAY['shop:{shop_id}']);" >/dev/null
+q "SELECT redis_cache_set('product:' || id, title) FROM products" >/dev/null
+q "UPDATE products SET title = title || '!'" >/dev/null
+is "a 1,000-row UPDATE of a watched table clears 1,000 keys over the masters" \
+	"$(q "SELECT count(*) FROM unnest(redis_cache_mget((SELECT array_agg('product:' || id) FROM products))) v WHERE v IS NOT NULL")" "0"
+# past max_pending_keys the queue collapses to tag patterns and key
+# patterns: SCANs of every master, registries expanded to their shards
+q "SELECT redis_cache_set('list:' || i, 'x', '1 hour', ARRAY['shop:' || (i % 5)]) FROM generate_series(1, 200) i" >/dev/null
+q "SELECT redis_cache_set('product:' || id, title) FROM products" >/dev/null
+q "SET bmfredis.max_pending_keys = 100; UPDATE products SET title = title || '?'" >/dev/null
+is "a collapsed UPDATE (tag and key patterns) clears every master" \
+	"$(q "SELECT count(*) FROM unnest(redis_cache_mget((SELECT array_agg(k) FROM (SELECT 'product:' || id AS k FROM products UNION ALL SELECT 'list:' || i FROM generate_series(1, 200) i) s))) v WHERE v IS NOT NULL")" "0"
+
+# redis_cached: lease and delta side keys, and tag shards, in the key's slot
+out=$(q "SET bmfredis.cached_early_beta = 1;
+SELECT redis_cached('cq:1', '1 hour', 'SELECT 42', ARRAY['cq']);
+SELECT redis_cached('cq:1', '1 hour', 'SELECT 43', ARRAY['cq']);" 2>&1)
+is "redis_cached stores and hits in a cluster" "$out" "42
+42"
+is "  and a tag invalidation removes it" "$(q "SELECT redis_invalidate_tag('cq'); SELECT redis_cached('cq:1', '1 hour', 'SELECT 44')" | tail -1)" "44"
+
+# locks and semaphores: their keys share a {hash tag}
+is "locks in a cluster" "$(q "SELECT redis_lock('stock:1') IS NOT NULL; SELECT redis_unlock('stock:1')" | tr '\n' ' ')" "t t "
+
+# MOVED and ASK: a slot migrated under a session that knows the old map
+out=$(q "SELECT redis_cache_set('mv', 'moving')")
+slot=$(ccli CLUSTER KEYSLOT bmfredis:mv)
+src=""; for p in $(masters); do [ "$(redis-cli -p "$p" GET bmfredis:mv)" = moving ] && src=$p; done
+dst=$(masters | grep -v "^$src\$" | head -1)
+srcid=$(redis-cli -p "$src" CLUSTER MYID); dstid=$(redis-cli -p "$dst" CLUSTER MYID)
+out=$(qs <<EOF
+SELECT redis_cache_get('mv');
+\\! redis-cli -p $dst CLUSTER SETSLOT $slot IMPORTING $srcid >/dev/null
+\\! redis-cli -p $src CLUSTER SETSLOT $slot MIGRATING $dstid >/dev/null
+\\! redis-cli -p $src MIGRATE 127.0.0.1 $dst bmfredis:mv 0 5000 >/dev/null
+SELECT redis_cache_get('mv');
+SELECT redis_cache_set('mv', 'asked');
+\\! for p in $(masters | tr '\n' ' '); do redis-cli -p \$p CLUSTER SETSLOT $slot NODE $dstid >/dev/null; done
+SELECT redis_cache_get('mv');
+EOF
+)
+is "a key in a migrating slot is followed by ASK, then MOVED" "$out" "moving
+moving
+t
+asked"
+is "  and it is on the new node" "$(redis-cli -p "$dst" GET bmfredis:mv)" "asked"
+
+# the suites, against the cluster
+pgxs=$(dirname "$(dirname "$(pg_config --pgxs)")")
+mkdir -p "$BMF_WORK/cluster-regress"
+suites="cache ttl invalidate pattern watch cascade publish locks"
+(cd "$BMF_ROOT" && BMF_REDISCTL="$BMF_ROOT/test/redisctl -n c1" "$pgxs/test/regress/pg_regress" \
+	--host=127.0.0.1 --port="$PGPORT" --user=postgres --bindir="$(pg_config --bindir)" \
+	--inputdir="$BMF_ROOT" --outputdir="$BMF_WORK/cluster-regress" \
+	--load-extension=bmfredis --dbname=bmf_cluster_regress $suites) \
+	>"$BMF_WORK/cluster-regress/out.txt" 2>&1
+for s in $suites; do
+	if grep -Eq "^(test| ) *$s +\.\.\. ok" "$BMF_WORK/cluster-regress/out.txt"; then
+		ok "the $s suite passes against the cluster"
+	else
+		not_ok "the $s suite passes against the cluster" "$(head -60 "$BMF_WORK/cluster-regress/regression.diffs" 2>/dev/null)"
+	fi
+done
+
+# a load of reads (redis_cached) and watched updates
+q "CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+INSERT INTO items SELECT i, 0 FROM generate_series(1, 1000) i;
+SELECT redis_watch('items', 'item', ARRAY['item:{id}']);" >/dev/null
+cat >"$BMF_WORK/load.pgbench" <<'EOF'
+\set r random(1, 1000)
+\set w random(1, 1000)
+SELECT redis_cached('item:' || :r, '1 hour', 'SELECT v FROM items WHERE id = ' || :r);
+SELECT redis_cache_get('item:' || :w);
+UPDATE items SET v = v + 1 WHERE id = :w;
+EOF
+stale() {  # cached values that disagree with the table
+	q "SELECT count(*) FROM items i, unnest(redis_cache_mget((SELECT array_agg('item:' || id ORDER BY id) FROM items))) WITH ORDINALITY AS c(v, n)
+	   WHERE c.n = i.id AND c.v IS NOT NULL AND c.v <> i.v::text"
+}
+cached_count() {
+	q "SELECT count(*) FROM unnest(redis_cache_mget((SELECT array_agg('item:' || id) FROM items))) v WHERE v IS NOT NULL"
+}
+
+# reshard 1,000 slots from the first master to the second under the load;
+# every Redis fault would be an ERROR (on_error = error) and end a client
+m1=$(masters | head -1); m2=$(masters | sed -n 2p)
+PGOPTIONS='-c bmfredis.on_error=error -c client_min_messages=warning' \
+	$PGBENCH -n -f "$BMF_WORK/load.pgbench" -c 4 -j 2 -T 12 bmf_cluster >"$BMF_WORK/reshard-load.out" 2>&1 &
+lpid=$!
+sleep 2
+redis-cli --cluster reshard "127.0.0.1:$m1" --cluster-from "$(redis-cli -p "$m1" CLUSTER MYID)" \
+	--cluster-to "$(redis-cli -p "$m2" CLUSTER MYID)" --cluster-slots 1000 --cluster-yes \
+	>"$BMF_WORK/reshard.out" 2>&1
+rs=$?
+wait "$lpid"; lrc=$?
+bmf_log "reshard: load: $(grep -E 'number of transactions actually processed|tps' "$BMF_WORK/reshard-load.out" | tr '\n' ' ')"
+moved=$(grep -o 'Moving slot [0-9]*' "$BMF_WORK/reshard.out" | sort -u | wc -l)
+is "redis-cli --cluster reshard moved 1,000 slots under the load" "$rs $moved" "0 1000"
+is "  the load saw no errors" "$lrc $(grep -Ec 'ERROR|WARNING|aborted' "$BMF_WORK/reshard-load.out")" "0 0"
+n=$(cached_count)
+check "  values were cached during the load ($n)" [ "${n:-0}" -gt 100 ]
+is "  and not one cached value disagrees with its table" "$(stale)" "0"
+
+# a master killed under the same load: its replica takes over
+PGOPTIONS='-c client_min_messages=error' \
+	$PGBENCH -n -f "$BMF_WORK/load.pgbench" -c 4 -j 2 -T 12 bmf_cluster >"$BMF_WORK/kill-load.out" 2>&1 &
+lpid=$!
+sleep 2
+victim=$(masters | sed -n 2p)
+for i in $(seq 1 ${#ports[@]}); do [ "$(cat "$BMF_WORK/c$i.port")" = "$victim" ] && vname=c$i; done
+"$BMF_ROOT/test/redisctl" -n "$vname" kill
+start=$(ms_now)
+promoted=""
+for _ in $(seq 1 200); do
+	now_masters=$(for p in "${ports[@]}"; do [ "$p" != "$victim" ] && [ "$(role "$p")" = master ] && echo "$p"; done | wc -l)
+	[ "$now_masters" = 3 ] && promoted=$(( $(ms_now) - start )) && break
+	sleep 0.05
+done
+wait "$lpid"; lrc=$?
+bmf_log "failover in ${promoted:-?} ms; load: $(grep -E 'number of transactions actually processed' "$BMF_WORK/kill-load.out")"
+check "a replica was promoted after the master was killed (${promoted:-never} ms)" [ -n "$promoted" ]
+is "  the load ran on through the failover" "$lrc $(grep -c aborted "$BMF_WORK/kill-load.out")" "0 0"
+# what failed during the failover reaches the new master from the retry queue
+for _ in $(seq 1 100); do
+	[ "$(q "SELECT retry_pending FROM redis_health()" 2>/dev/null)" = 0 ] && break
+	sleep 0.1
+done
+is "  and afterwards not one cached value disagrees with its table" "$(stale)" "0"
+is "  and the cluster serves every call again" "$(q "SET bmfredis.on_error = 'error'; SELECT count(*) FROM (SELECT redis_cache_set('after:' || i, 'x') FROM generate_series(1, 100) i) s")" "100"
+out=$( (sleep 1; q "SELECT redis_publish('cl:news', 'hello', true)" >/dev/null) &
+	q "SELECT count(*) FROM redis_listen(ARRAY['cl:news'], '5s', 1)" 2>&1; wait)
+is "  pub/sub works with one master gone" "$out" "1"
+refute "no backend crashed" grep -Eq "terminated by signal (4|6|7|8|11)[^0-9]" "$BMF_WORK/pgdata.log"

@@ -831,9 +831,84 @@ parse_redirect(const char *s, int *slot, const char **addr)
 }
 
 /*
+ * One round of cluster_send: the parts without a reply yet, grouped by
+ * target node (in the order of their first part), one pipeline per node,
+ * all written before any is read.  which is scratch (2 * nparts).
+ */
+static bool
+send_round(const RedisBatch *b, const RedisNode **target, const bool *asking,
+		   RedisReply **replies, bool *sent, int *which, int flags,
+		   TimestampTz deadline, RedisError *err)
+{
+	const RedisNode **nodes = palloc(sizeof(RedisNode *) * b->nparts);
+	RedisBatch *subs = palloc(sizeof(RedisBatch) * b->nparts);
+	const StringInfoData **bufs = palloc(sizeof(StringInfoData *) * b->nparts);
+	int		   *counts = palloc(sizeof(int) * b->nparts);
+	RedisReply ***r = palloc(sizeof(RedisReply **) * b->nparts);
+	int		   *first = palloc(sizeof(int) * (b->nparts + 1));
+	int			nnodes = 0;
+	int			m = 0;
+	int			i;
+	int			k;
+
+	for (i = 0; i < b->nparts; i++)
+	{
+		RedisBatch *sub = &subs[nnodes];
+		int			j;
+
+		if (replies[i] != NULL || sent[i])
+			continue;
+		RedisBatchInit(sub);
+		first[nnodes] = m;
+		for (j = i; j < b->nparts; j++)
+		{
+			if (replies[j] != NULL || sent[j] || target[j] != target[i])
+				continue;
+			if (asking[j])
+			{
+				static const char *const argv[] = {"ASKING"};
+				static const size_t lens[] = {6};
+
+				batch_part(sub, 1, argv, lens, NULL, -1);
+				sub->n++;
+				which[m++] = -1;
+			}
+			batch_copy_part(sub, b, j);
+			which[m++] = j;
+			sent[j] = true;
+		}
+		nodes[nnodes] = target[i];
+		bufs[nnodes] = &sub->buf;
+		counts[nnodes] = sub->nparts;
+		r[nnodes] = palloc(sizeof(RedisReply *) * sub->nparts);
+		nnodes++;
+	}
+	first[nnodes] = m;
+	if (!RedisPoolExecMany(nnodes, nodes, bufs, counts, pool_flags(flags),
+						   deadline, CurrentMemoryContext, r, err))
+		return false;
+	for (k = 0; k < nnodes; k++)
+	{
+		bool		scripts = false;
+		int			j;
+
+		for (j = 0; j < subs[k].nparts; j++)
+			scripts |= (subs[k].scripts[j] != NULL && is_noscript(r[k][j]));
+		if (scripts && !retry_noscript(nodes[k], &subs[k], r[k], flags, deadline, err))
+			return false;
+		for (j = first[k]; j < first[k + 1]; j++)
+			if (which[j] >= 0)
+				replies[which[j]] = r[k][j - first[k]];
+		pfree(subs[k].buf.data);
+	}
+	return true;
+}
+
+/*
  * Send b's parts through the cluster: each to the node of its slot, one
- * pipeline per node, nodes in the order their first part was added (so
- * commands on one key keep their order).  MOVED corrects the map and
+ * pipeline per node, the nodes at once (commands on one key go to one
+ * node, in order; a caller that needs one node's commands done before
+ * another's sends them in two batches).  MOVED corrects the map and
  * re-sends, ASK re-sends once to the named node after ASKING, TRYAGAIN
  * (a multi-key command during a migration) waits a little and re-sends;
  * each part follows at most bmfredis.cluster_max_redirects of them, then
@@ -872,44 +947,10 @@ cluster_send(const RedisNode *cnode, const RedisBatch *b, int flags,
 		bool		wait = false;
 
 		memset(sent, 0, sizeof(bool) * b->nparts);
-		for (i = 0; i < b->nparts; i++)
+		if (!send_round(b, target, asking, replies, sent, which, flags, deadline, err))
 		{
-			const RedisNode *node = target[i];
-			RedisBatch	sub;
-			RedisReply **r;
-			int			m = 0;
-			int			j;
-
-			if (replies[i] != NULL || sent[i])
-				continue;
-			RedisBatchInit(&sub);
-			for (j = i; j < b->nparts; j++)
-			{
-				if (replies[j] != NULL || sent[j] || target[j] != node)
-					continue;
-				if (asking[j])
-				{
-					static const char *const argv[] = {"ASKING"};
-					static const size_t lens[] = {6};
-
-					batch_part(&sub, 1, argv, lens, NULL, -1);
-					sub.n++;
-					which[m++] = -1;
-				}
-				batch_copy_part(&sub, b, j);
-				which[m++] = j;
-				sent[j] = true;
-			}
-			r = palloc(sizeof(RedisReply *) * sub.nparts);
-			if (!node_send(node, &sub, flags, deadline, r, err))
-			{
-				RedisClusterMapStale();
-				return false;
-			}
-			for (j = 0; j < m; j++)
-				if (which[j] >= 0)
-					replies[which[j]] = r[j];
-			pfree(sub.buf.data);
+			RedisClusterMapStale();
+			return false;
 		}
 
 		for (i = 0; i < b->nparts; i++)

@@ -181,23 +181,25 @@ mark_failure(PoolEntry *e, const RedisError *err)
 			 err->message, err->detail);
 }
 
-/*
- * One pipelined exchange on a connected entry: write cmds, read ncmds
- * replies.  Leaves the entry BUSY unless it completes.
- */
+/* Write a pipeline on a connected entry; it stays BUSY until read. */
 static bool
-exchange(Conn *e, const StringInfoData *cmds, int ncmds,
-		 TimestampTz deadline, MemoryContext cxt, RedisReply **replies,
-		 RedisError *err)
+exchange_send(Conn *e, const StringInfoData *cmds, TimestampTz deadline,
+			  RedisError *err)
+{
+	e->state = CONN_BUSY;
+	err->maybe_sent = true;
+	return TransportWrite(&e->t, cmds->data, cmds->len, deadline, err);
+}
+
+/* Read ncmds replies; the entry is READY again when all came. */
+static bool
+exchange_recv(Conn *e, int ncmds, TimestampTz deadline, MemoryContext cxt,
+			  RedisReply **replies, RedisError *err)
 {
 	bool		wait_first = true;
 	int			i;
 
-	e->state = CONN_BUSY;
 	err->maybe_sent = true;
-	if (!TransportWrite(&e->t, cmds->data, cmds->len, deadline, err))
-		return false;
-
 	for (i = 0; i < ncmds; i++)
 	{
 		for (;;)
@@ -222,6 +224,19 @@ exchange(Conn *e, const StringInfoData *cmds, int ncmds,
 	}
 	e->state = CONN_READY;
 	return true;
+}
+
+/*
+ * One pipelined exchange on a connected entry: write cmds, read ncmds
+ * replies.  Leaves the entry BUSY unless it completes.
+ */
+static bool
+exchange(Conn *e, const StringInfoData *cmds, int ncmds,
+		 TimestampTz deadline, MemoryContext cxt, RedisReply **replies,
+		 RedisError *err)
+{
+	return exchange_send(e, cmds, deadline, err) &&
+		exchange_recv(e, ncmds, deadline, cxt, replies, err);
 }
 
 /*
@@ -674,18 +689,18 @@ replies_unavailable(RedisReply **replies, int n, RedisError *err,
 	return false;
 }
 
-bool
-RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
-			  int flags, TimestampTz deadline, MemoryContext cxt,
-			  RedisReply **replies, RedisError *err)
+/*
+ * Make an entry ready to send to: outside its backoff window (else -1,
+ * RS_DOWN, nothing to undo) and with a connection that works (else -2:
+ * the caller fails the entry).  *fresh when the connection is new.
+ */
+static int
+pool_begin(PoolEntry *e, const RedisNode *node, int flags, TimestampTz now,
+		   bool *fresh, RedisError *err)
 {
-	PoolEntry  *e = pool_entry(node->ep.name);
-	TimestampTz now = GetCurrentTimestamp();
-	bool		fresh = false;
-	bool		ok;
-
 	err->status = RS_OK;
 	err->maybe_sent = false;
+	*fresh = false;
 
 	if (!(flags & POOL_FORCE) && e->down_until > now)
 	{
@@ -694,43 +709,64 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 					  "%s failed %ld ms ago and is left alone for another %ld ms; last error: %s",
 					  node->ep.name, (long) ((now - e->last_used) / 1000),
 					  (long) ((e->down_until - now) / 1000), e->last_error);
-		return false;
+		return -1;
 	}
 
-	if (e->c.state != CONN_READY || e->c.generation != bmfredis_config_generation)
+	if (e->c.state != CONN_READY || e->c.generation != bmfredis_config_generation ||
+		(bmf_idle_check > 0 &&
+		 now - e->last_used > (int64) bmf_idle_check * USECS_PER_SEC &&
+		 !idle_connection_alive(&e->c)) ||
+		(!(flags & POOL_IDEMPOTENT) && TransportPeerClosed(&e->c.t)))
 	{
 		if (!pool_connect(e, node, err))
-			goto fail;
-		fresh = true;
+			return -2;
+		*fresh = true;
 	}
-	else if (bmf_idle_check > 0 &&
-			 now - e->last_used > (int64) bmf_idle_check * USECS_PER_SEC &&
-			 !idle_connection_alive(&e->c))
-	{
-		if (!pool_connect(e, node, err))
-			goto fail;
-		fresh = true;
-	}
-	else if (!(flags & POOL_IDEMPOTENT) && TransportPeerClosed(&e->c.t))
-	{
-		if (!pool_connect(e, node, err))
-			goto fail;
-		fresh = true;
-	}
+	return 0;
+}
 
-	if (deadline == 0)			/* after a connect, the command gets its full time */
-		deadline = fresh ? TransportDeadline(bmf_command_timeout)
-			: TimestampTzPlusMilliseconds(now, bmf_command_timeout);
-	ok = exchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
+/* The deadline of a call: given, or the command timeout from now */
+static TimestampTz
+call_deadline(TimestampTz deadline, bool fresh, TimestampTz now)
+{
+	if (deadline != 0)
+		return deadline;
+	/* after a connect, the command gets its full time */
+	return fresh ? TransportDeadline(bmf_command_timeout)
+		: TimestampTzPlusMilliseconds(now, bmf_command_timeout);
+}
+
+static bool
+pool_fail(PoolEntry *e, const RedisError *err)
+{
+	conn_close(&e->c);
+	e->last_used = GetCurrentTimestamp();
+	mark_failure(e, err);
+	return false;
+}
+
+/*
+ * Read the replies of what was sent on e; a pooled connection found dead
+ * gets one more try on a new one for an idempotent pipeline.  Checks the
+ * replies and keeps the books either way.
+ */
+static bool
+pool_receive(PoolEntry *e, const RedisNode *node, const StringInfoData *cmds,
+			 int ncmds, int flags, bool fresh, TimestampTz started,
+			 TimestampTz deadline, MemoryContext cxt, RedisReply **replies,
+			 RedisError *err)
+{
+	bool		ok = exchange_recv(&e->c, ncmds, deadline, cxt, replies, err);
+
 	if (!ok && err->status == RS_IO && !fresh && (flags & POOL_IDEMPOTENT))
 	{
 		/* the pooled connection was dead: one more try on a new one */
 		if (!pool_connect(e, node, err))
-			goto fail;
+			return pool_fail(e, err);
 		ok = exchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
 	}
 	if (!ok)
-		goto fail;
+		return pool_fail(e, err);
 	if (RespReaderBuffered(e->c.reader) > 0)
 	{
 		/* a reply nobody asked for: whatever comes next would be misread */
@@ -738,22 +774,89 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 					  "invalid reply from Redis",
 					  "%s sent more than the replies to the %d command%s sent.",
 					  node->ep.name, ncmds, ncmds == 1 ? "" : "s");
-		goto fail;
+		return pool_fail(e, err);
 	}
 	if (replies_unavailable(replies, ncmds, err, node->ep.name, e->c.addr))
-		goto fail;
+		return pool_fail(e, err);
 
 	e->failures = 0;
 	e->down_until = 0;
 	e->commands += ncmds;
-	e->last_used = now;			/* the start of the call: close enough for idle checks */
+	e->last_used = started;		/* the start of the call: close enough for idle checks */
 	return true;
+}
 
-fail:
-	conn_close(&e->c);
-	e->last_used = GetCurrentTimestamp();
-	mark_failure(e, err);
-	return false;
+bool
+RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
+			  int flags, TimestampTz deadline, MemoryContext cxt,
+			  RedisReply **replies, RedisError *err)
+{
+	PoolEntry  *e = pool_entry(node->ep.name);
+	TimestampTz now = GetCurrentTimestamp();
+	bool		fresh;
+	int			rc = pool_begin(e, node, flags, now, &fresh, err);
+
+	if (rc == -1)
+		return false;
+	if (rc < 0)
+		return pool_fail(e, err);
+	deadline = call_deadline(deadline, fresh, now);
+	if (!exchange_send(&e->c, cmds, deadline, err))
+		return pool_fail(e, err);
+	return pool_receive(e, node, cmds, ncmds, flags, fresh, now, deadline,
+						cxt, replies, err);
+}
+
+bool
+RedisPoolExecMany(int n, const RedisNode *const *nodes,
+				  const StringInfoData *const *cmds, const int *ncmds,
+				  int flags, TimestampTz deadline, MemoryContext cxt,
+				  RedisReply ***replies, RedisError *err)
+{
+	PoolEntry **es = palloc(sizeof(PoolEntry *) * n);
+	bool	   *sent = palloc0(sizeof(bool) * n);
+	bool	   *fresh = palloc0(sizeof(bool) * n);
+	TimestampTz *deadlines = palloc(sizeof(TimestampTz) * n);
+	TimestampTz now = GetCurrentTimestamp();
+	bool		ok = true;
+	RedisError	local;
+	int			i;
+
+	/* write to every node, then read from each: they work at once */
+	for (i = 0; i < n; i++)
+	{
+		int			rc;
+
+		es[i] = pool_entry(nodes[i]->ep.name);
+		rc = pool_begin(es[i], nodes[i], flags, now, &fresh[i], &local);
+		if (rc == 0)
+		{
+			deadlines[i] = call_deadline(deadline, fresh[i], now);
+			if (exchange_send(&es[i]->c, cmds[i], deadlines[i], &local))
+			{
+				sent[i] = true;
+				continue;
+			}
+		}
+		if (rc != -1)
+			pool_fail(es[i], &local);
+		if (ok)
+			*err = local;
+		ok = false;
+	}
+	for (i = 0; i < n; i++)
+	{
+		if (!sent[i])
+			continue;
+		if (!pool_receive(es[i], nodes[i], cmds[i], ncmds[i], flags, fresh[i],
+						  now, deadlines[i], cxt, replies[i], &local))
+		{
+			if (ok)
+				*err = local;
+			ok = false;
+		}
+	}
+	return ok;
 }
 
 /* The pool entry of a node, if this backend has one */

@@ -69,6 +69,19 @@ extern bool RedisPoolExec(const RedisNode *node, const StringInfoData *cmds,
 						  MemoryContext cxt, RedisReply **replies,
 						  RedisError *err);
 
+/*
+ * The same for n nodes at once: every pipeline is written before any
+ * reply is read, so the nodes work in parallel.  replies[i] receives
+ * node i's.  false with err set (the first failure) if any node failed;
+ * the others' replies are read all the same, so their connections stay
+ * usable.
+ */
+extern bool RedisPoolExecMany(int n, const RedisNode *const *nodes,
+							  const StringInfoData *const *cmds,
+							  const int *ncmds, int flags,
+							  TimestampTz deadline, MemoryContext cxt,
+							  RedisReply ***replies, RedisError *err);
+
 /* Is the node inside its backoff window?  (*ms_left set when so) */
 extern bool RedisPoolNodeIsDown(const char *name, long *ms_left);
 extern const char *RedisPoolNodeAddress(const char *name);

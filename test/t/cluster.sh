@@ -29,6 +29,7 @@ server_cluster() {
 	else
 		psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.cluster" \
 			-c "ALTER SYSTEM RESET bmfredis.port" -c "ALTER SYSTEM RESET bmfredis.cluster_nodes" \
+			-c "ALTER SYSTEM RESET bmfredis.subscribe" \
 			-c "SELECT pg_reload_conf()" >/dev/null
 	fi
 	sleep 0.5
@@ -212,4 +213,43 @@ is "  and the cluster serves every call again" "$(q "SET bmfredis.on_error = 'er
 out=$( (sleep 1; q "SELECT redis_publish('cl:news', 'hello', true)" >/dev/null) &
 	q "SELECT count(*) FROM redis_listen(ARRAY['cl:news'], '5s', 1)" 2>&1; wait)
 is "  pub/sub works with one master gone" "$out" "1"
+# the subscriber worker subscribes on a master, and moves when it dies
+"$BMF_ROOT/test/redisctl" -n "$vname" start	# back, as a replica of its successor
+for _ in $(seq 1 200); do
+	n=0; for p in $(masters); do redis-cli -p "$p" INFO replication | grep -q '^connected_slaves:1' && n=$((n + 1)); done
+	[ "$n" = 3 ] && break
+	sleep 0.1
+done
+is "the killed master came back as a replica: every master has one again" "$n" "3"
+psql -X -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS bmfredis" \
+	-c "ALTER SYSTEM SET bmfredis.subscribe = 'cl:*'" -c "SELECT pg_reload_conf()" >/dev/null
+spid=$(psql -X -A -t -d postgres -c "SELECT subscriber_pid FROM redis_health()")
+subscribed_on() {  # the node the worker's subscription is on, other than $1
+	local i p
+	for i in $(seq 1 150); do
+		for p in "${ports[@]}"; do
+			[ "$p" = "${1:-}" ] && continue
+			redis-cli -p "$p" CLIENT LIST 2>/dev/null | grep -q "name=bmfredis:[^ ]*:$spid .*psub=1 " && { echo "$p"; return 0; }
+		done
+		sleep 0.1
+	done
+	return 1
+}
+sub1=$(subscribed_on)
+is "the subscriber worker subscribes on a master" "$(role "${sub1:-0}")" "master"
+for i in $(seq 1 ${#ports[@]}); do [ "$(cat "$BMF_WORK/c$i.port")" = "$sub1" ] && sname=c$i; done
+"$BMF_ROOT/test/redisctl" -n "$sname" kill
+sub2=$(subscribed_on "$sub1")
+check "  and subscribes on another node when that master dies (${sub2:-none})" [ -n "$sub2" ]
+for _ in $(seq 1 100); do
+	[ "$(for p in "${ports[@]}"; do [ "$p" != "$sub1" ] && [ "$(role "$p")" = master ] && echo "$p"; done | wc -l)" = 3 ] && break
+	sleep 0.1
+done
+psql -X -d postgres -c "LISTEN \"cl:x\"" -c "SELECT pg_sleep(2)" >"$BMF_WORK/cl-listen.out" 2>&1 &
+lpid=$!
+sleep 0.5
+redis-cli -c -p "$sub2" PUBLISH cl:x after-failover >/dev/null
+wait "$lpid"
+like "  and a message published in the cluster arrives as NOTIFY" "$(cat "$BMF_WORK/cl-listen.out")" 'payload "after-failover"'
+
 refute "no backend crashed" grep -Eq "terminated by signal (4|6|7|8|11)[^0-9]" "$BMF_WORK/pgdata.log"

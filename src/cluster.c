@@ -389,12 +389,6 @@ RedisClusterEnsureMap(const RedisNode *seed, TimestampTz deadline,
 	char	   *save = NULL;
 	ClusterNode *n;
 
-	if (built_for != bmfredis_config_generation)
-		adopt_seed(seed);
-	if (map_known && (!map_stale ||
-					  now - last_refresh < REFRESH_MIN_INTERVAL_MS * 1000))
-		return true;
-
 	if (seed->db != 0)
 	{
 		RedisErrorSet(err, RS_CONNECT, ERRCODE_INVALID_PARAMETER_VALUE,
@@ -402,6 +396,7 @@ RedisClusterEnsureMap(const RedisNode *seed, TimestampTz deadline,
 					  "bmfredis.db is %d and bmfredis.cluster is on.", seed->db);
 		return false;
 	}
+	/* checked on every call: the prefix can change without a new map */
 	if (!prefix_fits())
 	{
 		RedisErrorSet(err, RS_CONNECT, ERRCODE_INVALID_PARAMETER_VALUE,
@@ -410,6 +405,11 @@ RedisClusterEnsureMap(const RedisNode *seed, TimestampTz deadline,
 					  bmf_key_prefix);
 		return false;
 	}
+	if (built_for != bmfredis_config_generation)
+		adopt_seed(seed);
+	if (map_known && (!map_stale ||
+					  now - last_refresh < REFRESH_MIN_INTERVAL_MS * 1000))
+		return true;
 	last_refresh = now;
 
 	/* the masters we know, then the seeds */

@@ -40,11 +40,32 @@ server_cluster on
 out=$(qv <<<"SET bmfredis.cluster_nodes = 'nohost'")
 like "a malformed seed list is refused" "$out" "invalid value for parameter \"bmfredis.cluster_nodes\""
 
+out=$(qv <<<"SET bmfredis.on_error = 'error'; SET bmfredis.db = 2; SELECT redis_cache_get('x')")
+like "bmfredis.db other than 0: a clear error" "$out" "ERROR:  22023: Redis Cluster has only database 0"
+out=$(qv <<<"SET bmfredis.on_error = 'error'; SET bmfredis.key_prefix = 'app{x:'; SELECT redis_cache_get('x')")
+like "a prefix whose { opens no hash tag: a clear error" "$out" "ERROR:  22023: bmfredis.key_prefix cannot be used with Redis Cluster"
+out=$(qv <<<"SET bmfredis.on_error = 'error'; SET bmfredis.sentinel_master = 'm'; SELECT redis_cache_get('x')")
+like "Sentinel and Cluster at once: a clear error" "$out" "cannot both be set"
+out=$(qv <<<"SET bmfredis.on_error = 'error'; SET bmfredis.port = $BMF_REDIS_PORT; SET bmfredis.cluster_nodes = ''; SELECT redis_cache_get('x')")
+like "a seed that is not a cluster node: a clear error" "$out" "ERROR:  0A000: Redis Cluster is not enabled on the Redis server"
+out=$(qs <<'EOF'
+SET bmfredis.key_prefix = '{app}:';
+SELECT redis_cache_set('one', '1', NULL, ARRAY['t']);
+SELECT redis_cached('two', '1 hour', 'SELECT 2', ARRAY['t']);
+SELECT redis_invalidate_tag('t');
+SELECT redis_cache_get('one') IS NULL, redis_cache_get('two') IS NULL;
+EOF
+)
+is "a prefix holding a whole {hash tag}: tags and redis_cached work" "$(tail -1 <<<"$out")" "t|t"
+is "  and every key it made is in that tag's slot" \
+	"$(for p in $(masters); do redis-cli -p "$p" --scan --pattern '{app}:*'; done | while read -r k; do ccli CLUSTER KEYSLOT "$k"; done | sort -u)" \
+	"$(ccli CLUSTER KEYSLOT '{app}')"
+
 # keys land in their own slots, on every master, in the plain layout
 q "SELECT redis_cache_set('k:' || i, 'v' || i) FROM generate_series(1, 300) i" >/dev/null
 sum=0; every=1
 for p in $(masters); do
-	n=$(redis-cli -p "$p" DBSIZE); sum=$((sum + n)); [ "$n" -gt 0 ] || every=0
+	n=$(redis-cli -p "$p" --scan --pattern 'bmfredis:k:*' | wc -l); sum=$((sum + n)); [ "$n" -gt 0 ] || every=0
 done
 is "300 keys set, spread over the masters" "$sum $every" "300 1"
 is "  each where a cluster client finds it" "$(ccli GET bmfredis:k:123)" "v123"

@@ -152,7 +152,8 @@ RESET bmfredis.on_error;
 \! $BMF_REDISCTL start
 SET bmfredis.retry_backoff_base = 1;
 SET bmfredis.retry_backoff_max = 1;
-SELECT pg_sleep(0.05);
+-- the window opened by the failure above (at most retry_backoff_base, 100 ms) must be over
+SELECT pg_sleep(0.2);
 SELECT redis_cached('back', '1 hour', 'SELECT ''stored again''');
 SELECT redis_command('GET', 'cq:back');
 

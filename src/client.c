@@ -422,7 +422,6 @@ split_by_slot(RedisBatch *b, const RedisArgs *a)
 	qsort(keys, nkeys, sizeof(SlotKey), slotkey_cmp);
 	argv[0] = a->argv[0];
 	lens[0] = a->lens[0];
-	b->join[b->n] = 's';
 	for (start = 0; start < nkeys;)
 	{
 		int			end = start;
@@ -436,6 +435,7 @@ split_by_slot(RedisBatch *b, const RedisArgs *a)
 		batch_part(b, 1 + end - start, argv, lens, NULL, keys[start].slot);
 		start = end;
 	}
+	b->join[b->n] = 's';		/* after the parts: join has room for n <= nparts */
 	b->n++;
 	pfree(keys);
 	pfree(argv);
@@ -444,9 +444,10 @@ split_by_slot(RedisBatch *b, const RedisArgs *a)
 }
 
 /*
- * Add a command in cluster mode: the slot of its (first) key, and for
- * the multi-key commands one part per run of consecutive keys in one slot
- * (Redis refuses a command whose keys span slots, even on one node).
+ * Add a command in cluster mode: the slot of its (first) key; a multi-key
+ * command whose keys span slots (Redis refuses it, even on one node)
+ * becomes one part per slot (UNLINK, DEL, EXISTS, TOUCH) or per run of
+ * consecutive keys in one slot (MGET, MSET: their order matters).
  */
 static void
 batch_add_cluster(RedisBatch *b, const RedisArgs *a)
@@ -480,7 +481,6 @@ batch_add_cluster(RedisBatch *b, const RedisArgs *a)
 		case KEYS_ALL_ARRAY:
 		case KEYS_PAIRS:
 			step = (spec == KEYS_PAIRS) ? 2 : 1;
-			b->join[b->n] = (spec == KEYS_PAIRS) ? 'o' : 'a';
 			start = 1;
 			slot = RedisKeySlot(a->argv[1], a->lens[1]);
 			for (i = 1 + step;; i += step)
@@ -511,6 +511,7 @@ batch_add_cluster(RedisBatch *b, const RedisArgs *a)
 			}
 			if (start != 1)
 			{
+				b->join[b->n] = (spec == KEYS_PAIRS) ? 'o' : 'a';
 				b->n++;
 				return;
 			}

@@ -156,7 +156,11 @@ EffectsAddTagIndexes(RedisArgs *a, const char *key, size_t keylen,
 			return false;
 		for (i = 0; i < ntags; i++)
 			if (r[i]->type == RESP_ERROR)
+			{
+				if (policy == REDIS_SOFT)
+					return false;	/* redis_cached: run without the cache */
 				RedisRaiseReplyError(r[i], "tag registry");
+			}
 	}
 	return true;
 }

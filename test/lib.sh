@@ -157,8 +157,16 @@ EOF
 # loopback made by redis-cli --cluster create; nodes are c1..cN (masters
 # first, as redis-cli assigns them), each with its PID file like any
 # bmf_start_redis server.  Sets BMF_CLUSTER_PORTS (all nodes, in order).
+# With BMF_CLUSTER_TLS=<certs dir> every port (clients, cluster bus,
+# replication) is TLS only; with BMF_CLUSTER_PASS the nodes require that
+# password.  bmf_cluster_cli PORT ARGS... talks to a node either way.
+bmf_cluster_cli() {
+	local p=$1; shift
+	redis-cli -p "$p" ${BMF_CLUSTER_TLS:+--tls --cacert "$BMF_CLUSTER_TLS/ca.crt"} \
+		${BMF_CLUSTER_PASS:+--no-auth-warning -a "$BMF_CLUSTER_PASS"} "$@"
+}
 bmf_start_cluster() {
-	local masters=$1 replicas=$2 i p elo addrs=()
+	local masters=$1 replicas=$2 i p elo ports addrs=() extra=""
 	read -r elo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || elo=32768
 	BMF_CLUSTER_PORTS=()
 	for i in $(seq 1 $((masters * (1 + replicas)))); do
@@ -170,9 +178,14 @@ bmf_start_cluster() {
 			(exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null && continue
 			break
 		done
+		ports="--port $p"
+		if [ -n "${BMF_CLUSTER_TLS:-}" ]; then
+			ports="--port 0 --tls-port $p --tls-cluster yes --tls-replication yes --tls-cert-file $BMF_CLUSTER_TLS/server.crt --tls-key-file $BMF_CLUSTER_TLS/server.key --tls-ca-cert-file $BMF_CLUSTER_TLS/ca.crt --tls-client-cert-file $BMF_CLUSTER_TLS/client.crt --tls-client-key-file $BMF_CLUSTER_TLS/client.key --tls-auth-clients no"
+		fi
+		[ -n "${BMF_CLUSTER_PASS:-}" ] && extra="--requirepass $BMF_CLUSTER_PASS --masterauth $BMF_CLUSTER_PASS"
 		mkdir -p "$BMF_WORK/c$i"
 		chown "$BMF_USER" "$BMF_WORK/c$i"
-		echo "--port $p --bind 127.0.0.1 --save \"\" --appendonly no --enable-debug-command local --cluster-enabled yes --cluster-config-file $BMF_WORK/c$i/nodes.conf --cluster-node-timeout 1000 --dir $BMF_WORK/c$i --logfile $BMF_WORK/c$i/redis.log --daemonize no" >"$BMF_WORK/c$i.args"
+		echo "$ports $extra --bind 127.0.0.1 --save \"\" --appendonly no --enable-debug-command local --cluster-enabled yes --cluster-config-file $BMF_WORK/c$i/nodes.conf --cluster-node-timeout 1000 --dir $BMF_WORK/c$i --logfile $BMF_WORK/c$i/redis.log --daemonize no" >"$BMF_WORK/c$i.args"
 		bmf_spawn_as_user sh -c "exec redis-server $(cat "$BMF_WORK/c$i.args")" </dev/null >/dev/null 2>&1 &
 		echo $! >"$BMF_WORK/c$i.pid"
 		echo "$p" >"$BMF_WORK/c$i.port"
@@ -181,13 +194,16 @@ bmf_start_cluster() {
 		addrs+=("127.0.0.1:$p")
 	done
 	for p in "${BMF_CLUSTER_PORTS[@]}"; do
-		bmf_wait_redis "$p" || bmf_die "cluster node $p did not start"
+		for i in $(seq 1 100); do
+			bmf_cluster_cli "$p" PING 2>/dev/null | grep -q PONG && break
+			sleep 0.05
+		done
 	done
-	redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes \
+	bmf_cluster_cli "${BMF_CLUSTER_PORTS[0]}" --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes \
 		>"$BMF_WORK/cluster-create.log" 2>&1 || { cat "$BMF_WORK/cluster-create.log" >&2; bmf_die "redis-cli --cluster create failed"; }
 	for _ in $(seq 1 200); do
-		[ "$(redis-cli -p "${BMF_CLUSTER_PORTS[0]}" CLUSTER INFO | tr -d '\r' | grep cluster_state)" = cluster_state:ok ] &&
-			redis-cli --cluster check "127.0.0.1:${BMF_CLUSTER_PORTS[0]}" >/dev/null 2>&1 && return 0
+		[ "$(bmf_cluster_cli "${BMF_CLUSTER_PORTS[0]}" CLUSTER INFO | tr -d '\r' | grep cluster_state)" = cluster_state:ok ] &&
+			bmf_cluster_cli "${BMF_CLUSTER_PORTS[0]}" --cluster check "127.0.0.1:${BMF_CLUSTER_PORTS[0]}" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
 	bmf_die "the cluster did not become ok"

@@ -153,10 +153,11 @@ EOF
 	BMF_REDIS_PORT=$port
 }
 
-# bmf_start_cluster MASTERS REPLICAS_PER_MASTER: a Redis Cluster on
-# loopback made by redis-cli --cluster create; nodes are c1..cN (masters
-# first, as redis-cli assigns them), each with its PID file like any
-# bmf_start_redis server.  Sets BMF_CLUSTER_PORTS (all nodes, in order).
+# bmf_start_cluster MASTERS REPLICAS_PER_MASTER [NAME]: a Redis Cluster on
+# loopback made by redis-cli --cluster create; nodes are NAME1..NAMEn
+# (NAME defaults to c; masters first, as redis-cli assigns them), each
+# with its PID file like any bmf_start_redis server; bmf_stop_cluster NAME
+# stops them.  Sets BMF_CLUSTER_PORTS (all nodes, in order).
 # With BMF_CLUSTER_TLS=<certs dir> every port (clients, cluster bus,
 # replication) is TLS only; with BMF_CLUSTER_PASS the nodes require that
 # password.  bmf_cluster_cli PORT ARGS... talks to a node either way.
@@ -165,8 +166,15 @@ bmf_cluster_cli() {
 	redis-cli -p "$p" ${BMF_CLUSTER_TLS:+--tls --cacert "$BMF_CLUSTER_TLS/ca.crt"} \
 		${BMF_CLUSTER_PASS:+--no-auth-warning -a "$BMF_CLUSTER_PASS"} "$@"
 }
+bmf_stop_cluster() {
+	local f
+	for f in "$BMF_WORK/${1:-c}"[0-9]*.pid; do
+		[ -f "$f" ] && bmf_stop_pid "$(cat "$f")"
+	done
+	return 0
+}
 bmf_start_cluster() {
-	local masters=$1 replicas=$2 i p elo ports addrs=() extra=""
+	local masters=$1 replicas=$2 c=${3:-c} i p elo ports addrs=() extra=""
 	read -r elo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || elo=32768
 	BMF_CLUSTER_PORTS=()
 	for i in $(seq 1 $((masters * (1 + replicas)))); do
@@ -183,13 +191,13 @@ bmf_start_cluster() {
 			ports="--port 0 --tls-port $p --tls-cluster yes --tls-replication yes --tls-cert-file $BMF_CLUSTER_TLS/server.crt --tls-key-file $BMF_CLUSTER_TLS/server.key --tls-ca-cert-file $BMF_CLUSTER_TLS/ca.crt --tls-client-cert-file $BMF_CLUSTER_TLS/client.crt --tls-client-key-file $BMF_CLUSTER_TLS/client.key --tls-auth-clients no"
 		fi
 		[ -n "${BMF_CLUSTER_PASS:-}" ] && extra="--requirepass $BMF_CLUSTER_PASS --masterauth $BMF_CLUSTER_PASS"
-		mkdir -p "$BMF_WORK/c$i"
-		chown "$BMF_USER" "$BMF_WORK/c$i"
-		echo "$ports $extra --bind 127.0.0.1 --save \"\" --appendonly no --enable-debug-command local --cluster-enabled yes --cluster-config-file $BMF_WORK/c$i/nodes.conf --cluster-node-timeout 1000 --dir $BMF_WORK/c$i --logfile $BMF_WORK/c$i/redis.log --daemonize no" >"$BMF_WORK/c$i.args"
-		bmf_spawn_as_user sh -c "exec redis-server $(cat "$BMF_WORK/c$i.args")" </dev/null >/dev/null 2>&1 &
-		echo $! >"$BMF_WORK/c$i.pid"
-		echo "$p" >"$BMF_WORK/c$i.port"
-		touch "$BMF_WORK/c$i.cluster"
+		mkdir -p "$BMF_WORK/$c$i"
+		chown "$BMF_USER" "$BMF_WORK/$c$i"
+		echo "$ports $extra --bind 127.0.0.1 --save \"\" --appendonly no --enable-debug-command local --cluster-enabled yes --cluster-config-file $BMF_WORK/$c$i/nodes.conf --cluster-node-timeout 1000 --dir $BMF_WORK/$c$i --logfile $BMF_WORK/$c$i/redis.log --daemonize no" >"$BMF_WORK/$c$i.args"
+		bmf_spawn_as_user sh -c "exec redis-server $(cat "$BMF_WORK/$c$i.args")" </dev/null >/dev/null 2>&1 &
+		echo $! >"$BMF_WORK/$c$i.pid"
+		echo "$p" >"$BMF_WORK/$c$i.port"
+		touch "$BMF_WORK/$c$i.cluster"
 		BMF_CLUSTER_PORTS+=("$p")
 		addrs+=("127.0.0.1:$p")
 	done

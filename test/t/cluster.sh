@@ -34,7 +34,7 @@ server_cluster() {
 	fi
 	sleep 0.5
 }
-trap 'server_cluster off' EXIT
+trap 'server_cluster off; bmf_stop_cluster c' EXIT
 server_cluster on
 
 out=$(qv <<<"SET bmfredis.cluster_nodes = 'nohost'")

@@ -8,8 +8,9 @@ tap_db bmf_cluster_tls
 
 bmf_make_certs "$BMF_WORK/certs"
 export BMF_CLUSTER_TLS=$BMF_WORK/certs BMF_CLUSTER_PASS=clusterpass
-bmf_start_cluster 3 0
+bmf_start_cluster 3 0 ct
 disown -a
+trap 'bmf_stop_cluster ct' EXIT
 ports=("${BMF_CLUSTER_PORTS[@]}")
 is "three TLS masters" "$(for p in "${ports[@]}"; do bmf_cluster_cli "$p" ROLE | head -1; done | sort | uniq -c | tr -s ' ')" " 3 master"
 

@@ -184,6 +184,21 @@ node_name(char *name, const char *host, int port)
 	snprintf(name, POOL_NAME_LEN, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
+/* A plain node at n's address with the seed's credentials and TLS. */
+static void
+node_configure(ClusterNode *n, int port)
+{
+	n->node = template_node;
+	n->node.ep.host = n->host;
+	n->node.ep.port = port;
+	n->node.ep.unix_socket = "";
+	n->node.ep.name = n->name;
+	n->node.cluster = false;
+	n->node.sentinels = NULL;
+	n->node.sentinel_master = NULL;
+	n->node.db = 0;
+}
+
 /* The node at host:port, added if new; NULL if the table is full. */
 static ClusterNode *
 node_get(const char *host, int port)
@@ -201,13 +216,7 @@ node_get(const char *host, int port)
 	n = MemoryContextAllocZero(TopMemoryContext, sizeof(ClusterNode));
 	strlcpy(n->host, host, sizeof(n->host));
 	strlcpy(n->name, name, sizeof(n->name));
-	n->node = template_node;
-	n->node.ep.host = n->host;
-	n->node.ep.port = port;
-	n->node.ep.unix_socket = "";
-	n->node.ep.name = n->name;
-	n->node.cluster = false;
-	n->node.db = 0;
+	node_configure(n, port);
 	nodes[nnodes++] = n;
 	return n;
 }
@@ -257,18 +266,7 @@ adopt_seed(const RedisNode *seed)
 
 	template_node = *seed;
 	for (i = 0; i < nnodes; i++)
-	{
-		ClusterNode *n = nodes[i];
-		int			port = n->node.ep.port;
-
-		n->node = template_node;
-		n->node.ep.host = n->host;
-		n->node.ep.port = port;
-		n->node.ep.unix_socket = "";
-		n->node.ep.name = n->name;
-		n->node.cluster = false;
-		n->node.db = 0;
-	}
+		node_configure(nodes[i], nodes[i]->node.ep.port);
 	map_known = false;
 	built_for = bmfredis_config_generation;
 }
@@ -424,7 +422,11 @@ RedisClusterEnsureMap(const RedisNode *seed, TimestampTz deadline,
 		snprintf(last, sizeof(last), "%s", err->detail);
 	}
 	n = node_get(seed->ep.host, seed->ep.port);
-	if (n && ask_slots(n, deadline, err))
+	if (n == NULL)
+		RedisErrorSet(err, RS_CONNECT, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+					  "too many Redis Cluster nodes",
+					  "A backend keeps at most %d nodes.", MAX_CLUSTER_NODES);
+	else if (ask_slots(n, deadline, err))
 		goto loaded;
 	tried++;
 	all_down &= (err->status == RS_DOWN);

@@ -906,15 +906,46 @@ send_round(const RedisBatch *b, const RedisNode **target, const bool *asking,
 }
 
 /*
+ * A part still answered with a redirect or TRYAGAIN after its bound: the
+ * cluster is moving that slot.  That is unavailability, not a refusal: the
+ * call fails as the policy says (and what a COMMIT sent goes to the retry
+ * queue) rather than standing as an error reply nobody retries.
+ */
+static bool
+redirects_settled(const RedisBatch *b, RedisReply **replies, RedisError *err)
+{
+	int			i;
+
+	for (i = 0; i < b->nparts; i++)
+	{
+		const char *s = replies[i]->str;
+
+		if (replies[i]->type != RESP_ERROR)
+			continue;
+		if (strncmp(s, "MOVED ", 6) == 0 || strncmp(s, "ASK ", 4) == 0 ||
+			strncmp(s, "TRYAGAIN", 8) == 0)
+		{
+			RedisClusterMapStale();
+			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
+						  "Redis is unavailable",
+						  "The cluster is moving a slot: still \"%s\" after %d redirects (bmfredis.cluster_max_redirects).",
+						  s, bmf_cluster_max_redirects);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
  * Send b's parts through the cluster: each to the node of its slot, one
  * pipeline per node, the nodes at once (commands on one key go to one
  * node, in order; a caller that needs one node's commands done before
  * another's sends them in two batches).  MOVED corrects the map and
  * re-sends, ASK re-sends once to the named node after ASKING, TRYAGAIN
  * (a multi-key command during a migration) waits a little and re-sends;
- * each part follows at most bmfredis.cluster_max_redirects of them, then
- * its error reply stands.  A node that fails fails the call, and the map
- * is asked for again before the next one.
+ * each part follows at most bmfredis.cluster_max_redirects of them, after
+ * which the call fails as unavailable.  A node that fails fails the call,
+ * and the map is asked for again before the next one.
  */
 static bool
 cluster_send(const RedisNode *cnode, const RedisBatch *b, int flags,
@@ -985,7 +1016,7 @@ cluster_send(const RedisNode *cnode, const RedisBatch *b, int flags,
 			pending = true;
 		}
 		if (!pending)
-			return true;
+			return redirects_settled(b, replies, err);
 		if (wait)
 			BmfPollSleep(10, 10, deadline ? deadline :
 						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10));

@@ -149,6 +149,30 @@ t
 asked"
 is "  and it is on the new node" "$(redis-cli -p "$dst" GET bmfredis:mv)" "asked"
 
+# a slot half migrated: a multi-key command on it gets TRYAGAIN; past the
+# bound that is unavailability, not a refusal (a miss and a WARNING; at
+# COMMIT the retry queue, delivered once the migration ends)
+q "SELECT redis_cache_mset(ARRAY['{hm}a', '{hm}b'], ARRAY['1', '2'])" >/dev/null
+slot=$(ccli CLUSTER KEYSLOT 'bmfredis:{hm}a')
+src=""; for p in $(masters); do [ "$(redis-cli -p "$p" GET 'bmfredis:{hm}a')" = 1 ] && src=$p; done
+dst=$(masters | grep -v "^$src\$" | head -1)
+srcid=$(redis-cli -p "$src" CLUSTER MYID); dstid=$(redis-cli -p "$dst" CLUSTER MYID)
+redis-cli -p "$dst" CLUSTER SETSLOT "$slot" IMPORTING "$srcid" >/dev/null
+redis-cli -p "$src" CLUSTER SETSLOT "$slot" MIGRATING "$dstid" >/dev/null
+redis-cli -p "$src" MIGRATE 127.0.0.1 "$dst" 'bmfredis:{hm}a' 0 5000 >/dev/null
+out=$(qv <<<"SELECT redis_cache_mget(ARRAY['{hm}a', '{hm}b'])")
+like "a multi-key read on a half-migrated slot is a miss" "$out" "\{NULL,NULL\}"
+like "  with a WARNING that the cluster is moving a slot" "$out" "WARNING:  08006: Redis is unavailable.*TRYAGAIN"
+out=$(qv <<<"BEGIN; SELECT redis_invalidate(ARRAY['{hm}a', '{hm}b']); COMMIT;")
+like "  and a COMMIT's UNLINK there goes to the retry queue" "$out" "queued for retry"
+redis-cli -p "$src" MIGRATE 127.0.0.1 "$dst" 'bmfredis:{hm}b' 0 5000 >/dev/null
+for p in $(masters); do redis-cli -p "$p" CLUSTER SETSLOT "$slot" NODE "$dstid" >/dev/null; done
+for _ in $(seq 1 100); do
+	[ "$(q "SELECT retry_pending FROM redis_health()")" = 0 ] && break
+	sleep 0.1
+done
+is "  which delivers it once the migration ends" "$(ccli EXISTS 'bmfredis:{hm}a' 'bmfredis:{hm}b')" "0"
+
 # the suites, against the cluster
 pgxs=$(dirname "$(dirname "$(pg_config --pgxs)")")
 mkdir -p "$BMF_WORK/cluster-regress"

@@ -225,6 +225,8 @@ bmf_log "reshard: load: $(grep -E 'number of transactions actually processed|tps
 moved=$(grep -o 'Moving slot [0-9]*' "$BMF_WORK/reshard.out" | sort -u | wc -l)
 is "redis-cli --cluster reshard moved 1,000 slots under the load" "$rs $moved" "0 1000"
 is "  the load saw no errors" "$lrc $(grep -Ec 'ERROR|WARNING|aborted' "$BMF_WORK/reshard-load.out")" "0 0"
+n=$(awk '/^number of transactions actually processed/ { print $NF }' "$BMF_WORK/reshard-load.out")
+check "  while it ran ($n transactions)" [ "${n:-0}" -gt 1000 ]
 n=$(cached_count)
 check "  values were cached during the load ($n)" [ "${n:-0}" -gt 100 ]
 is "  and not one cached value disagrees with its table" "$(stale)" "0"
@@ -248,6 +250,8 @@ wait "$lpid"; lrc=$?
 bmf_log "failover in ${promoted:-?} ms; load: $(grep -E 'number of transactions actually processed' "$BMF_WORK/kill-load.out")"
 check "a replica was promoted after the master was killed (${promoted:-never} ms)" [ -n "$promoted" ]
 is "  the load ran on through the failover" "$lrc $(grep -c aborted "$BMF_WORK/kill-load.out")" "0 0"
+n=$(awk '/^number of transactions actually processed/ { print $NF }' "$BMF_WORK/kill-load.out")
+check "  ($n transactions)" [ "${n:-0}" -gt 1000 ]
 # what failed during the failover reaches the new master from the retry queue
 for _ in $(seq 1 100); do
 	[ "$(q "SELECT retry_pending FROM redis_health()" 2>/dev/null)" = 0 ] && break

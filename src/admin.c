@@ -25,6 +25,7 @@
 
 #include "bmfredis.h"
 #include "client.h"
+#include "cluster.h"
 #include "retry.h"
 #include "shmem.h"
 #include "sqlutil.h"
@@ -62,6 +63,32 @@ info_value(const char *info, const char *key)
 }
 
 #define HEALTH_COLS 16
+
+/*
+ * Cluster mode: the cluster's own verdict (CLUSTER INFO of the node that
+ * answered INFO); a cluster whose state is not ok is not healthy.
+ */
+static void
+cluster_health(Datum *values)
+{
+	RedisArgs	args;
+	RedisReply *reply;
+	RedisError	err;
+	char	   *state;
+
+	RedisArgsInit(&args, 2);
+	RedisArgsAddStr(&args, "CLUSTER");
+	RedisArgsAddStr(&args, "INFO");
+	reply = RedisCommand(REDIS_QUIET, REDIS_IDEMPOTENT | REDIS_ERRORS_OK, &args, &err);
+	if (reply == NULL || reply->type != RESP_STRING)
+		return;
+	state = info_value(reply->str, "cluster_state");
+	if (state == NULL)
+		return;
+	values[1] = CStringGetTextDatum(psprintf("connected, cluster_state:%s", state));
+	if (strcmp(state, "ok") != 0)
+		values[0] = BoolGetDatum(false);
+}
 
 Datum
 redis_health(PG_FUNCTION_ARGS)
@@ -155,6 +182,8 @@ redis_health(PG_FUNCTION_ARGS)
 				values[7] = Int32GetDatum(atoi(s)), nulls[7] = false;
 			if ((s = info_value(reply->str, "uptime_in_seconds")))
 				values[8] = Int64GetDatum(strtoll(s, NULL, 10)), nulls[8] = false;
+			if (RedisDefaultNode()->cluster)
+				cluster_health(values);
 		}
 	}
 	{
@@ -164,6 +193,13 @@ redis_health(PG_FUNCTION_ARGS)
 
 		if (addr)
 			values[9] = CStringGetTextDatum(psprintf("%s (%s)", name, addr));
+		else if (RedisDefaultNode()->cluster)
+		{
+			const RedisNode **masters;
+			int			n = RedisClusterMasters(&masters);
+
+			values[9] = CStringGetTextDatum(psprintf("%s (%d master%s)", name, n, n == 1 ? "" : "s"));
+		}
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

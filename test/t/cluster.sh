@@ -69,6 +69,8 @@ for p in $(masters); do
 done
 is "300 keys set, spread over the masters" "$sum $every" "300 1"
 is "  each where a cluster client finds it" "$(ccli GET bmfredis:k:123)" "v123"
+is "redis_health reports the cluster" "$(q "SELECT healthy, status, node FROM redis_health()")" \
+	"t|connected, cluster_state:ok|cluster:127.0.0.1:${ports[0]} (3 masters)"
 is "one connection per master" \
 	"$(q "SELECT count(redis_cache_get('k:' || i)) FROM generate_series(1, 300) i; SELECT count(*) FROM redis_connections()" | tail -1)" "3"
 is "MGET over three masters keeps the order" \

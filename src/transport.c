@@ -858,6 +858,32 @@ TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
  * Costs one non-blocking recv(MSG_PEEK); used before commands that must
  * not be retried, so they are not sent into a connection already dead.
  */
+/*
+ * After a failed write on a TLS connection: did the server send an alert
+ * first?  (TLS 1.3 servers that want a client certificate say so after
+ * the handshake, then close; if our first write races the close, the
+ * write fails with a reset and the reason sits unread in the socket.)
+ * Copies OpenSSL's reason to buf and returns true if there was one.
+ */
+bool
+TransportTlsAlert(RedisTransport *t, char *buf, size_t len)
+{
+	char		tmp[256];
+	int			n;
+
+	if (t->ssl == NULL)
+		return false;
+	ERR_clear_error();
+	n = SSL_read(t->ssl, tmp, sizeof(tmp));
+	if (n > 0 || SSL_get_error(t->ssl, n) != SSL_ERROR_SSL)
+	{
+		ERR_clear_error();
+		return false;
+	}
+	tls_error_text(buf, len);
+	return true;
+}
+
 bool
 TransportPeerClosed(RedisTransport *t)
 {

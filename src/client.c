@@ -197,16 +197,13 @@ build_node(RedisNode *node, char *name, int db)
 	node->sentinel_password = bmf_sentinel_password;
 	node->cluster = bmf_cluster;
 	if (bmf_cluster)
-		len = snprintf(name, POOL_NAME_LEN, strchr(host, ':') ? "cluster:[%s]:%d" : "cluster:%s:%d",
-					   host, port);
+		len = 8 + BmfHostPort(strcpy(name, "cluster:") + 8, POOL_NAME_LEN - 8, host, port);
 	else if (sentinel)
 		len = snprintf(name, POOL_NAME_LEN, "sentinel:%s", bmf_sentinel_master);
 	else if (unix_socket && unix_socket[0])
 		len = snprintf(name, POOL_NAME_LEN, "unix:%s", unix_socket);
-	else if (strchr(host, ':'))
-		len = snprintf(name, POOL_NAME_LEN, "[%s]:%d", host, port);
 	else
-		len = snprintf(name, POOL_NAME_LEN, "%s:%d", host, port);
+		len = BmfHostPort(name, POOL_NAME_LEN, host, port);
 	if (db != 0 && len < POOL_NAME_LEN)
 		snprintf(name + len, POOL_NAME_LEN - len, "/%d", db);
 	node->ep.name = name;

@@ -30,6 +30,7 @@
 
 #include "bmfredis.h"
 #include "cluster.h"
+#include "url.h"
 
 #define MAX_CLUSTER_NODES 1024
 #define SLOT_TAG_LEN 8
@@ -178,12 +179,6 @@ static TimestampTz last_refresh = 0;
 static uint64 built_for = 0;
 static RedisNode template_node;	/* the seed: credentials, TLS */
 
-static void
-node_name(char *name, const char *host, int port)
-{
-	snprintf(name, POOL_NAME_LEN, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-}
-
 /* A plain node at n's address with the seed's credentials and TLS. */
 static void
 node_configure(ClusterNode *n, int port)
@@ -207,7 +202,7 @@ node_get(const char *host, int port)
 	ClusterNode *n;
 	int			i;
 
-	node_name(name, host, port);
+	BmfHostPort(name, sizeof(name), host, port);
 	for (i = 0; i < nnodes; i++)
 		if (strcmp(nodes[i]->name, name) == 0)
 			return nodes[i];
@@ -232,27 +227,18 @@ node_index(const ClusterNode *n)
 	return -1;
 }
 
-/* "host:port" or "[v6]:port" */
+/* "host:port" or "[v6]:port" (a MOVED or ASK address, a seed) */
 static ClusterNode *
 node_at(const char *addr)
 {
-	char		host[256];
-	const char *colon = strrchr(addr, ':');
-	size_t		hlen;
+	char		buf[POOL_NAME_LEN];
+	const char *host;
+	int			port;
 
-	if (colon == NULL)
+	strlcpy(buf, addr, sizeof(buf));
+	if (!BmfSplitHostPort(buf, &host, &port) || strlen(host) >= sizeof(((ClusterNode *) 0)->host))
 		return NULL;
-	hlen = colon - addr;
-	if (hlen >= 2 && addr[0] == '[' && addr[hlen - 1] == ']')
-	{
-		addr++;
-		hlen -= 2;
-	}
-	if (hlen == 0 || hlen >= sizeof(host))
-		return NULL;
-	memcpy(host, addr, hlen);
-	host[hlen] = '\0';
-	return node_get(host, atoi(colon + 1));
+	return node_get(host, port);
 }
 
 /*

@@ -42,6 +42,7 @@
 #include "bmfredis.h"
 #include "pool.h"
 #include "stats.h"
+#include "url.h"
 
 typedef enum ConnState
 {
@@ -361,8 +362,8 @@ ask_sentinel(const RedisNode *node, const char *shost, int sport,
 	int			n = 0;
 	int			auth_at = -1;
 
-	snprintf(sname, sizeof(sname), strchr(shost, ':') ? "sentinel [%s]:%d" : "sentinel %s:%d",
-			 shost, sport);
+	strcpy(sname, "sentinel ");
+	BmfHostPort(sname + 9, sizeof(sname) - 9, shost, sport);
 	ep.host = shost;
 	ep.port = sport;
 	ep.unix_socket = "";
@@ -434,7 +435,7 @@ sentinel_resolve(const RedisNode *node, TimestampTz deadline, char *host,
 {
 	const char *sentinels = node->sentinels ? node->sentinels : "";
 	char	   *list = pstrdup(sentinels);
-	char	   *hosts[MAX_SENTINELS];
+	const char *hosts[MAX_SENTINELS];
 	int			ports[MAX_SENTINELS];
 	int			count = 0;
 	int			tried;
@@ -445,18 +446,9 @@ sentinel_resolve(const RedisNode *node, TimestampTz deadline, char *host,
 	for (tok = strtok_r(list, ", ", &save); tok && count < MAX_SENTINELS;
 		 tok = strtok_r(NULL, ", ", &save))
 	{
-		char	   *colon = strrchr(tok, ':');
-
-		if (colon == NULL)
-			continue;			/* the check hook refuses it; be safe anyway */
-		*colon = '\0';
-		if (tok[0] == '[' && colon[-1] == ']')
-		{
-			tok++;
-			colon[-1] = '\0';
-		}
-		hosts[count] = tok;
-		ports[count++] = atoi(colon + 1);
+		/* the check hook refuses what does not split; be safe anyway */
+		if (BmfSplitHostPort(tok, &hosts[count], &ports[count]))
+			count++;
 	}
 	if (preferred_list == NULL || strcmp(preferred_list, sentinels) != 0)
 	{
@@ -512,7 +504,7 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 			return false;
 		ep.host = host;
 		ep.port = port;
-		snprintf(e->addr, sizeof(e->addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+		BmfHostPort(e->addr, sizeof(e->addr), host, port);
 		ep.name = e->addr;
 	}
 	e->reader = RespReaderCreate();

@@ -21,6 +21,7 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -233,4 +234,35 @@ BmfUrlRedact(const char *url, char *out, size_t outlen)
 		snprintf(out, outlen, "%.*s********%s", (int) (colon + 1 - url), url, at);
 	else
 		snprintf(out, outlen, "%.*s********%s", (int) (start - url), url, at);
+}
+
+int
+BmfHostPort(char *buf, size_t len, const char *host, int port)
+{
+	return snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+bool
+BmfSplitHostPort(char *s, const char **host, int *port)
+{
+	char	   *colon = strrchr(s, ':');
+	char	   *end;
+	long		p;
+
+	if (colon == NULL || colon == s)
+		return false;
+	p = strtol(colon + 1, &end, 10);
+	if (end == colon + 1 || *end != '\0' || p < 1 || p > 65535)
+		return false;
+	*colon = '\0';
+	if (s[0] == '[' && colon[-1] == ']')
+	{
+		colon[-1] = '\0';
+		s++;
+	}
+	if (s[0] == '\0' || strpbrk(s, "[]") != NULL)
+		return false;
+	*host = s;
+	*port = (int) p;
+	return true;
 }

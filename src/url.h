@@ -37,4 +37,18 @@ extern bool BmfUrlParse(const char *url, BmfUrl *out, char *errbuf, size_t errle
  */
 extern void BmfUrlRedact(const char *url, char *out, size_t outlen);
 
+/*
+ * host:port into buf, an IPv6 literal in brackets ([::1]:6379), the form
+ * every node and address is named by.  Returns what snprintf returns.
+ */
+extern int	BmfHostPort(char *buf, size_t len, const char *host, int port);
+
+/*
+ * Split "host:port" or "[v6]:port" in place (s is modified): *host points
+ * into s, without brackets.  false if there is no host, a host with
+ * brackets inside, or no port from 1 to 65535.  (A bare "::1:7000", as
+ * Redis writes IPv6 addresses in MOVED, splits at the last colon.)
+ */
+extern bool BmfSplitHostPort(char *s, const char **host, int *port);
+
 #endif							/* BMFREDIS_URL_H */

@@ -554,11 +554,7 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 
 		if (err->status == RS_IO)
 		{
-			char		alert[256];
-
 			strlcpy(detail, err->detail, sizeof(detail));
-			if (ep.tls.enabled && TransportTlsAlert(&e->t, alert, sizeof(alert)))
-				snprintf(detail, sizeof(detail), "%s (%s)", err->detail, alert);
 			err->status = RS_CONNECT;
 			err->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
 			if (ep.tls.enabled && strstr(detail, "certificate required"))

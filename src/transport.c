@@ -597,6 +597,34 @@ tls_io_error(RedisTransport *t, int rc, const char *what, RedisError *err)
 	return 0;
 }
 
+/*
+ * A write failed: did the server send an alert first?  A TLS 1.3 server
+ * that wants a client certificate says so after the handshake and closes;
+ * if our first write races the close it fails with a reset, and the
+ * reason sits unread in the socket.  Read it into err's detail.
+ */
+static void
+tls_pending_alert(RedisTransport *t, RedisError *err)
+{
+	char		tmp[256];
+	char		reason[256];
+	int			n;
+	size_t		len;
+
+	ERR_clear_error();
+	n = SSL_read(t->ssl, tmp, sizeof(tmp));
+	if (n <= 0 && SSL_get_error(t->ssl, n) == SSL_ERROR_SSL)
+	{
+		tls_error_text(reason, sizeof(reason));
+		len = strlen(err->detail);
+		if (len > 0 && err->detail[len - 1] == '.')
+			err->detail[--len] = '\0';
+		snprintf(err->detail + len, sizeof(err->detail) - len,
+				 " (the server had said: %s).", reason);
+	}
+	ERR_clear_error();
+}
+
 static bool
 tls_write(RedisTransport *t, const char *buf, size_t len, TimestampTz deadline,
 		  RedisError *err)
@@ -619,7 +647,10 @@ tls_write(RedisTransport *t, const char *buf, size_t len, TimestampTz deadline,
 		}
 		want = tls_io_error(t, n, "send to", err);
 		if (want == 0)
+		{
+			tls_pending_alert(t, err);
 			return false;
+		}
 		if (transport_wait(t, want, deadline) == 0)
 		{
 			RedisErrorSet(err, RS_TIMEOUT, ERRCODE_CONNECTION_FAILURE,
@@ -858,32 +889,6 @@ TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
  * Costs one non-blocking recv(MSG_PEEK); used before commands that must
  * not be retried, so they are not sent into a connection already dead.
  */
-/*
- * After a failed write on a TLS connection: did the server send an alert
- * first?  (TLS 1.3 servers that want a client certificate say so after
- * the handshake, then close; if our first write races the close, the
- * write fails with a reset and the reason sits unread in the socket.)
- * Copies OpenSSL's reason to buf and returns true if there was one.
- */
-bool
-TransportTlsAlert(RedisTransport *t, char *buf, size_t len)
-{
-	char		tmp[256];
-	int			n;
-
-	if (t->ssl == NULL)
-		return false;
-	ERR_clear_error();
-	n = SSL_read(t->ssl, tmp, sizeof(tmp));
-	if (n > 0 || SSL_get_error(t->ssl, n) != SSL_ERROR_SSL)
-	{
-		ERR_clear_error();
-		return false;
-	}
-	tls_error_text(buf, len);
-	return true;
-}
-
 bool
 TransportPeerClosed(RedisTransport *t)
 {

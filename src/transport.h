@@ -100,8 +100,6 @@ extern ssize_t TransportRead(RedisTransport *t, char *buf, size_t cap,
 							 bool wait_first, TimestampTz deadline,
 							 RedisError *err);
 extern bool TransportPeerClosed(RedisTransport *t);
-/* A TLS alert left unread after a failed write: its reason in buf */
-extern bool TransportTlsAlert(RedisTransport *t, char *buf, size_t len);
 extern void TransportClose(RedisTransport *t);
 extern bool TransportIsOpen(const RedisTransport *t);
 

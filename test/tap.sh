@@ -26,3 +26,17 @@ tap_db() {
 	psql -X -q -d "$BMF_DB" -c "CREATE EXTENSION bmfredis" >/dev/null
 	export BMF_DB
 }
+# server_set NAME=VALUE ...: ALTER SYSTEM SET each, reload, give backends
+# and workers time to see it; server_reset NAME ...: the same, RESET
+server_set() {
+	local a args=()
+	for a in "$@"; do args+=(-c "ALTER SYSTEM SET ${a%%=*} = '${a#*=}'"); done
+	psql -X -q -d postgres "${args[@]}" -c "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.5
+}
+server_reset() {
+	local a args=()
+	for a in "$@"; do args+=(-c "ALTER SYSTEM RESET $a"); done
+	psql -X -q -d postgres "${args[@]}" -c "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.5
+}

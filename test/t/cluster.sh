@@ -20,22 +20,9 @@ masters() {  # the ports of the current masters
 }
 is "three masters and three replicas" "$(masters | wc -l)" "3"
 
-server_cluster() {
-	if [ "$1" = on ]; then
-		psql -X -q -d postgres -c "ALTER SYSTEM SET bmfredis.cluster = on" \
-			-c "ALTER SYSTEM SET bmfredis.port = ${ports[0]}" \
-			-c "ALTER SYSTEM SET bmfredis.cluster_nodes = '127.0.0.1:${ports[1]}, 127.0.0.1:${ports[2]}'" \
-			-c "SELECT pg_reload_conf()" >/dev/null
-	else
-		psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.cluster" \
-			-c "ALTER SYSTEM RESET bmfredis.port" -c "ALTER SYSTEM RESET bmfredis.cluster_nodes" \
-			-c "ALTER SYSTEM RESET bmfredis.subscribe" \
-			-c "SELECT pg_reload_conf()" >/dev/null
-	fi
-	sleep 0.5
-}
-trap 'server_cluster off; bmf_stop_cluster c' EXIT
-server_cluster on
+trap 'server_reset bmfredis.cluster bmfredis.port bmfredis.cluster_nodes bmfredis.subscribe; bmf_stop_cluster c' EXIT
+server_set bmfredis.cluster=on "bmfredis.port=${ports[0]}" \
+	"bmfredis.cluster_nodes=127.0.0.1:${ports[1]}, 127.0.0.1:${ports[2]}"
 
 out=$(qv <<<"SET bmfredis.cluster_nodes = 'nohost'")
 like "a malformed seed list is refused" "$out" "invalid value for parameter \"bmfredis.cluster_nodes\""
@@ -79,10 +66,22 @@ is "  and misses stay in place" "$(q "SELECT redis_cache_mget(ARRAY['k:1', 'nope
 is "MSET over three masters" \
 	"$(q "SELECT redis_cache_mset(ARRAY['m:1', 'm:2', 'm:3', 'm:4'], ARRAY['a', 'b', 'c', 'd']); SELECT redis_cache_mget(ARRAY['m:4', 'm:1'])")" "t
 {d,a}"
-is "a hash-tagged family stays together" "$(ccli CLUSTER KEYSLOT 'bmfredis:{user:1}:a') $(ccli CLUSTER KEYSLOT 'bmfredis:{user:1}:b')" \
-	"$(ccli CLUSTER KEYSLOT '{user:1}') $(ccli CLUSTER KEYSLOT '{user:1}')"
+# keys sharing a {hash tag} travel in one command, mixed with others
+q "SELECT redis_cache_mset(ARRAY['{user:1}:a', '{user:1}:b', '{user:1}:c'], ARRAY['1', '2', '3'])" >/dev/null
+owner=""; for p in $(masters); do [ "$(redis-cli -p "$p" GET 'bmfredis:{user:1}:b')" = 2 ] && owner=$p; done
+# UNLINKs the owner should see: one for the family, one per other slot of its own
+want=1; seen=""
+for k in k:1 k:2; do
+	ks=$(ccli CLUSTER KEYSLOT "bmfredis:$k")
+	[ "$(redis-cli -p "$owner" EXISTS "bmfredis:$k")" = 1 ] && [ "$ks" != "$seen" ] && want=$((want + 1)) && seen=$ks
+done
+redis-cli -p "$owner" CONFIG RESETSTAT >/dev/null
+is "a DEL of a {hash tag} family and other keys counts them all" \
+	"$(q "SELECT redis_cache_del(ARRAY['{user:1}:a', 'k:1', '{user:1}:b', 'k:2', '{user:1}:c'])")" "5"
+is "  and the family went to its master as one UNLINK" \
+	"$(redis-cli -p "$owner" INFO commandstats | tr -d '\r' | grep -o '^cmdstat_unlink:calls=[0-9]*')" "cmdstat_unlink:calls=$want"
 is "DEL of 300 keys in 3 masters' slots counts them all" \
-	"$(q "SELECT redis_cache_del(array_agg('k:' || i)) FROM generate_series(1, 300) i")" "300"
+	"$(q "SELECT redis_cache_del(array_agg('k:' || i)) FROM generate_series(3, 300) i")" "298"
 
 # tags: members in every slot; the registry lists the slots, each slot has
 # a shard next to its keys; invalidation empties every shard

@@ -42,19 +42,8 @@ done
 is "three sentinels watch the master and know its replica" "$(master_port)" "$mport"
 
 list="127.0.0.1:${sports[0]}, 127.0.0.1:${sports[1]},127.0.0.1:${sports[2]}"
-server_sentinel() {
-	if [ "$1" = on ]; then
-		psql -X -q -d postgres -c "ALTER SYSTEM SET bmfredis.sentinels = '$list'" \
-			-c "ALTER SYSTEM SET bmfredis.sentinel_master = 'mymaster'" -c "SELECT pg_reload_conf()" >/dev/null
-	else
-		psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.sentinels" \
-			-c "ALTER SYSTEM RESET bmfredis.sentinel_master" -c "ALTER SYSTEM RESET bmfredis.subscribe" \
-			-c "SELECT pg_reload_conf()" >/dev/null
-	fi
-	sleep 0.5
-}
-trap 'server_sentinel off' EXIT
-server_sentinel on
+trap 'server_reset bmfredis.sentinels bmfredis.sentinel_master bmfredis.subscribe' EXIT
+server_set "bmfredis.sentinels=$list" bmfredis.sentinel_master=mymaster
 
 out=$(qv <<<"SET bmfredis.sentinels = 'nohost'")
 like "a malformed sentinel list is refused" "$out" "invalid value for parameter \"bmfredis.sentinels\""

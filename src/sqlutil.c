@@ -145,8 +145,10 @@ BmfEqualityOperator(Oid typid)
  * Sleep up to delay ms, never past deadline, waking for interrupts
  * (cancel, statement_timeout, terminate) and postmaster death; returns
  * the next delay: doubled up to max_ms, with jitter so that sessions
- * polling the same key do not poll in step.  For features that wait on
- * something in Redis (a lock, another session's lease) by polling it.
+ * polling the same key do not poll in step.  For whatever waits on
+ * something in Redis by polling it: a lock, another session's lease, a
+ * cluster slot in migration (TRYAGAIN).  With interrupts held (the commit
+ * callback) it still returns by the deadline; cancel waits until then.
  */
 int
 BmfPollSleep(int delay, int max_ms, TimestampTz deadline)

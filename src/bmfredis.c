@@ -87,6 +87,7 @@ int			bmf_flush_timeout = 5000;
 char	   *bmf_channel_prefix = NULL;
 int			bmf_max_pending_messages = 10000;
 bool		bmf_announce_invalidations = false;
+bool		bmf_stream_invalidations = true;
 
 int			bmf_cached_wait = 5000;
 int			bmf_cached_lease = 30000;
@@ -620,6 +621,12 @@ define_pubsub_gucs(void)
 							 "Whether COMMIT also publishes what it invalidated on cache:invalidated.",
 							 NULL,
 							 &bmf_announce_invalidations, false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("bmfredis.stream_invalidations",
+							 "Whether a transaction queuing many keys sends them inside MULTI while it runs, so that COMMIT sends only EXEC.",
+							 "Redis holds the queued UNLINKs (about 100 bytes a key) until the transaction ends; nothing runs before COMMIT.",
+							 &bmf_stream_invalidations, true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 }

@@ -79,6 +79,7 @@ extern int	bmf_flush_timeout;	/* ms */
 extern char *bmf_channel_prefix;
 extern int	bmf_max_pending_messages;
 extern bool bmf_announce_invalidations;
+extern bool bmf_stream_invalidations;
 
 /* read-through caching (redis_cached) */
 extern int	bmf_cached_wait;	/* ms */

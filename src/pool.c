@@ -74,9 +74,12 @@ typedef struct PoolEntry
 	int			failures;		/* consecutive */
 	TimestampTz down_until;
 	char		last_error[256];
+	int			unread;			/* a stream's replies not read yet */
 } PoolEntry;
 
 static HTAB *pool = NULL;
+
+static PoolEntry *pool_find(const char *name);
 static bool exit_hook_registered = false;
 
 /* Socket reads land here before being fed to the reader. */
@@ -159,6 +162,7 @@ pool_entry(const char *name)
 		e->failures = 0;
 		e->down_until = 0;
 		e->last_error[0] = '\0';
+		e->unread = 0;
 	}
 	last = e;
 	return e;
@@ -907,6 +911,7 @@ RedisPoolDisconnectAll(void)
 		if (TransportIsOpen(&e->c.t))
 			n++;
 		conn_close(&e->c);
+		e->unread = 0;
 	}
 	return n;
 }
@@ -939,7 +944,7 @@ RedisPoolList(RedisPoolInfo **infos)
 				info->state = "idle";
 				break;
 			case CONN_BUSY:
-				info->state = "broken";
+				info->state = e->unread > 0 ? "streaming" : "broken";
 				break;
 			default:
 				info->state = e->down_until > GetCurrentTimestamp() ? "down" : "closed";
@@ -956,6 +961,106 @@ RedisPoolList(RedisPoolInfo **infos)
 		strlcpy(info->last_error, e->last_error, sizeof(info->last_error));
 	}
 	return n;
+}
+
+/* ---- streams: pipelines whose replies are read later ---- */
+
+static PoolEntry *
+stream_entry(const RedisNode *node)
+{
+	char		name[POOL_NAME_LEN];
+
+	snprintf(name, sizeof(name), "%s (stream)", node->ep.name);
+	return pool_entry(name);
+}
+
+bool
+RedisPoolStreamSend(const RedisNode *node, const StringInfoData *cmds,
+					int ncmds, TimestampTz deadline, RedisError *err)
+{
+	PoolEntry  *e = stream_entry(node);
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (e->unread == 0)
+	{
+		PoolEntry  *main = pool_find(node->ep.name);
+		bool		fresh;
+		int			rc;
+
+		/* a node the pool has given up on for now is not tried here either */
+		if (main && main->down_until > now)
+		{
+			RedisErrorSet(err, RS_DOWN, ERRCODE_CONNECTION_FAILURE,
+						  "Redis is unavailable", "%s is in its backoff window",
+						  node->ep.name);
+			return false;
+		}
+		rc = pool_begin(e, node, 0, now, &fresh, err);
+
+		if (rc == -1)
+			return false;
+		if (rc < 0)
+			return pool_fail(e, err);
+	}
+	if (!exchange_send(&e->c, cmds, deadline, err))
+	{
+		e->unread = 0;
+		return pool_fail(e, err);
+	}
+	e->unread += ncmds;
+	e->last_used = now;
+	return true;
+}
+
+int
+RedisPoolStreamUnread(const RedisNode *node)
+{
+	return stream_entry(node)->unread;
+}
+
+bool
+RedisPoolStreamFinish(const RedisNode *node, const StringInfoData *cmds,
+					  int ncmds, TimestampTz deadline, MemoryContext cxt,
+					  RedisReply **replies, RedisError *err)
+{
+	PoolEntry  *e = stream_entry(node);
+	int			total = e->unread + ncmds;
+
+	Assert(e->unread > 0);
+	e->unread = 0;
+	if (!exchange_send(&e->c, cmds, deadline, err) ||
+		!exchange_recv(&e->c, total, deadline, cxt, replies, err))
+		return pool_fail(e, err);
+	if (RespReaderBuffered(e->c.reader) > 0)
+	{
+		RedisErrorSet(err, RS_PROTOCOL, ERRCODE_PROTOCOL_VIOLATION,
+					  "invalid reply from Redis",
+					  "%s sent more than the replies to the %d commands sent.",
+					  node->ep.name, total);
+		return pool_fail(e, err);
+	}
+	e->failures = 0;
+	e->down_until = 0;
+	e->commands += total;
+	return true;
+}
+
+void
+RedisPoolStreamsAbandon(void)
+{
+	HASH_SEQ_STATUS seq;
+	PoolEntry  *e;
+
+	if (pool == NULL)
+		return;
+	hash_seq_init(&seq, pool);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->unread == 0)
+			continue;
+		conn_close(&e->c);
+		e->unread = 0;
+	}
 }
 
 /* ---- subscriptions: dedicated connections in pub/sub mode ---- */

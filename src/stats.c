@@ -35,6 +35,8 @@ const char *const bmf_stat_names[STAT_COUNT] = {
 	"retry_dropped",
 	"namespace_flushes",
 	"queue_collapses",
+	"streams",
+	"stream_failures",
 	"publishes",
 	"messages_relayed",
 	"payloads_stored",

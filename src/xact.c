@@ -31,6 +31,19 @@
  *	  pattern.  That collapse is sticky for the rest of the transaction:
  *	  invalidating more than asked is always safe, less never.
  *
+ * The stream.  A transaction that queues many keys (a bulk UPDATE of a
+ * watched table) sends them to Redis while it runs, as UNLINKs inside
+ * MULTI on a connection of their own (pool.c's streams): Redis parses and
+ * queues them then, on its own core, and COMMIT sends only the last few
+ * and EXEC, which runs them all at once.  Nothing runs before EXEC, so the
+ * rule above holds: an aborted transaction closes that connection and
+ * Redis drops the whole MULTI.  Only keys already committed to the top
+ * level stream (a subtransaction's keys can still be rolled back, and new
+ * subtransactions only ever drop items queued after them), and a stream
+ * that fails, or would wait more than a few milliseconds for Redis, is
+ * closed for the rest of the transaction: its keys are then sent at
+ * commit like any others.  bmfredis.stream_invalidations turns it off.
+ *
  * The send at commit runs with interrupts held, bounded by
  * bmfredis.flush_timeout, and never throws: a failure becomes a WARNING
  * and the effects that were not confirmed go to the retry queue
@@ -53,7 +66,9 @@
 #include "bmfredis.h"
 #include "client.h"
 #include "effects.h"
+#include "pool.h"
 #include "pubsub.h"
+#include "resp.h"
 #include "retry.h"
 #include "stats.h"
 #include "xact.h"
@@ -114,7 +129,21 @@ static struct
 	size_t		last_coarse_len;
 	int32		last_coarse_idx;
 	int64		queued_uncounted;	/* for STAT_INVALIDATIONS_QUEUED */
+	/* the stream (see above): keys.items[0 .. streamed) went in it */
+	bool		stream_open;
+	bool		stream_off;		/* failed or not to be used: no more tries */
+	bool		stream_writing; /* a write is under way (an error may cut it) */
+	int			streamed;
+	char		stream_node[POOL_NAME_LEN];
 } q;
+
+/*
+ * Keys a stream waits for before it opens, and between its writes, in
+ * UNLINKs of bmfredis.unlink_batch: a transaction of fewer keys never
+ * streams.  A write may wait this long for Redis to take it, no longer.
+ */
+#define STREAM_BATCHES		4
+#define STREAM_WAIT_MS		10
 
 /* row events that did not fit, counted per (channel, operation) */
 typedef struct Summary
@@ -333,6 +362,10 @@ ensure_active(void)
 	q.last_coarse = NULL;
 	q.last_coarse_idx = -1;
 	q.queued_uncounted = 0;
+	q.stream_open = false;
+	q.stream_off = false;
+	q.stream_writing = false;
+	q.streamed = 0;
 	q.active = true;
 }
 
@@ -415,6 +448,7 @@ collapse(void)
 	if (q.keys.items)
 		pfree(q.keys.items);
 	qset_init(&q.keys, true);
+	q.streamed = 0;				/* what streamed stays in the MULTI */
 	q.collapsed = true;
 	queue_generation++;
 	BmfStatsCount(STAT_QUEUE_COLLAPSES, 1);
@@ -422,6 +456,147 @@ collapse(void)
 			(errmsg("more than %d Redis keys queued for invalidation; invalidating their key patterns instead",
 					bmf_max_pending_keys),
 			 errhint("Raise bmfredis.max_pending_keys to invalidate single keys in larger transactions.")));
+}
+
+/* UNLINK of keys.items[from .. to), appended to buf */
+static void
+format_unlink(StringInfo buf, int from, int to)
+{
+	int			i;
+
+	RespAppendHeader(buf, '*', 1 + to - from);
+	RespAppendBulk(buf, "UNLINK", 6);
+	for (i = from; i < to; i++)
+		RespAppendBulk(buf, qstr(&q.keys, &q.keys.items[i]), q.keys.items[i].len);
+}
+
+/* Forget the stream; what it carried is discarded with its connection. */
+static void
+stream_drop(void)
+{
+	if (q.stream_open || q.stream_writing)
+		RedisPoolStreamsAbandon();
+	q.stream_open = false;
+	q.stream_writing = false;
+	q.stream_off = true;
+	q.streamed = 0;
+}
+
+/*
+ * Write the keys queued since the last write, in whole UNLINKs, to the
+ * stream (opening it with MULTI).  Only at the top level, with one plain
+ * node, and never waiting long: on any failure the stream is dropped.
+ */
+static void
+stream_keys(void)
+{
+	const RedisNode *node;
+	StringInfoData buf;
+	RedisError	err;
+	int			ncmds = 0;
+	bool		ok;
+
+	if (!bmf_stream_invalidations || q.collapsed ||
+		GetCurrentTransactionNestLevel() != 1)
+		return;
+	node = RedisDefaultNode();
+	if (node->cluster)
+	{
+		q.stream_off = true;	/* keys span nodes: sent at commit */
+		return;
+	}
+	if (!q.stream_open && RetryIsBacklogged())
+		return;					/* Redis is catching up after an outage */
+	initStringInfo(&buf);
+	if (!q.stream_open)
+	{
+		RespAppendHeader(&buf, '*', 1);
+		RespAppendBulk(&buf, "MULTI", 5);
+		ncmds++;
+		strlcpy(q.stream_node, node->ep.name, sizeof(q.stream_node));
+	}
+	while (q.keys.n - q.streamed >= bmf_unlink_batch)
+	{
+		format_unlink(&buf, q.streamed, q.streamed + bmf_unlink_batch);
+		q.streamed += bmf_unlink_batch;
+		ncmds++;
+	}
+	q.stream_writing = true;
+	ok = RedisPoolStreamSend(node, &buf, ncmds,
+							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STREAM_WAIT_MS),
+							 &err);
+	q.stream_writing = false;
+	pfree(buf.data);
+	if (ok)
+		q.stream_open = true;
+	else
+	{
+		/* the pool closed the connection: Redis dropped the MULTI */
+		q.stream_open = false;
+		stream_drop();
+		BmfStatsCount(STAT_STREAM_FAILURES, 1);
+	}
+}
+
+/*
+ * At commit: the rest of the keys and EXEC.  true when Redis ran every
+ * UNLINK the stream carried (*unlinked: how many keys existed); false
+ * leaves the keys to be sent as usual.
+ */
+static bool
+stream_finish(TimestampTz deadline, int64 *unlinked)
+{
+	const RedisNode *node = RedisDefaultNode();
+	StringInfoData buf;
+	RedisError	err;
+	RedisReply **replies;
+	RedisReply *exec;
+	int			ncmds = 0;
+	int			total;
+	int			i;
+
+	*unlinked = 0;
+	if (strcmp(node->ep.name, q.stream_node) != 0)
+	{
+		stream_drop();			/* the server changed under the transaction */
+		return false;
+	}
+	initStringInfo(&buf);
+	while (q.streamed < q.keys.n)
+	{
+		int			end = Min(q.keys.n, q.streamed + bmf_unlink_batch);
+
+		format_unlink(&buf, q.streamed, end);
+		q.streamed = end;
+		ncmds++;
+	}
+	RespAppendHeader(&buf, '*', 1);
+	RespAppendBulk(&buf, "EXEC", 4);
+	ncmds++;
+	total = RedisPoolStreamUnread(node) + ncmds;
+	replies = palloc(sizeof(RedisReply *) * total);
+	q.stream_open = false;
+	if (!RedisPoolStreamFinish(node, &buf, ncmds, deadline, CurrentMemoryContext,
+							   replies, &err))
+	{
+		stream_drop();
+		BmfStatsCount(STAT_STREAM_FAILURES, 1);
+		return false;
+	}
+	/* MULTI's OK, a QUEUED per UNLINK, and EXEC's array of their counts */
+	exec = replies[total - 1];
+	if (exec->type != RESP_ARRAY || exec->elements != (size_t) (total - 2))
+	{
+		ereport(DEBUG1,
+				(errmsg("bmfredis: EXEC of streamed invalidations refused: %s",
+						exec->type == RESP_ERROR ? exec->str : RespTypeName(exec->type))));
+		BmfStatsCount(STAT_STREAM_FAILURES, 1);
+		return false;
+	}
+	for (i = 0; i < (int) exec->elements; i++)
+		if (exec->element[i]->type == RESP_INTEGER)
+			*unlinked += exec->element[i]->integer;
+	return true;
 }
 
 static void
@@ -450,6 +625,9 @@ queue_key(const char *key, size_t len, const char *coarse, size_t coarse_len,
 		}
 		if (q.keys.n > bmf_max_pending_keys)
 			collapse();
+		else if (q.keys.n - q.streamed >= STREAM_BATCHES * bmf_unlink_batch &&
+				 !q.stream_off)
+			stream_keys();
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -727,7 +905,7 @@ add_announcements(Effect *effects, int *n)
 
 /* The queue as effects, in the order EffectsSend wants them. */
 static Effect *
-queue_effects(int *n)
+queue_effects(bool with_keys, int *n)
 {
 	int			total = q.keys.n + q.tags.n + q.patterns.n + q.tag_patterns.n +
 		q.expiries.n + q.publishes.n + list_length(q.summaries);
@@ -737,7 +915,8 @@ queue_effects(int *n)
 		total += (q.keys.n + q.tags.n + q.patterns.n) / 1000 + 3;
 	effects = palloc(sizeof(Effect) * Max(total, 1));
 	*n = 0;
-	add_effects(&q.keys, EFFECT_KEY, effects, n);
+	if (with_keys)
+		add_effects(&q.keys, EFFECT_KEY, effects, n);
 	add_effects(&q.expiries, EFFECT_EXPIRE_AT, effects, n);
 	add_effects(&q.tags, EFFECT_TAG, effects, n);
 	add_effects(&q.tag_patterns, EFFECT_TAG_PATTERN, effects, n);
@@ -762,8 +941,22 @@ flush_committed(void)
 	EffectsResult result;
 	RedisError	err;
 	TimestampTz deadline = TransportDeadline(bmf_flush_timeout);
+	bool		keys_sent = false;
+	int64		streamed_unlinked;
 
-	effects = queue_effects(&n);
+	/* a stream's keys first: EXEC runs what Redis queued while we ran */
+	if (q.stream_open)
+	{
+		keys_sent = stream_finish(deadline, &streamed_unlinked);
+		if (keys_sent)
+		{
+			BmfStatsCount(STAT_STREAMS, 1);
+			BmfStatsCount(STAT_INVALIDATIONS_SENT, q.keys.n);
+		}
+	}
+	effects = queue_effects(!keys_sent, &n);
+	if (n == 0)
+		return;
 	done = palloc0(sizeof(bool) * n);
 
 	/*
@@ -820,6 +1013,8 @@ reset_queue(void)
 		BmfStatsCount(STAT_INVALIDATIONS_QUEUED, q.queued_uncounted);
 	q.queued_uncounted = 0;
 	queue_generation++;
+	if (q.active && (q.stream_open || q.stream_writing))
+		stream_drop();			/* aborted: Redis drops the MULTI */
 	q.active = false;
 	q.wrote_watched = false;
 	if (xact_cxt)
@@ -896,6 +1091,8 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (event != SUBXACT_EVENT_ABORT_SUB || !q.active)
 		return;
 	queue_generation++;
+	if (q.stream_writing)
+		stream_drop();			/* an error cut a write short */
 	qset_truncate(&q.keys, mySubid);
 	qset_truncate(&q.tags, mySubid);
 	qset_truncate(&q.patterns, mySubid);

@@ -72,3 +72,36 @@ for i in $(seq 1 75); do
 done
 check "invalidations were waiting when Redis came back ($waiting)" [ "${waiting:-0}" -gt 0 ]
 is "the worker removed every stale value by itself" "$n" "0"
+
+# A bulk transaction streams its keys (UNLINKs inside MULTI while it
+# runs); Redis frozen halfway through: the rest of the UPDATE does not
+# wait for it, COMMIT succeeds, and the keys reach Redis once it answers.
+qs >/dev/null <<'SQL'
+CREATE TABLE bulk (id int PRIMARY KEY, price int NOT NULL);
+INSERT INTO bulk SELECT i, 100 FROM generate_series(1, 20000) i;
+SELECT redis_watch('bulk', 'bulk', ARRAY['bulk:{id}']);
+SELECT count(redis_cache_set('bulk:' || id, price::text)) FROM bulk;
+SQL
+out=$(psql -X -q -At -d bmf_outage 2>&1 <<SQL
+BEGIN;
+UPDATE bulk SET price = price + 1 WHERE id <= 10000;
+SELECT 'stream ' || state FROM redis_connections() WHERE node LIKE '% (stream)';
+\! $R pause
+SELECT clock_timestamp() AS t0 \gset
+UPDATE bulk SET price = price + 1 WHERE id > 10000;
+SELECT 'update took ' || round(extract(epoch FROM clock_timestamp() - :'t0') * 1000) || ' ms';
+COMMIT;
+SQL
+)
+like "a bulk transaction was streaming when Redis froze" "$out" "stream streaming"
+like "COMMIT succeeds, its keys queued for retry" "$out" "queued for retry"
+ms=$(sed -n 's/^update took \([0-9]*\) ms$/\1/p' <<<"$out")
+# a stream write waits 10 ms at most, then the stream is dropped
+check "the second UPDATE did not wait for Redis (${ms} ms)" [ "${ms:-99999}" -lt 2000 ]
+$R resume
+for i in $(seq 1 75); do
+	left=$($R cli EVAL "return #redis.call('KEYS', 'out:bulk:*')" 0)
+	[ "$left" = 0 ] && break
+	sleep 0.2
+done
+is "every changed row's key is gone once Redis answers" "$left" "0"

@@ -966,19 +966,20 @@ RedisPoolList(RedisPoolInfo **infos)
 /* ---- streams: pipelines whose replies are read later ---- */
 
 static PoolEntry *
-stream_entry(const RedisNode *node)
+stream_entry(const char *node_name, const char *tag)
 {
 	char		name[POOL_NAME_LEN];
 
-	snprintf(name, sizeof(name), "%s (stream)", node->ep.name);
+	snprintf(name, sizeof(name), "%s (%s)", node_name, tag);
 	return pool_entry(name);
 }
 
 bool
-RedisPoolStreamSend(const RedisNode *node, const StringInfoData *cmds,
-					int ncmds, TimestampTz deadline, RedisError *err)
+RedisPoolStreamSend(const RedisNode *node, const char *tag,
+					const StringInfoData *cmds, int ncmds,
+					TimestampTz deadline, RedisError *err)
 {
-	PoolEntry  *e = stream_entry(node);
+	PoolEntry  *e = stream_entry(node->ep.name, tag);
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (e->unread == 0)
@@ -1013,17 +1014,18 @@ RedisPoolStreamSend(const RedisNode *node, const StringInfoData *cmds,
 }
 
 int
-RedisPoolStreamUnread(const RedisNode *node)
+RedisPoolStreamUnread(const RedisNode *node, const char *tag)
 {
-	return stream_entry(node)->unread;
+	return stream_entry(node->ep.name, tag)->unread;
 }
 
 bool
-RedisPoolStreamFinish(const RedisNode *node, const StringInfoData *cmds,
-					  int ncmds, TimestampTz deadline, MemoryContext cxt,
+RedisPoolStreamFinish(const RedisNode *node, const char *tag,
+					  const StringInfoData *cmds, int ncmds,
+					  TimestampTz deadline, MemoryContext cxt,
 					  RedisReply **replies, RedisError *err)
 {
-	PoolEntry  *e = stream_entry(node);
+	PoolEntry  *e = stream_entry(node->ep.name, tag);
 	int			total = e->unread + ncmds;
 
 	Assert(e->unread > 0);
@@ -1046,21 +1048,19 @@ RedisPoolStreamFinish(const RedisNode *node, const StringInfoData *cmds,
 }
 
 void
-RedisPoolStreamsAbandon(void)
+RedisPoolStreamAbandon(const char *node_name, const char *tag)
 {
-	HASH_SEQ_STATUS seq;
+	char		name[POOL_NAME_LEN];
 	PoolEntry  *e;
 
-	if (pool == NULL)
+	snprintf(name, sizeof(name), "%s (%s)", node_name, tag);
+	e = pool_find(name);
+	if (e == NULL)
 		return;
-	hash_seq_init(&seq, pool);
-	while ((e = hash_seq_search(&seq)) != NULL)
-	{
-		if (e->unread == 0)
-			continue;
+	/* closed mid-command too: Redis drops a MULTI when its client leaves */
+	if (e->unread > 0 || e->c.state == CONN_BUSY)
 		conn_close(&e->c);
-		e->unread = 0;
-	}
+	e->unread = 0;
 }
 
 /* ---- subscriptions: dedicated connections in pub/sub mode ---- */

@@ -83,28 +83,29 @@ extern bool RedisPoolExecMany(int n, const RedisNode *const *nodes,
 							  RedisReply ***replies, RedisError *err);
 
 /*
- * Streams: a pipeline written to a node's second connection a piece at a
- * time, whose replies are all read at the end.  xact.c writes a large
- * transaction's UNLINKs inside MULTI while the transaction runs, so that
- * Redis parses them then, and COMMIT sends only EXEC.
+ * Streams: a pipeline written to a node's extra connection (named
+ * "<node> (<tag>)") a piece at a time, whose replies are all read at the
+ * end.  xact.c writes a large transaction's UNLINKs and change events
+ * inside MULTI while the transaction runs, so that Redis parses them then,
+ * and COMMIT sends only EXEC.
  *
  * RedisPoolStreamSend writes ncmds commands (connecting first when the
  * stream is not open); false with err set when it cannot, the connection
  * then closed (Redis discards what it had).  RedisPoolStreamFinish writes
  * the last ncmds commands and reads the replies of everything the stream
  * carried into replies[0 .. unread + ncmds - 1] (RedisPoolStreamUnread
- * tells how many were unread before).  RedisPoolStreamsAbandon closes
- * every open stream: at abort, nothing it carried runs.
+ * tells how many were unread before).  RedisPoolStreamAbandon closes a
+ * stream that is open: nothing it carried after its last EXEC runs.
  */
-extern bool RedisPoolStreamSend(const RedisNode *node,
+extern bool RedisPoolStreamSend(const RedisNode *node, const char *tag,
 								const StringInfoData *cmds, int ncmds,
 								TimestampTz deadline, RedisError *err);
-extern int	RedisPoolStreamUnread(const RedisNode *node);
-extern bool RedisPoolStreamFinish(const RedisNode *node,
+extern int	RedisPoolStreamUnread(const RedisNode *node, const char *tag);
+extern bool RedisPoolStreamFinish(const RedisNode *node, const char *tag,
 								  const StringInfoData *cmds, int ncmds,
 								  TimestampTz deadline, MemoryContext cxt,
 								  RedisReply **replies, RedisError *err);
-extern void RedisPoolStreamsAbandon(void);
+extern void RedisPoolStreamAbandon(const char *node_name, const char *tag);
 
 /* Is the node inside its backoff window?  (*ms_left set when so) */
 extern bool RedisPoolNodeIsDown(const char *name, long *ms_left);

@@ -127,13 +127,18 @@ typedef struct Rule
 } Rule;
 
 /*
- * A small direct-mapped memory of values a template was rendered for,
+ * A small open-addressing memory of values a template was rendered for,
  * valid for one queue generation: a template over one by-value column
  * (shop:{shop_id}) sees the same few values again and again in a bulk
- * UPDATE, and need not render and hash them each time.  Templates with no
- * column are queued once per generation.  Anything else is not cached.
+ * UPDATE, and need not render and hash them each time.  A value is looked
+ * for in SEEN_PROBES slots from its hash; when they all hold others, it
+ * replaces the first (a miss only costs the render and hash it saves).
+ * Templates with no column are queued once per generation.  Anything else
+ * is not cached.  (At 64 direct-mapped slots, the 100 shops of a bulk
+ * UPDATE evicted each other on most rows.)
  */
-#define SEEN_SLOTS 64
+#define SEEN_SLOTS 512
+#define SEEN_PROBES 4
 typedef struct SeenCache
 {
 	uint64		generation;
@@ -765,7 +770,9 @@ seen_check(Rule *r, int i, const RowView *row)
 	SeenCache  *c = &r->seen[i];
 	uint64		gen = XactQueueGeneration();
 	Datum		v;
+	uint32		home;
 	uint32		slot;
+	int			probe;
 
 	if (!c->constant && !c->cacheable)
 		return false;
@@ -784,9 +791,17 @@ seen_check(Rule *r, int i, const RowView *row)
 	}
 	if (row->slot == NULL || !get_col(row, c->attnum, &v))
 		return false;
-	slot = murmurhash32((uint32) v ^ (uint32) ((uint64) v >> 32)) & (SEEN_SLOTS - 1);
-	if (c->used[slot] && c->values[slot] == v)
-		return true;
+	home = murmurhash32((uint32) v ^ (uint32) ((uint64) v >> 32)) & (SEEN_SLOTS - 1);
+	for (probe = 0; probe < SEEN_PROBES; probe++)
+	{
+		slot = (home + probe) & (SEEN_SLOTS - 1);
+		if (!c->used[slot])
+			break;
+		if (c->values[slot] == v)
+			return true;
+	}
+	if (probe == SEEN_PROBES)
+		slot = home;
 	c->used[slot] = true;
 	c->values[slot] = v;
 	return false;

@@ -31,18 +31,21 @@
  *	  pattern.  That collapse is sticky for the rest of the transaction:
  *	  invalidating more than asked is always safe, less never.
  *
- * The stream.  A transaction that queues many keys (a bulk UPDATE of a
+ * Streams.  A transaction that queues many keys (a bulk UPDATE of a
  * watched table) sends them to Redis while it runs, as UNLINKs inside
  * MULTI on a connection of their own (pool.c's streams): Redis parses and
  * queues them then, on its own core, and COMMIT sends only the last few
- * and EXEC, which runs them all at once.  Nothing runs before EXEC, so the
- * rule above holds: an aborted transaction closes that connection and
- * Redis drops the whole MULTI.  Only keys already committed to the top
- * level stream (a subtransaction's keys can still be rolled back, and new
- * subtransactions only ever drop items queued after them), and a stream
- * that fails, or would wait more than a few milliseconds for Redis, is
- * closed for the rest of the transaction: its keys are then sent at
- * commit like any others.  bmfredis.stream_invalidations turns it off.
+ * and EXEC, which runs them all at once.  Its change events go the same
+ * way on a second such connection, whose EXEC comes after every other
+ * invalidation, so events still follow what they announce.  Nothing runs
+ * before EXEC, so the rule above holds: an aborted transaction closes
+ * those connections and Redis drops each MULTI.  Only items already
+ * committed to the top level stream (a subtransaction's items can still be
+ * rolled back, and new subtransactions only ever drop items queued after
+ * them), and a stream that fails, or would wait more than a few
+ * milliseconds for Redis, is closed for the rest of the transaction: its
+ * items are then sent at commit like any others.
+ * bmfredis.stream_invalidations turns streams off.
  *
  * The send at commit runs with interrupts held, bounded by
  * bmfredis.flush_timeout, and never throws: a failure becomes a WARNING
@@ -104,6 +107,8 @@ typedef struct QSet
 	uint32		arena_size;
 } QSet;
 
+#define COARSE_RECENT 4
+
 static MemoryContext xact_cxt = NULL;
 static bool callbacks_registered = false;
 static uint64 queue_generation = 1;
@@ -124,25 +129,37 @@ static struct
 	bool		collapsed;
 	bool		namespace_pattern_added;
 	bool		wrote_watched;
-	/* the last coarse pattern interned: a bulk UPDATE repeats a handful */
-	const char *last_coarse;
-	size_t		last_coarse_len;
-	int32		last_coarse_idx;
+	/* coarse patterns interned last (see coarse_index) */
+	const char *recent_coarse[COARSE_RECENT];
+	int32		recent_coarse_idx[COARSE_RECENT];
 	int64		queued_uncounted;	/* for STAT_INVALIDATIONS_QUEUED */
-	/* the stream (see above): keys.items[0 .. streamed) went in it */
-	bool		stream_open;
-	bool		stream_off;		/* failed or not to be used: no more tries */
-	bool		stream_writing; /* a write is under way (an error may cut it) */
-	int			streamed;
-	char		stream_node[POOL_NAME_LEN];
+	/* the streams (see above), of keys and of publishes */
+	struct Stream
+	{
+		bool		open;
+		bool		off;		/* failed or not to be used: no more tries */
+		bool		writing;	/* a write is under way (an error may cut it) */
+		int			streamed;	/* items[0 .. streamed) of its set went in it */
+		char		node[POOL_NAME_LEN];
+	}			streams[2];
 } q;
 
+typedef enum StreamKind
+{
+	STREAM_KEYS,				/* q.keys as UNLINKs */
+	STREAM_EVENTS				/* q.publishes (and summaries) as PUBLISH */
+} StreamKind;
+
+static const char *const stream_tags[2] = {"stream", "events"};
+
 /*
- * Keys a stream waits for before it opens, and between its writes, in
- * UNLINKs of bmfredis.unlink_batch: a transaction of fewer keys never
- * streams.  A write may wait this long for Redis to take it, no longer.
+ * Keys a key stream waits for before it opens, and between its writes, in
+ * UNLINKs of bmfredis.unlink_batch; messages an event stream waits for.
+ * A transaction of fewer never streams.  A write may wait this long for
+ * Redis to take it, no longer.
  */
 #define STREAM_BATCHES		4
+#define STREAM_MESSAGES		256
 #define STREAM_WAIT_MS		10
 
 /* row events that did not fit, counted per (channel, operation) */
@@ -359,34 +376,44 @@ ensure_active(void)
 	q.summaries = NIL;
 	q.collapsed = false;
 	q.namespace_pattern_added = false;
-	q.last_coarse = NULL;
-	q.last_coarse_idx = -1;
+	memset(q.recent_coarse, 0, sizeof(q.recent_coarse));
+	memset(q.recent_coarse_idx, -1, sizeof(q.recent_coarse_idx));
 	q.queued_uncounted = 0;
-	q.stream_open = false;
-	q.stream_off = false;
-	q.stream_writing = false;
-	q.streamed = 0;
+	memset(q.streams, 0, sizeof(q.streams));
 	q.active = true;
 }
 
-/* Interned index of a coarse pattern; the caller's string stays valid. */
+/*
+ * Interned index of a coarse pattern; the caller's string stays valid.
+ * A bulk UPDATE passes the same few pattern strings (one per template)
+ * over and over: a handful of recent ones are remembered by address.
+ */
 static int32
 coarse_index(const char *coarse, size_t len)
 {
+	static int	next = 0;
 	bool		added;
+	int			i;
+	int32		idx;
 
 	/*
 	 * Interned patterns are never dropped before the transaction ends; the
 	 * memcmp against the interned copy guards against a caller's buffer
 	 * reused for another pattern.
 	 */
-	if (coarse == q.last_coarse && len == q.last_coarse_len &&
-		memcmp(coarse, qstr(&q.coarse, &q.coarse.items[q.last_coarse_idx]), len) == 0)
-		return q.last_coarse_idx;
-	q.last_coarse_idx = qset_add(&q.coarse, coarse, len, TopSubTransactionId, &added);
-	q.last_coarse = coarse;
-	q.last_coarse_len = len;
-	return q.last_coarse_idx;
+	for (i = 0; i < COARSE_RECENT; i++)
+	{
+		idx = q.recent_coarse_idx[i];
+		if (q.recent_coarse[i] == coarse && idx >= 0 &&
+			q.coarse.items[idx].len == len &&
+			memcmp(coarse, qstr(&q.coarse, &q.coarse.items[idx]), len) == 0)
+			return idx;
+	}
+	idx = qset_add(&q.coarse, coarse, len, TopSubTransactionId, &added);
+	q.recent_coarse[next] = coarse;
+	q.recent_coarse_idx[next] = idx;
+	next = (next + 1) % COARSE_RECENT;
+	return idx;
 }
 
 /* Queued-key counts go to the shared counters in batches, not per key. */
@@ -448,7 +475,7 @@ collapse(void)
 	if (q.keys.items)
 		pfree(q.keys.items);
 	qset_init(&q.keys, true);
-	q.streamed = 0;				/* what streamed stays in the MULTI */
+	q.streams[STREAM_KEYS].streamed = 0;	/* what streamed stays in its MULTI */
 	q.collapsed = true;
 	queue_generation++;
 	BmfStatsCount(STAT_QUEUE_COLLAPSES, 1);
@@ -457,6 +484,8 @@ collapse(void)
 					bmf_max_pending_keys),
 			 errhint("Raise bmfredis.max_pending_keys to invalidate single keys in larger transactions.")));
 }
+
+static void add_summaries(Effect *effects, int *n);
 
 /* UNLINK of keys.items[from .. to), appended to buf */
 static void
@@ -470,82 +499,119 @@ format_unlink(StringInfo buf, int from, int to)
 		RespAppendBulk(buf, qstr(&q.keys, &q.keys.items[i]), q.keys.items[i].len);
 }
 
-/* Forget the stream; what it carried is discarded with its connection. */
 static void
-stream_drop(void)
+format_publish(StringInfo buf, const char *channel, size_t clen,
+			   const char *message, size_t mlen)
 {
-	if (q.stream_open || q.stream_writing)
-		RedisPoolStreamsAbandon();
-	q.stream_open = false;
-	q.stream_writing = false;
-	q.stream_off = true;
-	q.streamed = 0;
+	RespAppendHeader(buf, '*', 3);
+	RespAppendBulk(buf, "PUBLISH", 7);
+	RespAppendBulk(buf, channel, clen);
+	RespAppendBulk(buf, message, mlen);
+}
+
+/* PUBLISH of publishes.items[from .. to), appended to buf */
+static void
+format_publishes(StringInfo buf, int from, int to)
+{
+	int			i;
+
+	for (i = from; i < to; i++)
+	{
+		const QItem *it = &q.publishes.items[i];
+
+		format_publish(buf, qstr(&q.publishes, it), it->len,
+					   q.publishes.arena + it->arg, it->arg_len);
+	}
+}
+
+/* Forget a stream; what it carried is discarded with its connection. */
+static void
+stream_drop(StreamKind kind)
+{
+	struct Stream *st = &q.streams[kind];
+
+	if (st->open || st->writing)
+		RedisPoolStreamAbandon(st->node, stream_tags[kind]);
+	st->open = false;
+	st->writing = false;
+	st->off = true;
+	st->streamed = 0;
 }
 
 /*
- * Write the keys queued since the last write, in whole UNLINKs, to the
- * stream (opening it with MULTI).  Only at the top level, with one plain
+ * Write what was queued since the last write (keys in whole UNLINKs) to
+ * a stream, opening it with MULTI.  Only at the top level, with one plain
  * node, and never waiting long: on any failure the stream is dropped.
  */
 static void
-stream_keys(void)
+stream_write(StreamKind kind)
 {
+	struct Stream *st = &q.streams[kind];
 	const RedisNode *node;
 	StringInfoData buf;
 	RedisError	err;
 	int			ncmds = 0;
 	bool		ok;
 
-	if (!bmf_stream_invalidations || q.collapsed ||
-		GetCurrentTransactionNestLevel() != 1)
+	if (!bmf_stream_invalidations || GetCurrentTransactionNestLevel() != 1 ||
+		(kind == STREAM_KEYS && q.collapsed))
 		return;
 	node = RedisDefaultNode();
 	if (node->cluster)
 	{
-		q.stream_off = true;	/* keys span nodes: sent at commit */
+		st->off = true;			/* the items span nodes: sent at commit */
 		return;
 	}
-	if (!q.stream_open && RetryIsBacklogged())
+	if (!st->open && RetryIsBacklogged())
 		return;					/* Redis is catching up after an outage */
 	initStringInfo(&buf);
-	if (!q.stream_open)
+	if (!st->open)
 	{
 		RespAppendHeader(&buf, '*', 1);
 		RespAppendBulk(&buf, "MULTI", 5);
 		ncmds++;
-		strlcpy(q.stream_node, node->ep.name, sizeof(q.stream_node));
+		strlcpy(st->node, node->ep.name, sizeof(st->node));
 	}
-	while (q.keys.n - q.streamed >= bmf_unlink_batch)
+	if (kind == STREAM_KEYS)
+		while (q.keys.n - st->streamed >= bmf_unlink_batch)
+		{
+			format_unlink(&buf, st->streamed, st->streamed + bmf_unlink_batch);
+			st->streamed += bmf_unlink_batch;
+			ncmds++;
+		}
+	else
 	{
-		format_unlink(&buf, q.streamed, q.streamed + bmf_unlink_batch);
-		q.streamed += bmf_unlink_batch;
-		ncmds++;
+		format_publishes(&buf, st->streamed, q.publishes.n);
+		ncmds += q.publishes.n - st->streamed;
+		st->streamed = q.publishes.n;
 	}
-	q.stream_writing = true;
-	ok = RedisPoolStreamSend(node, &buf, ncmds,
+	st->writing = true;
+	ok = RedisPoolStreamSend(node, stream_tags[kind], &buf, ncmds,
 							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STREAM_WAIT_MS),
 							 &err);
-	q.stream_writing = false;
+	st->writing = false;
 	pfree(buf.data);
 	if (ok)
-		q.stream_open = true;
+		st->open = true;
 	else
 	{
 		/* the pool closed the connection: Redis dropped the MULTI */
-		q.stream_open = false;
-		stream_drop();
+		st->open = false;
+		stream_drop(kind);
 		BmfStatsCount(STAT_STREAM_FAILURES, 1);
 	}
 }
 
 /*
- * At commit: the rest of the keys and EXEC.  true when Redis ran every
- * UNLINK the stream carried (*unlinked: how many keys existed); false
- * leaves the keys to be sent as usual.
+ * At commit: the rest of a stream's items (and, for events, the
+ * summaries), then EXEC.  true when Redis ran every command the stream
+ * carried (*counted: keys that existed, or messages' receivers); false
+ * leaves the items to be sent as usual.
  */
 static bool
-stream_finish(TimestampTz deadline, int64 *unlinked)
+stream_finish(StreamKind kind, TimestampTz deadline, int64 *counted)
 {
+	struct Stream *st = &q.streams[kind];
 	const RedisNode *node = RedisDefaultNode();
 	StringInfoData buf;
 	RedisError	err;
@@ -555,47 +621,63 @@ stream_finish(TimestampTz deadline, int64 *unlinked)
 	int			total;
 	int			i;
 
-	*unlinked = 0;
-	if (strcmp(node->ep.name, q.stream_node) != 0)
+	*counted = 0;
+	if (strcmp(node->ep.name, st->node) != 0)
 	{
-		stream_drop();			/* the server changed under the transaction */
+		stream_drop(kind);		/* the server changed under the transaction */
 		return false;
 	}
 	initStringInfo(&buf);
-	while (q.streamed < q.keys.n)
-	{
-		int			end = Min(q.keys.n, q.streamed + bmf_unlink_batch);
+	if (kind == STREAM_KEYS)
+		while (st->streamed < q.keys.n)
+		{
+			int			end = Min(q.keys.n, st->streamed + bmf_unlink_batch);
 
-		format_unlink(&buf, q.streamed, end);
-		q.streamed = end;
-		ncmds++;
+			format_unlink(&buf, st->streamed, end);
+			st->streamed = end;
+			ncmds++;
+		}
+	else
+	{
+		Effect	   *sums = palloc(sizeof(Effect) * Max(list_length(q.summaries), 1));
+		int			nsums = 0;
+
+		format_publishes(&buf, st->streamed, q.publishes.n);
+		ncmds += q.publishes.n - st->streamed;
+		st->streamed = q.publishes.n;
+		add_summaries(sums, &nsums);
+		for (i = 0; i < nsums; i++)
+			format_publish(&buf, sums[i].target, sums[i].target_len,
+						   sums[i].arg, sums[i].arg_len);
+		ncmds += nsums;
 	}
 	RespAppendHeader(&buf, '*', 1);
 	RespAppendBulk(&buf, "EXEC", 4);
 	ncmds++;
-	total = RedisPoolStreamUnread(node) + ncmds;
+	total = RedisPoolStreamUnread(node, stream_tags[kind]) + ncmds;
 	replies = palloc(sizeof(RedisReply *) * total);
-	q.stream_open = false;
-	if (!RedisPoolStreamFinish(node, &buf, ncmds, deadline, CurrentMemoryContext,
-							   replies, &err))
+	st->open = false;
+	if (!RedisPoolStreamFinish(node, stream_tags[kind], &buf, ncmds, deadline,
+							   CurrentMemoryContext, replies, &err))
 	{
-		stream_drop();
+		stream_drop(kind);
 		BmfStatsCount(STAT_STREAM_FAILURES, 1);
 		return false;
 	}
-	/* MULTI's OK, a QUEUED per UNLINK, and EXEC's array of their counts */
+	/* MULTI's OK, a QUEUED per command, and EXEC's array of their replies */
 	exec = replies[total - 1];
 	if (exec->type != RESP_ARRAY || exec->elements != (size_t) (total - 2))
 	{
 		ereport(DEBUG1,
-				(errmsg("bmfredis: EXEC of streamed invalidations refused: %s",
+				(errmsg("bmfredis: EXEC of a stream refused: %s",
 						exec->type == RESP_ERROR ? exec->str : RespTypeName(exec->type))));
 		BmfStatsCount(STAT_STREAM_FAILURES, 1);
 		return false;
 	}
 	for (i = 0; i < (int) exec->elements; i++)
 		if (exec->element[i]->type == RESP_INTEGER)
-			*unlinked += exec->element[i]->integer;
+			*counted += exec->element[i]->integer;
+	BmfStatsCount(STAT_STREAMS, 1);
 	return true;
 }
 
@@ -625,9 +707,10 @@ queue_key(const char *key, size_t len, const char *coarse, size_t coarse_len,
 		}
 		if (q.keys.n > bmf_max_pending_keys)
 			collapse();
-		else if (q.keys.n - q.streamed >= STREAM_BATCHES * bmf_unlink_batch &&
-				 !q.stream_off)
-			stream_keys();
+		else if (q.keys.n - q.streams[STREAM_KEYS].streamed >=
+				 STREAM_BATCHES * bmf_unlink_batch &&
+				 !q.streams[STREAM_KEYS].off)
+			stream_write(STREAM_KEYS);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -709,6 +792,9 @@ XactQueuePublish(const char *channel, size_t clen, const char *message,
 	/* the message follows the channel in the same arena */
 	q.publishes.items[i].arg = arena_put(&q.publishes, message, mlen);
 	q.publishes.items[i].arg_len = mlen;
+	if (q.publishes.n - q.streams[STREAM_EVENTS].streamed >= STREAM_MESSAGES &&
+		!q.streams[STREAM_EVENTS].off)
+		stream_write(STREAM_EVENTS);
 	MemoryContextSwitchTo(old);
 }
 
@@ -903,9 +989,13 @@ add_announcements(Effect *effects, int *n)
 	}
 }
 
-/* The queue as effects, in the order EffectsSend wants them. */
+/*
+ * The queue as effects, in the order EffectsSend wants them: keys (unless
+ * a stream sent them), the other invalidations and announcements (with
+ * others), then the publishes and summaries (with publishes).
+ */
 static Effect *
-queue_effects(bool with_keys, int *n)
+queue_effects(bool keys, bool others, bool publishes, int *n)
 {
 	int			total = q.keys.n + q.tags.n + q.patterns.n + q.tag_patterns.n +
 		q.expiries.n + q.publishes.n + list_length(q.summaries);
@@ -915,88 +1005,120 @@ queue_effects(bool with_keys, int *n)
 		total += (q.keys.n + q.tags.n + q.patterns.n) / 1000 + 3;
 	effects = palloc(sizeof(Effect) * Max(total, 1));
 	*n = 0;
-	if (with_keys)
+	if (keys)
 		add_effects(&q.keys, EFFECT_KEY, effects, n);
-	add_effects(&q.expiries, EFFECT_EXPIRE_AT, effects, n);
-	add_effects(&q.tags, EFFECT_TAG, effects, n);
-	add_effects(&q.tag_patterns, EFFECT_TAG_PATTERN, effects, n);
-	add_effects(&q.patterns, EFFECT_PATTERN, effects, n);
-	if (bmf_announce_invalidations)
-		add_announcements(effects, n);
-	add_effects(&q.publishes, EFFECT_PUBLISH, effects, n);
-	add_summaries(effects, n);
+	if (others)
+	{
+		add_effects(&q.expiries, EFFECT_EXPIRE_AT, effects, n);
+		add_effects(&q.tags, EFFECT_TAG, effects, n);
+		add_effects(&q.tag_patterns, EFFECT_TAG_PATTERN, effects, n);
+		add_effects(&q.patterns, EFFECT_PATTERN, effects, n);
+		if (bmf_announce_invalidations)
+			add_announcements(effects, n);
+	}
+	if (publishes)
+	{
+		add_effects(&q.publishes, EFFECT_PUBLISH, effects, n);
+		add_summaries(effects, n);
+	}
 	return effects;
 }
 
 /*
- * Send what the committed transaction queued.  Runs inside the commit
- * callback: interrupts are held by the caller, and nothing may escape.
+ * Send effects, or queue them for retry when Redis fails or is still
+ * catching up after an outage (behind what waits, so publishes keep their
+ * order).  true when all were sent now.
  */
-static void
-flush_committed(void)
+static bool
+send_effects(Effect *effects, int n, TimestampTz deadline)
 {
-	Effect	   *effects;
-	bool	   *done;
-	int			n;
+	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
 	EffectsResult result;
 	RedisError	err;
-	TimestampTz deadline = TransportDeadline(bmf_flush_timeout);
-	bool		keys_sent = false;
-	int64		streamed_unlinked;
 
-	/* a stream's keys first: EXEC runs what Redis queued while we ran */
-	if (q.stream_open)
-	{
-		keys_sent = stream_finish(deadline, &streamed_unlinked);
-		if (keys_sent)
-		{
-			BmfStatsCount(STAT_STREAMS, 1);
-			BmfStatsCount(STAT_INVALIDATIONS_SENT, q.keys.n);
-		}
-	}
-	effects = queue_effects(!keys_sent, &n);
-	if (n == 0)
-		return;
-	done = palloc0(sizeof(bool) * n);
-
-	/*
-	 * Effects waiting from an outage go first, so publishes keep their
-	 * order; a COMMIT never waits for another process's drain.
-	 */
+	/* a COMMIT never waits for another process's drain */
 	RetryDrain(deadline, false);
 
 	if (RetryIsBacklogged())
 	{
-		/* still draining an outage's backlog: queue behind it, in order */
 		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
 		RetryDrain(deadline, false);
+		return false;
 	}
-	else if (!EffectsSend(RedisDefaultNode(), effects, n, deadline, done, &result, &err))
+	if (!EffectsSend(RedisDefaultNode(), effects, n, deadline, done, &result, &err))
 	{
 		int			left = 0;
 		int			i;
 
 		for (i = 0; i < n; i++)
 			left += !done[i];
-		{
-			BmfStatsCount(STAT_INVALIDATIONS_FAILED, left);
-			ereport(WARNING,
-					(errcode(err.sqlerrcode),
-					 errmsg("could not send %d queued Redis invalidations or messages after commit", left),
-					 errdetail_internal("%s: %s", err.message, err.detail),
-					 errhint("The transaction is committed; they were queued for retry (%s).",
-							 RetryIsShared() ? "the bmfredis background worker sends them when Redis answers"
-							 : "this session sends them before its next Redis call; preload bmfredis for a worker that does not wait for that")));
-		}
+		BmfStatsCount(STAT_INVALIDATIONS_FAILED, left);
+		ereport(WARNING,
+				(errcode(err.sqlerrcode),
+				 errmsg("could not send %d queued Redis invalidations or messages after commit", left),
+				 errdetail_internal("%s: %s", err.message, err.detail),
+				 errhint("The transaction is committed; they were queued for retry (%s).",
+						 RetryIsShared() ? "the bmfredis background worker sends them when Redis answers"
+						 : "this session sends them before its next Redis call; preload bmfredis for a worker that does not wait for that")));
 		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
+		return false;
 	}
+	BmfStatsCount(STAT_INVALIDATIONS_SENT, n);
+	if (result.error_replies > 0)
+		ereport(WARNING,
+				(errmsg("Redis refused %d queued invalidations or messages", result.error_replies),
+				 errdetail_internal("%s", result.first_error)));
+	return true;
+}
+
+/*
+ * Send what the committed transaction queued.  Runs inside the commit
+ * callback: interrupts are held by the caller, and nothing may escape.
+ * Order: keys, other invalidations, announcements, then the change events
+ * and other publishes.
+ */
+static void
+flush_committed(void)
+{
+	Effect	   *effects;
+	int			n;
+	TimestampTz deadline = TransportDeadline(bmf_flush_timeout);
+	bool		keys_sent = false;
+	bool		events_streamed = q.streams[STREAM_EVENTS].open;
+	bool		ok = true;
+	int64		counted;
+
+	/* a stream's keys first: EXEC runs what Redis queued while we ran */
+	if (q.streams[STREAM_KEYS].open)
+	{
+		keys_sent = stream_finish(STREAM_KEYS, deadline, &counted);
+		if (keys_sent)
+			BmfStatsCount(STAT_INVALIDATIONS_SENT, q.keys.n);
+	}
+	effects = queue_effects(!keys_sent, true, !events_streamed, &n);
+	if (n > 0)
+		ok = send_effects(effects, n, deadline);
+	if (!events_streamed)
+		return;
+
+	/*
+	 * The event stream's EXEC, after every invalidation; when something
+	 * before it waits for retry, the events queue behind it instead.
+	 */
+	if (ok && stream_finish(STREAM_EVENTS, deadline, &counted))
+	{
+		BmfStatsCount(STAT_INVALIDATIONS_SENT, q.publishes.n + list_length(q.summaries));
+		return;
+	}
+	stream_drop(STREAM_EVENTS);
+	effects = queue_effects(false, false, true, &n);
+	if (ok)
+		send_effects(effects, n, deadline);
 	else
 	{
-		BmfStatsCount(STAT_INVALIDATIONS_SENT, n);
-		if (result.error_replies > 0)
-			ereport(WARNING,
-					(errmsg("Redis refused %d queued invalidations or messages", result.error_replies),
-					 errdetail_internal("%s", result.first_error)));
+		bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
+
+		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
 	}
 }
 
@@ -1013,8 +1135,14 @@ reset_queue(void)
 		BmfStatsCount(STAT_INVALIDATIONS_QUEUED, q.queued_uncounted);
 	q.queued_uncounted = 0;
 	queue_generation++;
-	if (q.active && (q.stream_open || q.stream_writing))
-		stream_drop();			/* aborted: Redis drops the MULTI */
+	if (q.active)
+	{
+		/* aborted (or done): Redis drops any MULTI left open */
+		if (q.streams[STREAM_KEYS].open || q.streams[STREAM_KEYS].writing)
+			stream_drop(STREAM_KEYS);
+		if (q.streams[STREAM_EVENTS].open || q.streams[STREAM_EVENTS].writing)
+			stream_drop(STREAM_EVENTS);
+	}
 	q.active = false;
 	q.wrote_watched = false;
 	if (xact_cxt)
@@ -1091,8 +1219,10 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (event != SUBXACT_EVENT_ABORT_SUB || !q.active)
 		return;
 	queue_generation++;
-	if (q.stream_writing)
-		stream_drop();			/* an error cut a write short */
+	if (q.streams[STREAM_KEYS].writing)
+		stream_drop(STREAM_KEYS);	/* an error cut a write short */
+	if (q.streams[STREAM_EVENTS].writing)
+		stream_drop(STREAM_EVENTS);
 	qset_truncate(&q.keys, mySubid);
 	qset_truncate(&q.tags, mySubid);
 	qset_truncate(&q.patterns, mySubid);

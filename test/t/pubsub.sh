@@ -102,6 +102,39 @@ like "the envelope is sent in its documented key order" "$first" '^\{"id": "[0-9
 like "the txid is the writing transaction's" "$first" "\"txid\": $txid,"
 refute "the column not listed (cost) never travels" grep -q cost "$BMF_WORK/events.json"
 
+# --- a bulk change streams its events (PUBLISH inside MULTI while it runs,
+# EXEC after COMMIT's invalidations): every event arrives, in order, then
+# the summary; a rolled-back savepoint's events and an aborted change's
+# never do
+q "CREATE TABLE items (id int PRIMARY KEY, n int);
+   INSERT INTO items SELECT i, 0 FROM generate_series(1, 3000) i;
+   SELECT redis_watch('items', 'item', ARRAY['item:{id}'], channel => 'item')" >/dev/null
+f=$BMF_WORK/sub_bulk.out
+sub_start "$f" item:updated item:updated:bulk
+streams=$(q "SELECT value FROM redis_stats_values() WHERE name = 'streams'")
+qs >/dev/null <<'SQL'
+SET bmfredis.max_pending_messages = 2000;
+BEGIN;
+UPDATE items SET n = 1 WHERE id <= 1000;
+SAVEPOINT s;
+UPDATE items SET n = 2 WHERE id > 2500;
+ROLLBACK TO s;
+RELEASE s;
+UPDATE items SET n = 3 WHERE id > 1000 AND id <= 2500;
+COMMIT;
+BEGIN;
+UPDATE items SET n = 4;
+ROLLBACK;
+SQL
+for i in $(seq 1 50); do grep -q '"rows": 500' "$f" && break; sleep 0.1; done
+sleep 0.2
+sub_stop
+is "the committed change used a key stream and an event stream" \
+	"$(q "SELECT value - $streams FROM redis_stats_values() WHERE name = 'streams'")" "2"
+ids=$(messages "$f" | sed -n 's/.*"entity_id": "\([0-9]*\)".*/\1/p' | tr '\n' ' ')
+is "its 2,000 events arrived, in order, and none of the savepoint's" "$ids" "$(seq -s ' ' 1 2000) "
+like "then the summary of the 500 past bmfredis.max_pending_messages" "$(messages "$f" | tail -1)" '"type": "item:bulk".*"rows": 500'
+
 # --- invalidations announce themselves on cache:invalidated
 f=$BMF_WORK/sub3.out
 sub_start "$f" cache:invalidated

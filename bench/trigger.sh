@@ -2,7 +2,9 @@
 # variant, at 10,000 / 100,000 / 1,000,000 rows, on a fresh table each run
 # (autovacuum off, CHECKPOINT before timing); the time covers the UPDATE
 # and its COMMIT.  The watch variant invalidates three key templates and
-# two tags and publishes change events (channel bench_product).  Peak
+# two tags and publishes change events (channel bench_product);
+# watch_nostream is the same with bmfredis.stream_invalidations = off,
+# watch_inval the same without events.  Peak
 # backend memory comes from separate, untimed runs.  The per-row costs go
 # to bench/out/trigger_per_row.dat and, through gnuplot, to a chart.
 # Sourced by bench/run.

@@ -9,11 +9,17 @@ INSERT INTO bench_products SELECT i, i % 100, i % 20, 'product ' || i, i FROM ge
 \else
 \set variant none
 \endif
-SELECT :'variant' = 'watch_inval' AS wi, :'variant' = 'empty_stmt' AS es, :'variant' = 'empty_row' AS er, :'variant' = 'before' AS bf, :'variant' = 'watch_row' AS wr, :'variant' = 'watch' AS w, :'variant' = 'plpgsql_noop' AS n, :'variant' = 'pg_notify' AS pn, :'variant' = 'memcache' AS mc \gset
+SELECT :'variant' = 'watch_nostream' AS wns, :'variant' = 'watch_inval' AS wi, :'variant' = 'empty_stmt' AS es, :'variant' = 'empty_row' AS er, :'variant' = 'watch_row' AS wr, :'variant' = 'watch' AS w, :'variant' = 'plpgsql_noop' AS n, :'variant' = 'pg_notify' AS pn, :'variant' = 'memcache' AS mc \gset
 \if :w
 SELECT redis_watch('bench_products', 'bench_product',
   ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
   ARRAY['products', 'shop:{shop_id}'], channel => 'bench_product') \gset
+\endif
+\if :wns
+SELECT redis_watch('bench_products', 'bench_product',
+  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+  ARRAY['products', 'shop:{shop_id}'], channel => 'bench_product') \gset
+SET bmfredis.stream_invalidations = off;
 \endif
 \if :wi
 SELECT redis_watch('bench_products', 'bench_product',
@@ -30,13 +36,6 @@ SELECT redis_watch('bench_products', 'bench_product', '{}', '{}', mode => 'state
 \endif
 \if :er
 SELECT redis_watch('bench_products', 'bench_product', '{}', '{}', mode => 'row') \gset
-\endif
-\if :bf
-SELECT redis_watch('bench_products', 'bench_product',
-  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
-  ARRAY['products', 'shop:{shop_id}'], mode => 'row') \gset
-DROP TRIGGER bmfredis_watch ON bench_products;
-CREATE TRIGGER zz_bmfredis_before BEFORE INSERT OR UPDATE OR DELETE ON bench_products FOR EACH ROW EXECUTE FUNCTION redis_cache_trigger('bench_product');
 \endif
 \if :n
 CREATE TRIGGER t AFTER UPDATE ON bench_products FOR EACH ROW EXECUTE FUNCTION bench_noop();

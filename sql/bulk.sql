@@ -54,6 +54,16 @@ UPDATE bulk_products SET price = price + 1 WHERE id = 20000;
 SELECT state FROM redis_connections() WHERE node LIKE '% (stream)';
 COMMIT;
 SELECT redis_cache_mget(ARRAY['product:1', 'product:20000']) AS after_release;
+-- redis_disconnect() in the middle closes the stream too: the next write
+-- finds it gone, and COMMIT sends every key the ordinary way
+SELECT redis_cache_mset(ARRAY['product:1', 'product:20000'], ARRAY['a', 'b']);
+BEGIN;
+UPDATE bulk_products SET price = price + 1 WHERE id <= 10000;
+SELECT redis_disconnect() >= 2 AS disconnected;
+UPDATE bulk_products SET price = price + 1 WHERE id > 10000;
+SELECT count(*) AS streaming FROM redis_connections() WHERE state = 'streaming';
+COMMIT;
+SELECT redis_cache_mget(ARRAY['product:1', 'product:20000']) AS after_disconnect;
 -- the stream's connection killed mid-transaction: COMMIT sends the keys
 -- as it would have without a stream
 SELECT value AS failures_before FROM redis_stats_values() WHERE name = 'stream_failures' \gset

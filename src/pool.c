@@ -975,14 +975,22 @@ stream_entry(const char *node_name, const char *tag)
 }
 
 bool
-RedisPoolStreamSend(const RedisNode *node, const char *tag,
+RedisPoolStreamSend(const RedisNode *node, const char *tag, bool opening,
 					const StringInfoData *cmds, int ncmds,
 					TimestampTz deadline, RedisError *err)
 {
 	PoolEntry  *e = stream_entry(node->ep.name, tag);
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (e->unread == 0)
+	if (!opening && e->unread == 0)
+	{
+		/* closed under the caller (redis_disconnect()): its MULTI is gone */
+		RedisErrorSet(err, RS_IO, ERRCODE_CONNECTION_FAILURE,
+					  "Redis connection lost", "The stream to %s was closed.",
+					  node->ep.name);
+		return false;
+	}
+	if (opening)
 	{
 		PoolEntry  *main = pool_find(node->ep.name);
 		bool		fresh;
@@ -1028,7 +1036,13 @@ RedisPoolStreamFinish(const RedisNode *node, const char *tag,
 	PoolEntry  *e = stream_entry(node->ep.name, tag);
 	int			total = e->unread + ncmds;
 
-	Assert(e->unread > 0);
+	if (e->unread == 0)
+	{
+		RedisErrorSet(err, RS_IO, ERRCODE_CONNECTION_FAILURE,
+					  "Redis connection lost", "The stream to %s was closed.",
+					  node->ep.name);
+		return false;
+	}
 	e->unread = 0;
 	if (!exchange_send(&e->c, cmds, deadline, err) ||
 		!exchange_recv(&e->c, total, deadline, cxt, replies, err))

@@ -89,15 +89,17 @@ extern bool RedisPoolExecMany(int n, const RedisNode *const *nodes,
  * inside MULTI while the transaction runs, so that Redis parses them then,
  * and COMMIT sends only EXEC.
  *
- * RedisPoolStreamSend writes ncmds commands (connecting first when the
- * stream is not open); false with err set when it cannot, the connection
- * then closed (Redis discards what it had).  RedisPoolStreamFinish writes
+ * RedisPoolStreamSend writes ncmds commands, connecting first when
+ * opening (the first commands then start with MULTI); false with err set
+ * when it cannot, the connection then closed (Redis discards what it
+ * had), or when a stream that is not opening was closed meanwhile.  RedisPoolStreamFinish writes
  * the last ncmds commands and reads the replies of everything the stream
  * carried into replies[0 .. unread + ncmds - 1] (RedisPoolStreamUnread
  * tells how many were unread before).  RedisPoolStreamAbandon closes a
  * stream that is open: nothing it carried after its last EXEC runs.
  */
 extern bool RedisPoolStreamSend(const RedisNode *node, const char *tag,
+								bool opening,
 								const StringInfoData *cmds, int ncmds,
 								TimestampTz deadline, RedisError *err);
 extern int	RedisPoolStreamUnread(const RedisNode *node, const char *tag);

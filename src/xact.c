@@ -586,7 +586,7 @@ stream_write(StreamKind kind)
 		st->streamed = q.publishes.n;
 	}
 	st->writing = true;
-	ok = RedisPoolStreamSend(node, stream_tags[kind], &buf, ncmds,
+	ok = RedisPoolStreamSend(node, stream_tags[kind], !st->open, &buf, ncmds,
 							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STREAM_WAIT_MS),
 							 &err);
 	st->writing = false;

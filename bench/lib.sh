@@ -70,6 +70,28 @@ pin() {
 	done
 }
 
+# pin_apart PG_CPU CACHE_CPU: PostgreSQL (the postmaster, the processes it
+# runs now and the backends it starts from now on) on one CPU, Redis and
+# memcached on another, as if the cache server were another host: the
+# trigger benchmark's placement, where a cache server's work and the
+# backend's are not scheduled against each other.  pin_apart 0,1 0,1
+# undoes it.
+pin_apart() {
+	local pid
+	for pid in "$BMF_PG_PID" $(pgrep -P "$BMF_PG_PID"); do
+		taskset -a -p -c "$1" "$pid" >/dev/null || bmf_die "could not pin $pid"
+	done
+	for pid in "$(cat "$BMF_WORK/redis.pid")" "$(cat "$BMF_WORK/memcached.pid")"; do
+		taskset -a -p -c "$2" "$pid" >/dev/null || bmf_die "could not pin $pid"
+	done
+	BENCH_CACHE_CPUS=$2		# for a Redis restarted meanwhile (repin_redis)
+}
+BENCH_CACHE_CPUS=
+repin_redis() {
+	[ -n "$BENCH_CACHE_CPUS" ] || return 0
+	taskset -a -p -c "$BENCH_CACHE_CPUS" "$(cat "$BMF_WORK/redis.pid")" >/dev/null
+}
+
 # the CPU a process last ran on, to check that pinning took
 cpu_of() { ps -o psr= -p "$1" | tr -d ' '; }
 

@@ -4,7 +4,8 @@
 # and its COMMIT.  The watch variant invalidates three key templates and
 # two tags and publishes change events (channel bench_product);
 # watch_nostream is the same with bmfredis.stream_invalidations = off,
-# watch_inval the same without events.  Peak
+# watch_inval the same without events.  With two CPUs or more,
+# PostgreSQL runs on CPU 0 and Redis and memcached on CPU 1 (pin_apart).  Peak
 # backend memory comes from separate, untimed runs.  The per-row costs go
 # to bench/out/trigger_per_row.dat and, through gnuplot, to a chart.
 # Sourced by bench/run.
@@ -40,6 +41,16 @@ trigger_peak_kb() {
 	echo "$max"
 }
 
+# wait (up to 20 s) until the worker has sent what waited for Redis, so
+# that its drain does not run under the next measurement
+trigger_drained() {
+	local i
+	for i in $(seq 1 100); do
+		[ "$(psql -X -At -d bench -c 'SELECT retry_pending + retry_namespaces FROM redis_health()' 2>/dev/null)" = 0 ] && return 0
+		sleep 0.2
+	done
+}
+
 # bench_trigger [--floors] ROWS VARIANT... : rounds of none + each variant;
 # --floors: a side measurement (not charted, no memory figures)
 bench_trigger() {
@@ -49,14 +60,19 @@ bench_trigger() {
 	local v i base t runs=$BMF_BENCH_RUNS
 	declare -A times ratios
 	[ "$rows" -ge 1000000 ] && runs=$(( BMF_BENCH_RUNS < 3 ? BMF_BENCH_RUNS : 3 ))
+	# paired: each variant's ratio is against a baseline measured right
+	# before it, so that the machine's drift over a round (other tenants,
+	# the worker draining after watch_redis_down) does not lean on one side
 	for i in $(seq 1 "$runs"); do
-		base=$(trigger_once none "$rows")
-		times[none]+="$base "
 		for v in "$@"; do
+			base=$(trigger_once none "$rows")
+			times[none]+="$base "
 			if [ "$v" = watch_redis_down ]; then
 				"$BMF_REDISCTL" stop
 				t=$(trigger_once watch "$rows")
 				"$BMF_REDISCTL" start
+				repin_redis
+				trigger_drained
 			else
 				t=$(trigger_once "$v" "$rows")
 			fi

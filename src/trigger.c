@@ -144,6 +144,7 @@ typedef struct SeenCache
 	uint64		generation;
 	bool		cacheable;
 	bool		constant;
+	bool		id_only;		/* a key over the id alone: new on every row */
 	AttrNumber	attnum;
 	bool		used[SEEN_SLOTS];
 	Datum		values[SEEN_SLOTS];
@@ -751,12 +752,19 @@ ensure_seen(Rule *r)
 		c->constant = (t->ncolumns == 0);
 		if (t->ncolumns == 1)
 			for (j = 0; j < t->nparts; j++)
-				if (t->parts[j].is_column && t->parts[j].attnum > 0 &&
-					r->cols[t->parts[j].attnum - 1].typbyval)
+			{
+				if (!t->parts[j].is_column)
+					continue;
+				if (i < r->nkeys && (t->parts[j].attnum == r->id_attnum ||
+									 t->parts[j].attnum == ID_ATTNUM))
+					c->id_only = true;	/* remembering it would only miss */
+				else if (t->parts[j].attnum > 0 &&
+						 r->cols[t->parts[j].attnum - 1].typbyval)
 				{
 					c->cacheable = true;
 					c->attnum = t->parts[j].attnum;
 				}
+			}
 	}
 }
 
@@ -811,10 +819,12 @@ seen_check(Rule *r, int i, const RowView *row)
  * Invalidate what row stands for: its keys and tags, queued and/or sent
  * now.  Templates a row cannot render (a NULL column; an id-only row and
  * a template over other columns) are covered by their coarse pattern when
- * coarse_missing, else skipped.
+ * coarse_missing, else skipped.  id_queued: the other version of this
+ * row, with the same id, was emitted just before, so keys over the id
+ * alone are skipped (they are queued without de-duplication).
  */
 static void
-emit(Rule *r, const RowView *row, bool coarse_missing)
+emit(Rule *r, const RowView *row, bool coarse_missing, bool id_queued)
 {
 	static StringInfoData buf;
 	static bool buf_ready = false;
@@ -840,6 +850,9 @@ emit(Rule *r, const RowView *row, bool coarse_missing)
 
 	for (i = 0; i < r->nkeys; i++)
 	{
+		/* the key over this row's id, queued for its other version */
+		if (id_queued && r->seen[i].id_only)
+			continue;
 		/* the queue is sure to hold it already: skip render and hash */
 		if (!send_now && !coarse_missing && seen_check(r, i, row))
 			continue;
@@ -1109,7 +1122,7 @@ cascade_one(Rule *source, const Cascade *c, List *ids, int depth,
 		id = row_id(t, &rv);
 		if (id && !visit(visited, t->entity, id))
 			continue;
-		emit(t, &rv, false);
+		emit(t, &rv, false, false);
 		if (id && t->ncascades > 0)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
@@ -1380,23 +1393,26 @@ changed_row(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 	rv.id = NULL;
 	if (old && new)
 	{
+		bool		id_changed;
+
 		if (r->watch && !columns_differ(r->watch, r->nwatch, old, new))
 			return;
 		rv.slot = new;
-		emit(r, &rv, false);
+		emit(r, &rv, false, false);
 		note_pending_id(r, &rv);
-		if (columns_differ(r->tcols, r->ntcols, old, new) ||
-			columns_differ(&r->id_attnum, 1, old, new))
+		id_changed = columns_differ(&r->id_attnum, 1, old, new);
+		if (id_changed || columns_differ(r->tcols, r->ntcols, old, new))
 		{
+			/* the same id: its keys over the id alone are queued already */
 			rv.slot = old;
-			emit(r, &rv, false);
+			emit(r, &rv, false, !id_changed);
 			note_pending_id(r, &rv);
 		}
 	}
 	else
 	{
 		rv.slot = old ? old : new;
-		emit(r, &rv, false);
+		emit(r, &rv, false, false);
 		note_pending_id(r, &rv);
 	}
 	if (r->channel)
@@ -1667,7 +1683,7 @@ redis_invalidate_entity(PG_FUNCTION_ARGS)
 				full.slot = slot;
 				full.map = map;
 				full.id = id;
-				emit(r, &full, false);
+				emit(r, &full, false, false);
 			}
 			ExecDropSingleTupleTableSlot(slot);
 			found = true;
@@ -1675,7 +1691,7 @@ redis_invalidate_entity(PG_FUNCTION_ARGS)
 		SPI_finish();
 	}
 	if (!found)
-		emit(r, &rv, true);
+		emit(r, &rv, true, false);
 
 	(void) visit(&visited, r->entity, id);
 	ids = list_make1(id);

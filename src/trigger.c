@@ -124,6 +124,7 @@ typedef struct Rule
 	char	   *etype[3];		/* <channel>:created|updated|deleted */
 	char	   *ehead[3];		/* their envelope heads (PubsubEnvelopeHead) */
 	char	  **event_col_json; /* "name": per event column */
+	int64		summarized[3];	/* rows past the message limit, not yet counted */
 } Rule;
 
 /*
@@ -1315,12 +1316,12 @@ publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 	int			i;
 	bool		first = true;
 
-	ensure_channels(r, row->tts_tupleDescriptor);
 	if (XactPendingPublishes() >= bmf_max_pending_messages)
 	{
-		XactQueueSummary(r->chan[op], r->channel, event_ops[op]);
+		r->summarized[op]++;	/* counted by flush_summaries */
 		return;
 	}
+	ensure_channels(r, row->tts_tupleDescriptor);
 
 	rv.slot = row;
 	rv.map = NULL;
@@ -1375,6 +1376,26 @@ publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 	PubsubEnvelopeFrom(&msg, r->ehead[op], row_id(r, &rv), data.data,
 					   (old && new) ? changed.data : NULL, tail.data);
 	XactQueuePublish(r->chan[op], strlen(r->chan[op]), msg.data, msg.len);
+}
+
+/*
+ * The rows publish_change only counted, added to the transaction's
+ * summaries (one per channel and operation): once per statement rather
+ * than once per row.
+ */
+static void
+flush_summaries(Rule *r, TupleDesc desc)
+{
+	int			op;
+
+	for (op = 0; op < 3; op++)
+	{
+		if (r->summarized[op] == 0)
+			continue;
+		ensure_channels(r, desc);
+		XactQueueSummary(r->chan[op], r->channel, event_ops[op], r->summarized[op]);
+		r->summarized[op] = 0;
+	}
 }
 
 /* ---- the trigger ---- */
@@ -1440,6 +1461,8 @@ scan_transition_tables(Rule *r, TriggerData *td)
 	MemoryContext old = MemoryContextSwitchTo(rowcxt);
 	uint64		n = 0;
 
+	memset(r->summarized, 0, sizeof(r->summarized));	/* an error's leftovers */
+
 	if (olds)
 	{
 		tuplestore_select_read_pointer(olds, tuplestore_alloc_read_pointer(olds, 0));
@@ -1475,6 +1498,7 @@ scan_transition_tables(Rule *r, TriggerData *td)
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
+	flush_summaries(r, desc);
 	if (olds)
 		tuplestore_select_read_pointer(olds, 0);
 	if (news)
@@ -1557,11 +1581,13 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
+	memset(r->summarized, 0, sizeof(r->summarized));
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		changed_row(r, td->tg_trigslot, td->tg_newslot);
 	else
 		changed_row(r, TRIGGER_FIRED_BY_DELETE(td->tg_event) ? td->tg_trigslot : NULL,
 					TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigslot : NULL);
+	flush_summaries(r, RelationGetDescr(td->tg_relation));
 	return PointerGetDatum(NULL);
 }
 

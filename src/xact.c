@@ -813,7 +813,8 @@ XactPendingPublishes(void)
 }
 
 void
-XactQueueSummary(const char *channel, const char *entity, const char *operation)
+XactQueueSummary(const char *channel, const char *entity, const char *operation,
+				 int64 rows)
 {
 	MemoryContext old;
 	ListCell   *lc;
@@ -825,7 +826,7 @@ XactQueueSummary(const char *channel, const char *entity, const char *operation)
 		sm = lfirst(lc);
 		if (strcmp(sm->channel, channel) == 0 && strcmp(sm->operation, operation) == 0)
 		{
-			sm->rows++;
+			sm->rows += rows;
 			return;
 		}
 	}
@@ -834,7 +835,7 @@ XactQueueSummary(const char *channel, const char *entity, const char *operation)
 	sm->channel = pstrdup(channel);
 	sm->entity = pstrdup(entity);
 	sm->operation = pstrdup(operation);
-	sm->rows = 1;
+	sm->rows = rows;
 	q.summaries = lappend(q.summaries, sm);
 	MemoryContextSwitchTo(old);
 }

@@ -52,14 +52,14 @@ extern bool XactHasPending(void);
 extern int	XactPendingPublishes(void);
 
 /*
- * Count a row event that was not queued because the transaction already
+ * Count rows whose events were not queued because the transaction already
  * holds bmfredis.max_pending_messages: at COMMIT one summary message per
  * (channel, operation) says how many rows it stands for.  Summaries are
  * never dropped by a ROLLBACK TO (more rows announced than survived is
  * safe for subscribers that invalidate; fewer would not be).
  */
 extern void XactQueueSummary(const char *channel, const char *entity,
-							 const char *operation);
+							 const char *operation, int64 rows);
 
 /*
  * Changes whenever queued items may have been dropped (a subtransaction

@@ -9,27 +9,29 @@ INSERT INTO bench_products SELECT i, i % 100, i % 20, 'product ' || i, i FROM ge
 \else
 \set variant none
 \endif
-SELECT :'variant' = 'watch_nostream' AS wns, :'variant' = 'watch_inval' AS wi, :'variant' = 'empty_stmt' AS es, :'variant' = 'empty_row' AS er, :'variant' = 'watch_row' AS wr, :'variant' = 'watch' AS w, :'variant' = 'plpgsql_noop' AS n, :'variant' = 'pg_notify' AS pn, :'variant' = 'memcache' AS mc \gset
+SELECT :'variant' = 'watch' AS w, :'variant' = 'watch_nostream' AS wns, :'variant' = 'watch_events' AS we, :'variant' = 'empty_stmt' AS es, :'variant' = 'empty_row' AS er, :'variant' = 'watch_row' AS wr, :'variant' = 'plpgsql_noop' AS n, :'variant' = 'pg_notify' AS pn, :'variant' = 'memcache' AS mc \gset
+-- watch: what keeps Redis true to the table (three key templates, two tags)
 \if :w
-SELECT redis_watch('bench_products', 'bench_product',
-  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
-  ARRAY['products', 'shop:{shop_id}'], channel => 'bench_product') \gset
-\endif
-\if :wns
-SELECT redis_watch('bench_products', 'bench_product',
-  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
-  ARRAY['products', 'shop:{shop_id}'], channel => 'bench_product') \gset
-SET bmfredis.stream_invalidations = off;
-\endif
-\if :wi
 SELECT redis_watch('bench_products', 'bench_product',
   ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
   ARRAY['products', 'shop:{shop_id}']) \gset
 \endif
+\if :wns
+SELECT redis_watch('bench_products', 'bench_product',
+  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+  ARRAY['products', 'shop:{shop_id}']) \gset
+SET bmfredis.stream_invalidations = off;
+\endif
+-- watch_events: the same, and a change event per row on bench_product:*
+\if :we
+SELECT redis_watch('bench_products', 'bench_product',
+  ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+  ARRAY['products', 'shop:{shop_id}'], channel => 'bench_product') \gset
+\endif
 \if :wr
 SELECT redis_watch('bench_products', 'bench_product',
   ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
-  ARRAY['products', 'shop:{shop_id}'], channel => 'bench_product', mode => 'row') \gset
+  ARRAY['products', 'shop:{shop_id}'], mode => 'row') \gset
 \endif
 \if :es
 SELECT redis_watch('bench_products', 'bench_product', '{}', '{}', mode => 'statement') \gset

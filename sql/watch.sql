@@ -141,6 +141,54 @@ ROLLBACK;
 RESET DateStyle; RESET TimeZone;
 INSERT INTO odd VALUES ('row', NULL, NULL, NULL);
 
+-- An UPDATE that sets neither the id nor a template column leaves the
+-- keys as they were, and the old rows are not even read; what the trigger
+-- cannot see from the statement is not trusted: a generated column
+-- follows the columns it is made of, and a BEFORE trigger may change any
+CREATE TABLE gen (id int PRIMARY KEY, a int, b int, twice int GENERATED ALWAYS AS (a * 2) STORED, shop int);
+INSERT INTO gen (id, a, b, shop) VALUES (1, 1, 1, 7);
+SELECT redis_watch('gen', 'gen', ARRAY['gen:{id}', 'twice:{twice}', 'shop:{shop}']);
+BEGIN;
+UPDATE gen SET b = b + 1;
+SELECT target FROM redis_pending_invalidations() ORDER BY target;
+ROLLBACK;
+BEGIN;
+UPDATE gen SET a = 5;
+SELECT target FROM redis_pending_invalidations() ORDER BY target;
+ROLLBACK;
+CREATE FUNCTION pg_temp.move_shop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.shop := 8; RETURN NEW; END$$;
+CREATE TRIGGER move_shop BEFORE UPDATE ON gen FOR EACH ROW EXECUTE FUNCTION pg_temp.move_shop();
+BEGIN;
+UPDATE gen SET b = b + 1;
+SELECT target FROM redis_pending_invalidations() ORDER BY target;
+ROLLBACK;
+DROP TRIGGER move_shop ON gen;
+-- ... nor in a partition, which may have BEFORE triggers of its own
+CREATE TABLE parted (id int, b int, shop int) PARTITION BY RANGE (id);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+INSERT INTO parted VALUES (1, 1, 7);
+SELECT redis_watch('parted', 'parted', ARRAY['parted:{id}', 'shop:{shop}']);
+CREATE TRIGGER move_shop BEFORE UPDATE ON parted_1 FOR EACH ROW EXECUTE FUNCTION pg_temp.move_shop();
+BEGIN;
+UPDATE parted SET b = b + 1;
+SELECT target FROM redis_pending_invalidations() ORDER BY target;
+ROLLBACK;
+SELECT redis_unwatch('parted');
+DROP TABLE parted;
+-- with a column filter, a statement that sets none of its columns is
+-- nothing to invalidate, whatever the rows hold
+SELECT redis_watch('gen', 'gen', ARRAY['gen:{id}'], columns => ARRAY['a']);
+BEGIN;
+UPDATE gen SET b = b + 1;
+SELECT count(*) AS queued FROM redis_pending_invalidations();
+UPDATE gen SET a = a;
+SELECT count(*) AS queued_unchanged FROM redis_pending_invalidations();
+UPDATE gen SET a = a + 1;
+SELECT target FROM redis_pending_invalidations() ORDER BY target;
+ROLLBACK;
+SELECT redis_unwatch('gen');
+DROP TABLE gen;
+
 -- the trigger function refuses to be called any other way
 SELECT redis_cache_trigger();
 CREATE TRIGGER wrong BEFORE UPDATE ON odd FOR EACH ROW EXECUTE FUNCTION redis_cache_trigger('odd');

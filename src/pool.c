@@ -78,9 +78,9 @@ typedef struct PoolEntry
 } PoolEntry;
 
 static HTAB *pool = NULL;
+static bool exit_hook_registered = false;
 
 static PoolEntry *pool_find(const char *name);
-static bool exit_hook_registered = false;
 
 /* Socket reads land here before being fed to the reader. */
 static char read_buffer[64 * 1024];

@@ -31,8 +31,10 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/sysattr.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -1441,12 +1443,48 @@ changed_row(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 }
 
 /*
+ * Does an UPDATE statement trigger know every column the statement may
+ * have changed?  PostgreSQL hands it the columns the statement sets,
+ * generated columns that follow from them included (tg_updatedcols).  What
+ * it cannot see: a BEFORE ROW trigger, which may change any column, and
+ * the rows of partitions or inheritance children, which may have BEFORE
+ * triggers of their own.  So only a plain table without either.
+ */
+static bool
+updated_cols_known(const TriggerData *td)
+{
+	Relation	rel = td->tg_relation;
+
+	return TRIGGER_FIRED_BY_UPDATE(td->tg_event) && td->tg_updatedcols != NULL &&
+		rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass &&
+		!(rel->trigdesc && rel->trigdesc->trig_update_before_row);
+}
+
+/* Did the statement set any of cols?  (updated_cols_known must hold) */
+static bool
+any_updated(const TriggerData *td, const AttrNumber *cols, int ncols)
+{
+	int			i;
+
+	for (i = 0; i < ncols; i++)
+		if (bms_is_member(cols[i] - FirstLowInvalidHeapAttributeNumber, td->tg_updatedcols))
+			return true;
+	return false;
+}
+
+/*
  * The statement-level path: walk the transition tables.  For an UPDATE,
  * PostgreSQL fills the old and new tables pairwise, in the same order; we
  * rely on that only after checking that the pair has the same id, and
  * treat a pair whose ids differ as a change of everything (both rows'
  * keys), which is always safe.  We read through read pointers of our own,
  * so other triggers reading the same tables are not disturbed.
+ *
+ * An UPDATE that sets none of the rule's watched columns changes nothing
+ * that matters; one that sets neither the id nor a template column leaves
+ * every row's keys as they were, and without events (whose "changed" list
+ * compares the versions) or a column filter the old rows are not read at
+ * all: each new row's keys are all there is to invalidate.
  */
 static void
 scan_transition_tables(Rule *r, TriggerData *td)
@@ -1454,12 +1492,27 @@ scan_transition_tables(Rule *r, TriggerData *td)
 	TupleDesc	desc = RelationGetDescr(td->tg_relation);
 	Tuplestorestate *olds = td->tg_oldtable;
 	Tuplestorestate *news = td->tg_newtable;
-	TupleTableSlot *os = olds ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
-	TupleTableSlot *ns = news ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
-	MemoryContext rowcxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis rows",
-												 ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(rowcxt);
+	bool		keys_fixed = false;
+	TupleTableSlot *os;
+	TupleTableSlot *ns;
+	MemoryContext rowcxt;
+	MemoryContext old;
 	uint64		n = 0;
+
+	if (olds && news && updated_cols_known(td))
+	{
+		if (r->watch && !any_updated(td, r->watch, r->nwatch))
+			return;				/* no watched column was set */
+		keys_fixed = !any_updated(td, r->tcols, r->ntcols) &&
+			!any_updated(td, &r->id_attnum, 1);
+		if (keys_fixed && !r->channel && !r->watch)
+			olds = NULL;		/* the new rows' keys are the old rows' */
+	}
+	os = olds ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
+	ns = news ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis rows",
+								   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(rowcxt);
 
 	memset(r->summarized, 0, sizeof(r->summarized));	/* an error's leftovers */
 

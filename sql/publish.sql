@@ -61,6 +61,22 @@ SELECT target AS channel, argument::jsonb - 'id' - 'time' - 'txid' - 'database' 
 FROM redis_pending_invalidations() WHERE kind = 'publish';
 ROLLBACK;
 
+-- without a column filter every UPDATE is an event; one that sets no
+-- column the event carries (the id, the templates', the listed ones) is
+-- told from the new rows alone, with nothing in "changed"
+CREATE TABLE pub_items (id int PRIMARY KEY, shop int, title text, stock int);
+INSERT INTO pub_items VALUES (1, 7, 'Presets', 3), (2, 8, 'Brushes', 4);
+SELECT redis_watch('pub_items', 'pub_item', ARRAY['item:{id}', 'shop:{shop}'], channel => 'item');
+BEGIN;
+UPDATE pub_items SET stock = stock - 1;
+UPDATE pub_items SET shop = 9 WHERE id = 2;
+SELECT target AS channel, argument::jsonb - 'id' - 'time' - 'txid' - 'database' AS event
+FROM redis_pending_invalidations() WHERE kind = 'publish';
+SELECT target FROM redis_pending_invalidations() WHERE kind = 'key' ORDER BY target;
+ROLLBACK;
+SELECT redis_unwatch('pub_items');
+DROP TABLE pub_items;
+
 -- past bmfredis.max_pending_messages, row events become one summary
 SET bmfredis.max_pending_messages = 3;
 BEGIN;

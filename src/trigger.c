@@ -168,6 +168,15 @@ typedef struct PendingId
 	char	   *id;
 } PendingId;
 static List *pending_ids = NIL;
+
+/*
+ * While a statement's transition tables are read into a key queue that was
+ * empty when it began, a key rendered from a row's id is one no earlier
+ * row queued (each row appears once), so it skips de-duplication: a bulk
+ * UPDATE pays no hashing per row.  (An UPDATE that swaps two rows' ids
+ * queues a key twice, which only costs an UNLINK argument.)
+ */
+static bool distinct_ids = false;
 static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
 
 /* ---- the rules cache ---- */
@@ -863,7 +872,7 @@ emit(Rule *r, const RowView *row, bool coarse_missing, bool id_queued)
 		appendStringInfoString(&buf, bmf_key_prefix);
 		if (render(r, r->keys[i], row, &buf))
 		{
-			if (queue && r->key_has_id[i])
+			if (queue && r->key_has_id[i] && distinct_ids)
 				XactQueueDistinctKey(buf.data, buf.len, r->key_coarse[i], strlen(r->key_coarse[i]));
 			else if (queue)
 				XactQueueKey(buf.data, buf.len, r->key_coarse[i], strlen(r->key_coarse[i]));
@@ -1300,7 +1309,8 @@ reset_buffer(StringInfo s, bool *ready)
  * the buffers live across rows.
  */
 static void
-publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
+publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new,
+			   bool update_unread)
 {
 	static StringInfoData data;
 	static StringInfoData changed;
@@ -1312,7 +1322,7 @@ publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 	static bool tail_ready = false;
 	static TimestampTz tail_ts = 0;
 	static FullTransactionId tail_fxid;
-	int			op = (old && new) ? 1 : new ? 0 : 2;
+	int			op = (old && new) || update_unread ? 1 : new ? 0 : 2;
 	TupleTableSlot *row = new ? new : old;
 	RowView		rv;
 	int			i;
@@ -1346,7 +1356,9 @@ publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 	appendStringInfoChar(&data, '}');
 
 	reset_buffer(&changed, &changed_ready);
-	if (old && new)
+	if (update_unread)
+		appendStringInfoString(&changed, "[]");	/* none was set */
+	else if (old && new)
 	{
 		appendStringInfoChar(&changed, '[');
 		for (i = 0; i < r->nevent_cols; i++)
@@ -1376,7 +1388,7 @@ publish_change(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 	}
 	reset_buffer(&msg, &msg_ready);
 	PubsubEnvelopeFrom(&msg, r->ehead[op], row_id(r, &rv), data.data,
-					   (old && new) ? changed.data : NULL, tail.data);
+					   op == 1 ? changed.data : NULL, tail.data);
 	XactQueuePublish(r->chan[op], strlen(r->chan[op]), msg.data, msg.len);
 }
 
@@ -1406,9 +1418,12 @@ flush_summaries(Rule *r, TupleDesc desc)
  * One changed row: old is NULL for an INSERT, new NULL for a DELETE.  An
  * UPDATE that leaves every watched column as it was does nothing; one
  * that changes a template column invalidates the old row's keys too.
+ * update_unread: new is an UPDATE's new row whose old one was not read
+ * (its keys, and the columns its event carries, were not set).
  */
 static void
-changed_row(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
+changed_row(Rule *r, TupleTableSlot *old, TupleTableSlot *new,
+			bool update_unread)
 {
 	RowView		rv;
 
@@ -1439,7 +1454,7 @@ changed_row(Rule *r, TupleTableSlot *old, TupleTableSlot *new)
 		note_pending_id(r, &rv);
 	}
 	if (r->channel)
-		publish_change(r, old, new);
+		publish_change(r, old, new, update_unread);
 }
 
 /*
@@ -1482,9 +1497,11 @@ any_updated(const TriggerData *td, const AttrNumber *cols, int ncols)
  *
  * An UPDATE that sets none of the rule's watched columns changes nothing
  * that matters; one that sets neither the id nor a template column leaves
- * every row's keys as they were, and without events (whose "changed" list
- * compares the versions) or a column filter the old rows are not read at
- * all: each new row's keys are all there is to invalidate.
+ * every row's keys as they were, and then, unless a column filter must
+ * compare the versions or the statement set a column that events carry
+ * (their "changed" list compares them), the old rows are not read at all:
+ * each new row's keys are all there is to invalidate, and its event says
+ * nothing it carries changed.
  */
 static void
 scan_transition_tables(Rule *r, TriggerData *td)
@@ -1492,7 +1509,7 @@ scan_transition_tables(Rule *r, TriggerData *td)
 	TupleDesc	desc = RelationGetDescr(td->tg_relation);
 	Tuplestorestate *olds = td->tg_oldtable;
 	Tuplestorestate *news = td->tg_newtable;
-	bool		keys_fixed = false;
+	bool		update_unread = false;
 	TupleTableSlot *os;
 	TupleTableSlot *ns;
 	MemoryContext rowcxt;
@@ -1501,12 +1518,19 @@ scan_transition_tables(Rule *r, TriggerData *td)
 
 	if (olds && news && updated_cols_known(td))
 	{
+		bool		keys_fixed;
+
 		if (r->watch && !any_updated(td, r->watch, r->nwatch))
 			return;				/* no watched column was set */
 		keys_fixed = !any_updated(td, r->tcols, r->ntcols) &&
 			!any_updated(td, &r->id_attnum, 1);
-		if (keys_fixed && !r->channel && !r->watch)
-			olds = NULL;		/* the new rows' keys are the old rows' */
+		/* the new rows' keys are the old rows', and so are their events' columns */
+		if (keys_fixed && !r->watch &&
+			!(r->channel && any_updated(td, r->event_cols, r->nevent_cols)))
+		{
+			olds = NULL;
+			update_unread = true;
+		}
 	}
 	os = olds ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
 	ns = news ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
@@ -1515,6 +1539,7 @@ scan_transition_tables(Rule *r, TriggerData *td)
 	old = MemoryContextSwitchTo(rowcxt);
 
 	memset(r->summarized, 0, sizeof(r->summarized));	/* an error's leftovers */
+	distinct_ids = (XactPendingKeys() == 0);
 
 	if (olds)
 	{
@@ -1535,11 +1560,11 @@ scan_transition_tables(Rule *r, TriggerData *td)
 			break;
 		if (ho && hn && columns_differ(&r->id_attnum, 1, os, ns))
 		{
-			changed_row(r, os, NULL);
-			changed_row(r, NULL, ns);
+			changed_row(r, os, NULL, false);
+			changed_row(r, NULL, ns, false);
 		}
 		else
-			changed_row(r, ho ? os : NULL, hn ? ns : NULL);
+			changed_row(r, ho ? os : NULL, hn ? ns : NULL, update_unread);
 		if ((++n & 1023) == 0)
 		{
 			/* the slots may own tuples read back from disk into rowcxt */
@@ -1551,6 +1576,7 @@ scan_transition_tables(Rule *r, TriggerData *td)
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
+	distinct_ids = false;
 	flush_summaries(r, desc);
 	if (olds)
 		tuplestore_select_read_pointer(olds, 0);
@@ -1590,6 +1616,7 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("redis_cache_trigger() takes the entity name as its only argument")));
 
+	distinct_ids = false;		/* whatever an error left */
 	r = rule_get(td->tg_trigger->tgargs[0]);
 	if (r->relid != RelationGetRelid(td->tg_relation))
 		ereport(ERROR,
@@ -1636,10 +1663,10 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 
 	memset(r->summarized, 0, sizeof(r->summarized));
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-		changed_row(r, td->tg_trigslot, td->tg_newslot);
+		changed_row(r, td->tg_trigslot, td->tg_newslot, false);
 	else
 		changed_row(r, TRIGGER_FIRED_BY_DELETE(td->tg_event) ? td->tg_trigslot : NULL,
-					TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigslot : NULL);
+					TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigslot : NULL, false);
 	flush_summaries(r, RelationGetDescr(td->tg_relation));
 	return PointerGetDatum(NULL);
 }

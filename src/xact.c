@@ -102,6 +102,7 @@ typedef struct QSet
 	uint32	   *slots;			/* 0 empty, MAX deleted, else index + 1 */
 	uint32		nslots;			/* power of two */
 	uint32		used;			/* slots not empty (live or deleted) */
+	int			unindexed;		/* items added as distinct, not in the index */
 	char	   *arena;
 	uint32		arena_used;
 	uint32		arena_size;
@@ -274,6 +275,33 @@ qset_find(const QSet *s, const char *str, uint32 len, uint32 hash,
 }
 
 /*
+ * Put the items added as distinct into the index, before anything is
+ * looked up in it: a bulk statement skipped the hashing, and a later
+ * statement of the same transaction that queues one of its keys again
+ * must find it.
+ */
+static void
+qset_index_distinct(QSet *s)
+{
+	uint32		nslots = Max(s->nslots, 64);
+	int			i;
+
+	for (i = 0; i < s->n; i++)
+	{
+		QItem	   *it = &s->items[i];
+
+		if (it->indexed)
+			continue;
+		it->hash = hash_bytes((const unsigned char *) qstr(s, it), it->len);
+		it->indexed = true;
+	}
+	s->unindexed = 0;
+	while ((uint32) (s->n + 1) * 2 > nslots)
+		nslots *= 2;
+	qset_reindex(s, nslots);
+}
+
+/*
  * Add str; returns its item index, and *added whether it is new.  With
  * distinct, the caller vouches that str is new: no index lookup.
  */
@@ -287,6 +315,8 @@ qset_add_ex(QSet *s, const char *str, size_t len, SubTransactionId subid,
 	bool		index = s->dedup && !distinct;
 
 	*added = false;
+	if (index && s->unindexed > 0)
+		qset_index_distinct(s);
 	if (index)
 	{
 		int			found;
@@ -313,6 +343,8 @@ qset_add_ex(QSet *s, const char *str, size_t len, SubTransactionId subid,
 	it->arg = 0;
 	it->arg_len = 0;
 	it->indexed = index;
+	if (s->dedup && !index)
+		s->unindexed++;
 	if (index)
 	{
 		if (s->slots[slot] == SLOT_EMPTY)
@@ -338,6 +370,8 @@ qset_truncate(QSet *s, SubTransactionId subid)
 	{
 		QItem	   *it = &s->items[s->n - 1];
 
+		if (!it->indexed && s->dedup)
+			s->unindexed--;
 		if (it->indexed)
 		{
 			uint32		slot = it->hash & (s->nslots - 1);

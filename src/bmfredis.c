@@ -624,8 +624,8 @@ define_pubsub_gucs(void)
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("bmfredis.stream_invalidations",
-							 "Whether a transaction queuing many keys sends them inside MULTI while it runs, so that COMMIT sends only EXEC.",
-							 "Redis holds the queued UNLINKs (about 100 bytes a key) until the transaction ends; nothing runs before COMMIT.",
+							 "Whether a transaction queuing many keys or change events sends them inside MULTI while it runs, so that COMMIT sends only EXEC.",
+							 "Redis holds the queued commands (about 100 bytes a key, a message per event) until the transaction ends; nothing runs before COMMIT.",
 							 &bmf_stream_invalidations, true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);

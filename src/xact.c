@@ -1133,6 +1133,12 @@ flush_committed(void)
 	effects = queue_effects(!keys_sent, true, !events_streamed, &n);
 	if (n > 0)
 		ok = send_effects(effects, n, deadline);
+	else if (events_streamed)
+	{
+		/* messages waiting from an outage go before these events */
+		RetryDrain(deadline, false);
+		ok = !RetryIsBacklogged();
+	}
 	if (!events_streamed)
 		return;
 

@@ -9,12 +9,17 @@ psql -X -q -d postgres -c "ALTER DATABASE bmf_outage SET bmfredis.key_prefix = '
 	-c "ALTER DATABASE bmf_outage SET bmfredis.flush_timeout = '300ms'" \
 	-c "ALTER DATABASE bmf_outage SET bmfredis.command_timeout = '300ms'" \
 	-c "ALTER DATABASE bmf_outage SET bmfredis.connect_timeout = '300ms'" >/dev/null
-qs >/dev/null <<'SQL'
-CREATE TABLE products (id int PRIMARY KEY, price int NOT NULL);
-INSERT INTO products SELECT i, 100 FROM generate_series(1, 200) i;
-SELECT redis_watch('products', 'product', ARRAY['product:{id}']);
-SELECT count(redis_cache_set('product:' || id, price::text)) FROM products;
+# watched_table TABLE ENTITY ROWS: ROWS rows (id, price 100), watched with
+# the key <ENTITY>:{id}, every row cached
+watched_table() {
+	qs >/dev/null <<SQL
+CREATE TABLE $1 (id int PRIMARY KEY, price int NOT NULL);
+INSERT INTO $1 SELECT i, 100 FROM generate_series(1, $3) i;
+SELECT redis_watch('$1', '$2', ARRAY['$2:{id}']);
+SELECT count(redis_cache_set('$2:' || id, price::text)) FROM $1;
 SQL
+}
+watched_table products product 200
 is "every product is cached before the outage" "$($R cli EVAL "return #redis.call('KEYS', 'out:product:*')" 0)" "200"
 
 cat >"$BMF_WORK/outage.pgbench" <<'EOF2'
@@ -76,12 +81,7 @@ is "the worker removed every stale value by itself" "$n" "0"
 # A bulk transaction streams its keys (UNLINKs inside MULTI while it
 # runs); Redis frozen halfway through: the rest of the UPDATE does not
 # wait for it, COMMIT succeeds, and the keys reach Redis once it answers.
-qs >/dev/null <<'SQL'
-CREATE TABLE bulk (id int PRIMARY KEY, price int NOT NULL);
-INSERT INTO bulk SELECT i, 100 FROM generate_series(1, 20000) i;
-SELECT redis_watch('bulk', 'bulk', ARRAY['bulk:{id}']);
-SELECT count(redis_cache_set('bulk:' || id, price::text)) FROM bulk;
-SQL
+watched_table bulk bulk 20000
 out=$(psql -X -q -At -d bmf_outage 2>&1 <<SQL
 BEGIN;
 UPDATE bulk SET price = price + 1 WHERE id <= 10000;

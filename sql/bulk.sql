@@ -64,6 +64,14 @@ UPDATE bulk_products SET price = price + 1 WHERE id > 10000;
 SELECT count(*) AS streaming FROM redis_connections() WHERE state = 'streaming';
 COMMIT;
 SELECT redis_cache_mget(ARRAY['product:1', 'product:20000']) AS after_disconnect;
+-- bmfredis.db changed before COMMIT: COMMIT sends where the settings say
+-- then, as without a stream; the stream's MULTI, for database 0, is dropped
+SELECT redis_cache_mset(ARRAY['product:1', 'product:20000'], ARRAY['a', 'b']);
+BEGIN;
+UPDATE bulk_products SET price = price + 1;
+SET LOCAL bmfredis.db = 1;
+COMMIT;
+SELECT redis_cache_mget(ARRAY['product:1', 'product:20000']) AS db0_untouched;
 -- the stream's connection killed mid-transaction: COMMIT sends the keys
 -- as it would have without a stream
 SELECT value AS failures_before FROM redis_stats_values() WHERE name = 'stream_failures' \gset

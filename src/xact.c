@@ -142,6 +142,7 @@ static struct
 		bool		writing;	/* a write is under way (an error may cut it) */
 		int			streamed;	/* items[0 .. streamed) of its set went in it */
 		char		node[POOL_NAME_LEN];
+		int			db;			/* the node's database when it opened */
 	}			streams[2];
 } q;
 
@@ -605,6 +606,7 @@ stream_write(StreamKind kind)
 		RespAppendBulk(&buf, "MULTI", 5);
 		ncmds++;
 		strlcpy(st->node, node->ep.name, sizeof(st->node));
+		st->db = node->db;
 	}
 	if (kind == STREAM_KEYS)
 		while (q.keys.n - st->streamed >= bmf_unlink_batch)
@@ -656,7 +658,7 @@ stream_finish(StreamKind kind, TimestampTz deadline, int64 *counted)
 	int			i;
 
 	*counted = 0;
-	if (strcmp(node->ep.name, st->node) != 0)
+	if (strcmp(node->ep.name, st->node) != 0 || node->db != st->db)
 	{
 		stream_drop(kind);		/* the server changed under the transaction */
 		return false;

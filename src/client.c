@@ -1201,6 +1201,59 @@ RedisPipelineNode(const RedisNode *node, RedisPolicy policy, int flags,
 					  "pipeline");
 }
 
+static bool
+stream_refuse_cluster(const RedisNode *node, RedisError *err)
+{
+	if (!node->cluster)
+		return false;
+	RedisErrorSet(err, RS_PROTOCOL, ERRCODE_FEATURE_NOT_SUPPORTED,
+				  "streams are not used with a Redis Cluster",
+				  "Their commands would span nodes.");
+	return true;
+}
+
+bool
+RedisStreamSend(const RedisNode *node, const char *tag, bool opening,
+				const RedisBatch *b, TimestampTz deadline, RedisError *err)
+{
+	if (stream_refuse_cluster(node, err))
+		return false;
+	redis_client_stats.calls += b->n;
+	return RedisPoolStreamSend(node, tag, opening, &b->buf, b->n, deadline, err);
+}
+
+RedisReply **
+RedisStreamFinish(const RedisNode *node, const char *tag, const RedisBatch *b,
+				  TimestampTz deadline, int *nreplies, RedisError *err)
+{
+	RedisReply **replies;
+	int			total;
+	int			i;
+
+	if (stream_refuse_cluster(node, err))
+		return NULL;
+	total = RedisPoolStreamUnread(node, tag) + b->n;
+	replies = palloc(sizeof(RedisReply *) * total);
+	redis_client_stats.calls += b->n;
+	if (!RedisPoolStreamFinish(node, tag, &b->buf, b->n, deadline,
+							   CurrentMemoryContext, replies, err))
+		return NULL;
+	for (i = 0; i < total; i++)
+		if (replies[i]->type == RESP_ERROR)
+		{
+			redis_client_stats.error_replies++;
+			BmfStatsCount(STAT_ERRORS_REPLY, 1);
+		}
+	*nreplies = total;
+	return replies;
+}
+
+void
+RedisStreamAbandon(const char *node_name, const char *tag)
+{
+	RedisPoolStreamAbandon(node_name, tag);
+}
+
 RedisReply *
 RedisCommand(RedisPolicy policy, int flags, const RedisArgs *args,
 			 RedisError *err)

@@ -121,6 +121,23 @@ extern RedisReply **RedisPipelineNode(const RedisNode *node, RedisPolicy policy,
 									  int flags, const RedisBatch *b,
 									  TimestampTz deadline, RedisError *err);
 
+/*
+ * Streams (pool.h): a batch written to node's stream connection <tag> now,
+ * its replies read with the last one.  RedisStreamSend writes b (opening:
+ * on a fresh stream); false with err set when it cannot (the stream is
+ * then closed).  RedisStreamFinish writes b and returns the replies of
+ * everything the stream carried (*nreplies of them), or NULL with err set.
+ * Neither raises for a Redis fault, nor routes by slot: not for a
+ * cluster, where they fail.  RedisStreamAbandon closes an open stream.
+ */
+extern bool RedisStreamSend(const RedisNode *node, const char *tag,
+							bool opening, const RedisBatch *b,
+							TimestampTz deadline, RedisError *err);
+extern RedisReply **RedisStreamFinish(const RedisNode *node, const char *tag,
+									  const RedisBatch *b, TimestampTz deadline,
+									  int *nreplies, RedisError *err);
+extern void RedisStreamAbandon(const char *node_name, const char *tag);
+
 /* Report a transport failure at the level the policy gives. */
 extern void RedisReportFailure(RedisPolicy policy, int flags,
 							   const RedisError *err, const char *command);

@@ -609,6 +609,23 @@ settle_publish(Planned *p, RedisReply *r, void *arg)
 	st->done[p->which[0]] = true;
 }
 
+/* An UNLINK with room for bmfredis.unlink_batch keys, to be added */
+static void
+unlink_args(RedisArgs *a)
+{
+	RedisArgsInit(a, bmf_unlink_batch + 1);
+	RedisArgsAdd(a, "UNLINK", 6);
+}
+
+static void
+publish_args(RedisArgs *a, const Effect *e)
+{
+	RedisArgsInit(a, 3);
+	RedisArgsAdd(a, "PUBLISH", 7);
+	RedisArgsAdd(a, e->target, e->target_len);
+	RedisArgsAdd(a, e->arg, e->arg_len);
+}
+
 bool
 EffectsSend(const RedisNode *node, const Effect *effects, int n,
 			TimestampTz deadline, bool *done, EffectsResult *result,
@@ -643,8 +660,7 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 				if (unlink == NULL || unlink->nwhich >= bmf_unlink_batch)
 				{
 					unlink = plan_new(&plans, &nplans, &cap, EFFECT_KEY, bmf_unlink_batch);
-					RedisArgsInit(&unlink->args, bmf_unlink_batch + 1);
-					RedisArgsAdd(&unlink->args, "UNLINK", 6);
+					unlink_args(&unlink->args);
 				}
 				RedisArgsAdd(&unlink->args, e->target, e->target_len);
 				unlink->which[unlink->nwhich++] = i;
@@ -739,10 +755,7 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 			if (e->kind != EFFECT_PUBLISH)
 				continue;
 			p = plan_new(&plans, &nplans, &cap, EFFECT_PUBLISH, 1);
-			RedisArgsInit(&p->args, 3);
-			RedisArgsAdd(&p->args, "PUBLISH", 7);
-			RedisArgsAdd(&p->args, e->target, e->target_len);
-			RedisArgsAdd(&p->args, e->arg, e->arg_len);
+			publish_args(&p->args, e);
 			p->which[p->nwhich++] = i;
 		}
 		if (nplans > 0)
@@ -753,4 +766,116 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 		if (!done[i])
 			result->failed++;
 	return ok && result->failed == 0;
+}
+
+
+/* ---- streams ---- */
+
+static void
+add_word(RedisBatch *b, const char *word)
+{
+	RedisArgs	a;
+
+	RedisArgsInit(&a, 1);
+	RedisArgsAddStr(&a, word);
+	RedisBatchAdd(b, &a);
+}
+
+/*
+ * Keys (EFFECT_KEY, as UNLINKs of bmfredis.unlink_batch) and publishes of
+ * effects[0 .. n), in order, onto b; other kinds are not streamed.
+ */
+static void
+stream_batch(RedisBatch *b, const Effect *effects, int n)
+{
+	RedisArgs	unlink;
+	int			nkeys = 0;
+	int			i;
+
+	for (i = 0; i <= n; i++)
+	{
+		const Effect *e = i < n ? &effects[i] : NULL;
+
+		if (nkeys > 0 && (e == NULL || e->kind != EFFECT_KEY || nkeys == bmf_unlink_batch))
+		{
+			RedisBatchAdd(b, &unlink);
+			nkeys = 0;
+		}
+		if (e == NULL)
+			break;
+		if (e->kind == EFFECT_KEY)
+		{
+			if (nkeys == 0)
+				unlink_args(&unlink);
+			RedisArgsAdd(&unlink, e->target, e->target_len);
+			nkeys++;
+		}
+		else if (e->kind == EFFECT_PUBLISH)
+		{
+			RedisArgs	a;
+
+			publish_args(&a, e);
+			RedisBatchAdd(b, &a);
+		}
+	}
+}
+
+bool
+EffectsStreamWrite(const RedisNode *node, const char *tag, bool opening,
+				   const Effect *effects, int n, TimestampTz deadline,
+				   RedisError *err)
+{
+	RedisBatch	b;
+	bool		ok;
+
+	RedisBatchInit(&b);
+	if (opening)
+		add_word(&b, "MULTI");
+	stream_batch(&b, effects, n);
+	if (b.n == 0)
+		return true;
+	ok = RedisStreamSend(node, tag, opening, &b, deadline, err);
+	pfree(b.buf.data);
+	return ok;
+}
+
+bool
+EffectsStreamFinish(const RedisNode *node, const char *tag,
+					const Effect *effects, int n, TimestampTz deadline,
+					int64 *counted, RedisError *err)
+{
+	RedisBatch	b;
+	RedisReply **replies;
+	RedisReply *exec;
+	int			nreplies;
+	int			i;
+
+	*counted = 0;
+	RedisBatchInit(&b);
+	stream_batch(&b, effects, n);
+	add_word(&b, "EXEC");
+	replies = RedisStreamFinish(node, tag, &b, deadline, &nreplies, err);
+	pfree(b.buf.data);
+	if (replies == NULL)
+		return false;
+	/* MULTI's OK, a QUEUED per command, and EXEC's array of their replies */
+	exec = replies[nreplies - 1];
+	if (exec->type != RESP_ARRAY || exec->elements != (size_t) (nreplies - 2))
+	{
+		RedisErrorSet(err, RS_PROTOCOL, ERRCODE_CONNECTION_EXCEPTION,
+					  "Redis did not run a stream",
+					  "EXEC answered %s.",
+					  exec->type == RESP_ERROR ? exec->str : RespTypeName(exec->type));
+		return false;
+	}
+	for (i = 0; i < (int) exec->elements; i++)
+		if (exec->element[i]->type == RESP_INTEGER)
+			*counted += exec->element[i]->integer;
+	return true;
+}
+
+void
+EffectsStreamAbandon(const char *node_name, const char *tag)
+{
+	RedisStreamAbandon(node_name, tag);
 }

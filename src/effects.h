@@ -60,6 +60,26 @@ extern bool EffectsSend(const RedisNode *node, const Effect *effects, int n,
 						TimestampTz deadline, bool *done,
 						EffectsResult *result, RedisError *err);
 
+/*
+ * Streams (xact.c): keys (as UNLINKs) and publishes of effects[0 .. n)
+ * written to node's stream connection <tag> inside MULTI while the
+ * transaction runs.  EffectsStreamWrite writes them (opening: starting
+ * with MULTI); EffectsStreamFinish writes the last ones and EXEC, and is
+ * true when Redis ran everything the stream carried (*counted: keys that
+ * existed, or messages' receivers).  false, with err set, leaves the
+ * effects to be sent the ordinary way; the stream is then closed, and
+ * Redis drops its MULTI.  EffectsStreamAbandon closes an open stream.
+ * None of them raises for a Redis fault.  Not for a cluster.
+ */
+extern bool EffectsStreamWrite(const RedisNode *node, const char *tag,
+							   bool opening, const Effect *effects, int n,
+							   TimestampTz deadline, RedisError *err);
+extern bool EffectsStreamFinish(const RedisNode *node, const char *tag,
+								const Effect *effects, int n,
+								TimestampTz deadline, int64 *counted,
+								RedisError *err);
+extern void EffectsStreamAbandon(const char *node_name, const char *tag);
+
 /* Tag index key of a tag: <prefix>tag:<tag> */
 extern void EffectsTagKey(StringInfo out, const char *prefix, const char *tag,
 						  size_t len);

@@ -82,35 +82,6 @@ put_header(char *p, char kind, size_t n)
 	return p;
 }
 
-/* "<kind><n>\r\n" appended to buf: an array's or a bulk string's header */
-void
-RespAppendHeader(StringInfo buf, char kind, size_t n)
-{
-	enlargeStringInfo(buf, 1 + 20 + 2);
-	buf->len = (int) (put_header(buf->data + buf->len, kind, n) - buf->data);
-	buf->data[buf->len] = '\0';
-}
-
-/* "$<len>\r\n<bytes>\r\n" appended to buf: one argument of a command */
-void
-RespAppendBulk(StringInfo buf, const char *s, size_t len)
-{
-	char	   *p;
-
-	if (len >= (size_t) (MaxAllocSize - buf->len - 1 - 20 - 4))
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("Redis command too large")));
-	enlargeStringInfo(buf, (int) (len + 1 + 20 + 4));
-	p = put_header(buf->data + buf->len, '$', len);
-	memcpy(p, s, len);
-	p += len;
-	*p++ = '\r';
-	*p++ = '\n';
-	buf->len = (int) (p - buf->data);
-	buf->data[buf->len] = '\0';
-}
-
 /*
  * A command is an array of bulk strings: "*<argc>\r\n" then
  * "$<len>\r\n<bytes>\r\n" per argument.  Formatted here, straight into the

@@ -44,9 +44,6 @@ typedef struct RespReader RespReader;
 
 /* Append one command, in RESP, to buf.  argv entries are binary-safe;
  * ERROR (54000) past 1 GB. */
-/* pieces of a command built by hand: the array header, then each bulk */
-extern void RespAppendHeader(StringInfo buf, char kind, size_t n);
-extern void RespAppendBulk(StringInfo buf, const char *s, size_t len);
 extern void RespFormat(StringInfo buf, int argc, const char *const *argv,
 					   const size_t *argvlen);
 

@@ -69,9 +69,7 @@
 #include "bmfredis.h"
 #include "client.h"
 #include "effects.h"
-#include "pool.h"
 #include "pubsub.h"
-#include "resp.h"
 #include "retry.h"
 #include "stats.h"
 #include "xact.h"
@@ -521,43 +519,8 @@ collapse(void)
 }
 
 static void add_summaries(Effect *effects, int *n);
-
-/* UNLINK of keys.items[from .. to), appended to buf */
-static void
-format_unlink(StringInfo buf, int from, int to)
-{
-	int			i;
-
-	RespAppendHeader(buf, '*', 1 + to - from);
-	RespAppendBulk(buf, "UNLINK", 6);
-	for (i = from; i < to; i++)
-		RespAppendBulk(buf, qstr(&q.keys, &q.keys.items[i]), q.keys.items[i].len);
-}
-
-static void
-format_publish(StringInfo buf, const char *channel, size_t clen,
-			   const char *message, size_t mlen)
-{
-	RespAppendHeader(buf, '*', 3);
-	RespAppendBulk(buf, "PUBLISH", 7);
-	RespAppendBulk(buf, channel, clen);
-	RespAppendBulk(buf, message, mlen);
-}
-
-/* PUBLISH of publishes.items[from .. to), appended to buf */
-static void
-format_publishes(StringInfo buf, int from, int to)
-{
-	int			i;
-
-	for (i = from; i < to; i++)
-	{
-		const QItem *it = &q.publishes.items[i];
-
-		format_publish(buf, qstr(&q.publishes, it), it->len,
-					   q.publishes.arena + it->arg, it->arg_len);
-	}
-}
+static void add_effects_range(const QSet *s, char kind, int from, int to,
+							  Effect *effects, int *n);
 
 /* Forget a stream; what it carried is discarded with its connection. */
 static void
@@ -566,7 +529,7 @@ stream_drop(StreamKind kind)
 	struct Stream *st = &q.streams[kind];
 
 	if (st->open || st->writing)
-		RedisPoolStreamAbandon(st->node, stream_tags[kind]);
+		EffectsStreamAbandon(st->node, stream_tags[kind]);
 	st->open = false;
 	st->writing = false;
 	st->off = true;
@@ -574,18 +537,43 @@ stream_drop(StreamKind kind)
 }
 
 /*
- * Write what was queued since the last write (keys in whole UNLINKs) to
- * a stream, opening it with MULTI.  Only at the top level, with one plain
- * node, and never waiting long: on any failure the stream is dropped.
+ * The items of a stream's set from the last write on (keys: in whole
+ * UNLINKs unless all), as effects; with summaries, the events' too.
+ */
+static Effect *
+stream_items(StreamKind kind, bool all, bool summaries, int *n)
+{
+	struct Stream *st = &q.streams[kind];
+	const QSet *set = kind == STREAM_KEYS ? &q.keys : &q.publishes;
+	int			end = set->n;
+	Effect	   *effects;
+
+	if (kind == STREAM_KEYS && !all)
+		end = st->streamed + (set->n - st->streamed) / bmf_unlink_batch * bmf_unlink_batch;
+	effects = palloc(sizeof(Effect) * (Max(end - st->streamed, 0) +
+									   (summaries ? list_length(q.summaries) : 0) + 1));
+	*n = 0;
+	add_effects_range(set, kind == STREAM_KEYS ? EFFECT_KEY : EFFECT_PUBLISH,
+					  st->streamed, end, effects, n);
+	if (summaries)
+		add_summaries(effects, n);
+	st->streamed = end;
+	return effects;
+}
+
+/*
+ * Write what was queued since the last write to a stream, opening it with
+ * MULTI.  Only at the top level, with one plain node, and never waiting
+ * long: on any failure the stream is dropped.
  */
 static void
 stream_write(StreamKind kind)
 {
 	struct Stream *st = &q.streams[kind];
 	const RedisNode *node;
-	StringInfoData buf;
+	Effect	   *effects;
 	RedisError	err;
-	int			ncmds = 0;
+	int			n;
 	bool		ok;
 
 	if (!bmf_stream_invalidations || GetCurrentTransactionNestLevel() != 1 ||
@@ -597,41 +585,25 @@ stream_write(StreamKind kind)
 		st->off = true;			/* the items span nodes: sent at commit */
 		return;
 	}
-	if (!st->open && RetryIsBacklogged())
-		return;					/* Redis is catching up after an outage */
-	initStringInfo(&buf);
 	if (!st->open)
 	{
-		RespAppendHeader(&buf, '*', 1);
-		RespAppendBulk(&buf, "MULTI", 5);
-		ncmds++;
+		if (RetryIsBacklogged())
+			return;				/* Redis is catching up after an outage */
 		strlcpy(st->node, node->ep.name, sizeof(st->node));
 		st->db = node->db;
 	}
-	if (kind == STREAM_KEYS)
-		while (q.keys.n - st->streamed >= bmf_unlink_batch)
-		{
-			format_unlink(&buf, st->streamed, st->streamed + bmf_unlink_batch);
-			st->streamed += bmf_unlink_batch;
-			ncmds++;
-		}
-	else
-	{
-		format_publishes(&buf, st->streamed, q.publishes.n);
-		ncmds += q.publishes.n - st->streamed;
-		st->streamed = q.publishes.n;
-	}
+	effects = stream_items(kind, false, false, &n);
 	st->writing = true;
-	ok = RedisPoolStreamSend(node, stream_tags[kind], !st->open, &buf, ncmds,
-							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STREAM_WAIT_MS),
-							 &err);
+	ok = EffectsStreamWrite(node, stream_tags[kind], !st->open, effects, n,
+							TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STREAM_WAIT_MS),
+							&err);
 	st->writing = false;
-	pfree(buf.data);
+	pfree(effects);
 	if (ok)
 		st->open = true;
 	else
 	{
-		/* the pool closed the connection: Redis dropped the MULTI */
+		/* closed: Redis dropped the MULTI */
 		st->open = false;
 		stream_drop(kind);
 		BmfStatsCount(STAT_STREAM_FAILURES, 1);
@@ -649,13 +621,9 @@ stream_finish(StreamKind kind, TimestampTz deadline, int64 *counted)
 {
 	struct Stream *st = &q.streams[kind];
 	const RedisNode *node = RedisDefaultNode();
-	StringInfoData buf;
+	Effect	   *effects;
 	RedisError	err;
-	RedisReply **replies;
-	RedisReply *exec;
-	int			ncmds = 0;
-	int			total;
-	int			i;
+	int			n;
 
 	*counted = 0;
 	if (strcmp(node->ep.name, st->node) != 0 || node->db != st->db)
@@ -663,56 +631,17 @@ stream_finish(StreamKind kind, TimestampTz deadline, int64 *counted)
 		stream_drop(kind);		/* the server changed under the transaction */
 		return false;
 	}
-	initStringInfo(&buf);
-	if (kind == STREAM_KEYS)
-		while (st->streamed < q.keys.n)
-		{
-			int			end = Min(q.keys.n, st->streamed + bmf_unlink_batch);
-
-			format_unlink(&buf, st->streamed, end);
-			st->streamed = end;
-			ncmds++;
-		}
-	else
-	{
-		Effect	   *sums = palloc(sizeof(Effect) * Max(list_length(q.summaries), 1));
-		int			nsums = 0;
-
-		format_publishes(&buf, st->streamed, q.publishes.n);
-		ncmds += q.publishes.n - st->streamed;
-		st->streamed = q.publishes.n;
-		add_summaries(sums, &nsums);
-		for (i = 0; i < nsums; i++)
-			format_publish(&buf, sums[i].target, sums[i].target_len,
-						   sums[i].arg, sums[i].arg_len);
-		ncmds += nsums;
-	}
-	RespAppendHeader(&buf, '*', 1);
-	RespAppendBulk(&buf, "EXEC", 4);
-	ncmds++;
-	total = RedisPoolStreamUnread(node, stream_tags[kind]) + ncmds;
-	replies = palloc(sizeof(RedisReply *) * total);
+	effects = stream_items(kind, true, kind == STREAM_EVENTS, &n);
 	st->open = false;
-	if (!RedisPoolStreamFinish(node, stream_tags[kind], &buf, ncmds, deadline,
-							   CurrentMemoryContext, replies, &err))
+	if (!EffectsStreamFinish(node, stream_tags[kind], effects, n, deadline,
+							 counted, &err))
 	{
+		ereport(DEBUG1,
+				(errmsg_internal("bmfredis: stream not run: %s: %s", err.message, err.detail)));
 		stream_drop(kind);
 		BmfStatsCount(STAT_STREAM_FAILURES, 1);
 		return false;
 	}
-	/* MULTI's OK, a QUEUED per command, and EXEC's array of their replies */
-	exec = replies[total - 1];
-	if (exec->type != RESP_ARRAY || exec->elements != (size_t) (total - 2))
-	{
-		ereport(DEBUG1,
-				(errmsg("bmfredis: EXEC of a stream refused: %s",
-						exec->type == RESP_ERROR ? exec->str : RespTypeName(exec->type))));
-		BmfStatsCount(STAT_STREAM_FAILURES, 1);
-		return false;
-	}
-	for (i = 0; i < (int) exec->elements; i++)
-		if (exec->element[i]->type == RESP_INTEGER)
-			*counted += exec->element[i]->integer;
 	BmfStatsCount(STAT_STREAMS, 1);
 	return true;
 }
@@ -916,12 +845,14 @@ XactWroteWatched(void)
 
 /* ---- at commit ---- */
 
+/* Items [from, to) of s as effects of kind, appended at effects[*n] */
 static void
-add_effects(const QSet *s, char kind, Effect *effects, int *n)
+add_effects_range(const QSet *s, char kind, int from, int to, Effect *effects,
+				  int *n)
 {
 	int			i;
 
-	for (i = 0; i < s->n; i++)
+	for (i = from; i < to; i++)
 	{
 		Effect	   *e = &effects[(*n)++];
 
@@ -943,6 +874,12 @@ add_effects(const QSet *s, char kind, Effect *effects, int *n)
 			e->arg = ms;
 		}
 	}
+}
+
+static void
+add_effects(const QSet *s, char kind, Effect *effects, int *n)
+{
+	add_effects_range(s, kind, 0, s->n, effects, n);
 }
 
 static void

@@ -1044,21 +1044,11 @@ RedisPoolStreamFinish(const RedisNode *node, const char *tag,
 		return false;
 	}
 	e->unread = 0;
-	if (!exchange_send(&e->c, cmds, deadline, err) ||
-		!exchange_recv(&e->c, total, deadline, cxt, replies, err))
+	if (!exchange_send(&e->c, cmds, deadline, err))
 		return pool_fail(e, err);
-	if (RespReaderBuffered(e->c.reader) > 0)
-	{
-		RedisErrorSet(err, RS_PROTOCOL, ERRCODE_PROTOCOL_VIOLATION,
-					  "invalid reply from Redis",
-					  "%s sent more than the replies to the %d commands sent.",
-					  node->ep.name, total);
-		return pool_fail(e, err);
-	}
-	e->failures = 0;
-	e->down_until = 0;
-	e->commands += total;
-	return true;
+	/* every reply of the stream, checked and counted as any pipeline's */
+	return pool_receive(e, node, cmds, total, 0, true, GetCurrentTimestamp(),
+						deadline, cxt, replies, err);
 }
 
 void

@@ -9,7 +9,26 @@
 
 BMF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BMF_USER=${BMF_USER:-bmfredis_test}
-BMF_PACKAGES="postgresql-15 postgresql-server-dev-15 redis-server redis-tools libhiredis-dev libssl-dev openssl make gcc"
+
+# The Debian packages each entry point installs.  An entry "program=package"
+# installs the package only when the program is missing (Node.js may come
+# from elsewhere, and NodeSource's nodejs conflicts with Debian's npm).
+# test/t/programs.sh checks that these cover every program the entry
+# points' scripts call, apart from what every Debian system has.
+BMF_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-client-15 redis-server redis-tools libhiredis-dev libssl-dev openssl make gcc procps"
+BMF_DEMO_PACKAGES="$BMF_PACKAGES"
+BMF_TEST_PACKAGES="$BMF_PACKAGES redis-sentinel node=nodejs npm=npm"
+BMF_FUZZ_PACKAGES="clang libclang-rt-14-dev"
+BMF_VALGRIND_PACKAGES="$BMF_PACKAGES valgrind"
+BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-15-pgmemcache gnuplot-nox"
+# Programs of packages this machine may not have installed yet, so that the
+# check can name their package before anything is installed.
+BMF_PROGRAM_PACKAGES="redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools
+redis-sentinel=redis-sentinel memcached=memcached gnuplot=gnuplot-nox valgrind=valgrind
+clang=clang openssl=openssl make=make gcc=gcc node=nodejs npm=npm pgrep=procps ps=procps
+pg_config=postgresql-client-15 psql=postgresql-client-15 pgbench=postgresql-15 initdb=postgresql-15
+pg_ctl=postgresql-15 postgres=postgresql-15 pg_isready=postgresql-client-15 getconf=libc-bin
+pg_regress=postgresql-client-15 pg_isolation_regress=postgresql-client-15"
 
 bmf_log() { printf '%s\n' "$*" >&2; }
 bmf_die() { bmf_log "error: $*"; exit 1; }
@@ -18,11 +37,15 @@ bmf_need_root() {
 	[ "$(id -u)" = 0 ] || bmf_die "run as root (or with sudo): it installs packages and creates the user $BMF_USER"
 }
 
-# bmf_install_packages PKG...: apt-get install whatever is not installed yet
+# bmf_install_packages PKG...: apt-get install whatever is not installed
+# yet; "program=package" installs package when program is missing
 bmf_install_packages() {
 	local missing=() p
 	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+		case $p in
+		*=*) command -v "${p%%=*}" >/dev/null 2>&1 || missing+=("${p#*=}") ;;
+		*) dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p") ;;
+		esac
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	bmf_log "installing from Debian: ${missing[*]}"
@@ -40,7 +63,7 @@ bmf_install_packages() {
 		apt-get update -q >>/tmp/bmfredis-apt.log 2>&1
 		apt-get install -y -q "${missing[@]}" >>/tmp/bmfredis-apt.log 2>&1 ||
 			{ [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
-			  bmf_die "apt-get install failed; see /tmp/bmfredis-apt.log"; }
+			  bmf_die "apt-get install ${missing[*]} failed; see /tmp/bmfredis-apt.log"; }
 	fi
 	[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
 	return 0
@@ -140,6 +163,7 @@ bmf_cleanup() {
 # $BMF_WORK/NAME.pid (test/redisctl restarts it and updates the file).
 bmf_start_redis() {
 	local name=$1; shift
+	command -v redis-server >/dev/null || bmf_die "redis-server is missing: install the Debian package redis-server"
 	local port; port=$(bmf_free_port)
 	mkdir -p "$BMF_WORK/$name"
 	chown "$BMF_USER" "$BMF_WORK/$name"

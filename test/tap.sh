@@ -19,6 +19,16 @@ qv() { (echo '\set VERBOSITY verbose'; cat) | psql -X -q -A -t -d "${BMF_DB:-bmf
 # qs: a script on stdin
 qs() { psql -X -q -A -t -v ON_ERROR_STOP=1 -d "${BMF_DB:-bmf_t}" 2>&1; }
 ms_now() { date +%s%3N; }
+# tap_need PROGRAM=PACKAGE...: a test that needs a program that is missing
+# ends at once, with one failure that names the Debian package to install
+tap_need() {
+	local e
+	for e in "$@"; do
+		command -v "${e%%=*}" >/dev/null 2>&1 && continue
+		not_ok "${e%%=*} is missing: install the Debian package ${e#*=} (test/run installs it)"
+		exit 0
+	done
+}
 # a fresh database with the extension, for one shell test
 tap_db() {
 	BMF_DB=${1:-bmf_t}

@@ -4,6 +4,7 @@
 # queue reaches the promoted node), and the cache, invalidation and lock
 # suites pass against the promoted node.
 . "$(dirname "$0")/../tap.sh"
+tap_need redis-sentinel=redis-sentinel
 tap_db bmf_sentinel
 
 bmf_start_redis sm

@@ -24,10 +24,11 @@ OBJS = \
 	src/pubsub.o \
 	src/locks.o \
 	src/subscriber.o \
+	src/launcher.o \
 	src/admin.o
 
 EXTENSION = bmfredis
-DATA = sql/bmfredis--1.0.sql
+DATA = sql/bmfredis--1.0.sql sql/bmfredis--1.1.sql sql/bmfredis--1.0--1.1.sql
 PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for PostgreSQL"
 
 # One regression suite per feature; they need a running Redis (test/run

@@ -19,6 +19,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -26,6 +27,7 @@
 #include "bmfredis.h"
 #include "client.h"
 #include "cluster.h"
+#include "launcher.h"
 #include "retry.h"
 #include "shmem.h"
 #include "sqlutil.h"
@@ -128,15 +130,22 @@ redis_health(PG_FUNCTION_ARGS)
 		nulls[12] = false;
 		values[13] = Int32GetDatum(namespaces);
 		nulls[13] = false;
-		if (sh && sh->worker_pid != 0)
+		if (sh)
 		{
-			values[14] = Int32GetDatum(sh->worker_pid);
-			nulls[14] = false;
-		}
-		if (sh && sh->subscriber_pid != 0)
-		{
-			values[15] = Int32GetDatum(sh->subscriber_pid);
-			nulls[15] = false;
+			int			channels;
+			pid_t		pid = BmfWorkerPid(MyDatabaseId, &channels);
+
+			/* this database's worker; it is the subscriber when it relays */
+			if (pid != 0)
+			{
+				values[14] = Int32GetDatum(pid);
+				nulls[14] = false;
+			}
+			if (pid != 0 && channels > 0)
+			{
+				values[15] = Int32GetDatum(pid);
+				nulls[15] = false;
+			}
 		}
 	}
 

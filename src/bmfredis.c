@@ -34,13 +34,13 @@
 
 #include "bmfredis.h"
 #include "client.h"
+#include "launcher.h"
 #include "pool.h"
 #include "pubsub.h"
 #include "retry.h"
 #include "shmem.h"
 #include "transport.h"
 #include "url.h"
-#include "worker.h"
 #include "xact.h"
 
 PG_MODULE_MAGIC;
@@ -632,12 +632,35 @@ define_pubsub_gucs(void)
 }
 
 /*
- * Settings of the shared retry queue and the worker exist only when the
- * library is preloaded: a PGC_POSTMASTER setting cannot be created later.
+ * The workers' settings.  bmfredis.subscribe and payload_retention are
+ * per database (ALTER DATABASE ... SET), so superuser-set; the shared
+ * retry queue's size can only exist when the library is preloaded (a
+ * PGC_POSTMASTER setting cannot be created later).
  */
+static char *deprecated_worker_database = NULL;
+static char *deprecated_subscribe_database = NULL;
+
 static void
 define_worker_gucs(void)
 {
+	DefineCustomStringVariable("bmfredis.subscribe",
+							   "Redis channels and patterns the database's bmfredis worker relays as NOTIFY (comma-separated).",
+							   "Names with *, ? or [ are patterns.  Usually set per database with ALTER DATABASE ... SET.",
+							   &bmf_subscribe, "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.payload_retention",
+							"How long messages too large for NOTIFY are kept in bmfredis.notify_payloads.",
+							NULL,
+							&bmf_payload_retention, 3600, 1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.worker_naptime",
+							"How often a database's bmfredis worker looks for work when not woken.",
+							NULL,
+							&bmf_worker_naptime, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	DefineCustomIntVariable("bmfredis.retry_queue_size",
@@ -646,36 +669,19 @@ define_worker_gucs(void)
 							&bmf_retry_queue_size, 8 * 1024 * 1024, 64 * 1024, INT_MAX / 2,
 							PGC_POSTMASTER, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+	/* 1.0's single-database workers; every database is served now */
 	DefineCustomStringVariable("bmfredis.worker_database",
-							   "Database the bmfredis background worker connects to (for scheduled invalidations).",
+							   "No longer used: every database that has the extension has its own worker.",
 							   NULL,
-							   &bmf_worker_database, "postgres",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("bmfredis.subscribe",
-							   "Redis channels and patterns the subscriber worker relays as NOTIFY (comma-separated).",
-							   "Names with *, ? or [ are patterns.  Reloaded on SIGHUP.",
-							   &bmf_subscribe, "",
-							   PGC_SIGHUP, 0,
+							   &deprecated_worker_database, "",
+							   PGC_POSTMASTER, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 	DefineCustomStringVariable("bmfredis.subscribe_database",
-							   "Database the subscriber worker sends its NOTIFYs in.",
+							   "No longer used: each database's worker relays bmfredis.subscribe as that database sets it.",
 							   NULL,
-							   &bmf_subscribe_database, "postgres",
-							   PGC_POSTMASTER, 0,
+							   &deprecated_subscribe_database, "",
+							   PGC_POSTMASTER, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
-	DefineCustomIntVariable("bmfredis.payload_retention",
-							"How long messages too large for NOTIFY are kept in bmfredis.notify_payloads.",
-							NULL,
-							&bmf_payload_retention, 3600, 1, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("bmfredis.worker_naptime",
-							"How often the bmfredis background worker looks for work when not woken.",
-							NULL,
-							&bmf_worker_naptime, 1000, 10, 3600 * 1000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
 }
 
 void
@@ -698,7 +704,6 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		BmfShmemInit();
-		BmfWorkerRegister();
-		BmfSubscriberRegister();
+		BmfLauncherRegister();
 	}
 }

@@ -1180,3 +1180,9 @@ RedisSubscriptionClose(RedisSubscription *sub)
 	conn_close(&sub->c);
 	pfree(sub);
 }
+
+void
+RedisSubscriptionWakeOnLatch(RedisSubscription *sub)
+{
+	sub->c.t.wake_on_latch = true;
+}

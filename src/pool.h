@@ -151,5 +151,7 @@ extern int	RedisSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
 								  MemoryContext cxt, RedisReply **msg,
 								  RedisError *err);
 extern void RedisSubscriptionClose(RedisSubscription *sub);
+/* From now on RedisSubscriptionNext also returns 0 when the latch is set. */
+extern void RedisSubscriptionWakeOnLatch(RedisSubscription *sub);
 
 #endif							/* BMFREDIS_POOL_H */

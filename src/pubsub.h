@@ -46,10 +46,21 @@ extern void PubsubIsoTime(StringInfo out, TimestampTz ts);
 extern void PubsubQueue(const char *channel, size_t clen, const char *message,
 						size_t mlen);
 
-/* The subscriber worker */
+/*
+ * The relay of Redis messages into NOTIFY, run by a database's worker
+ * (subscriber.c): bmfredis.subscribe as that database sees it.
+ */
 extern char *bmf_subscribe;
-extern char *bmf_subscribe_database;
 extern int	bmf_payload_retention;
-extern void BmfSubscriberRegister(void);
+
+typedef struct Relay Relay;
+
+extern Relay *RelayCreate(void);
+/* Subscribe as bmfredis.subscribe says now (again when it changed, or
+ * after a failure once its backoff passed); the channels relayed. */
+extern int	RelaySync(Relay *r);
+/* Relay what arrives until the deadline or the latch is set. */
+extern void RelayWait(Relay *r, TimestampTz deadline);
+extern void RelayClose(Relay *r);
 
 #endif							/* BMFREDIS_PUBSUB_H */

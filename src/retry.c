@@ -12,6 +12,14 @@
  * are still waiting.  Without preloading each backend keeps its own
  * queue and drains it before its next Redis call.
  *
+ * Every entry belongs to the PostgreSQL database whose transaction queued
+ * it, and only processes of that database send it: its worker, or its
+ * backends before their next call.  A database's settings (endpoint,
+ * credentials, logical database) may differ from another's, and only its
+ * own processes see them.  Entries of other databases that wait in front
+ * are stepped over; the ring's tail moves past entries once they are sent
+ * (marked done), whoever sent them.
+ *
  * When the queue is full, what does not fit is not dropped silently: the
  * namespace it belongs to (logical database and key prefix) is recorded,
  * and once Redis answers every key under that prefix is invalidated
@@ -40,6 +48,7 @@
 #include "utils/memutils.h"
 
 #include "bmfredis.h"
+#include "launcher.h"
 #include "retry.h"
 #include "shmem.h"
 #include "stats.h"
@@ -48,7 +57,9 @@ typedef struct RingHeader
 {
 	uint32		size;			/* whole entry, MAXALIGNed; 0: skip to start */
 	char		kind;
+	bool		done;			/* sent (or discarded): the tail may pass it */
 	int32		db;
+	Oid			dboid;			/* the PostgreSQL database that queued it */
 	uint32		target_len;
 	uint32		arg_len;
 } RingHeader;
@@ -91,10 +102,12 @@ ns_add(BmfNamespace *list, int *n, int db, const char *prefix)
 	int			i;
 
 	for (i = 0; i < *n; i++)
-		if (list[i].db == db && strcmp(list[i].prefix, prefix) == 0)
+		if (list[i].dboid == MyDatabaseId && list[i].db == db &&
+			strcmp(list[i].prefix, prefix) == 0)
 			return true;
 	if (*n >= BMF_MAX_NAMESPACES || strlen(prefix) >= BMF_PREFIX_MAX)
 		return false;
+	list[*n].dboid = MyDatabaseId;
 	list[*n].db = db;
 	strlcpy(list[*n].prefix, prefix, BMF_PREFIX_MAX);
 	(*n)++;
@@ -111,9 +124,9 @@ RetryEnqueueNamespace(int db, const char *prefix)
 	{
 		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 		ok = ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
+		sh->generation++;
 		LWLockRelease(sh->lock);
-		if (sh->worker_latch)
-			SetLatch(sh->worker_latch);
+		BmfWakeWorker(MyDatabaseId);
 	}
 	else
 		ok = ns_add(local_ns, &local_nns, db, prefix);
@@ -166,7 +179,9 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 		h = (RingHeader *) (sh->ring + phys);
 		h->size = need;
 		h->kind = e->kind;
+		h->done = false;
 		h->db = db;
+		h->dboid = MyDatabaseId;
 		h->target_len = e->target_len;
 		h->arg_len = e->arg_len;
 		memcpy(sh->ring + phys + sizeof(RingHeader), e->target, e->target_len);
@@ -177,6 +192,7 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 	}
 	if (overflow)
 		ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
+	sh->generation++;
 	LWLockRelease(sh->lock);
 
 	if (overflow)
@@ -194,8 +210,7 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 				(errmsg("dropped %d Redis messages: the bmfredis retry queue is full", dropped_publishes),
 				 errhint("Raise bmfredis.retry_queue_size.")));
 	}
-	if (sh->worker_latch)
-		SetLatch(sh->worker_latch);
+	BmfWakeWorker(MyDatabaseId);
 }
 
 static void
@@ -347,28 +362,61 @@ drain_namespace(int db, const char *prefix, TimestampTz deadline)
 	return true;
 }
 
-/* Drain the shared ring; the caller owns the draining flag. */
+/*
+ * Move the tail past the entries at its front that are done (and past the
+ * ends of the ring); the caller holds the lock exclusively.
+ */
+static void
+advance_tail(BmfSharedState *sh)
+{
+	while (sh->tail < sh->head)
+	{
+		uint32		phys = sh->tail % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			sh->tail += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		if (!h->done)
+			break;
+		sh->tail += h->size;
+	}
+}
+
+/*
+ * Drain this database's entries of the shared ring, then its namespaces;
+ * the caller owns the draining flag.  Entries are copied out under the
+ * lock and sent without it; those Redis confirmed are marked done, and the
+ * tail moves past whatever is done at the front.
+ */
 static void
 drain_shared(BmfSharedState *sh, TimestampTz deadline)
 {
+	uint64		from = 0;		/* where the next batch starts looking */
+
 	for (;;)
 	{
 		int			cap = 1024;
 		Effect	   *effects = palloc(sizeof(Effect) * cap);
 		int		   *dbs = palloc(sizeof(int) * cap);
-		uint64	   *ends = palloc(sizeof(uint64) * cap);
+		uint32	   *where = palloc(sizeof(uint32) * cap);
 		bool	   *done;
 		char	   *copy;
 		uint64		pos;
 		uint64		head;
 		int			n = 0;
 		int			k;
+		int			sent = 0;
 		size_t		bytes = 0;
 		size_t		used = 0;
 
-		/* copy out up to cap entries or 4 MB */
+		/* copy out up to cap of this database's entries or 4 MB */
 		LWLockAcquire(sh->lock, LW_SHARED);
-		pos = sh->tail;
+		pos = Max(sh->tail, from);
 		head = sh->head;
 		copy = palloc(Min(head - pos, (uint64) 4 * 1024 * 1024 + sh->ring_size / 4) + 1);
 		while (pos < head && n < cap && bytes < 4 * 1024 * 1024)
@@ -383,6 +431,9 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 				continue;
 			}
 			h = (RingHeader *) (sh->ring + phys);
+			pos += h->size;
+			if (h->done || h->dboid != MyDatabaseId)
+				continue;
 			memcpy(copy + used, sh->ring + phys + sizeof(RingHeader),
 				   h->target_len + h->arg_len);
 			effects[n].kind = h->kind;
@@ -391,10 +442,9 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 			effects[n].arg = copy + used + h->target_len;
 			effects[n].arg_len = h->arg_len;
 			dbs[n] = h->db;
+			where[n] = phys;
 			used += h->target_len + h->arg_len;
 			bytes += h->size;
-			pos += h->size;
-			ends[n] = pos;
 			n++;
 		}
 		LWLockRelease(sh->lock);
@@ -403,46 +453,59 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 
 		done = palloc0(sizeof(bool) * n);
 		send_grouped(effects, dbs, n, done, deadline);
+		/* in order: a message never overtakes one that failed before it */
 		for (k = 0; k < n && done[k]; k++)
 			;
 		if (k > 0)
 		{
 			LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-			sh->tail = ends[k - 1];
+			for (sent = 0; sent < k; sent++)
+				((RingHeader *) (sh->ring + where[sent]))->done = true;
 			pg_atomic_fetch_sub_u32(&sh->entries, k);
+			advance_tail(sh);
+			sh->generation++;
 			LWLockRelease(sh->lock);
 			BmfStatsCount(STAT_INVALIDATIONS_RETRIED, k);
 		}
 		if (k < n)
 			return;				/* Redis failed; try again later */
+		from = pos;
 	}
 
 	/* whole namespaces, after an overflow */
 	for (;;)
 	{
 		BmfNamespace ns;
+		int			i;
 
 		LWLockAcquire(sh->lock, LW_SHARED);
-		if (sh->nnamespaces == 0)
+		for (i = 0; i < sh->nnamespaces; i++)
+			if (sh->namespaces[i].dboid == MyDatabaseId)
+				break;
+		if (i == sh->nnamespaces)
 		{
 			LWLockRelease(sh->lock);
 			break;
 		}
-		ns = sh->namespaces[0];
+		ns = sh->namespaces[i];
 		LWLockRelease(sh->lock);
 		if (!drain_namespace(ns.db, ns.prefix, deadline))
 			return;
 		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-		if (sh->nnamespaces > 0 && sh->namespaces[0].db == ns.db &&
-			strcmp(sh->namespaces[0].prefix, ns.prefix) == 0)
+		for (i = 0; i < sh->nnamespaces; i++)
 		{
-			memmove(&sh->namespaces[0], &sh->namespaces[1],
-					sizeof(BmfNamespace) * (sh->nnamespaces - 1));
-			sh->nnamespaces--;
+			if (sh->namespaces[i].dboid == ns.dboid && sh->namespaces[i].db == ns.db &&
+				strcmp(sh->namespaces[i].prefix, ns.prefix) == 0)
+			{
+				memmove(&sh->namespaces[i], &sh->namespaces[i + 1],
+						sizeof(BmfNamespace) * (sh->nnamespaces - i - 1));
+				sh->nnamespaces--;
+				break;
+			}
 		}
+		sh->generation++;
 		LWLockRelease(sh->lock);
 	}
-	sh->worker_last_drain = GetCurrentTimestamp();
 }
 
 static void
@@ -518,6 +581,7 @@ RetryDrain(TimestampTz deadline, bool wait)
 	old = MemoryContextSwitchTo(cxt);
 	if (sh)
 	{
+		Assert(OidIsValid(MyDatabaseId));
 		if (!exit_hook_registered)
 		{
 			before_shmem_exit(draining_exit, (Datum) 0);
@@ -569,13 +633,61 @@ RetryDrain(TimestampTz deadline, bool wait)
 	MemoryContextDelete(cxt);
 }
 
+/*
+ * Does this database have entries or namespaces waiting?  The common
+ * answer, an empty ring, costs an atomic read.  Otherwise the ring is
+ * scanned for this database's entries, and the answer kept until the ring
+ * changes (its generation): a database whose ring is clear need not scan
+ * again on every call while another database's entries wait.
+ */
+static bool
+shared_backlogged(BmfSharedState *sh)
+{
+	static uint64 known_generation = 0;
+	static bool known_answer = false;
+	bool		mine = false;
+	uint64		pos;
+	int			i;
+
+	if (pg_atomic_read_u32(&sh->entries) == 0 && sh->nnamespaces == 0)
+		return false;
+	LWLockAcquire(sh->lock, LW_SHARED);
+	if (known_generation == sh->generation && known_generation != 0)
+	{
+		mine = known_answer;
+		LWLockRelease(sh->lock);
+		return mine;
+	}
+	for (i = 0; i < sh->nnamespaces && !mine; i++)
+		mine = (sh->namespaces[i].dboid == MyDatabaseId);
+	for (pos = sh->tail; pos < sh->head && !mine;)
+	{
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			pos += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		mine = !h->done && h->dboid == MyDatabaseId;
+		pos += h->size;
+	}
+	known_generation = sh->generation;
+	known_answer = mine;
+	LWLockRelease(sh->lock);
+	return mine;
+}
+
 bool
 RetryIsBacklogged(void)
 {
 	BmfSharedState *sh = BmfShared();
 
 	if (sh)
-		return pg_atomic_read_u32(&sh->entries) > 0 || sh->nnamespaces > 0;
+		return shared_backlogged(sh);
 	return local_n > 0 || local_nns > 0;
 }
 
@@ -594,6 +706,96 @@ RetryPending(int64 *entries, int *namespaces)
 		*entries = local_n;
 		*namespaces = local_nns;
 	}
+}
+
+void
+RetryPendingFor(Oid dboid, int64 *entries, int *namespaces)
+{
+	BmfSharedState *sh = BmfShared();
+	uint64		pos;
+	int			i;
+
+	*entries = 0;
+	*namespaces = 0;
+	if (sh == NULL)
+	{
+		if (dboid == MyDatabaseId)
+			RetryPending(entries, namespaces);
+		return;
+	}
+	LWLockAcquire(sh->lock, LW_SHARED);
+	for (i = 0; i < sh->nnamespaces; i++)
+		*namespaces += (sh->namespaces[i].dboid == dboid);
+	for (pos = sh->tail; pos < sh->head;)
+	{
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			pos += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		*entries += (!h->done && h->dboid == dboid);
+		pos += h->size;
+	}
+	LWLockRelease(sh->lock);
+}
+
+/*
+ * Forget what a database queued: it was dropped, or its extension was
+ * (nobody asks for its cache to be kept true any more).  Logged.
+ */
+void
+RetryDiscardDatabase(Oid dboid)
+{
+	BmfSharedState *sh = BmfShared();
+	uint64		pos;
+	int			i;
+	int			kept = 0;
+	int64		discarded = 0;
+	int			namespaces = 0;
+
+	if (sh == NULL)
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nnamespaces; i++)
+	{
+		if (sh->namespaces[i].dboid == dboid)
+			namespaces++;
+		else
+			sh->namespaces[kept++] = sh->namespaces[i];
+	}
+	sh->nnamespaces = kept;
+	for (pos = sh->tail; pos < sh->head;)
+	{
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			pos += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		if (!h->done && h->dboid == dboid)
+		{
+			h->done = true;
+			discarded++;
+		}
+		pos += h->size;
+	}
+	if (discarded > 0)
+		pg_atomic_fetch_sub_u32(&sh->entries, (uint32) discarded);
+	advance_tail(sh);
+	sh->generation++;
+	LWLockRelease(sh->lock);
+	if (discarded > 0 || namespaces > 0)
+		elog(LOG, "bmfredis: discarded %lld waiting invalidations or messages and %d namespaces of database %u, which no longer has the extension",
+			 (long long) discarded, namespaces, dboid);
 }
 
 static bool

@@ -27,16 +27,22 @@ extern void RetryEnqueue(const Effect *effects, const bool *done, int n,
 extern void RetryEnqueueNamespace(int db, const char *prefix);
 
 /*
- * Send what is queued, until the deadline; quiet about Redis faults.  With
+ * Send what this database queued, until the deadline; quiet about Redis
+ * faults.  With
  * wait, when another process is draining, wait for it (a reader must not
  * read past invalidations being sent); without, leave it the work.
  */
 extern void RetryDrain(TimestampTz deadline, bool wait);
 
+/* Does this database have effects waiting? */
 extern bool RetryIsBacklogged(void);
 extern bool RetryIsShared(void);
-/* entries and namespaces waiting */
+/* entries and namespaces waiting, of every database */
 extern void RetryPending(int64 *entries, int *namespaces);
+/* the same for one database */
+extern void RetryPendingFor(Oid dboid, int64 *entries, int *namespaces);
+/* forget what a database queued (it was dropped, or its extension was) */
+extern void RetryDiscardDatabase(Oid dboid);
 
 /* the client hook: drain before this backend uses Redis again */
 extern void RetryInstallHook(void);

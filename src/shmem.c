@@ -20,10 +20,23 @@ static BmfSharedState *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+/*
+ * Worker slots: one per database that may be served.  Each served
+ * database needs a background worker, so more than max_worker_processes
+ * could never all run; the extra slots let redis_workers() show the
+ * databases left without one.
+ */
+static int
+worker_slots(void)
+{
+	return max_worker_processes * 2 + 16;
+}
+
 static Size
 shared_size(void)
 {
-	return add_size(offsetof(BmfSharedState, ring), bmf_retry_queue_size);
+	return add_size(add_size(offsetof(BmfSharedState, ring), MAXALIGN(bmf_retry_queue_size)),
+					mul_size(worker_slots(), sizeof(BmfDbWorker)));
 }
 
 static void
@@ -32,7 +45,7 @@ request_hook(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(shared_size());
-	RequestNamedLWLockTranche("bmfredis", 1);
+	RequestNamedLWLockTranche("bmfredis", 2);
 }
 
 static void
@@ -40,6 +53,7 @@ startup_hook(void)
 {
 	bool		found;
 	int			i;
+	LWLockPadded *locks;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
@@ -49,8 +63,13 @@ startup_hook(void)
 	if (!found)
 	{
 		memset(shared, 0, offsetof(BmfSharedState, ring));
-		shared->lock = &(GetNamedLWLockTranche("bmfredis"))->lock;
+		locks = GetNamedLWLockTranche("bmfredis");
+		shared->lock = &locks[0].lock;
+		shared->workers_lock = &locks[1].lock;
 		shared->ring_size = bmf_retry_queue_size;
+		shared->nworkers = worker_slots();
+		shared->workers = (BmfDbWorker *) (shared->ring + MAXALIGN(bmf_retry_queue_size));
+		memset(shared->workers, 0, sizeof(BmfDbWorker) * shared->nworkers);
 		pg_atomic_init_u32(&shared->entries, 0);
 		pg_atomic_init_flag(&shared->draining);
 		for (i = 0; i < STAT_COUNT; i++)

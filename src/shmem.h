@@ -1,14 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.h
- *		bmfredis' shared memory: statistics, the retry queue, the worker's
- *		whereabouts.  Present only when the library is in
+ *		bmfredis' shared memory: statistics, the retry queue, the launcher's
+ *		and the per-database workers' slots.  Present only when the library is in
  *		shared_preload_libraries; BmfShared() is NULL otherwise.
  *
  * Locking: lock protects the retry ring's positions and the namespace
- * list; the counters are atomics; draining is a flag that lets one
- * process at a time send the ring's entries, without holding the lock
- * while it talks to Redis.
+ * list; workers_lock the launcher's and the workers' slots; the counters
+ * are atomics; draining is a flag that lets one process at a time send
+ * the ring's entries, without holding the lock while it talks to Redis.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,29 +26,69 @@
 #define BMF_MAX_NAMESPACES	64
 #define BMF_PREFIX_MAX		256
 
+/* A namespace (logical Redis database and key prefix) of a PG database. */
 typedef struct BmfNamespace
 {
+	Oid			dboid;			/* the PostgreSQL database that queued it */
 	int			db;
 	char		prefix[BMF_PREFIX_MAX];
 } BmfNamespace;
 
+/* What a database's bmfredis worker is doing (launcher.c). */
+typedef enum BmfWorkerState
+{
+	BMF_WORKER_FREE = 0,		/* an unused slot */
+	BMF_WORKER_STARTING,		/* registered; looking for the extension */
+	BMF_WORKER_RUNNING,			/* serving the database */
+	BMF_WORKER_NO_SLOT,			/* no background worker slot was free */
+	BMF_WORKER_RESTARTING,		/* exited; the launcher starts it again */
+	BMF_WORKER_PAUSED			/* stopped while a command needs the database alone */
+} BmfWorkerState;
+
+/*
+ * One database that has (or may have) the extension.  The launcher owns
+ * the slots (it fills and frees them); a worker updates its own slot's
+ * pid, latch, state and activity.  workers_lock protects them all.
+ */
+typedef struct BmfDbWorker
+{
+	Oid			dboid;
+	BmfWorkerState state;
+	pid_t		pid;
+	Latch	   *latch;
+	TimestampTz state_since;
+	TimestampTz last_active;	/* the worker's last pass through its loop */
+	TimestampTz paused_until;	/* PAUSED: not restarted before this */
+	int			channels;		/* channels and patterns it relays */
+	int			restarts;
+	bool		extension_absent;	/* the worker found no extension */
+	bool		restart_now;	/* it exits to be started again at once */
+	bool		has_extension;	/* known to have it (a worker ran, or CREATE EXTENSION) */
+	bool		warned;			/* "no worker slot" was logged */
+	char		note[128];		/* why it is not running, for redis_workers() */
+} BmfDbWorker;
+
 typedef struct BmfSharedState
 {
-	LWLock	   *lock;
+	LWLock	   *lock;			/* the retry ring and namespaces */
+	LWLock	   *workers_lock;	/* workers[] and the launcher's fields */
 	/* the retry ring: byte positions grow forever, modulo ring_size */
 	uint64		head;
 	uint64		tail;
 	uint32		ring_size;
-	pg_atomic_uint32 entries;
+	pg_atomic_uint32 entries;	/* not yet sent (every database's) */
+	uint64		generation;		/* bumped by every change to the ring */
 	pg_atomic_flag draining;
 	/* namespaces to invalidate whole, after the ring overflowed */
 	int			nnamespaces;
 	BmfNamespace namespaces[BMF_MAX_NAMESPACES];
-	/* the background workers */
-	pid_t		worker_pid;
-	pid_t		subscriber_pid;
-	Latch	   *worker_latch;
-	TimestampTz worker_last_drain;
+	/* the launcher and the per-database workers */
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	int			nrequests;		/* databases whose extension was just created */
+	Oid			requests[16];
+	int			nworkers;		/* the size of workers[] */
+	BmfDbWorker *workers;		/* in the same shared block, after ring */
 	/* counters and latency histograms */
 	pg_atomic_uint64 counters[STAT_COUNT];
 	pg_atomic_uint64 latency[CLASS_COUNT][LATENCY_BUCKETS];

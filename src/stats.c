@@ -10,10 +10,12 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "launcher.h"
 #include "retry.h"
 #include "shmem.h"
 #include "stats.h"
@@ -242,11 +244,13 @@ redis_stats_values(PG_FUNCTION_ARGS)
 	{
 		long		secs;
 		int			usecs;
+		int			channels;
+		pid_t		pid = BmfWorkerPid(MyDatabaseId, &channels);
 
 		TimestampDifference(sh->stats_reset, GetCurrentTimestamp(), &secs, &usecs);
 		put(rsinfo, "seconds_since_reset", (double) secs, scope);
-		put(rsinfo, "worker_running", sh->worker_pid != 0, scope);
-		put(rsinfo, "subscriber_running", sh->subscriber_pid != 0, scope);
+		put(rsinfo, "worker_running", pid != 0, scope);
+		put(rsinfo, "subscriber_running", pid != 0 && channels > 0, scope);
 	}
 	return (Datum) 0;
 }

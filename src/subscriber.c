@@ -1,11 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * subscriber.c
- *		The bmfredis subscriber worker: relays Redis pub/sub messages as
- *		PostgreSQL NOTIFYs, so any PostgreSQL client can LISTEN.
+ *		The relay of Redis pub/sub messages into PostgreSQL NOTIFYs, run by
+ *		each database's bmfredis worker, so any PostgreSQL client can LISTEN.
  *
- * It subscribes to the channels and patterns in bmfredis.subscribe and
- * sends each message it receives as NOTIFY in bmfredis.subscribe_database:
+ * It subscribes to the channels and patterns in bmfredis.subscribe (as the
+ * database sees it: ALTER DATABASE ... SET gives each database its own
+ * list) and sends each message it receives as NOTIFY in that database:
  *	- the NOTIFY channel is the Redis channel's name; a name longer than 63
  *	  bytes (PostgreSQL's limit) is cut to 54 bytes plus "#" and 8 hex
  *	  digits of its hash;
@@ -15,11 +16,12 @@
  *	  bmfredis.payload_retention) and the payload says where:
  *	  {"bmfredis_payload": <id>, "bytes": <n>}.
  * Messages that arrive together are sent in one transaction.  After a
- * connection error it reconnects, with backoff, and subscribes again; on
- * SIGHUP it reloads bmfredis.subscribe and resubscribes if the list
- * changed.  Every wait is interruptible, so it never holds up shutdown.
- * Messages published while it is not subscribed (between a Redis restart
- * and the resubscription) are not seen: Redis pub/sub keeps nothing.
+ * connection error it subscribes again, with backoff; when the list
+ * changes (SIGHUP) it subscribes to the new one.  Every wait is
+ * interruptible and returns when the worker's latch is set, so the worker
+ * does its other work in time.  Messages published while it is not
+ * subscribed (between a Redis restart and the resubscription) are not
+ * seen: Redis pub/sub keeps nothing.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,34 +50,25 @@
 #include "client.h"
 #include "pool.h"
 #include "pubsub.h"
-#include "shmem.h"
 #include "stats.h"
-#include "worker.h"
 
 char	   *bmf_subscribe = NULL;
-char	   *bmf_subscribe_database = NULL;
 int			bmf_payload_retention = 3600;
 
 #define NOTIFY_MAX_PAYLOAD	7999
 #define RELAY_BATCH			256
 
-PGDLLEXPORT void bmfredis_subscriber_main(Datum arg);
-
-void
-BmfSubscriberRegister(void)
+struct Relay
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "bmfredis");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "bmfredis_subscriber_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "bmfredis subscriber");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "bmfredis subscriber");
-	RegisterBackgroundWorker(&worker);
-}
+	RedisSubscription *sub;		/* NULL when not subscribed */
+	char	   *subscribed;		/* the list it is (or tried to be) subscribed to */
+	int			channels;
+	int			failures;		/* consecutive failures to subscribe */
+	int			attempts;
+	TimestampTz next_try;		/* no attempt before this */
+	TimestampTz last_cleanup;
+	MemoryContext cxt;			/* messages of one batch */
+};
 
 /* Split bmfredis.subscribe into names; *patterns[i] when it has globs. */
 static int
@@ -195,8 +188,8 @@ relay(RedisReply **msgs, int n)
 			if (send == NULL)
 			{
 				elog(WARNING, "bmfredis subscriber: dropped a %zu-byte message on \"%s\": "
-					 "it is too large for NOTIFY and bmfredis is not installed in database \"%s\" to store it",
-					 payload->len, name, bmf_subscribe_database);
+					 "it is too large for NOTIFY and the bmfredis extension is gone from this database",
+					 payload->len, name);
 				continue;
 			}
 		}
@@ -229,130 +222,126 @@ cleanup_payloads(void)
 	CommitTransactionCommand();
 }
 
-static bool
-reload_if_asked(void)
+Relay *
+RelayCreate(void)
 {
-	if (!ConfigReloadPending)
-		return false;
-	ConfigReloadPending = false;
-	ProcessConfigFile(PGC_SIGHUP);
-	return true;
-}
+	Relay	   *r = MemoryContextAllocZero(TopMemoryContext, sizeof(Relay));
 
-/* Sleep ms, waking for SIGHUP or SIGTERM. */
-static void
-nap(long ms)
-{
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-}
-
-/* Relay messages until the connection fails or the list changes. */
-static void
-serve(RedisSubscription *sub, const char *subscribed)
-{
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "bmfredis subscriber",
-											  ALLOCSET_DEFAULT_SIZES);
-	TimestampTz last_cleanup = GetCurrentTimestamp();
-
-	for (;;)
-	{
-		RedisReply *msgs[RELAY_BATCH];
-		RedisReply *msg;
-		RedisError	err;
-		int			n = 0;
-		int			rc;
-		MemoryContext old;
-
-		MemoryContextReset(cxt);
-		old = MemoryContextSwitchTo(cxt);
-		rc = RedisSubscriptionNext(sub, TransportDeadline(1000), cxt, &msg, &err);
-		while (rc > 0)
-		{
-			if (msg->type == RESP_ARRAY && msg->elements >= 3 &&
-				msg->element[0]->type == RESP_STRING &&
-				(strcmp(msg->element[0]->str, "message") == 0 ||
-				 (strcmp(msg->element[0]->str, "pmessage") == 0 && msg->elements == 4)))
-				msgs[n++] = msg;
-			if (n == RELAY_BATCH)
-				break;
-			/* whatever else is already here goes in the same transaction */
-			rc = RedisSubscriptionNext(sub, GetCurrentTimestamp(), cxt, &msg, &err);
-		}
-		MemoryContextSwitchTo(old);
-		if (n > 0)
-			relay(msgs, n);
-		if (rc < 0)
-		{
-			elog(LOG, "bmfredis subscriber: lost the subscription: %s: %s; subscribing again",
-				 err.message, err.detail);
-			break;
-		}
-		if (reload_if_asked() && strcmp(subscribed, bmf_subscribe) != 0)
-		{
-			elog(LOG, "bmfredis subscriber: bmfredis.subscribe changed; subscribing again");
-			break;
-		}
-		if (TimestampDifferenceExceeds(last_cleanup, GetCurrentTimestamp(), 60 * 1000))
-		{
-			cleanup_payloads();
-			last_cleanup = GetCurrentTimestamp();
-		}
-	}
-	MemoryContextDelete(cxt);
+	r->cxt = AllocSetContextCreate(TopMemoryContext, "bmfredis relay",
+								   ALLOCSET_DEFAULT_SIZES);
+	r->last_cleanup = GetCurrentTimestamp();
+	return r;
 }
 
 void
-bmfredis_subscriber_main(Datum arg)
+RelayClose(Relay *r)
 {
-	BmfSharedState *sh = BmfShared();
-	int			failures = 0;
-	int			attempts = 0;
+	if (r->sub)
+		RedisSubscriptionClose(r->sub);
+	r->sub = NULL;
+	r->channels = 0;
+}
 
-	(void) arg;
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(bmf_subscribe_database, NULL, 0);
-	sh->subscriber_pid = MyProcPid;
+int
+RelaySync(Relay *r)
+{
+	char	  **names;
+	bool	   *patterns;
+	int			n;
+	RedisError	err;
+	const char *want = bmf_subscribe ? bmf_subscribe : "";
 
-	for (;;)
+	if (r->subscribed && strcmp(r->subscribed, want) != 0)
 	{
-		char	  **names;
-		bool	   *patterns;
-		int			n;
-		char	   *subscribed;
-		RedisSubscription *sub;
-		RedisError	err;
+		if (r->sub)
+			elog(LOG, "bmfredis subscriber: bmfredis.subscribe changed; subscribing again");
+		RelayClose(r);
+		r->failures = 0;
+		r->next_try = 0;
+	}
+	if (r->subscribed == NULL || strcmp(r->subscribed, want) != 0)
+	{
+		if (r->subscribed)
+			pfree(r->subscribed);
+		r->subscribed = MemoryContextStrdup(TopMemoryContext, want);
+	}
+	if (r->sub || GetCurrentTimestamp() < r->next_try)
+		return r->channels;
+	n = parse_list(want, &names, &patterns);
+	if (n == 0)
+		return 0;
+	r->sub = RedisPoolSubscribe(RedisSubscribeNode(r->attempts++), n, (const char *const *) names,
+								patterns, &err);
+	if (r->sub == NULL)
+	{
+		long		delay = Min((long) bmf_retry_backoff_base << Min(r->failures, 20),
+								(long) bmf_retry_backoff_max);
 
-		reload_if_asked();
-		subscribed = pstrdup(bmf_subscribe);
-		n = parse_list(subscribed, &names, &patterns);
-		if (n == 0)
-		{
-			nap(bmf_worker_naptime);
-			continue;
-		}
-		sub = RedisPoolSubscribe(RedisSubscribeNode(attempts++), n, (const char *const *) names,
-								 patterns, &err);
-		if (sub == NULL)
-		{
-			long		delay = Min((long) bmf_retry_backoff_base << Min(failures, 20),
-									(long) bmf_retry_backoff_max);
+		if (r->failures == 0)
+			elog(LOG, "bmfredis subscriber: could not subscribe: %s: %s; retrying with backoff",
+				 err.message, err.detail);
+		r->failures++;
+		r->next_try = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+		return 0;
+	}
+	RedisSubscriptionWakeOnLatch(r->sub);
+	r->failures = 0;
+	r->channels = n;
+	elog(LOG, "bmfredis subscriber: relaying %d channels and patterns as NOTIFY in database \"%s\"",
+		 n, RedisPoolDatabaseName() ? RedisPoolDatabaseName() : "?");
+	return n;
+}
 
-			if (failures == 0)
-				elog(LOG, "bmfredis subscriber: could not subscribe: %s: %s; retrying with backoff",
-					 err.message, err.detail);
-			failures++;
-			nap(delay);
-			continue;
-		}
-		failures = 0;
-		elog(LOG, "bmfredis subscriber: relaying %d channels and patterns as NOTIFY in database \"%s\"",
-			 n, bmf_subscribe_database);
-		serve(sub, subscribed);
-		RedisSubscriptionClose(sub);
+void
+RelayWait(Relay *r, TimestampTz deadline)
+{
+	RedisReply *msgs[RELAY_BATCH];
+	RedisReply *msg;
+	RedisError	err;
+	int			n = 0;
+	int			rc;
+	MemoryContext old;
+
+	if (TimestampDifferenceExceeds(r->last_cleanup, GetCurrentTimestamp(), 60 * 1000))
+	{
+		cleanup_payloads();
+		r->last_cleanup = GetCurrentTimestamp();
+	}
+	if (r->sub == NULL)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (r->next_try > now && r->next_try < deadline)
+			deadline = r->next_try;
+		if (deadline > now)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 (long) ((deadline - now + 999) / 1000), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		return;
+	}
+	MemoryContextReset(r->cxt);
+	old = MemoryContextSwitchTo(r->cxt);
+	rc = RedisSubscriptionNext(r->sub, deadline, r->cxt, &msg, &err);
+	while (rc > 0)
+	{
+		if (msg->type == RESP_ARRAY && msg->elements >= 3 &&
+			msg->element[0]->type == RESP_STRING &&
+			(strcmp(msg->element[0]->str, "message") == 0 ||
+			 (strcmp(msg->element[0]->str, "pmessage") == 0 && msg->elements == 4)))
+			msgs[n++] = msg;
+		if (n == RELAY_BATCH)
+			break;
+		/* whatever else is already here goes in the same transaction */
+		rc = RedisSubscriptionNext(r->sub, GetCurrentTimestamp(), r->cxt, &msg, &err);
+	}
+	MemoryContextSwitchTo(old);
+	if (n > 0)
+		relay(msgs, n);
+	if (rc < 0)
+	{
+		elog(LOG, "bmfredis subscriber: lost the subscription: %s: %s; subscribing again",
+			 err.message, err.detail);
+		RelayClose(r);
 	}
 }

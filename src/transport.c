@@ -77,6 +77,7 @@ TransportInit(RedisTransport *t)
 	t->sock_events = 0;
 	t->read_first = false;
 	t->probes = 0;
+	t->wake_on_latch = false;
 }
 
 bool
@@ -133,7 +134,8 @@ transport_attach(RedisTransport *t, uint32 events)
 
 /*
  * The one wait.  Returns the socket events that fired, or 0 once the
- * deadline has passed.  May throw through CHECK_FOR_INTERRUPTS().
+ * deadline has passed (or, with wake_on_latch, the latch was set).  May
+ * throw through CHECK_FOR_INTERRUPTS().
  */
 static uint32
 transport_wait(RedisTransport *t, uint32 events, TimestampTz deadline)
@@ -162,6 +164,8 @@ transport_wait(RedisTransport *t, uint32 events, TimestampTz deadline)
 		{
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
+			if (t->wake_on_latch)
+				return 0;
 			continue;
 		}
 		if (ev.events & events)

@@ -89,6 +89,9 @@ typedef struct RedisTransport
 	uint32		sock_events;	/* events sock is registered for */
 	bool		read_first;		/* replies have been there by the time we look */
 	uint8		probes;			/* reads since the last optimistic one */
+	bool		wake_on_latch;	/* a wait ends when the latch is set (as if
+								 * its deadline passed): for a worker
+								 * listening on this connection */
 } RedisTransport;
 
 extern void TransportInit(RedisTransport *t);

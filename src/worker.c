@@ -1,23 +1,37 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		The bmfredis background worker (started when the library is in
- *		shared_preload_libraries): drains the retry queue once Redis
- *		answers, and runs scheduled invalidations that have come due.
+ *		A database's bmfredis worker (started by the launcher, launcher.c,
+ *		for each database that has the extension): it sends the database's
+ *		retried invalidations and messages once Redis answers, runs its
+ *		scheduled invalidations when they come due, and relays the Redis
+ *		channels of bmfredis.subscribe into NOTIFY (subscriber.c).
  *
- * It connects to bmfredis.worker_database for the scheduled
- * invalidations (the bmfredis.scheduled_invalidations table of that
- * database; other databases run redis_run_scheduled() themselves).  It
- * wakes when a backend queues a retry (its latch), and every
- * bmfredis.worker_naptime otherwise; Redis faults are paced by the pool's
- * backoff.  It exits at once on SIGTERM or postmaster death and is
- * restarted by the postmaster if it dies.
+ * It runs with the database's own settings (ALTER DATABASE ... SET
+ * bmfredis.key_prefix, bmfredis.subscribe, the endpoint), which
+ * PostgreSQL applies when a session connects.  They are applied only
+ * then, so when they change the worker exits and the launcher starts it
+ * again at once.  It also exits when the extension is dropped from its
+ * database (and is not started again until CREATE EXTENSION), when a
+ * command needs the database alone (DROP DATABASE), and on SIGTERM or
+ * postmaster death.
+ *
+ * Each pass: look at the database (extension, settings), drain the retry
+ * queue, run the scheduled invalidations; then relay messages until the
+ * next pass (bmfredis.worker_naptime) or until woken (a backend queued a
+ * retry, SIGHUP, the launcher).  Redis faults are paced by the pool's
+ * backoff and never end the worker.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_db_role_setting.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -26,81 +40,166 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "bmfredis.h"
 #include "client.h"
 #include "invalidate.h"
+#include "launcher.h"
+#include "pubsub.h"
 #include "retry.h"
-#include "shmem.h"
 #include "worker.h"
 
-char	   *bmf_worker_database = NULL;
-int			bmf_worker_naptime = 1000;
-
-PGDLLEXPORT void bmfredis_worker_main(Datum arg);
-
-void
-BmfWorkerRegister(void)
+/*
+ * The database's own settings as stored (pg_db_role_setting, for every
+ * role), as text: the worker compares them with what it started with.
+ */
+static char *
+database_settings(void)
 {
-	BackgroundWorker worker;
+	Relation	rel;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *out = NULL;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "bmfredis");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "bmfredis_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "bmfredis worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "bmfredis worker");
-	RegisterBackgroundWorker(&worker);
+	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_db_role_setting_setdatabase,
+				BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(MyDatabaseId));
+	ScanKeyInit(&keys[1], Anum_pg_db_role_setting_setrole,
+				BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(InvalidOid));
+	scan = systable_beginscan(rel, DbRoleSettingDatidRolidIndexId, true, NULL, 2, keys);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_db_role_setting_setconfig,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			out = OidOutputFunctionCall(F_ARRAY_OUT, d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return MemoryContextStrdup(TopMemoryContext, out ? out : "");
 }
 
+/*
+ * Look at the database: is the extension there, are the settings the ones
+ * this worker started with?  Runs the scheduled invalidations when it is.
+ * Exits the worker when it should go.
+ */
 static void
-run_scheduled(void)
+database_pass(const char *settings, bool schedule)
 {
+	bool		present;
+	char	   *now_settings;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "bmfredis: scheduled invalidations");
-	if (OidIsValid(get_extension_oid("bmfredis", true)))
+	present = OidIsValid(get_extension_oid("bmfredis", true));
+	now_settings = database_settings();
+	if (present && schedule)
+	{
+		pgstat_report_activity(STATE_RUNNING, "bmfredis: scheduled invalidations");
 		RunScheduledInvalidations();
+	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (!present)
+	{
+		/* what it still had to send is not asked for any more */
+		RetryDiscardDatabase(MyDatabaseId);
+		ereport(LOG,
+				(errmsg("bmfredis worker for database \"%s\" stops: the extension was dropped",
+						RedisPoolDatabaseName())));
+		BmfWorkerNoExtension();
+		proc_exit(0);
+	}
+	if (strcmp(now_settings, settings) != 0)
+	{
+		ereport(LOG,
+				(errmsg("bmfredis worker for database \"%s\" restarts: the database's settings changed",
+						RedisPoolDatabaseName())));
+		BmfWorkerRestartNow();
+		proc_exit(0);
+	}
+	pfree(now_settings);
 }
 
 void
 bmfredis_worker_main(Datum arg)
 {
-	BmfSharedState *sh = BmfShared();
+	int			slotno = DatumGetInt32(arg);
+	Oid			dboid;
+	char	   *settings;
+	bool		present;
+	Relay	   *relay;
+	TimestampTz next_pass = 0;
 
-	(void) arg;
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(bmf_worker_database, NULL, 0);
+	if (!BmfWorkerAttach(slotno, dboid))
+		proc_exit(0);			/* the launcher changed its mind meanwhile */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
-	sh->worker_pid = MyProcPid;
-	sh->worker_latch = MyLatch;
-	elog(LOG, "bmfredis worker started (database \"%s\")", bmf_worker_database);
+	/* is the extension here at all? */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	present = OidIsValid(get_extension_oid("bmfredis", true));
+	RedisPoolNoteDatabase();
+	settings = database_settings();
+	CommitTransactionCommand();
+	if (!present)
+	{
+		BmfWorkerNoExtension();
+		proc_exit(0);
+	}
+	ereport(LOG,
+			(errmsg("bmfredis worker serving database \"%s\"", RedisPoolDatabaseName())));
+	relay = RelayCreate();
 
 	for (;;)
 	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 bmf_worker_naptime, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		TimestampTz now;
+		int			channels;
+
 		CHECK_FOR_INTERRUPTS();
+		if (BmfWorkerStopRequested())
+		{
+			RelayClose(relay);
+			ereport(LOG,
+					(errmsg("bmfredis worker for database \"%s\" stops while a command needs the database alone",
+							RedisPoolDatabaseName())));
+			proc_exit(0);
+		}
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-
+		now = GetCurrentTimestamp();
 		if (RetryIsBacklogged() &&
 			!RedisPoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
 			RetryDrain(TransportDeadline(Max(bmf_flush_timeout, bmf_command_timeout)), false);
-		run_scheduled();
+		if (now >= next_pass)
+		{
+			database_pass(settings, true);
+			next_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bmf_worker_naptime);
+		}
+		channels = RelaySync(relay);
+		BmfWorkerReport(BMF_WORKER_RUNNING, channels, NULL);
+		RelayWait(relay, next_pass);
 	}
 }

@@ -1,16 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * worker.h
- *		The bmfredis background worker.
+ *		A database's bmfredis worker (started by the launcher).
  *
  *-------------------------------------------------------------------------
  */
 #ifndef BMFREDIS_WORKER_H
 #define BMFREDIS_WORKER_H
 
-extern char *bmf_worker_database;
-extern int	bmf_worker_naptime;
+#include "postgres.h"
 
-extern void BmfWorkerRegister(void);
+/* the entry point the launcher names */
+extern PGDLLEXPORT void bmfredis_worker_main(Datum arg);
 
 #endif							/* BMFREDIS_WORKER_H */

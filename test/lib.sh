@@ -270,6 +270,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 max_prepared_transactions = 4
+max_worker_processes = 40
 lc_messages = 'C'
 shared_preload_libraries = 'bmfredis'
 bmfredis.host = '127.0.0.1'

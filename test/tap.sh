@@ -36,6 +36,17 @@ tap_db() {
 	psql -X -q -d "$BMF_DB" -c "CREATE EXTENSION bmfredis" >/dev/null
 	export BMF_DB
 }
+# subscriber_pid [DB]: the pid of the database's worker once it relays
+# channels (waits up to 10 s), or nothing
+subscriber_pid() {
+	local i pid
+	for i in $(seq 1 100); do
+		pid=$(psql -X -A -t -d "${1:-$BMF_DB}" -c "SELECT subscriber_pid FROM redis_health()" 2>/dev/null)
+		[ -n "$pid" ] && { echo "$pid"; return 0; }
+		sleep 0.1
+	done
+	return 1
+}
 # server_set NAME=VALUE ...: ALTER SYSTEM SET each, reload, give backends
 # and workers time to see it; server_reset NAME ...: the same, RESET
 server_set() {

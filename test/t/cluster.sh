@@ -20,7 +20,7 @@ masters() {  # the ports of the current masters
 }
 is "three masters and three replicas" "$(masters | wc -l)" "3"
 
-trap 'server_reset bmfredis.cluster bmfredis.port bmfredis.cluster_nodes bmfredis.subscribe; bmf_stop_cluster c' EXIT
+trap 'server_reset bmfredis.cluster bmfredis.port bmfredis.cluster_nodes; psql -X -q -d postgres -c "ALTER DATABASE postgres RESET bmfredis.subscribe" >/dev/null; bmf_stop_cluster c' EXIT
 server_set bmfredis.cluster=on "bmfredis.port=${ports[0]}" \
 	"bmfredis.cluster_nodes=127.0.0.1:${ports[1]}, 127.0.0.1:${ports[2]}"
 
@@ -272,8 +272,8 @@ for _ in $(seq 1 200); do
 done
 is "the killed master came back as a replica: every master has one again" "$n" "3"
 psql -X -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS bmfredis" \
-	-c "ALTER SYSTEM SET bmfredis.subscribe = 'cl:*'" -c "SELECT pg_reload_conf()" >/dev/null
-spid=$(psql -X -A -t -d postgres -c "SELECT subscriber_pid FROM redis_health()")
+	-c "ALTER DATABASE postgres SET bmfredis.subscribe = 'cl:*'" >/dev/null
+spid=$(subscriber_pid postgres)
 subscribed_on() {  # the node the worker's subscription is on, other than $1
 	local i p
 	for i in $(seq 1 150); do

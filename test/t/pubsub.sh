@@ -1,7 +1,7 @@
 # Pub/sub both ways, observed from outside: a real `redis-cli SUBSCRIBE`
 # sees what SQL publishes (only what committed, in order), and a psql
 # session that LISTENs sees what `redis-cli PUBLISH` sends, through the
-# subscriber worker, across a Redis restart and a change of channels.
+# database's worker, across a Redis restart and a change of channels.
 . "$(dirname "$0")/../tap.sh"
 tap_db bmf_pubsub
 R=$BMF_REDISCTL
@@ -144,10 +144,11 @@ sub_stop
 ann=$(messages "$f" | while IFS= read -r line; do psql -X -At -d bmf_pubsub -v ev="$line" <<<"SELECT (:'ev'::jsonb -> 'data')::text"; done | tr '\n' ' ')
 is "cache:invalidated announces the keys and the tags" "$ann" '{"keys": ["bmfredis:a", "bmfredis:b"]} {"tags": ["bmfredis:tag:shop:7"]} '
 
-# --- Redis -> NOTIFY through the subscriber worker
-psql -X -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS bmfredis" >/dev/null
-spid=$(q "SELECT subscriber_pid FROM redis_health()")
-check "the subscriber worker runs (pid $spid)" [ -n "$spid" ]
+# --- Redis -> NOTIFY through the database's worker
+# (its own list, set the PostgreSQL way: the worker starts again with it)
+psql -X -q -d postgres -c "ALTER DATABASE bmf_pubsub SET bmfredis.subscribe = 'product:*, big, cache:*'" >/dev/null
+spid=$(subscriber_pid)
+check "the database's worker relays its channels (pid $spid)" [ -n "$spid" ]
 subscribed() {  # subscribed PATTERN_COUNT: the worker's connection has them
 	local i
 	for i in $(seq 1 100); do
@@ -156,12 +157,11 @@ subscribed() {  # subscribed PATTERN_COUNT: the worker's connection has them
 	done
 	return 1
 }
-psql -X -q -d postgres -c "ALTER SYSTEM SET bmfredis.subscribe = 'product:*, big, cache:*'" -c "SELECT pg_reload_conf()" >/dev/null
-check "after a reload the worker subscribes (two patterns, one channel)" subscribed 2
+check "it subscribes to the database's list (two patterns, one channel)" subscribed 2
 
 # listen CHANNEL SECONDS OUT: a psql session LISTENing for SECONDS
 listen() {
-	psql -X -d postgres -c "LISTEN \"$1\"" -c "SELECT pg_sleep($2)" >"$3" 2>&1 &
+	psql -X -d bmf_pubsub -c "LISTEN \"$1\"" -c "SELECT pg_sleep($2)" >"$3" 2>&1 &
 	LISTEN_PID=$!
 	sleep 0.5
 }
@@ -177,7 +177,7 @@ wait "$LISTEN_PID"
 like "a 9,000-byte message arrives as a reference" "$(cat "$BMF_WORK/listen2.out")" \
 	'payload "\{"bmfredis_payload": [0-9]+, "bytes": 9000\}"'
 id=$(grep -o '"bmfredis_payload": [0-9]*' "$BMF_WORK/listen2.out" | grep -o '[0-9]*$')
-is "and is kept in bmfredis.notify_payloads" "$(psql -X -At -d postgres -c "SELECT length(message) FROM bmfredis.notify_payloads WHERE id = $id")" "9000"
+is "and is kept in bmfredis.notify_payloads" "$(q "SELECT length(message) FROM bmfredis.notify_payloads WHERE id = $id")" "9000"
 
 # the worker survives a Redis restart and subscribes again
 $R restart
@@ -187,9 +187,14 @@ redis-cli -p "$BMF_REDIS_PORT" PUBLISH product:updated after-restart >/dev/null
 wait "$LISTEN_PID"
 like "messages published after that arrive" "$(cat "$BMF_WORK/listen3.out")" 'payload "after-restart"'
 
-# SIGHUP with a new channel list: old channels stop, new ones start
-psql -X -q -d postgres -c "ALTER SYSTEM SET bmfredis.subscribe = 'shop:*'" -c "SELECT pg_reload_conf()" >/dev/null
-check "after a reload with another list the worker subscribes to it" subscribed 1
+# another list: old channels stop, new ones start
+psql -X -q -d postgres -c "ALTER DATABASE bmf_pubsub SET bmfredis.subscribe = 'shop:*'" >/dev/null
+for _ in $(seq 1 100); do
+	[ "$(q "SELECT subscriber_pid FROM redis_health()")" != "$spid" ] && break
+	sleep 0.1
+done
+spid=$(subscriber_pid)
+check "with another list the worker subscribes to it" subscribed 1
 listen shop:updated 2 "$BMF_WORK/listen4.out"
 redis-cli -p "$BMF_REDIS_PORT" PUBLISH shop:updated new-list >/dev/null
 wait "$LISTEN_PID"
@@ -199,4 +204,4 @@ redis-cli -p "$BMF_REDIS_PORT" PUBLISH product:created old-list >/dev/null
 wait "$LISTEN_PID"
 refute "the old ones no longer do" grep -q 'old-list' "$BMF_WORK/listen5.out"
 is "the relayed messages are counted" "$(q "SELECT value FROM redis_stats WHERE name = 'messages_relayed'")" "4"
-psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.subscribe" -c "SELECT pg_reload_conf()" >/dev/null
+psql -X -q -d postgres -c "ALTER DATABASE bmf_pubsub RESET bmfredis.subscribe" >/dev/null

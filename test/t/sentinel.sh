@@ -43,7 +43,7 @@ done
 is "three sentinels watch the master and know its replica" "$(master_port)" "$mport"
 
 list="127.0.0.1:${sports[0]}, 127.0.0.1:${sports[1]},127.0.0.1:${sports[2]}"
-trap 'server_reset bmfredis.sentinels bmfredis.sentinel_master bmfredis.subscribe' EXIT
+trap 'server_reset bmfredis.sentinels bmfredis.sentinel_master; psql -X -q -d postgres -c "ALTER DATABASE postgres RESET bmfredis.subscribe" >/dev/null' EXIT
 server_set "bmfredis.sentinels=$list" bmfredis.sentinel_master=mymaster
 
 out=$(qv <<<"SET bmfredis.sentinels = 'nohost'")
@@ -85,8 +85,8 @@ like "more than 64 sentinels are refused" "$out" "At most 64 addresses"
 
 # the subscriber worker finds the master through the sentinels too
 psql -X -q -d postgres -c "CREATE EXTENSION IF NOT EXISTS bmfredis" \
-	-c "ALTER SYSTEM SET bmfredis.subscribe = 'sent:*'" -c "SELECT pg_reload_conf()" >/dev/null
-spid=$(psql -X -A -t -d postgres -c "SELECT subscriber_pid FROM redis_health()")
+	-c "ALTER DATABASE postgres SET bmfredis.subscribe = 'sent:*'" >/dev/null
+spid=$(subscriber_pid postgres)
 subscribed() {  # subscribed PORT: the worker's connection is there
 	local i
 	for i in $(seq 1 150); do

@@ -1,0 +1,769 @@
+/* bmfredis--1.1.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION bmfredis" to load this file. \quit
+
+------------------------------------------------------------------------
+-- Cache: values stored as plain bytes at <bmfredis.key_prefix><key>
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_cache_set(key text, value text, ttl interval DEFAULT NULL, tags text[] DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_cache_set'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_set(text, text, interval, text[]) IS
+'Stores value (as its bytes) at the prefixed key, with an optional TTL and tags; false if Redis could not be reached';
+
+CREATE FUNCTION redis_cache_set(key text, value bytea, ttl interval DEFAULT NULL, tags text[] DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_cache_set'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_set(text, bytea, interval, text[]) IS
+'Stores bytes as they are at the prefixed key, with an optional TTL; false if Redis could not be reached';
+
+CREATE FUNCTION redis_cache_set(key text, value jsonb, ttl interval DEFAULT NULL, tags text[] DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_cache_set_jsonb'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_set(text, jsonb, interval, text[]) IS
+'Stores a jsonb value as JSON text at the prefixed key, with an optional TTL; false if Redis could not be reached';
+
+CREATE FUNCTION redis_cache_get(key text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_cache_get'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_get(text) IS
+'Value at the prefixed key as text; NULL on a miss (or when Redis is unreachable, per bmfredis.on_error)';
+
+CREATE FUNCTION redis_cache_get_json(key text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'redis_cache_get_json'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_get_json(text) IS
+'Value at the prefixed key parsed as jsonb; NULL on a miss';
+
+CREATE FUNCTION redis_cache_get_bytea(key text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'redis_cache_get_bytea'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_get_bytea(text) IS
+'Value at the prefixed key as raw bytes; NULL on a miss';
+
+CREATE FUNCTION redis_cache_mget(keys text[])
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'redis_cache_mget'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_mget(text[]) IS
+'Values of many keys in one round trip (MGET), NULL elements for misses';
+
+CREATE FUNCTION redis_cache_mset(keys text[], vals text[], ttl interval DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_cache_mset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_mset(text[], text[], interval) IS
+'Stores many key/value pairs in one round trip, with an optional common TTL';
+
+CREATE FUNCTION redis_cache_del(key text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_cache_del'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_del(text) IS
+'Removes the key now (UNLINK); returns how many keys existed';
+
+CREATE FUNCTION redis_cache_del(keys text[])
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_cache_del_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_del(text[]) IS
+'Removes the keys now in one UNLINK; returns how many existed';
+
+CREATE FUNCTION redis_cache_exists(key text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_cache_exists'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_exists(text) IS
+'Whether the prefixed key exists; NULL when Redis cannot be asked';
+
+CREATE FUNCTION redis_cache_ttl(key text)
+RETURNS interval
+AS 'MODULE_PATHNAME', 'redis_cache_ttl'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_ttl(text) IS
+'Time left before the key expires; NULL if it does not exist or never expires';
+
+CREATE FUNCTION redis_cache_expire(key text, ttl interval)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_cache_expire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_expire(text, interval) IS
+'Sets the time to live of an existing key; false if there is no such key';
+
+CREATE FUNCTION redis_cache_expire_at(key text, at timestamptz)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_cache_expire_at'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_expire_at(text, timestamptz) IS
+'Makes an existing key expire at the given time (a past time removes it now)';
+
+CREATE FUNCTION redis_cache_incr(key text, by bigint DEFAULT 1)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_cache_incr'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_incr(text, bigint) IS
+'Atomically adds to the integer at the key (INCRBY) and returns the new value';
+
+CREATE FUNCTION redis_ttl(class text)
+RETURNS interval
+AS 'MODULE_PATHNAME', 'redis_ttl'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION redis_ttl(text) IS
+'TTL of a named class: short, medium, long, very_long (settings bmfredis.ttl_<class>)';
+
+------------------------------------------------------------------------
+-- Health and administration
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_health(
+    OUT healthy boolean,
+    OUT status text,
+    OUT latency_ms double precision,
+    OUT version text,
+    OUT role text,
+    OUT used_memory bigint,
+    OUT used_memory_human text,
+    OUT connected_clients integer,
+    OUT uptime_seconds bigint,
+    OUT node text,
+    OUT key_prefix text,
+    OUT hit_rate double precision,
+    OUT retry_pending bigint,
+    OUT retry_namespaces integer,
+    OUT worker_pid integer,
+    OUT subscriber_pid integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'redis_health'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_health() IS
+'Health of the Redis server from PING and INFO; never raises for a Redis fault';
+
+CREATE FUNCTION redis_info(section text DEFAULT NULL,
+    OUT section text, OUT key text, OUT value text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_info'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_info(text) IS
+'Redis INFO as rows of (section, key, value)';
+
+CREATE FUNCTION redis_connections(
+    OUT node text,
+    OUT state text,
+    OUT db integer,
+    OUT connected_since timestamptz,
+    OUT last_used timestamptz,
+    OUT commands bigint,
+    OUT errors bigint,
+    OUT reconnects bigint,
+    OUT failures integer,
+    OUT retry_after timestamptz,
+    OUT last_error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_connections'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_connections() IS
+'This backend''s Redis connections, one per node, with counters and the last error';
+
+CREATE FUNCTION redis_disconnect()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'redis_disconnect'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_disconnect() IS
+'Closes this backend''s Redis connections; returns how many were open';
+
+CREATE FUNCTION redis_command(VARIADIC args text[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_command'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_command(text[]) IS
+'Runs one raw Redis command (no key prefix) and returns its reply as text, arrays as JSON; for administrators';
+
+CREATE FUNCTION redis_workers(
+    OUT database name,
+    OUT state text,
+    OUT pid integer,
+    OUT since timestamptz,
+    OUT last_active timestamptz,
+    OUT channels integer,
+    OUT retry_pending bigint,
+    OUT restarts integer,
+    OUT note text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_workers'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_workers() IS
+'The bmfredis launcher and each database''s worker: state (starting, running, no worker slot, restarting, paused), pid, channels relayed, retries waiting';
+
+REVOKE ALL ON FUNCTION redis_command(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION redis_info(text) FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Invalidation that follows the transaction
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_invalidate(key text, immediate boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate(text, boolean) IS
+'Invalidates the key after COMMIT (or now with immediate => true; default from bmfredis.invalidate_at)';
+
+CREATE FUNCTION redis_invalidate(keys text[], immediate boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate(text[], boolean) IS
+'Invalidates the keys after COMMIT (or now with immediate => true)';
+
+CREATE FUNCTION redis_invalidate_tag(tag text, immediate boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_tag'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate_tag(text, boolean) IS
+'Invalidates every key stored with the tag, after COMMIT (or now with immediate => true)';
+
+CREATE FUNCTION redis_invalidate_tag(tags text[], immediate boolean DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_tags'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate_tag(text[], boolean) IS
+'Invalidates every key stored with any of the tags, after COMMIT (or now with immediate => true)';
+
+CREATE FUNCTION redis_invalidate_pattern(pattern text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_invalidate_pattern'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate_pattern(text) IS
+'Removes now every key under the prefix matching the glob pattern (SCAN MATCH + UNLINK in batches); returns how many';
+
+CREATE FUNCTION redis_flush_namespace()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_flush_namespace'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_flush_namespace() IS
+'Removes now every key under bmfredis.key_prefix (SCAN + UNLINK in batches); returns how many';
+
+CREATE FUNCTION redis_invalidate_at(key text, at timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_at'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION redis_invalidate_at(text, timestamptz) IS
+'Schedules the key''s invalidation at the given time (after COMMIT: its current value expires by then, and any later value is removed then)';
+
+CREATE FUNCTION redis_invalidate_tag_at(tag text, at timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_tag_at'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION redis_invalidate_tag_at(text, timestamptz) IS
+'Schedules the invalidation of every key of the tag at the given time';
+
+CREATE FUNCTION redis_run_scheduled()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'redis_run_scheduled'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION redis_run_scheduled() IS
+'Runs the scheduled invalidations of this database that are due (the database''s bmfredis worker does it every bmfredis.worker_naptime); returns how many';
+
+CREATE FUNCTION redis_pending_invalidations(OUT kind text, OUT target text, OUT argument text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_pending_invalidations'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_pending_invalidations() IS
+'What this transaction has queued to send to Redis at COMMIT';
+
+REVOKE ALL ON FUNCTION redis_invalidate_pattern(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION redis_flush_namespace() FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Cache rules, cascades, change triggers
+------------------------------------------------------------------------
+
+CREATE SCHEMA bmfredis;
+COMMENT ON SCHEMA bmfredis IS 'bmfredis bookkeeping: cache rules, cascades, scheduled invalidations';
+
+CREATE TABLE bmfredis.cache_rules (
+    entity      text PRIMARY KEY
+                CHECK (entity OPERATOR(pg_catalog.<>) '' AND pg_catalog.length(entity) OPERATOR(pg_catalog.<) 128),
+    relation    regclass UNIQUE,
+    id_column   name NOT NULL DEFAULT 'id',
+    keys        text[] NOT NULL DEFAULT '{}',
+    tags        text[] NOT NULL DEFAULT '{}',
+    columns     name[],
+    channel     text
+);
+COMMENT ON TABLE bmfredis.cache_rules IS
+'What to invalidate when a row of an entity changes: key and tag templates such as product:{id}';
+
+CREATE TABLE bmfredis.cache_cascades (
+    entity      text NOT NULL REFERENCES bmfredis.cache_rules ON DELETE CASCADE ON UPDATE CASCADE,
+    target      text NOT NULL REFERENCES bmfredis.cache_rules ON DELETE CASCADE ON UPDATE CASCADE,
+    via_column  name NOT NULL,
+    PRIMARY KEY (entity, target, via_column)
+);
+COMMENT ON TABLE bmfredis.cache_cascades IS
+'When entity changes, the rows of target whose via_column holds its id are invalidated too';
+
+CREATE TABLE bmfredis.scheduled_invalidations (
+    id          bigserial PRIMARY KEY,
+    kind        "char" NOT NULL CHECK (kind OPERATOR(pg_catalog.=) ANY ('{k,t}'::pg_catalog."char"[])),
+    target      text NOT NULL,
+    db          integer NOT NULL,
+    due_at      timestamptz NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON bmfredis.scheduled_invalidations (due_at);
+COMMENT ON TABLE bmfredis.scheduled_invalidations IS
+'Invalidations to run at due_at: k = a key, t = a tag index (full Redis names)';
+
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_cascades', '');
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.scheduled_invalidations', '');
+
+GRANT USAGE ON SCHEMA bmfredis TO PUBLIC;
+GRANT SELECT ON bmfredis.cache_rules, bmfredis.cache_cascades TO PUBLIC;
+
+CREATE FUNCTION redis_rules_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'redis_rules_changed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_rules_changed() IS
+'Trigger on the bmfredis rules tables: makes every backend recompile the rules at COMMIT';
+
+CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.cache_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION redis_rules_changed();
+CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.cache_cascades
+    FOR EACH STATEMENT EXECUTE FUNCTION redis_rules_changed();
+
+CREATE FUNCTION redis_cache_trigger()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'redis_cache_trigger'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cache_trigger() IS
+'Change trigger made by redis_watch(): queues the keys and tags of changed rows for invalidation at COMMIT';
+
+CREATE FUNCTION redis_rule_check(entity text)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'redis_rule_check'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_rule_check(text) IS
+'Checks the cache rule of an entity (templates, columns, cascades); returns the columns an UPDATE must change to matter, NULL for all';
+
+CREATE FUNCTION redis_watch(
+    tbl regclass,
+    entity text,
+    keys text[],
+    tags text[] DEFAULT '{}',
+    columns text[] DEFAULT NULL,
+    id_column name DEFAULT 'id',
+    channel text DEFAULT NULL,
+    mode text DEFAULT 'statement')
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    watched text[];
+    update_of text := '';
+    other text;
+    trig name;
+BEGIN
+    IF tbl IS NULL OR entity IS NULL OR keys IS NULL THEN
+        RAISE EXCEPTION 'table, entity and keys must not be null' USING ERRCODE = '22004';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('statement', 'row') THEN
+        RAISE EXCEPTION 'invalid watch mode "%"', mode USING ERRCODE = '22023',
+            HINT = 'The modes are statement (transition tables, the default) and row.';
+    END IF;
+    SELECT r.entity INTO other FROM bmfredis.cache_rules r
+     WHERE r.relation = redis_watch.tbl AND r.entity <> redis_watch.entity;
+    IF FOUND THEN
+        RAISE EXCEPTION 'table % is already watched as entity "%"', tbl, other
+            USING ERRCODE = '42710', HINT = 'Call redis_unwatch() first, or watch it under that entity.';
+    END IF;
+    INSERT INTO bmfredis.cache_rules AS r (entity, relation, id_column, keys, tags, columns, channel)
+    VALUES (redis_watch.entity, redis_watch.tbl, redis_watch.id_column, redis_watch.keys,
+            coalesce(redis_watch.tags, '{}'), redis_watch.columns, redis_watch.channel)
+    ON CONFLICT ON CONSTRAINT cache_rules_pkey DO UPDATE
+       SET relation = EXCLUDED.relation, id_column = EXCLUDED.id_column, keys = EXCLUDED.keys,
+           tags = EXCLUDED.tags, columns = EXCLUDED.columns, channel = EXCLUDED.channel;
+    watched := @extschema@.redis_rule_check(redis_watch.entity);
+    IF watched IS NOT NULL THEN
+        SELECT ' OF ' || string_agg(quote_ident(c), ', ') INTO update_of FROM unnest(watched) AS c;
+    END IF;
+    FOR trig IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = redis_watch.tbl AND t.tgname LIKE 'bmfredis\_watch%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END LOOP;
+    IF mode = 'row' THEN
+        EXECUTE format('CREATE TRIGGER bmfredis_watch AFTER INSERT OR UPDATE%s OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       update_of, tbl, redis_watch.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_statement AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, redis_watch.entity);
+    ELSE
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_insert AFTER INSERT ON %s '
+                       'REFERENCING NEW TABLE AS bmfredis_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, redis_watch.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_update AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS bmfredis_old NEW TABLE AS bmfredis_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, redis_watch.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_delete AFTER DELETE ON %s '
+                       'REFERENCING OLD TABLE AS bmfredis_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, redis_watch.entity);
+    END IF;
+    EXECUTE format('CREATE TRIGGER bmfredis_watch_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                   tbl, redis_watch.entity);
+END
+$$;
+COMMENT ON FUNCTION redis_watch(regclass, text, text[], text[], text[], name, text, text) IS
+'Watches a table: its changes invalidate the key and tag templates (product:{id}) at COMMIT; with columns, only changes to them count';
+
+CREATE FUNCTION redis_unwatch(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trig name;
+BEGIN
+    FOR trig IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = redis_unwatch.tbl AND t.tgname LIKE 'bmfredis\_watch%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END LOOP;
+    DELETE FROM bmfredis.cache_rules r WHERE r.relation = redis_unwatch.tbl;
+END
+$$;
+COMMENT ON FUNCTION redis_unwatch(regclass) IS
+'Stops watching a table: drops its triggers and its cache rule (and the rule''s cascades)';
+
+CREATE FUNCTION redis_invalidate_entity(entity text, id text, action text DEFAULT 'update')
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_invalidate_entity'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_invalidate_entity(text, text, text) IS
+'Applies an entity''s cache rules and cascades by hand, as invalidateCache.product(id, ''update''); sent at COMMIT';
+
+------------------------------------------------------------------------
+-- Publishing, events, subscribing
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_publish(channel text, message text, immediate boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_publish'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_publish(text, text, boolean) IS
+'Publishes the message at COMMIT, in order (NULL); immediate => true publishes now and returns the number of receivers';
+
+CREATE FUNCTION redis_publish(channel text, message jsonb, immediate boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_publish_jsonb'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_publish(text, jsonb, boolean) IS
+'Publishes the JSON message at COMMIT, in order (NULL); immediate => true publishes now and returns the number of receivers';
+
+CREATE FUNCTION redis_event(type text, data jsonb DEFAULT '{}', entity_id text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'redis_event'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_event(text, jsonb, text) IS
+'An event envelope: id, type, entity, operation, entity_id, data, time, txid, database';
+
+CREATE FUNCTION redis_publish_event(event jsonb, immediate boolean DEFAULT false)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_publish_event'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_publish_event(jsonb, boolean) IS
+'Publishes an event (from redis_event) on the channel named by its type, at COMMIT or now';
+
+CREATE FUNCTION redis_listen(channels text[], timeout interval DEFAULT '1 second', max_messages integer DEFAULT NULL,
+    OUT channel text, OUT message text, OUT pattern text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_listen'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_listen(text[], interval, integer) IS
+'Subscribes on a connection of its own and returns the messages that arrive until the timeout (names with *, ? or [ are patterns)';
+
+-- The application's event helpers (createEvent.productCreated(...) and
+-- friends), as SQL.  Each returns the envelope; publish it with
+-- redis_publish_event().
+CREATE FUNCTION redis_event_product(operation text, product_id text, shop_id text DEFAULT NULL,
+                                    category_id text DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted') THEN
+        RAISE EXCEPTION 'invalid product event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Product events are created, updated and deleted.';
+    END IF;
+    RETURN @extschema@.redis_event('product:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('productId', product_id, 'shopId', shop_id,
+                                             'categoryId', category_id)) || coalesce(data, '{}'),
+        product_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_product(text, text, text, text, jsonb) IS
+'Envelope of product:created|updated|deleted with productId, shopId, categoryId';
+
+CREATE FUNCTION redis_event_user(operation text, user_id text, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted', 'login', 'logout') THEN
+        RAISE EXCEPTION 'invalid user event "%"', operation USING ERRCODE = '22023',
+            HINT = 'User events are created, updated, deleted, login and logout.';
+    END IF;
+    RETURN @extschema@.redis_event('user:' || operation,
+        jsonb_build_object('userId', user_id) || coalesce(data, '{}'), user_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_user(text, text, jsonb) IS
+'Envelope of user:created|updated|deleted|login|logout with userId';
+
+CREATE FUNCTION redis_event_shop(operation text, shop_id text, owner_id text DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted') THEN
+        RAISE EXCEPTION 'invalid shop event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Shop events are created, updated and deleted.';
+    END IF;
+    RETURN @extschema@.redis_event('shop:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('shopId', shop_id, 'ownerId', owner_id)) || coalesce(data, '{}'),
+        shop_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_shop(text, text, text, jsonb) IS
+'Envelope of shop:created|updated|deleted with shopId, ownerId';
+
+CREATE FUNCTION redis_event_purchase(operation text, purchase_id text, user_id text, product_id text,
+                                     amount numeric DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'completed', 'refunded', 'cancelled') THEN
+        RAISE EXCEPTION 'invalid purchase event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Purchase events are created, completed, refunded and cancelled.';
+    END IF;
+    RETURN @extschema@.redis_event('purchase:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('purchaseId', purchase_id, 'userId', user_id,
+                                             'productId', product_id, 'amount', amount)) || coalesce(data, '{}'),
+        purchase_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_purchase(text, text, text, text, numeric, jsonb) IS
+'Envelope of purchase:created|completed|refunded|cancelled with purchaseId, userId, productId, amount';
+
+CREATE FUNCTION redis_event_payment(operation text, payment_id text, purchase_id text DEFAULT NULL,
+                                    amount numeric DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('pending', 'succeeded', 'failed', 'refunded') THEN
+        RAISE EXCEPTION 'invalid payment event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Payment events are pending, succeeded, failed and refunded.';
+    END IF;
+    RETURN @extschema@.redis_event('payment:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('paymentId', payment_id, 'purchaseId', purchase_id,
+                                             'amount', amount)) || coalesce(data, '{}'),
+        payment_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_payment(text, text, text, numeric, jsonb) IS
+'Envelope of payment:pending|succeeded|failed|refunded with paymentId, purchaseId, amount';
+
+-- Messages the subscriber worker received that NOTIFY cannot carry.
+CREATE TABLE bmfredis.notify_payloads (
+    id          bigserial PRIMARY KEY,
+    channel     text NOT NULL,
+    message     bytea NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON bmfredis.notify_payloads (received_at);
+COMMENT ON TABLE bmfredis.notify_payloads IS
+'Redis messages too large (over 7,999 bytes) or not valid text for NOTIFY; the NOTIFY payload is {"bmfredis_payload": id}';
+GRANT SELECT ON bmfredis.notify_payloads TO PUBLIC;
+
+------------------------------------------------------------------------
+-- Read-through caching of queries
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_cached(key text, ttl interval, query text, tags text[] DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'redis_cached'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_cached(text, interval, text, text[]) IS
+'The jsonb cached at key, or the result of query (one SELECT, run with the caller''s privileges), stored with the TTL and tags; a value computed from a snapshot that an invalidation overtook is never stored';
+
+CREATE FUNCTION redis_cache_key(VARIADIC parts text[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_cache_key'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION redis_cache_key(text[]) IS
+'Joins parts with '':'', percent-encoding '':'' ''%'' glob characters, spaces and control bytes in each part: redis_cache_key(''product'', id) is product:<id>';
+
+------------------------------------------------------------------------
+-- Statistics
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_stats_values(OUT name text, OUT value numeric, OUT scope text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_stats_values'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_stats_values() IS
+'bmfredis counters and latencies; scope is cluster when preloaded, backend otherwise';
+
+CREATE VIEW redis_stats AS SELECT name, value, scope FROM @extschema@.redis_stats_values();
+GRANT SELECT ON redis_stats TO PUBLIC;
+COMMENT ON VIEW redis_stats IS
+'bmfredis statistics: cache hits and misses, invalidations, publishes, locks, errors by kind, p50/p99 latency per command class, retry queue';
+
+CREATE FUNCTION redis_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'redis_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_stats_reset() IS
+'Resets the bmfredis statistics';
+REVOKE ALL ON FUNCTION redis_stats_reset() FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Distributed locks and semaphores
+------------------------------------------------------------------------
+
+CREATE SEQUENCE bmfredis.lock_fence;
+COMMENT ON SEQUENCE bmfredis.lock_fence IS
+'A floor for lock fencing numbers that survives restarts of PostgreSQL and of Redis';
+
+CREATE FUNCTION redis_lock(name text, ttl interval DEFAULT '30 seconds', wait interval DEFAULT '10 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_lock(text, interval, interval) IS
+'Takes a session-level Redis lock, waiting up to wait (then ERROR 55P03); returns the owner token';
+
+CREATE FUNCTION redis_try_lock(name text, ttl interval DEFAULT '30 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_try_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_try_lock(text, interval) IS
+'Takes a session-level Redis lock if it is free; returns the owner token, or NULL at once';
+
+CREATE FUNCTION redis_xact_lock(name text, ttl interval DEFAULT '30 seconds', wait interval DEFAULT '10 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_xact_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_xact_lock(text, interval, interval) IS
+'Takes a Redis lock released at COMMIT or ROLLBACK, waiting up to wait; returns the owner token';
+
+CREATE FUNCTION redis_try_xact_lock(name text, ttl interval DEFAULT '30 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_try_xact_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_try_xact_lock(text, interval) IS
+'Takes a transaction-level Redis lock if it is free; returns the owner token, or NULL at once';
+
+CREATE FUNCTION redis_lock_fenced(name text, ttl interval DEFAULT '30 seconds', wait interval DEFAULT '10 seconds',
+    xact boolean DEFAULT false, OUT token text, OUT fence bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'redis_lock_fenced'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_lock_fenced(text, interval, interval, boolean) IS
+'Takes a Redis lock and returns its token and fencing number, which only ever increases for the lock name';
+
+CREATE FUNCTION redis_unlock(name text, token text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_unlock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_unlock(text, text) IS
+'Releases the lock if the token is its owner''s (NULL: the one this session holds); false, with a WARNING, if it was lost';
+
+CREATE FUNCTION redis_lock_extend(name text, token text, ttl interval DEFAULT '30 seconds')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_lock_extend'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_lock_extend(text, text, interval) IS
+'Gives the lock a new TTL if the token is its owner''s (NULL: this session''s); false, with a WARNING, if it was lost';
+
+CREATE FUNCTION redis_locks(OUT name text, OUT kind text, OUT scope text, OUT token text,
+    OUT fence bigint, OUT acquired_at timestamptz, OUT expires_in interval)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_locks'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_locks() IS
+'The Redis locks and semaphore permits this session holds, with the time left before they expire';
+
+CREATE FUNCTION redis_with_lock(name text, ttl interval, wait interval, query text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'redis_with_lock'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_with_lock(text, interval, interval, text) IS
+'Runs a statement while holding the lock and releases it however the statement ends; returns the rows processed';
+
+CREATE FUNCTION redis_semaphore_acquire(name text, max_holders integer, ttl interval DEFAULT '30 seconds',
+    wait interval DEFAULT '10 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_semaphore_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_acquire(text, integer, interval, interval) IS
+'Takes one of max_holders permits (first come, first served), waiting up to wait; returns the permit token';
+
+CREATE FUNCTION redis_semaphore_try_acquire(name text, max_holders integer, ttl interval DEFAULT '30 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_semaphore_try_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_try_acquire(text, integer, interval) IS
+'Takes a permit if one is free and nobody waits before us; the token, or NULL at once';
+
+CREATE FUNCTION redis_semaphore_xact_acquire(name text, max_holders integer, ttl interval DEFAULT '30 seconds',
+    wait interval DEFAULT '10 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_semaphore_xact_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_xact_acquire(text, integer, interval, interval) IS
+'Takes a permit released at COMMIT or ROLLBACK, waiting up to wait';
+
+CREATE FUNCTION redis_semaphore_try_xact_acquire(name text, max_holders integer, ttl interval DEFAULT '30 seconds')
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_semaphore_try_xact_acquire'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_try_xact_acquire(text, integer, interval) IS
+'Takes a transaction-level permit if one is free; the token, or NULL at once';
+
+CREATE FUNCTION redis_semaphore_release(name text, token text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_semaphore_release'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_release(text, text) IS
+'Gives a permit back; false, with a WARNING, if it had expired';
+
+CREATE FUNCTION redis_semaphore_refresh(name text, token text, ttl interval DEFAULT '30 seconds')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'redis_semaphore_refresh'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_semaphore_refresh(text, text, interval) IS
+'Gives a held permit a new TTL; false, with a WARNING, if it had expired';

@@ -290,24 +290,35 @@ REVOKE ALL ON FUNCTION redis_flush_namespace() FROM PUBLIC;
 ------------------------------------------------------------------------
 
 CREATE SCHEMA bmfredis;
-COMMENT ON SCHEMA bmfredis IS 'bmfredis bookkeeping: cache rules, cascades, scheduled invalidations';
+COMMENT ON SCHEMA bmfredis IS 'bmfredis bookkeeping: entities, cache rules, cascades, scheduled invalidations';
 
-CREATE TABLE bmfredis.cache_rules (
+CREATE TABLE bmfredis.entities (
     entity      text PRIMARY KEY
                 CHECK (entity OPERATOR(pg_catalog.<>) '' AND pg_catalog.length(entity) OPERATOR(pg_catalog.<) 128),
     relation    regclass UNIQUE,
     id_column   name NOT NULL DEFAULT 'id',
+    mode        text NOT NULL DEFAULT 'statement'
+                CHECK (mode OPERATOR(pg_catalog.=) ANY ('{statement,row}'::pg_catalog.text[]))
+);
+COMMENT ON TABLE bmfredis.entities IS
+'An entity (product) and the table whose rows it is; each entity names one table, each table has at most one entity';
+
+CREATE TABLE bmfredis.cache_rules (
+    entity      text NOT NULL REFERENCES bmfredis.entities ON DELETE CASCADE ON UPDATE CASCADE,
+    name        text NOT NULL DEFAULT 'default'
+                CHECK (name OPERATOR(pg_catalog.<>) '' AND pg_catalog.length(name) OPERATOR(pg_catalog.<) 64),
     keys        text[] NOT NULL DEFAULT '{}',
     tags        text[] NOT NULL DEFAULT '{}',
     columns     name[],
-    channel     text
+    channel     text,
+    PRIMARY KEY (entity, name)
 );
 COMMENT ON TABLE bmfredis.cache_rules IS
-'What to invalidate when a row of an entity changes: key and tag templates such as product:{id}';
+'The rules of an entity, each named: what to invalidate when a row changes (key and tag templates such as product:{id}), which columns count, which channel announces it';
 
 CREATE TABLE bmfredis.cache_cascades (
-    entity      text NOT NULL REFERENCES bmfredis.cache_rules ON DELETE CASCADE ON UPDATE CASCADE,
-    target      text NOT NULL REFERENCES bmfredis.cache_rules ON DELETE CASCADE ON UPDATE CASCADE,
+    entity      text NOT NULL REFERENCES bmfredis.entities ON DELETE CASCADE ON UPDATE CASCADE,
+    target      text NOT NULL REFERENCES bmfredis.entities ON DELETE CASCADE ON UPDATE CASCADE,
     via_column  name NOT NULL,
     PRIMARY KEY (entity, target, via_column)
 );
@@ -326,12 +337,13 @@ CREATE INDEX ON bmfredis.scheduled_invalidations (due_at);
 COMMENT ON TABLE bmfredis.scheduled_invalidations IS
 'Invalidations to run at due_at: k = a key, t = a tag index (full Redis names)';
 
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.entities', '');
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_cascades', '');
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.scheduled_invalidations', '');
 
 GRANT USAGE ON SCHEMA bmfredis TO PUBLIC;
-GRANT SELECT ON bmfredis.cache_rules, bmfredis.cache_cascades TO PUBLIC;
+GRANT SELECT ON bmfredis.entities, bmfredis.cache_rules, bmfredis.cache_cascades TO PUBLIC;
 
 CREATE FUNCTION redis_rules_changed()
 RETURNS trigger
@@ -340,6 +352,8 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_rules_changed() IS
 'Trigger on the bmfredis rules tables: makes every backend recompile the rules at COMMIT';
 
+CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.entities
+    FOR EACH STATEMENT EXECUTE FUNCTION redis_rules_changed();
 CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.cache_rules
     FOR EACH STATEMENT EXECUTE FUNCTION redis_rules_changed();
 CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.cache_cascades
@@ -357,100 +371,203 @@ RETURNS text[]
 AS 'MODULE_PATHNAME', 'redis_rule_check'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_rule_check(text) IS
-'Checks the cache rule of an entity (templates, columns, cascades); returns the columns an UPDATE must change to matter, NULL for all';
+'Checks the cache rules of an entity (templates, columns, cascades); returns the columns an UPDATE must change to matter to one of them, NULL for all';
 
-CREATE FUNCTION redis_watch(
-    tbl regclass,
-    entity text,
-    keys text[],
-    tags text[] DEFAULT '{}',
-    columns text[] DEFAULT NULL,
-    id_column name DEFAULT 'id',
-    channel text DEFAULT NULL,
-    mode text DEFAULT 'statement')
-RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    watched text[];
-    update_of text := '';
-    other text;
-    trig name;
-BEGIN
-    IF tbl IS NULL OR entity IS NULL OR keys IS NULL THEN
-        RAISE EXCEPTION 'table, entity and keys must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF mode IS NULL OR mode NOT IN ('statement', 'row') THEN
-        RAISE EXCEPTION 'invalid watch mode "%"', mode USING ERRCODE = '22023',
-            HINT = 'The modes are statement (transition tables, the default) and row.';
-    END IF;
-    SELECT r.entity INTO other FROM bmfredis.cache_rules r
-     WHERE r.relation = redis_watch.tbl AND r.entity <> redis_watch.entity;
-    IF FOUND THEN
-        RAISE EXCEPTION 'table % is already watched as entity "%"', tbl, other
-            USING ERRCODE = '42710', HINT = 'Call redis_unwatch() first, or watch it under that entity.';
-    END IF;
-    INSERT INTO bmfredis.cache_rules AS r (entity, relation, id_column, keys, tags, columns, channel)
-    VALUES (redis_watch.entity, redis_watch.tbl, redis_watch.id_column, redis_watch.keys,
-            coalesce(redis_watch.tags, '{}'), redis_watch.columns, redis_watch.channel)
-    ON CONFLICT ON CONSTRAINT cache_rules_pkey DO UPDATE
-       SET relation = EXCLUDED.relation, id_column = EXCLUDED.id_column, keys = EXCLUDED.keys,
-           tags = EXCLUDED.tags, columns = EXCLUDED.columns, channel = EXCLUDED.channel;
-    watched := @extschema@.redis_rule_check(redis_watch.entity);
-    IF watched IS NOT NULL THEN
-        SELECT ' OF ' || string_agg(quote_ident(c), ', ') INTO update_of FROM unnest(watched) AS c;
-    END IF;
-    FOR trig IN SELECT t.tgname FROM pg_trigger t
-                 WHERE t.tgrelid = redis_watch.tbl AND t.tgname LIKE 'bmfredis\_watch%' LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
-    END LOOP;
-    IF mode = 'row' THEN
-        EXECUTE format('CREATE TRIGGER bmfredis_watch AFTER INSERT OR UPDATE%s OR DELETE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
-                       update_of, tbl, redis_watch.entity);
-        EXECUTE format('CREATE TRIGGER bmfredis_watch_statement AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
-                       tbl, redis_watch.entity);
-    ELSE
-        EXECUTE format('CREATE TRIGGER bmfredis_watch_insert AFTER INSERT ON %s '
-                       'REFERENCING NEW TABLE AS bmfredis_new '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
-                       tbl, redis_watch.entity);
-        EXECUTE format('CREATE TRIGGER bmfredis_watch_update AFTER UPDATE ON %s '
-                       'REFERENCING OLD TABLE AS bmfredis_old NEW TABLE AS bmfredis_new '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
-                       tbl, redis_watch.entity);
-        EXECUTE format('CREATE TRIGGER bmfredis_watch_delete AFTER DELETE ON %s '
-                       'REFERENCING OLD TABLE AS bmfredis_old '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
-                       tbl, redis_watch.entity);
-    END IF;
-    EXECUTE format('CREATE TRIGGER bmfredis_watch_truncate AFTER TRUNCATE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
-                   tbl, redis_watch.entity);
-END
-$$;
-COMMENT ON FUNCTION redis_watch(regclass, text, text[], text[], text[], name, text, text) IS
-'Watches a table: its changes invalidate the key and tag templates (product:{id}) at COMMIT; with columns, only changes to them count';
-
-CREATE FUNCTION redis_unwatch(tbl regclass)
+-- The triggers of a watched table, made from its entity's rules.
+CREATE FUNCTION redis_rewatch(tbl regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    ent record;
+    watched text[];
+    update_of text := '';
     trig name;
 BEGIN
+    SELECT e.entity, e.mode INTO ent FROM bmfredis.entities e WHERE e.relation = redis_rewatch.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not watched', tbl USING ERRCODE = '42704',
+            HINT = 'Watch it with redis_watch().';
+    END IF;
+    watched := @extschema@.redis_rule_check(ent.entity);
+    IF watched IS NOT NULL THEN
+        SELECT ' OF ' || string_agg(quote_ident(c), ', ') INTO update_of FROM unnest(watched) AS c;
+    END IF;
+    FOR trig IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = redis_rewatch.tbl AND t.tgname LIKE 'bmfredis\_watch%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END LOOP;
+    IF ent.mode = 'row' THEN
+        EXECUTE format('CREATE TRIGGER bmfredis_watch AFTER INSERT OR UPDATE%s OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       update_of, tbl, ent.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_statement AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, ent.entity);
+    ELSE
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_insert AFTER INSERT ON %s '
+                       'REFERENCING NEW TABLE AS bmfredis_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, ent.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_update AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS bmfredis_old NEW TABLE AS bmfredis_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, ent.entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_delete AFTER DELETE ON %s '
+                       'REFERENCING OLD TABLE AS bmfredis_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, ent.entity);
+    END IF;
+    EXECUTE format('CREATE TRIGGER bmfredis_watch_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                   tbl, ent.entity);
+END
+$$;
+COMMENT ON FUNCTION redis_rewatch(regclass) IS
+'Makes the triggers of a watched table again from its rules (after editing bmfredis.cache_rules by hand: row mode''s UPDATE OF list)';
+
+CREATE FUNCTION redis_watch(
+    tbl regclass,
+    entity text,
+    keys text[] DEFAULT '{}',
+    tags text[] DEFAULT '{}',
+    columns text[] DEFAULT NULL,
+    id_column name DEFAULT 'id',
+    channel text DEFAULT NULL,
+    mode text DEFAULT NULL,
+    rule text DEFAULT 'default')
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    other text;
+    ent record;
+    old record;
+    gone text[] := '{}';
+    lost text[];
+BEGIN
+    IF tbl IS NULL OR entity IS NULL OR rule IS NULL THEN
+        RAISE EXCEPTION 'table, entity and rule must not be null' USING ERRCODE = '22004';
+    END IF;
+    keys := coalesce(keys, '{}');
+    tags := coalesce(tags, '{}');
+    IF cardinality(keys) = 0 AND cardinality(tags) = 0 AND channel IS NULL THEN
+        RAISE EXCEPTION 'rule "%" of entity "%" would neither invalidate nor publish anything', rule, entity
+            USING ERRCODE = '22023', HINT = 'Give it keys, tags or a channel.';
+    END IF;
+    IF mode IS NOT NULL AND mode NOT IN ('statement', 'row') THEN
+        RAISE EXCEPTION 'invalid watch mode "%"', mode USING ERRCODE = '22023',
+            HINT = 'The modes are statement (transition tables, the default) and row.';
+    END IF;
+    IF mode = 'row' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = tbl) = 'p' THEN
+        RAISE EXCEPTION 'a partitioned table cannot be watched in row mode' USING ERRCODE = '0A000',
+            HINT = 'Watch it in statement mode (the default): its triggers see every partition''s rows.';
+    END IF;
+    -- a table has one entity, an entity one table
+    SELECT e.entity INTO other FROM bmfredis.entities e
+     WHERE e.relation = redis_watch.tbl AND e.entity <> redis_watch.entity;
+    IF FOUND THEN
+        RAISE EXCEPTION 'table % is already watched as entity "%"', tbl, other
+            USING ERRCODE = '42710',
+                  HINT = format('Add a rule to that entity (redis_watch(%L, %L, ..., rule => ''another'')), or call redis_unwatch() first.',
+                                tbl::text, other);
+    END IF;
+    SELECT e.relation, e.id_column, e.mode INTO ent FROM bmfredis.entities e WHERE e.entity = redis_watch.entity;
+    IF FOUND AND ent.relation IS DISTINCT FROM tbl THEN
+        RAISE EXCEPTION 'entity "%" is already watched on table %', entity, ent.relation
+            USING ERRCODE = '42710',
+                  HINT = format('An entity names one table: watch %s as another entity, or redis_unwatch(%L) first.',
+                                tbl::text, ent.relation::text);
+    ELSIF FOUND THEN
+        IF ent.id_column <> redis_watch.id_column THEN
+            RAISE NOTICE 'entity "%" now takes its ids from column %, not %', entity, id_column, ent.id_column;
+        END IF;
+        UPDATE bmfredis.entities e SET id_column = redis_watch.id_column, mode = coalesce(redis_watch.mode, e.mode)
+         WHERE e.entity = redis_watch.entity;
+    ELSE
+        INSERT INTO bmfredis.entities AS e (entity, relation, id_column, mode)
+        VALUES (redis_watch.entity, redis_watch.tbl, redis_watch.id_column, coalesce(redis_watch.mode, 'statement'));
+    END IF;
+
+    -- a rule of the same name is replaced: say what it no longer does
+    SELECT r.keys, r.tags, r.columns::text[] AS columns, r.channel INTO old FROM bmfredis.cache_rules r
+     WHERE r.entity = redis_watch.entity AND r.name = redis_watch.rule;
+    IF FOUND THEN
+        SELECT array_agg(k) INTO lost FROM unnest(old.keys) k WHERE k <> ALL (keys);
+        IF lost IS NOT NULL THEN
+            gone := array_append(gone, format('invalidates keys %s', array_to_string(lost, ', ')));
+        END IF;
+        SELECT array_agg(t) INTO lost FROM unnest(old.tags) t WHERE t <> ALL (tags);
+        IF lost IS NOT NULL THEN
+            gone := array_append(gone, format('invalidates tags %s', array_to_string(lost, ', ')));
+        END IF;
+        IF old.channel IS NOT NULL AND old.channel IS DISTINCT FROM channel THEN
+            gone := array_append(gone, format('publishes events on channel %s', old.channel));
+        END IF;
+        IF columns IS NOT NULL AND old.columns IS NULL THEN
+            gone := array_append(gone, format('reacts to UPDATEs that set none of %s', array_to_string(columns, ', ')));
+        ELSIF columns IS NOT NULL THEN
+            SELECT array_agg(c) INTO lost FROM unnest(old.columns) c WHERE c <> ALL (columns);
+            IF lost IS NOT NULL THEN
+                gone := array_append(gone, format('reacts to UPDATEs that set only %s', array_to_string(lost, ', ')));
+            END IF;
+        END IF;
+        UPDATE bmfredis.cache_rules r
+           SET keys = redis_watch.keys, tags = redis_watch.tags, columns = redis_watch.columns,
+               channel = redis_watch.channel
+         WHERE r.entity = redis_watch.entity AND r.name = redis_watch.rule;
+    ELSE
+        INSERT INTO bmfredis.cache_rules (entity, name, keys, tags, columns, channel)
+        VALUES (redis_watch.entity, redis_watch.rule, redis_watch.keys, redis_watch.tags,
+                redis_watch.columns, redis_watch.channel);
+    END IF;
+    PERFORM @extschema@.redis_rewatch(tbl);		-- compiles the rules: errors stop here
+    IF cardinality(gone) > 0 THEN
+        RAISE NOTICE 'redis_watch replaced rule "%" of entity "%"', rule, entity
+            USING DETAIL = format('It no longer %s.', array_to_string(gone, ', no longer ')),
+                  HINT = 'To add to an entity rather than replace a rule, give the new rule another name: redis_watch(..., rule => ''events'').';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION redis_watch(regclass, text, text[], text[], text[], name, text, text, text) IS
+'Watches a table as an entity: a rule (named, several per entity) whose key and tag templates (product:{id}) are invalidated at COMMIT when rows change, and whose channel announces the change; with columns, only changes to them count';
+
+CREATE FUNCTION redis_unwatch(tbl regclass, rule text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ent text;
+    trig name;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT e.entity INTO ent FROM bmfredis.entities e WHERE e.relation = redis_unwatch.tbl;
+    IF rule IS NOT NULL THEN
+        DELETE FROM bmfredis.cache_rules r WHERE r.entity = ent AND r.name = redis_unwatch.rule;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'table % has no rule "%"', tbl, rule USING ERRCODE = '42704',
+                HINT = 'Its rules are in bmfredis.cache_rules.';
+        END IF;
+        IF EXISTS (SELECT FROM bmfredis.cache_rules r WHERE r.entity = ent) THEN
+            PERFORM @extschema@.redis_rewatch(tbl);
+            RETURN;
+        END IF;
+        RAISE NOTICE 'that was the last rule of entity "%": table % is no longer watched', ent, tbl;
+    END IF;
     FOR trig IN SELECT t.tgname FROM pg_trigger t
                  WHERE t.tgrelid = redis_unwatch.tbl AND t.tgname LIKE 'bmfredis\_watch%' LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
     END LOOP;
-    DELETE FROM bmfredis.cache_rules r WHERE r.relation = redis_unwatch.tbl;
+    DELETE FROM bmfredis.entities e WHERE e.relation = redis_unwatch.tbl;
 END
 $$;
-COMMENT ON FUNCTION redis_unwatch(regclass) IS
-'Stops watching a table: drops its triggers and its cache rule (and the rule''s cascades)';
+COMMENT ON FUNCTION redis_unwatch(regclass, text) IS
+'Stops watching a table: drops its triggers, its entity, rules and cascades; with rule, drops only that rule';
 
 CREATE FUNCTION redis_invalidate_entity(entity text, id text, action text DEFAULT 'update')
 RETURNS void

@@ -52,6 +52,7 @@ COMMIT;
 SELECT redis_cache_get('product:100') AS after_commit;
 
 -- an entity without a table: rules over {id} only
+INSERT INTO bmfredis.entities (entity) VALUES ('config');
 INSERT INTO bmfredis.cache_rules (entity, keys, tags) VALUES ('config', ARRAY['config:{id}', 'config:all'], ARRAY['config']);
 SELECT redis_rule_check('config');
 BEGIN;
@@ -61,7 +62,7 @@ ROLLBACK;
 UPDATE bmfredis.cache_rules SET keys = ARRAY['config:{name}'] WHERE entity = 'config';
 SELECT redis_rule_check('config');
 SELECT redis_invalidate_entity('config', 'x');
-DELETE FROM bmfredis.cache_rules WHERE entity = 'config';
+DELETE FROM bmfredis.entities WHERE entity = 'config';
 
 -- rules edited in the table take effect at once, in this and other sessions
 UPDATE bmfredis.cache_rules SET keys = keys || 'product:{id}:reviews'::text WHERE entity = 'product';

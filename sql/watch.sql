@@ -8,7 +8,8 @@ SET search_path = watch_test, public;
 \i examples/marketplace.sql
 \o
 \set ECHO all
-SELECT entity, relation, keys, tags, columns FROM bmfredis.cache_rules ORDER BY entity;
+SELECT e.entity, e.relation, e.mode, r.name, r.keys, r.tags, r.columns
+  FROM bmfredis.entities e JOIN bmfredis.cache_rules r USING (entity) ORDER BY e.entity, r.name;
 SELECT tgname FROM pg_trigger WHERE tgrelid = 'products'::regclass AND tgname LIKE 'bmfredis%' ORDER BY tgname;
 
 INSERT INTO users VALUES (1, 'ana@example.com', 'Ana', 'hash-1'), (2, 'bo@example.com', 'Bo', 'hash-2');
@@ -126,8 +127,47 @@ SELECT redis_watch('products', 'product', ARRAY['product:{id}'], columns => ARRA
 SELECT redis_watch('products', 'item', ARRAY['item:{id}']);
 SELECT redis_watch('products', 'product', ARRAY['product:{id}'], mode => 'sometimes');
 SELECT redis_watch('products', NULL, ARRAY['product:{id}']);
+SELECT redis_watch('products', 'product', rule => 'nothing');
+-- an entity names one table: watching another table under it is refused
+-- at once, and the first table's writes keep working
+CREATE TABLE items (id int PRIMARY KEY);
+SELECT redis_watch('items', 'product', ARRAY['item:{id}']);
+UPDATE products SET price = price WHERE id = 100;
+DROP TABLE items;
 -- the failed calls changed nothing
-SELECT keys, columns FROM bmfredis.cache_rules WHERE entity = 'product';
+SELECT name, keys, columns FROM bmfredis.cache_rules WHERE entity = 'product';
+
+-- several named rules per entity: events added to the entity without
+-- restating (or dropping) its keys
+SELECT redis_watch('products', 'product', rule => 'events', columns => ARRAY['title', 'price'], channel => 'product');
+SELECT name, keys, tags, columns, channel FROM bmfredis.cache_rules WHERE entity = 'product' ORDER BY name;
+SELECT pg_temp.warm();
+BEGIN;
+UPDATE products SET price = 18.99 WHERE id = 100;
+SELECT kind, target FROM redis_pending_invalidations() WHERE kind <> 'publish' ORDER BY kind, target;
+SELECT target, argument::jsonb ->> 'type' AS type, argument::jsonb -> 'changed' AS changed
+  FROM redis_pending_invalidations() WHERE kind = 'publish';
+COMMIT;
+SELECT pg_temp.gone() AS after_commit;
+-- each rule keeps its own columns: downloads matter to neither
+BEGIN;
+UPDATE products SET downloads = downloads + 1;
+SELECT count(*) AS queued FROM redis_pending_invalidations();
+ROLLBACK;
+-- a rule replaced under its own name says what it no longer does
+SELECT redis_watch('products', 'product', rule => 'events', columns => ARRAY['title'], channel => 'catalog');
+-- the same call again changes nothing, and says nothing
+SELECT redis_watch('products', 'product', rule => 'events', columns => ARRAY['title'], channel => 'catalog');
+-- row mode: the UPDATE OF list covers every rule's columns
+SELECT redis_watch('products', 'product', rule => 'events', columns => ARRAY['title'], channel => 'catalog', mode => 'row');
+SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'products'::regclass AND tgname = 'bmfredis_watch';
+-- one rule can go; the last one takes the watch with it
+SELECT redis_unwatch('products', 'events');
+SELECT redis_unwatch('products', 'events');
+SELECT name FROM bmfredis.cache_rules WHERE entity = 'product';
+SELECT redis_watch('products', 'product', ARRAY['product:{id}', 'shop:{shop_id}:products', 'category:{category_id}:products'],
+                   ARRAY['products', 'shop:{shop_id}'], ARRAY['title', 'price', 'shop_id', 'category_id'], mode => 'statement');
+SELECT mode FROM bmfredis.entities WHERE entity = 'product';
 
 -- a template may quote braces and name any column type; dates and times
 -- render in ISO 8601 (timestamptz in UTC) whatever the session's settings
@@ -209,10 +249,23 @@ CREATE TRIGGER wrong AFTER UPDATE ON odd FOR EACH ROW EXECUTE FUNCTION redis_cac
 UPDATE odd SET at = NULL;
 DROP TRIGGER wrong ON odd;
 
+-- rules deleted by hand: the watched table's writes go on, with a WARNING
+BEGIN;
+DELETE FROM bmfredis.entities WHERE entity = 'odd';
+UPDATE odd SET at = NULL;
+ROLLBACK;
+
+-- a partitioned table is watched in statement mode only
+CREATE TABLE parted (id int, shop int) PARTITION BY RANGE (id);
+SELECT redis_watch('parted', 'parted', ARRAY['parted:{id}'], mode => 'row');
+DROP TABLE parted;
+
 -- unwatch drops the triggers and the rule
 SELECT redis_unwatch('odd');
 SELECT count(*) FROM pg_trigger WHERE tgrelid = 'odd'::regclass;
 SELECT count(*) FROM bmfredis.cache_rules WHERE entity = 'odd';
+SELECT count(*) FROM bmfredis.entities WHERE entity = 'odd';
 SELECT redis_invalidate_entity('odd', 'x');
+SELECT redis_unwatch('odd', 'default');
 
 RESET search_path;

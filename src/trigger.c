@@ -90,9 +90,18 @@ typedef struct Cascade
 	char	   *via;
 } Cascade;
 
+struct Entity;
+
+/*
+ * One rule of an entity (a row of bmfredis.cache_rules): its templates,
+ * columns and channel.  The table's facts (relid, id column, output
+ * functions) are the entity's, shared by its rules.
+ */
 typedef struct Rule
 {
-	char		entity[RULE_NAME_LEN];	/* hash key */
+	const char *entity;			/* the entity's name */
+	const char *name;			/* the rule's */
+	struct Entity *ent;
 	Oid			relid;
 	char	   *relname;		/* quoted, qualified */
 	char	   *id_column;
@@ -105,8 +114,6 @@ typedef struct Rule
 	int			nwatch;
 	AttrNumber *tcols;			/* columns the templates use */
 	int			ntcols;
-	Cascade    *cascades;
-	int			ncascades;
 	char	   *channel;
 	int			natts;
 	ColOut	   *cols;			/* [natts] */
@@ -128,6 +135,25 @@ typedef struct Rule
 	char	  **event_col_json; /* "name": per event column */
 	int64		summarized[3];	/* rows past the message limit, not yet counted */
 } Rule;
+
+/*
+ * An entity (a row of bmfredis.entities): the table whose rows it is, and
+ * every rule and cascade of it.  The hash entry of the rules cache.
+ */
+typedef struct Entity
+{
+	char		name[RULE_NAME_LEN];	/* hash key */
+	Oid			relid;
+	char	   *relname;		/* quoted, qualified */
+	char	   *id_column;
+	AttrNumber	id_attnum;
+	int			natts;
+	ColOut	   *cols;			/* [natts], shared by the rules */
+	Rule	  **rules;
+	int			nrules;
+	Cascade    *cascades;
+	int			ncascades;
+} Entity;
 
 /*
  * A small open-addressing memory of values a template was rendered for,
@@ -154,11 +180,12 @@ typedef struct SeenCache
 	char	   *prefix;			/* the prefix the entries were queued under */
 } SeenCache;
 
-static HTAB *rules = NULL;
+static HTAB *rules = NULL;		/* of Entity */
 static MemoryContext rules_cxt = NULL;
 static bool rules_stale = false;
 static Oid	rules_relid = InvalidOid;
 static Oid	cascades_relid = InvalidOid;
+static Oid	entities_relid = InvalidOid;
 static bool callback_registered = false;
 
 /* ids noted by row triggers for cascades, per transaction */
@@ -184,7 +211,7 @@ static LocalTransactionId pending_lxid = InvalidLocalTransactionId;
 /*
  * Invalidation only marks the cache stale: a relcache callback can run in
  * the middle of a compile or while a caller up the stack still uses a
- * Rule (any lock acquisition processes invalidations).  The next rule_get
+ * Rule (any lock acquisition processes invalidations).  The next entity_get
  * retires the whole context under TopTransactionContext, so every Rule
  * handed out stays valid until the end of the transaction.
  */
@@ -215,20 +242,21 @@ static void
 relcache_callback(Datum arg, Oid relid)
 {
 	HASH_SEQ_STATUS seq;
-	Rule	   *r;
+	Entity	   *e;
 
 	(void) arg;
 	if (rules == NULL || rules_stale)
 		return;
-	if (relid == InvalidOid || relid == rules_relid || relid == cascades_relid)
+	if (relid == InvalidOid || relid == rules_relid || relid == cascades_relid ||
+		relid == entities_relid)
 	{
 		flush_rules();
 		return;
 	}
 	hash_seq_init(&seq, rules);
-	while ((r = hash_seq_search(&seq)) != NULL)
+	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		if (r->relid == relid)
+		if (e->relid == relid)
 		{
 			hash_seq_term(&seq);
 			flush_rules();
@@ -252,21 +280,20 @@ ensure_cache(void)
 	if (rules == NULL)
 	{
 		HASHCTL		ctl;
+		Oid			nsp = get_namespace_oid("bmfredis", true);
 
 		ctl.keysize = RULE_NAME_LEN;
-		ctl.entrysize = sizeof(Rule);
+		ctl.entrysize = sizeof(Entity);
 		ctl.hcxt = rules_cxt;
 		rules = hash_create("bmfredis rules", 16, &ctl,
 							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	if (!OidIsValid(rules_relid))
-	{
-		Oid			nsp = get_namespace_oid("bmfredis", true);
-
+		/* looked up again with every new cache: the extension may be new */
+		rules_relid = cascades_relid = entities_relid = InvalidOid;
 		if (OidIsValid(nsp))
 		{
 			rules_relid = get_relname_relid("cache_rules", nsp);
 			cascades_relid = get_relname_relid("cache_cascades", nsp);
+			entities_relid = get_relname_relid("entities", nsp);
 		}
 	}
 }
@@ -380,8 +407,94 @@ prepare_column(Rule *r, TupleDesc desc, AttrNumber attnum)
 	c->ready = true;
 }
 
-static void
-compile_rule(Rule *r)
+/*
+ * Compile one rule of e from its row of the rules query (keys, tags,
+ * columns, channel, name, at columns 3 to 7); reldesc is the table's
+ * descriptor, NULL for an entity without a table.
+ */
+static Rule *
+compile_rule(Entity *e, HeapTuple tup, TupleDesc desc, TupleDesc reldesc)
+{
+	MemoryContext old = MemoryContextSwitchTo(rules_cxt);
+	Rule	   *r = palloc0(sizeof(Rule));
+	bool		isnull;
+	Datum		d;
+
+	r->entity = e->name;
+	r->name = TextDatumGetCString(SPI_getbinval(tup, desc, 7, &isnull));
+	r->ent = e;
+	r->relid = e->relid;
+	r->relname = e->relname;
+	r->id_column = e->id_column;
+	r->id_attnum = e->id_attnum;
+	r->natts = e->natts;
+	r->cols = e->cols;
+
+	r->keys = compile_templates(r, SPI_getbinval(tup, desc, 3, &isnull), isnull,
+								reldesc, "key", &r->nkeys);
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	r->tags = compile_templates(r, d, isnull, reldesc, "tag", &r->ntags);
+
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	r->watch = NULL;
+	r->nwatch = 0;
+	if (!isnull && reldesc)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		int			j;
+
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		for (j = 0; j < n; j++)
+		{
+			char	   *name = TextDatumGetCString(elems[j]);
+			AttrNumber	a = find_column(reldesc, name);
+
+			if (a == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("column \"%s\" of relation %s does not exist", name, r->relname),
+						 errdetail("It is a watched column of rule \"%s\" of entity \"%s\".",
+								   r->name, r->entity)));
+			add_attnum(&r->watch, &r->nwatch, a);
+		}
+		/* the template columns always count: moving a row moves its keys */
+		for (j = 0; j < r->ntcols; j++)
+			add_attnum(&r->watch, &r->nwatch, r->tcols[j]);
+	}
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	r->channel = isnull ? NULL : TextDatumGetCString(d);
+	if (reldesc)
+	{
+		int			j;
+
+		prepare_column(r, reldesc, r->id_attnum);
+		for (j = 0; j < r->ntcols; j++)
+			prepare_column(r, reldesc, r->tcols[j]);
+		if (r->channel)
+		{
+			/* never a column the DBA did not name: no secrets broadcast */
+			add_attnum(&r->event_cols, &r->nevent_cols, r->id_attnum);
+			for (j = 0; j < r->ntcols; j++)
+				add_attnum(&r->event_cols, &r->nevent_cols, r->tcols[j]);
+			for (j = 0; j < r->nwatch; j++)
+				add_attnum(&r->event_cols, &r->nevent_cols, r->watch[j]);
+			for (j = 0; j < r->nevent_cols; j++)
+				prepare_column(r, reldesc, r->event_cols[j]);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	return r;
+}
+
+/*
+ * Compile the entity named e->name: its table, its rules (in name order)
+ * and its cascades.  false when there is no such entity.
+ */
+static bool
+compile_entity(Entity *e)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -394,19 +507,35 @@ compile_rule(Rule *r)
 	int			rc;
 	uint64		i;
 
-	args[0] = CStringGetTextDatum(r->entity);
+	args[0] = CStringGetTextDatum(e->name);
 	SPI_connect();
-	rc = SPI_execute_with_args("SELECT relation::pg_catalog.oid, id_column::pg_catalog.text, keys, tags, "
-							   "columns::pg_catalog.text[], channel "
-							   "FROM bmfredis.cache_rules WHERE entity OPERATOR(pg_catalog.=) $1",
-							   1, argtypes, args, NULL, true, 1);
+	if (OidIsValid(entities_relid))
+		rc = SPI_execute_with_args("SELECT e.relation::pg_catalog.oid, e.id_column::pg_catalog.text, "
+								   "r.keys, r.tags, r.columns::pg_catalog.text[], r.channel, r.name "
+								   "FROM bmfredis.entities e LEFT JOIN bmfredis.cache_rules r "
+								   "ON r.entity OPERATOR(pg_catalog.=) e.entity "
+								   "WHERE e.entity OPERATOR(pg_catalog.=) $1 "
+								   "ORDER BY r.name USING OPERATOR(pg_catalog.<)",
+								   1, argtypes, args, NULL, true, 0);
+	else
+	{
+		/*
+		 * The SQL objects of 1.0 (ALTER EXTENSION bmfredis UPDATE has not
+		 * run yet): one rule per entity, in cache_rules.  Watched tables
+		 * keep working until it does.
+		 */
+		rc = SPI_execute_with_args("SELECT relation::pg_catalog.oid, id_column::pg_catalog.text, "
+								   "keys, tags, columns::pg_catalog.text[], channel, 'default'::pg_catalog.text "
+								   "FROM bmfredis.cache_rules WHERE entity OPERATOR(pg_catalog.=) $1",
+								   1, argtypes, args, NULL, true, 0);
+	}
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read bmfredis.cache_rules: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("no cache rule for entity \"%s\"", r->entity),
-				 errhint("Create one with redis_watch(), or insert it into bmfredis.cache_rules.")));
+	{
+		SPI_finish();
+		return false;
+	}
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -414,86 +543,39 @@ compile_rule(Rule *r)
 		MemoryContext old = MemoryContextSwitchTo(rules_cxt);
 
 		d = SPI_getbinval(tup, desc, 1, &isnull);
-		r->relid = isnull ? InvalidOid : DatumGetObjectId(d);
-		r->id_column = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-		if (OidIsValid(r->relid))
+		e->relid = isnull ? InvalidOid : DatumGetObjectId(d);
+		e->id_column = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		if (OidIsValid(e->relid))
 		{
-			rel = try_relation_open(r->relid, AccessShareLock);
+			rel = try_relation_open(e->relid, AccessShareLock);
 			if (rel == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_TABLE),
-						 errmsg("the table of entity \"%s\" no longer exists", r->entity),
-						 errhint("Drop the rule with redis_unwatch() or DELETE FROM bmfredis.cache_rules.")));
+						 errmsg("the table of entity \"%s\" no longer exists", e->name),
+						 errhint("Drop the entity with redis_unwatch() or DELETE FROM bmfredis.entities.")));
 			reldesc = RelationGetDescr(rel);
-			r->relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+			e->relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 													RelationGetRelationName(rel));
-			r->natts = reldesc->natts;
-			r->cols = palloc0(sizeof(ColOut) * r->natts);
-			r->id_attnum = find_column(reldesc, r->id_column);
-			if (r->id_attnum == InvalidAttrNumber)
+			e->natts = reldesc->natts;
+			e->cols = palloc0(sizeof(ColOut) * e->natts);
+			e->id_attnum = find_column(reldesc, e->id_column);
+			if (e->id_attnum == InvalidAttrNumber)
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("column \"%s\" of relation %s does not exist", r->id_column, r->relname),
-						 errdetail("It is the id column of entity \"%s\".", r->entity)));
+						 errmsg("column \"%s\" of relation %s does not exist", e->id_column, e->relname),
+						 errdetail("It is the id column of entity \"%s\".", e->name)));
 		}
 		else
-			r->relname = pstrdup("(none)");
-
-		r->keys = compile_templates(r, SPI_getbinval(tup, desc, 3, &isnull), isnull,
-									reldesc, "key", &r->nkeys);
-		d = SPI_getbinval(tup, desc, 4, &isnull);
-		r->tags = compile_templates(r, d, isnull, reldesc, "tag", &r->ntags);
-
-		d = SPI_getbinval(tup, desc, 5, &isnull);
-		r->watch = NULL;
-		r->nwatch = 0;
-		if (!isnull && reldesc)
-		{
-			Datum	   *elems;
-			bool	   *nulls;
-			int			n;
-			int			j;
-
-			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, &nulls, &n);
-			for (j = 0; j < n; j++)
-			{
-				char	   *name = TextDatumGetCString(elems[j]);
-				AttrNumber	a = find_column(reldesc, name);
-
-				if (a == InvalidAttrNumber)
-					ereport(ERROR,
-							(errcode(ERRCODE_UNDEFINED_COLUMN),
-							 errmsg("column \"%s\" of relation %s does not exist", name, r->relname),
-							 errdetail("It is a watched column of entity \"%s\".", r->entity)));
-				add_attnum(&r->watch, &r->nwatch, a);
-			}
-			/* the template columns always count: moving a row moves its keys */
-			for (j = 0; j < r->ntcols; j++)
-				add_attnum(&r->watch, &r->nwatch, r->tcols[j]);
-		}
-		d = SPI_getbinval(tup, desc, 6, &isnull);
-		r->channel = isnull ? NULL : TextDatumGetCString(d);
-		if (reldesc)
-		{
-			int			j;
-
-			prepare_column(r, reldesc, r->id_attnum);
-			for (j = 0; j < r->ntcols; j++)
-				prepare_column(r, reldesc, r->tcols[j]);
-			if (r->channel)
-			{
-				/* never a column the DBA did not name: no secrets broadcast */
-				add_attnum(&r->event_cols, &r->nevent_cols, r->id_attnum);
-				for (j = 0; j < r->ntcols; j++)
-					add_attnum(&r->event_cols, &r->nevent_cols, r->tcols[j]);
-				for (j = 0; j < r->nwatch; j++)
-					add_attnum(&r->event_cols, &r->nevent_cols, r->watch[j]);
-				for (j = 0; j < r->nevent_cols; j++)
-					prepare_column(r, reldesc, r->event_cols[j]);
-			}
-		}
+			e->relname = pstrdup("(none)");
+		e->rules = palloc(sizeof(Rule *) * SPI_processed);
 		MemoryContextSwitchTo(old);
+	}
+	for (i = 0; i < SPI_processed; i++)
+	{
+		(void) SPI_getbinval(SPI_tuptable->vals[i], desc, 7, &isnull);
+		if (isnull)
+			continue;			/* an entity without rules (yet) */
+		e->rules[e->nrules++] = compile_rule(e, SPI_tuptable->vals[i], desc, reldesc);
 	}
 
 	rc = SPI_execute_with_args("SELECT target, via_column::pg_catalog.text FROM bmfredis.cache_cascades "
@@ -502,58 +584,68 @@ compile_rule(Rule *r)
 							   1, argtypes, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read bmfredis.cache_cascades: %s", SPI_result_code_string(rc));
-	r->ncascades = (int) SPI_processed;
-	r->cascades = MemoryContextAlloc(rules_cxt, sizeof(Cascade) * Max(r->ncascades, 1));
+	e->ncascades = (int) SPI_processed;
+	e->cascades = MemoryContextAlloc(rules_cxt, sizeof(Cascade) * Max(e->ncascades, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
-		r->cascades[i].target = MemoryContextStrdup(rules_cxt,
+		e->cascades[i].target = MemoryContextStrdup(rules_cxt,
 													SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		r->cascades[i].via = MemoryContextStrdup(rules_cxt,
+		e->cascades[i].via = MemoryContextStrdup(rules_cxt,
 												 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
 	}
 	SPI_finish();
 	if (rel)
 		relation_close(rel, NoLock);
+	return true;
 }
 
-/* Compile entity's rule into a new cache entry; key is the hash key. */
-static Rule *
+/* Compile an entity into a new cache entry; NULL when there is none. */
+static Entity *
 compile_entry(const char *key)
 {
-	Rule	   *volatile r;
+	Entity	   *volatile e;
 	bool		found;
+	bool		exists = false;
 
-	r = hash_search(rules, key, HASH_ENTER, &found);
-	memset(((char *) r) + RULE_NAME_LEN, 0, sizeof(Rule) - RULE_NAME_LEN);
+	e = hash_search(rules, key, HASH_ENTER, &found);
+	memset(((char *) e) + RULE_NAME_LEN, 0, sizeof(Entity) - RULE_NAME_LEN);
 	PG_TRY();
 	{
-		compile_rule(r);
+		exists = compile_entity(e);
 	}
 	PG_CATCH();
 	{
-		/* nothing was freed meanwhile (see flush_rules), so r is valid */
+		/* nothing was freed meanwhile (see flush_rules), so e is valid */
 		hash_search(rules, key, HASH_REMOVE, NULL);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	return r;
+	if (!exists)
+	{
+		hash_search(rules, key, HASH_REMOVE, NULL);
+		return NULL;
+	}
+	return e;
 }
 
-/* The compiled rule of entity; ERROR if there is none or it is invalid. */
-static Rule *
-rule_get(const char *entity)
+/*
+ * The compiled entity, its rules and cascades; ERROR if it is invalid,
+ * and if there is none, unless missing_ok (NULL then).
+ */
+static Entity *
+entity_get(const char *name, bool missing_ok)
 {
-	Rule	   *r = NULL;
+	Entity	   *e = NULL;
 	bool		found;
 	char		key[RULE_NAME_LEN];
 	int			attempt;
 
-	if (strlen(entity) >= RULE_NAME_LEN)
+	if (strlen(name) >= RULE_NAME_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("entity name \"%s\" is too long", entity)));
+				 errmsg("entity name \"%s\" is too long", name)));
 	memset(key, 0, sizeof(key));
-	strlcpy(key, entity, sizeof(key));
+	strlcpy(key, name, sizeof(key));
 
 	/*
 	 * Compiling reads the rules tables, which may process an invalidation
@@ -562,14 +654,19 @@ rule_get(const char *entity)
 	for (attempt = 0; attempt < 3; attempt++)
 	{
 		ensure_cache();
-		r = hash_search(rules, key, HASH_FIND, &found);
+		e = hash_search(rules, key, HASH_FIND, &found);
 		if (found)
-			return r;
-		r = compile_entry(key);
+			return e;
+		e = compile_entry(key);
 		if (!rules_stale)
 			break;
 	}
-	return r;
+	if (e == NULL && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no cache rule for entity \"%s\"", name),
+				 errhint("Create one with redis_watch(), or insert it into bmfredis.entities and bmfredis.cache_rules.")));
+	return e;
 }
 
 /* ---- rendering ---- */
@@ -915,22 +1012,12 @@ emit(Rule *r, const RowView *row, bool coarse_missing, bool id_queued)
 		InvalidateNow(effects, neffects);
 }
 
-/* Every key and tag the entity could have: for TRUNCATE. */
+/* Every key and tag one rule could have made. */
 static void
-emit_all(Rule *r, List **visited)
+emit_all_rule(Rule *r)
 {
-	ListCell   *lc;
 	int			i;
 
-	foreach(lc, *visited)
-		if (strcmp((char *) lfirst(lc), r->entity) == 0)
-			return;
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-
-		*visited = lappend(*visited, pstrdup(r->entity));
-		MemoryContextSwitchTo(old);
-	}
 	ensure_coarse(r);
 	for (i = 0; i < r->nkeys; i++)
 	{
@@ -958,8 +1045,38 @@ emit_all(Rule *r, List **visited)
 		else
 			XactQueueTagPattern(r->tag_coarse[i], strlen(r->tag_coarse[i]));
 	}
-	for (i = 0; i < r->ncascades; i++)
-		emit_all(rule_get(r->cascades[i].target), visited);
+}
+
+/* Every key and tag the entity could have, and its cascades': for TRUNCATE. */
+static void
+emit_all(Entity *e, List **visited)
+{
+	ListCell   *lc;
+	int			i;
+
+	foreach(lc, *visited)
+		if (strcmp((char *) lfirst(lc), e->name) == 0)
+			return;
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		*visited = lappend(*visited, pstrdup(e->name));
+		MemoryContextSwitchTo(old);
+	}
+	for (i = 0; i < e->nrules; i++)
+		emit_all_rule(e->rules[i]);
+	for (i = 0; i < e->ncascades; i++)
+		emit_all(entity_get(e->cascades[i].target, false), visited);
+}
+
+/* emit() for every rule of the entity */
+static void
+emit_entity(Entity *e, const RowView *row, bool coarse_missing)
+{
+	int			i;
+
+	for (i = 0; i < e->nrules; i++)
+		emit(e->rules[i], row, coarse_missing, false);
 }
 
 static bool
@@ -1001,6 +1118,31 @@ row_id(Rule *r, const RowView *row)
 	return s.data;
 }
 
+/*
+ * The same for an entity, which may have no rule: through a stand-in
+ * rule that knows only the table (append_value needs no more).
+ */
+static char *
+entity_row_id(Entity *e, const RowView *row)
+{
+	Rule		r;
+
+	if (row->slot == NULL)
+		return row->id ? pstrdup(row->id) : NULL;
+	memset(&r, 0, sizeof(r));
+	r.id_attnum = e->id_attnum;
+	r.cols = e->cols;
+	if (!e->cols[e->id_attnum - 1].ready)
+	{
+		Relation	rel = relation_open(e->relid, AccessShareLock);
+
+		r.natts = e->natts;
+		prepare_column(&r, RelationGetDescr(rel), e->id_attnum);
+		relation_close(rel, NoLock);
+	}
+	return row_id(&r, row);
+}
+
 static void
 note_pending_id(Rule *r, const RowView *row)
 {
@@ -1008,7 +1150,7 @@ note_pending_id(Rule *r, const RowView *row)
 	PendingId  *p;
 	char	   *id;
 
-	if (r->ncascades == 0)
+	if (r->ent->ncascades == 0)
 		return;
 	if (pending_lxid != MyProc->lxid)
 	{
@@ -1054,17 +1196,17 @@ visit(List **visited, const char *entity, const char *id)
 	return true;
 }
 
-static void cascade_from(Rule *r, List *ids, int depth, List **visited);
+static void cascade_from(Entity *e, List *ids, int depth, List **visited);
 
 /*
  * Rows of target whose column via holds one of ids: invalidate them, and
  * follow their own cascades.
  */
 static void
-cascade_one(Rule *source, const Cascade *c, List *ids, int depth,
+cascade_one(Entity *source, const Cascade *c, List *ids, int depth,
 			List **visited)
 {
-	Rule	   *t = rule_get(c->target);
+	Entity	   *t = entity_get(c->target, false);
 	Relation	rel;
 	AttrNumber	via;
 	Oid			viatype;
@@ -1084,14 +1226,14 @@ cascade_one(Rule *source, const Cascade *c, List *ids, int depth,
 	if (!OidIsValid(t->relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("entity \"%s\" cascades to \"%s\", which has no table", source->entity, t->entity)));
+				 errmsg("entity \"%s\" cascades to \"%s\", which has no table", source->name, t->name)));
 	rel = relation_open(t->relid, AccessShareLock);
 	via = find_column(RelationGetDescr(rel), c->via);
 	if (via == InvalidAttrNumber)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation %s does not exist", c->via, t->relname),
-				 errdetail("Entity \"%s\" cascades to \"%s\" through it.", source->entity, t->entity)));
+				 errdetail("Entity \"%s\" cascades to \"%s\" through it.", source->name, t->name)));
 	viatype = TupleDescAttr(RelationGetDescr(rel), via - 1)->atttypid;
 	relation_close(rel, NoLock);
 
@@ -1131,10 +1273,10 @@ cascade_one(Rule *source, const Cascade *c, List *ids, int depth,
 		rv.slot = slot;
 		rv.map = map;
 		rv.id = NULL;
-		id = row_id(t, &rv);
-		if (id && !visit(visited, t->entity, id))
+		id = entity_row_id(t, &rv);
+		if (id && !visit(visited, t->name, id))
 			continue;
-		emit(t, &rv, false, false);
+		emit_entity(t, &rv, false);
 		if (id && t->ncascades > 0)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
@@ -1150,19 +1292,19 @@ cascade_one(Rule *source, const Cascade *c, List *ids, int depth,
 }
 
 static void
-cascade_from(Rule *r, List *ids, int depth, List **visited)
+cascade_from(Entity *e, List *ids, int depth, List **visited)
 {
 	int			i;
 
-	if (ids == NIL || r->ncascades == 0)
+	if (ids == NIL || e->ncascades == 0)
 		return;
 	if (depth > MAX_CASCADE_DEPTH)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cache cascades from entity \"%s\" are nested more than %d deep", r->entity,
+				 errmsg("cache cascades from entity \"%s\" are nested more than %d deep", e->name,
 						MAX_CASCADE_DEPTH)));
-	for (i = 0; i < r->ncascades; i++)
-		cascade_one(r, &r->cascades[i], ids, depth, visited);
+	for (i = 0; i < e->ncascades; i++)
+		cascade_one(e, &e->cascades[i], ids, depth, visited);
 }
 
 /* The ids row triggers noted for entity, taken off the list. */
@@ -1594,11 +1736,61 @@ scan_transition_tables(Rule *r, TriggerData *td)
 		ExecDropSingleTupleTableSlot(ns);
 }
 
+/* The row of a TRUNCATE event: <channel>:truncated, no rows. */
+static void
+publish_truncated(Rule *r)
+{
+	StringInfoData channel;
+	StringInfoData type;
+	StringInfoData msg;
+
+	initStringInfo(&channel);
+	PubsubChannel(&channel, r->channel, strlen(r->channel));
+	appendStringInfoString(&channel, ":truncated");
+	initStringInfo(&type);
+	appendStringInfo(&type, "%s:truncated", r->channel);
+	initStringInfo(&msg);
+	PubsubEnvelope(&msg, type.data, NULL, NULL, NULL,
+				   GetCurrentStatementStartTimestamp());
+	XactQueuePublish(channel.data, channel.len, msg.data, msg.len);
+}
+
+/*
+ * A watch trigger whose entity is gone, or now names another table (the
+ * rules tables were edited by hand): the change goes through, with one
+ * WARNING per statement, never an ERROR.  A configuration change made
+ * elsewhere must not break the application's writes.
+ */
+static void
+warn_unwatched(TriggerData *td, Entity *e)
+{
+	static Oid	last_trigger = InvalidOid;
+	static TimestampTz last_statement = 0;
+	const char *table = RelationGetRelationName(td->tg_relation);
+
+	if (last_trigger == td->tg_trigger->tgoid &&
+		last_statement == GetCurrentStatementStartTimestamp())
+		return;
+	last_trigger = td->tg_trigger->tgoid;
+	last_statement = GetCurrentStatementStartTimestamp();
+	ereport(WARNING,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 e == NULL ?
+			 errmsg("trigger %s on %s fires for entity \"%s\", which has no cache rule",
+					td->tg_trigger->tgname, table, td->tg_trigger->tgargs[0]) :
+			 errmsg("trigger %s on %s fires for entity \"%s\", whose table is now %s",
+					td->tg_trigger->tgname, table, e->name, e->relname),
+			 errdetail("This change invalidates nothing in Redis."),
+			 errhint("Watch the table again with redis_watch(), or drop its triggers with redis_unwatch('%s').",
+					 table)));
+}
+
 Datum
 redis_cache_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *td;
-	Rule	   *r;
+	Entity	   *e;
+	int			i;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -1617,36 +1809,22 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 				 errmsg("redis_cache_trigger() takes the entity name as its only argument")));
 
 	distinct_ids = false;		/* whatever an error left */
-	r = rule_get(td->tg_trigger->tgargs[0]);
-	if (r->relid != RelationGetRelid(td->tg_relation))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger %s on %s fires for entity \"%s\", whose table is %s",
-						td->tg_trigger->tgname, RelationGetRelationName(td->tg_relation),
-						r->entity, r->relname)));
+	e = entity_get(td->tg_trigger->tgargs[0], true);
+	if (e == NULL || e->relid != RelationGetRelid(td->tg_relation))
+	{
+		warn_unwatched(td, e);
+		return PointerGetDatum(NULL);
+	}
 	XactNoteWatchedWrite();
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
 		List	   *visited = NIL;
 
-		emit_all(r, &visited);
-		if (r->channel)
-		{
-			StringInfoData channel;
-			StringInfoData type;
-			StringInfoData msg;
-
-			initStringInfo(&channel);
-			PubsubChannel(&channel, r->channel, strlen(r->channel));
-			appendStringInfoString(&channel, ":truncated");
-			initStringInfo(&type);
-			appendStringInfo(&type, "%s:truncated", r->channel);
-			initStringInfo(&msg);
-			PubsubEnvelope(&msg, type.data, NULL, NULL, NULL,
-						   GetCurrentStatementStartTimestamp());
-			XactQueuePublish(channel.data, channel.len, msg.data, msg.len);
-		}
+		emit_all(e, &visited);
+		for (i = 0; i < e->nrules; i++)
+			if (e->rules[i]->channel)
+				publish_truncated(e->rules[i]);
 		return PointerGetDatum(NULL);
 	}
 	if (TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
@@ -1654,20 +1832,27 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 		List	   *ids;
 		List	   *visited = NIL;
 
+		/* each rule reads the transition tables; most entities have one */
 		if (td->tg_oldtable || td->tg_newtable)
-			scan_transition_tables(r, td);
-		ids = take_pending_ids(r->entity);
-		cascade_from(r, ids, 1, &visited);
+			for (i = 0; i < e->nrules; i++)
+				scan_transition_tables(e->rules[i], td);
+		ids = take_pending_ids(e->name);
+		cascade_from(e, ids, 1, &visited);
 		return PointerGetDatum(NULL);
 	}
 
-	memset(r->summarized, 0, sizeof(r->summarized));
-	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-		changed_row(r, td->tg_trigslot, td->tg_newslot, false);
-	else
-		changed_row(r, TRIGGER_FIRED_BY_DELETE(td->tg_event) ? td->tg_trigslot : NULL,
-					TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigslot : NULL, false);
-	flush_summaries(r, RelationGetDescr(td->tg_relation));
+	for (i = 0; i < e->nrules; i++)
+	{
+		Rule	   *r = e->rules[i];
+
+		memset(r->summarized, 0, sizeof(r->summarized));
+		if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+			changed_row(r, td->tg_trigslot, td->tg_newslot, false);
+		else
+			changed_row(r, TRIGGER_FIRED_BY_DELETE(td->tg_event) ? td->tg_trigslot : NULL,
+						TRIGGER_FIRED_BY_INSERT(td->tg_event) ? td->tg_trigslot : NULL, false);
+		flush_summaries(r, RelationGetDescr(td->tg_relation));
+	}
 	return PointerGetDatum(NULL);
 }
 
@@ -1694,23 +1879,34 @@ redis_rules_changed(PG_FUNCTION_ARGS)
 Datum
 redis_rule_check(PG_FUNCTION_ARGS)
 {
-	Rule	   *r;
+	Entity	   *e;
 	Datum	   *names;
+	AttrNumber *watch = NULL;
+	int			nwatch = 0;
 	int			i;
+	int			j;
 	Relation	rel;
 
-	flush_rules();				/* always compile from the table as it is now */
-	r = rule_get(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	for (i = 0; i < r->ncascades; i++)
-		(void) rule_get(r->cascades[i].target);
-	if (r->watch == NULL)
+	flush_rules();				/* always compile from the tables as they are now */
+	e = entity_get(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+	for (i = 0; i < e->ncascades; i++)
+		(void) entity_get(e->cascades[i].target, false);
+	/* an UPDATE matters when it sets a column any rule watches */
+	for (i = 0; i < e->nrules; i++)
+	{
+		if (e->rules[i]->watch == NULL)
+			PG_RETURN_NULL();
+		for (j = 0; j < e->rules[i]->nwatch; j++)
+			add_attnum(&watch, &nwatch, e->rules[i]->watch[j]);
+	}
+	if (nwatch == 0)
 		PG_RETURN_NULL();
-	rel = relation_open(r->relid, AccessShareLock);
-	names = palloc(sizeof(Datum) * r->nwatch);
-	for (i = 0; i < r->nwatch; i++)
-		names[i] = CStringGetTextDatum(NameStr(TupleDescAttr(RelationGetDescr(rel), r->watch[i] - 1)->attname));
+	rel = relation_open(e->relid, AccessShareLock);
+	names = palloc(sizeof(Datum) * nwatch);
+	for (i = 0; i < nwatch; i++)
+		names[i] = CStringGetTextDatum(NameStr(TupleDescAttr(RelationGetDescr(rel), watch[i] - 1)->attname));
 	relation_close(rel, NoLock);
-	PG_RETURN_ARRAYTYPE_P(construct_array(names, r->nwatch, TEXTOID, -1, false, TYPALIGN_INT));
+	PG_RETURN_ARRAYTYPE_P(construct_array(names, nwatch, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
@@ -1725,7 +1921,7 @@ redis_invalidate_entity(PG_FUNCTION_ARGS)
 	char	   *entity;
 	char	   *id;
 	char	   *action;
-	Rule	   *r;
+	Entity	   *r;
 	List	   *visited = NIL;
 	List	   *ids;
 	RowView		rv;
@@ -1744,7 +1940,7 @@ redis_invalidate_entity(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid action \"%s\"", action),
 				 errhint("The actions are create, update and delete.")));
-	r = rule_get(entity);
+	r = entity_get(entity, false);
 
 	rv.map = NULL;
 	rv.id = id;
@@ -1789,7 +1985,7 @@ redis_invalidate_entity(PG_FUNCTION_ARGS)
 				full.slot = slot;
 				full.map = map;
 				full.id = id;
-				emit(r, &full, false, false);
+				emit_entity(r, &full, false);
 			}
 			ExecDropSingleTupleTableSlot(slot);
 			found = true;
@@ -1797,9 +1993,9 @@ redis_invalidate_entity(PG_FUNCTION_ARGS)
 		SPI_finish();
 	}
 	if (!found)
-		emit(r, &rv, true, false);
+		emit_entity(r, &rv, true);
 
-	(void) visit(&visited, r->entity, id);
+	(void) visit(&visited, r->name, id);
 	ids = list_make1(id);
 	cascade_from(r, ids, 1, &visited);
 	PG_RETURN_VOID();

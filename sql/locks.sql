@@ -121,13 +121,15 @@ RESET bmfredis.cluster_nodes;
 RESET bmfredis.on_error;
 SELECT pg_sleep(0.3);
 
--- bad input
+-- bad input (with the hints that say what to do)
 SELECT redis_lock(NULL);
 SELECT redis_lock('');
+\set VERBOSITY default
 SELECT redis_lock('x', '0 s');
 SELECT redis_lock('x', '1 s', '-1 s');
 SELECT redis_semaphore_acquire('s', 0);
 SELECT redis_semaphore_acquire('s', NULL);
+\set VERBOSITY terse
 SELECT redis_semaphore_release('s', NULL);
 SELECT redis_with_lock('x', '1 s', '1 s', NULL);
 SELECT redis_unlock('never-held');

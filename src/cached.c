@@ -191,7 +191,8 @@ run_query(const char *query)
 	if (list_length(sources) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("redis_cached runs exactly one query, not %d", list_length(sources))));
+				 errmsg("redis_cached runs exactly one query, not %d", list_length(sources)),
+				 errhint("Cache each query under a key of its own, or combine them into one SELECT (a join, a UNION, or subqueries in the select list).")));
 	ps = (CachedPlanSource *) linitial(sources);
 	foreach(lc, ps->query_list)
 	{

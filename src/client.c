@@ -634,7 +634,11 @@ RedisReportFailure(RedisPolicy policy, int flags, const RedisError *err,
 			 (elevel == WARNING && policy == REDIS_WRITE) ?
 			 errhint("%s was not carried out.", command) :
 			 err->status == RS_DOWN ?
-			 errhint("bmfredis retries after a backoff; see redis_connections().") : 0));
+			 errhint("bmfredis retries after a backoff; see redis_connections().") :
+			 err->status == RS_CONNECT ?
+			 errhint("Check that Redis runs where bmfredis.host and bmfredis.port (or bmfredis.url, or the sentinels) say; redis_health() shows what bmfredis sees.") :
+			 err->status == RS_TIMEOUT ?
+			 errhint("Redis is slow or frozen; the setting named above gives its time.") : 0));
 }
 
 int
@@ -1142,10 +1146,12 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	Assert(b->n > 0);
 	if (!run_before_call_hook(node) && (policy == REDIS_READ || policy == REDIS_SOFT))
 	{
-		RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
-					  "Redis is still catching up on invalidations",
-					  "Invalidations committed while Redis was unavailable are still being sent to %s.",
-					  node->ep.name);
+		/* the real cause when Redis is away; else, the backlog is being sent */
+		if (!RedisPoolDownError(node->ep.name, err))
+			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
+						  "Redis is still catching up on invalidations",
+						  "Invalidations committed while Redis was unavailable are still being sent to %s; until they are, this session's reads are misses.",
+						  node->ep.name);
 		RedisReportFailure(policy, flags, err, command);
 		return NULL;
 	}

@@ -605,7 +605,9 @@ acquire_permit(const char *name, int max, int64 ttl_ms, int64 wait_ms, bool xact
 	if (max < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a semaphore needs at least one holder")));
+				 errmsg("a semaphore needs at least one holder"),
+				 errdetail("max_holders is %d.", max),
+				 errhint("max_holders is how many sessions may hold a permit at once; every caller of a semaphore passes the same number.")));
 	keys[0] = lock_key("sem", name, "");
 	keys[1] = lock_key("sem", name, ":queue");
 	keys[2] = lock_key("sem", name, ":seen");
@@ -678,7 +680,8 @@ sem_acquire(FunctionCallInfo fcinfo, bool wait, bool xact)
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_holders must not be null")));
+				 errmsg("max_holders must not be null"),
+				 errhint("max_holders is how many sessions may hold a permit at once.")));
 	max = PG_GETARG_INT32(1);
 	ttl = ms_arg(fcinfo, 2, 30000, "permit TTL");
 	if (wait)

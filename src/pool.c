@@ -186,6 +186,39 @@ mark_failure(PoolEntry *e, const RedisError *err)
 			 err->message, err->detail);
 }
 
+/*
+ * A timeout says which setting gave the time, so the message points at what
+ * to change: "(bmfredis.connect_timeout is 2000 ms)" after the detail.
+ */
+static void
+timeout_names_setting(RedisError *err, const char *setting, long ms)
+{
+	size_t		len = strlen(err->detail);
+
+	if (err->status != RS_TIMEOUT)
+		return;
+	if (len > 0 && err->detail[len - 1] == '.')
+		err->detail[--len] = '\0';
+	snprintf(err->detail + len, sizeof(err->detail) - len, " (%s is %ld ms).", setting, ms);
+}
+
+/* A command's timeout: the node and the time, and the setting when it is one. */
+static void
+command_timeout_detail(RedisError *err, const char *name, bool deadline_given,
+					   TimestampTz started, TimestampTz deadline)
+{
+	if (err->status != RS_TIMEOUT || strstr(err->detail, "No reply") == NULL)
+		return;
+	if (deadline_given)
+		snprintf(err->detail, sizeof(err->detail),
+				 "No reply from %s within the %ld ms this call allowed.",
+				 name, (long) ((deadline - started) / 1000));
+	else
+		snprintf(err->detail, sizeof(err->detail),
+				 "No reply from %s within bmfredis.command_timeout (%d ms).",
+				 name, bmf_command_timeout);
+}
+
 /* Write a pipeline on a connected entry; it stays BUSY until read. */
 static bool
 exchange_send(Conn *e, const StringInfoData *cmds, TimestampTz deadline,
@@ -386,7 +419,13 @@ ask_sentinel(const RedisNode *node, const char *shost, int sport,
 	n++;
 
 	if (!exchange_once(&c, &ep, &cmds, n, deadline, replies, err))
+	{
+		if (err->status == RS_TIMEOUT)
+			snprintf(err->detail, sizeof(err->detail),
+					 "%s did not answer within its share of bmfredis.connect_timeout (%ld ms of %d).",
+					 sname, (long) ((deadline - GetCurrentTimestamp()) / 1000 + 1), bmf_connect_timeout);
 		return false;
+	}
 	if (auth_at >= 0 && replies[auth_at]->type == RESP_ERROR)
 	{
 		RedisErrorSet(err, RS_AUTH, ERRCODE_INVALID_PASSWORD,
@@ -513,7 +552,10 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 	}
 	e->reader = RespReaderCreate();
 	if (!TransportConnect(&e->t, &ep, deadline, err))
+	{
+		timeout_names_setting(err, "bmfredis.connect_timeout", bmf_connect_timeout);
 		return false;
+	}
 
 	initStringInfo(&hs);
 	if (append_auth(&hs, node->username, node->password))
@@ -573,6 +615,13 @@ conn_connect(Conn *e, const RedisNode *node, RedisError *err)
 				snprintf(err->detail, sizeof(err->detail),
 						 "%s dropped the connection before answering: %s",
 						 ep.name, detail);
+		}
+		if (err->status == RS_TIMEOUT)
+		{
+			err->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+			snprintf(err->detail, sizeof(err->detail),
+					 "%s accepted the connection but did not answer AUTH, SELECT and CLIENT SETNAME within bmfredis.connect_timeout (%d ms).",
+					 ep.name, bmf_connect_timeout);
 		}
 		if (err->status == RS_TIMEOUT || err->status == RS_CONNECT)
 			strlcpy(err->message, "could not connect to Redis", sizeof(err->message));
@@ -685,6 +734,29 @@ replies_unavailable(RedisReply **replies, int n, RedisError *err,
 	return false;
 }
 
+/* err for a node inside its backoff window: why it is left alone, how long */
+static void
+down_error(PoolEntry *e, const char *name, TimestampTz now, RedisError *err)
+{
+	RedisErrorSet(err, RS_DOWN, ERRCODE_CONNECTION_FAILURE,
+				  "Redis is unavailable",
+				  "%s failed %ld ms ago and is left alone for another %ld ms (bmfredis.retry_backoff_base and retry_backoff_max); last error: %s",
+				  name, (long) ((now - e->last_used) / 1000),
+				  (long) ((e->down_until - now) / 1000), e->last_error);
+}
+
+bool
+RedisPoolDownError(const char *name, RedisError *err)
+{
+	PoolEntry  *e = pool_find(name);
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (e == NULL || e->down_until <= now)
+		return false;
+	down_error(e, name, now, err);
+	return true;
+}
+
 /*
  * Make an entry ready to send to: outside its backoff window (else -1,
  * RS_DOWN, nothing to undo) and with a connection that works (else -2:
@@ -700,11 +772,7 @@ pool_begin(PoolEntry *e, const RedisNode *node, int flags, TimestampTz now,
 
 	if (!(flags & POOL_FORCE) && e->down_until > now)
 	{
-		RedisErrorSet(err, RS_DOWN, ERRCODE_CONNECTION_FAILURE,
-					  "Redis is unavailable",
-					  "%s failed %ld ms ago and is left alone for another %ld ms; last error: %s",
-					  node->ep.name, (long) ((now - e->last_used) / 1000),
-					  (long) ((e->down_until - now) / 1000), e->last_error);
+		down_error(e, node->ep.name, now, err);
 		return -1;
 	}
 
@@ -748,9 +816,9 @@ pool_fail(PoolEntry *e, const RedisError *err)
  */
 static bool
 pool_receive(PoolEntry *e, const RedisNode *node, const StringInfoData *cmds,
-			 int ncmds, int flags, bool fresh, TimestampTz started,
-			 TimestampTz deadline, MemoryContext cxt, RedisReply **replies,
-			 RedisError *err)
+			 int ncmds, int flags, bool fresh, bool deadline_given,
+			 TimestampTz started, TimestampTz deadline, MemoryContext cxt,
+			 RedisReply **replies, RedisError *err)
 {
 	bool		ok = exchange_recv(&e->c, ncmds, deadline, cxt, replies, err);
 
@@ -762,7 +830,10 @@ pool_receive(PoolEntry *e, const RedisNode *node, const StringInfoData *cmds,
 		ok = exchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
 	}
 	if (!ok)
+	{
+		command_timeout_detail(err, node->ep.name, deadline_given, started, deadline);
 		return pool_fail(e, err);
+	}
 	if (RespReaderBuffered(e->c.reader) > 0)
 	{
 		/* a reply nobody asked for: whatever comes next would be misread */
@@ -790,6 +861,7 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 	PoolEntry  *e = pool_entry(node->ep.name);
 	TimestampTz now = GetCurrentTimestamp();
 	bool		fresh;
+	bool		given = (deadline != 0);
 	int			rc = pool_begin(e, node, flags, now, &fresh, err);
 
 	if (rc == -1)
@@ -798,8 +870,11 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 		return pool_fail(e, err);
 	deadline = call_deadline(deadline, fresh, now);
 	if (!exchange_send(&e->c, cmds, deadline, err))
+	{
+		command_timeout_detail(err, node->ep.name, given, now, deadline);
 		return pool_fail(e, err);
-	return pool_receive(e, node, cmds, ncmds, flags, fresh, now, deadline,
+	}
+	return pool_receive(e, node, cmds, ncmds, flags, fresh, given, now, deadline,
 						cxt, replies, err);
 }
 
@@ -845,7 +920,7 @@ RedisPoolExecMany(int n, const RedisNode *const *nodes,
 		if (!sent[i])
 			continue;
 		if (!pool_receive(es[i], nodes[i], cmds[i], ncmds[i], flags, fresh[i],
-						  now, deadlines[i], cxt, replies[i], &local))
+						  deadline != 0, now, deadlines[i], cxt, replies[i], &local))
 		{
 			if (ok)
 				*err = local;
@@ -1047,7 +1122,7 @@ RedisPoolStreamFinish(const RedisNode *node, const char *tag,
 	if (!exchange_send(&e->c, cmds, deadline, err))
 		return pool_fail(e, err);
 	/* every reply of the stream, checked and counted as any pipeline's */
-	return pool_receive(e, node, cmds, total, 0, true, GetCurrentTimestamp(),
+	return pool_receive(e, node, cmds, total, 0, true, true, GetCurrentTimestamp(),
 						deadline, cxt, replies, err);
 }
 

@@ -109,6 +109,8 @@ extern bool RedisPoolStreamFinish(const RedisNode *node, const char *tag,
 								  RedisReply **replies, RedisError *err);
 extern void RedisPoolStreamAbandon(const char *node_name, const char *tag);
 
+/* If the node is inside its backoff window, err says why and how long. */
+extern bool RedisPoolDownError(const char *name, RedisError *err);
 /* Is the node inside its backoff window?  (*ms_left set when so) */
 extern bool RedisPoolNodeIsDown(const char *name, long *ms_left);
 extern const char *RedisPoolNodeAddress(const char *name);

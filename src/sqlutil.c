@@ -56,7 +56,12 @@ BmfIntervalToMs(const Interval *iv, const char *what)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be positive", what),
 				 strcmp(what, "TTL") == 0 ?
-				 errhint("Use NULL for no expiry, or redis_cache_del() to remove a key now.") : 0));
+				 errhint("Use NULL for no expiry, or redis_cache_del() to remove a key now.") :
+				 strstr(what, "lock TTL") || strstr(what, "permit TTL") ?
+				 errhint("A lock or permit lasts at most its TTL (30 seconds when not given), so that a holder that dies cannot keep it for ever; give a positive interval.") :
+				 strstr(what, "wait") ?
+				 errhint("Use the try_ variants to get NULL at once instead of waiting.") :
+				 errhint("Give a positive interval, such as '5 seconds'.")));
 	/* round up, so that a sub-millisecond TTL is 1 ms rather than none */
 	return total / 1000 + (total % 1000 != 0);
 }
@@ -100,7 +105,9 @@ BmfTextArrayElements(ArrayType *arr, const char *what, int *n)
 		if (nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("%s must not contain nulls", what)));
+					 errmsg("%s must not contain nulls", what),
+					 errdetail("Element %d is NULL.", i + 1),
+					 errhint("Leave NULLs out, for instance with array_remove(arr, NULL).")));
 	pfree(nulls);
 	return (text **) elems;
 }

@@ -686,7 +686,7 @@ tls_read(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 		{
 			RedisErrorSet(err, RS_TIMEOUT, ERRCODE_CONNECTION_FAILURE,
 						  "Redis command timed out",
-						  "No reply from Redis within the command timeout.");
+						  "No reply from Redis in time.");
 			return -1;
 		}
 		ERR_clear_error();
@@ -853,7 +853,7 @@ TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 			{
 				RedisErrorSet(err, RS_TIMEOUT, ERRCODE_CONNECTION_FAILURE,
 							  "Redis command timed out",
-							  "No reply from Redis within the command timeout.");
+							  "No reply from Redis in time.");
 				return -1;
 			}
 			wait_first = false;

@@ -1030,9 +1030,10 @@ send_effects(Effect *effects, int n, TimestampTz deadline)
 		ereport(WARNING,
 				(errcode(err.sqlerrcode),
 				 errmsg("could not send %d queued Redis invalidations or messages after commit", left),
-				 errdetail_internal("%s: %s", err.message, err.detail),
+				 errdetail_internal("%s: %s%s", err.message, err.detail,
+									err.status == RS_TIMEOUT ? " COMMIT sends for at most bmfredis.flush_timeout." : ""),
 				 errhint("The transaction is committed; they were queued for retry (%s).",
-						 RetryIsShared() ? "the bmfredis background worker sends them when Redis answers"
+						 RetryIsShared() ? "the database's bmfredis worker sends them when Redis answers"
 						 : "this session sends them before its next Redis call; preload bmfredis for a worker that does not wait for that")));
 		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
 		return false;

@@ -7,7 +7,8 @@
  *
  * Keys (hash-tagged, so that every script touches one Cluster slot):
  *	<prefix>lock:{name}			the mutex: the owner's token, with a TTL
- *	<prefix>lock:{name}:fence	the last fencing number handed out (no TTL)
+ *	<prefix>lock:{name}:fence	the last fencing number handed out; kept a day
+ *								longer than the lock (FENCE_KEEP_MS)
  *	<prefix>sem:{name}			holders: sorted set token -> expiry (ms)
  *	<prefix>sem:{name}:queue	waiters: sorted set token -> ticket (FIFO)
  *	<prefix>sem:{name}:seen		waiters: sorted set token -> last poll (ms)
@@ -27,6 +28,14 @@
  *	  the larger of the stored fence + 1 and a floor from a PostgreSQL
  *	  sequence (bmfredis.lock_fence, which survives restarts), so even a
  *	  Redis restarted without persistence cannot hand out a smaller one.
+ *	  The floor is taken only for an attempt that can succeed: a waiter
+ *	  polls with a probe that takes nothing, and asks for a floor when the
+ *	  lock looked free.  Since every holder took its floor before it took
+ *	  the lock, a floor taken after the lock was seen free is larger than
+ *	  any fence handed out before, so the stored fence need not outlive the
+ *	  lock by much: it expires a day after the lock would (in read-only
+ *	  transactions and on standbys, where the sequence cannot advance and
+ *	  the stored number alone counts, numbers may start again after that).
  *	- Waiting is polling with backoff through the interruptible latch wait:
  *	  statement_timeout and pg_cancel_backend() work.
  *	- Transaction locks and permits are released at COMMIT or ROLLBACK (and
@@ -99,18 +108,30 @@ static bool callbacks_registered = false;
 
 /* ---- scripts ---- */
 
-/* KEYS: lock, fence; ARGV: token, ttl ms, fence floor -> {1, fence} | {0, pttl} */
+/*
+ * KEYS: lock, fence; ARGV: token, ttl ms, fence floor, fence ttl ms ->
+ * {1, fence} taken (or ours already) | {0, pttl} held | {2, 0} free, but a
+ * probe (floor -1) takes nothing
+ */
 static RedisScript acquire_script = REDIS_SCRIPT("lock acquire",
+"if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+"  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"
+"end\n"
+"if ARGV[3] == '-1' then\n"
+"  if redis.call('EXISTS', KEYS[1]) == 0 then return {2, 0} end\n"
+"  return {0, redis.call('PTTL', KEYS[1])}\n"
+"end\n"
 "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
 "  local f = tonumber(redis.call('GET', KEYS[2]) or '0') + 1\n"
 "  local floor = tonumber(ARGV[3])\n"
 "  if floor > f then f = floor end\n"
-"  redis.call('SET', KEYS[2], f)\n"
+"  redis.call('SET', KEYS[2], f, 'PX', ARGV[4])\n"
 "  return {1, f}\n"
-"elseif redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-"  return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}\n"
 "end\n"
 "return {0, redis.call('PTTL', KEYS[1])}\n");
+
+/* the fence key lives this much longer than the lock it numbers */
+#define FENCE_KEEP_MS ((int64) 24 * 3600 * 1000)
 
 /* KEYS: lock; ARGV: token -> 1 released, 0 not ours */
 static RedisScript release_script = REDIS_SCRIPT("lock release",
@@ -119,9 +140,13 @@ static RedisScript release_script = REDIS_SCRIPT("lock release",
 "end\n"
 "return 0\n");
 
-/* KEYS: lock; ARGV: token, ttl ms -> 1 extended, 0 not ours */
+/* KEYS: lock, fence; ARGV: token, ttl ms, fence ttl ms -> 1 extended, 0 not ours */
 static RedisScript extend_script = REDIS_SCRIPT("lock extend",
 "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+"  local t = redis.call('PTTL', KEYS[2])\n"
+"  if t == -1 or (t >= 0 and t < tonumber(ARGV[3])) then\n"
+"    redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
+"  end\n"
 "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
 "end\n"
 "return 0\n");
@@ -352,13 +377,15 @@ static Held *
 acquire_lock(const char *name, int64 ttl_ms, int64 wait_ms, bool xact)
 {
 	const char *keys[2];
-	const char *args[3];
+	const char *args[4];
 	char		token[TOKEN_LEN + 1];
 	char		ttl[24];
 	char		floor[24];
+	char		fence_ttl[24];
 	TimestampTz deadline = 0;
 	int			delay = 1;
 	bool		waited = false;
+	bool		probe = false;
 	Held	   *h;
 
 	ensure_callbacks();
@@ -370,9 +397,11 @@ acquire_lock(const char *name, int64 ttl_ms, int64 wait_ms, bool xact)
 	keys[1] = lock_key("lock", name, ":fence");
 	new_token(token);
 	pg_lltoa(ttl_ms, ttl);
+	pg_lltoa(ttl_ms + FENCE_KEEP_MS, fence_ttl);
 	args[0] = token;
 	args[1] = ttl;
 	args[2] = floor;
+	args[3] = fence_ttl;
 	if (wait_ms > 0)
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 
@@ -380,14 +409,24 @@ acquire_lock(const char *name, int64 ttl_ms, int64 wait_ms, bool xact)
 	{
 		RedisReply *r;
 
-		pg_lltoa(fence_floor(), floor);
-		r = run_script(&acquire_script, 2, keys, 3, args);
+		/* a floor only for an attempt that can take the lock */
+		if (probe)
+			strcpy(floor, "-1");
+		else
+			pg_lltoa(fence_floor(), floor);
+		r = run_script(&acquire_script, 2, keys, 4, args);
 		RedisExpectArray(r, 2, RESP_INTEGER, "a lock acquisition");
 		if (r->element[0]->integer == 1)
 		{
 			BmfStatsCount(STAT_LOCKS_ACQUIRED, 1);
 			return remember('l', xact, name, keys[0], token, r->element[1]->integer, ttl_ms);
 		}
+		if (r->element[0]->integer == 2)
+		{
+			probe = false;		/* free: try for real, at once */
+			continue;
+		}
+		probe = true;
 		if (wait_ms < 0)
 			return NULL;
 		if (!waited)
@@ -550,6 +589,7 @@ redis_lock_extend(PG_FUNCTION_ARGS)
 	char	   *token;
 	int64		ttl = ms_arg(fcinfo, 2, 30000, "lock TTL");
 	char		ttlbuf[24];
+	char		fence_ttlbuf[24];
 	RedisReply *r;
 	Held	   *h;
 
@@ -566,11 +606,12 @@ redis_lock_extend(PG_FUNCTION_ARGS)
 	else
 		token = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	pg_lltoa(ttl, ttlbuf);
+	pg_lltoa(ttl + FENCE_KEEP_MS, fence_ttlbuf);
 	{
-		const char *keys[1] = {lock_key("lock", name, "")};
-		const char *args[2] = {token, ttlbuf};
+		const char *keys[2] = {lock_key("lock", name, ""), lock_key("lock", name, ":fence")};
+		const char *args[3] = {token, ttlbuf, fence_ttlbuf};
 
-		r = run_script(&extend_script, 1, keys, 2, args);
+		r = run_script(&extend_script, 2, keys, 3, args);
 	}
 	if (r->type == RESP_INTEGER && r->integer == 1)
 	{

@@ -42,6 +42,40 @@ like "8 clients x 500 transactions ran (${elapsed} ms)" "$out" "number of transa
 is "the counter is exact" "$(q "SELECT n FROM counter")" "4000"
 is "no two holders were ever inside at once" "$(q "SELECT count(*) FROM overlap_log")" "0"
 
+# --- fencing numbers: a waiter does not burn one per poll, and the fence
+# key expires (a day after the lock would) instead of staying for ever
+seq0=$(q "SELECT last_value FROM bmfredis.lock_fence")
+psql -X -A -t -d bmf_locks -c "SELECT fence FROM redis_lock_fenced('fenced', '5 s')" -c "SELECT pg_sleep(0.6)" \
+	>"$BMF_WORK/fence1.out" 2>&1 &
+holder=$!
+sleep 0.1
+t0=$(ms_now)
+f2=$(q "SELECT fence FROM redis_lock_fenced('fenced', '1 s', '5 s')")
+waited=$(( $(ms_now) - t0 ))
+wait $holder
+f1=$(head -1 "$BMF_WORK/fence1.out")
+seq1=$(q "SELECT last_value FROM bmfredis.lock_fence")
+check "a second session waited while the first held the lock (${waited} ms)" [ "$waited" -ge 300 ]
+check "  and got a larger fencing number ($f1, then $f2)" [ "${f2:-0}" -gt "${f1:-0}" ]
+check "  having taken at most 3 numbers from the sequence for about 100 polls ($((seq1 - seq0)))" \
+	[ $((seq1 - seq0)) -le 3 ]
+pttl=$($R cli PTTL 'bmfredis:lock:{fenced}:fence')
+check "the fence key expires, a day after the lock ($pttl ms)" \
+	[ "${pttl:-0}" -gt 86000000 ] && [ "${pttl:-0}" -le 86401000 ]
+qs >/dev/null <<SQL
+SELECT redis_lock('fenced', '1 s') AS token \gset
+\! $R cli PERSIST 'bmfredis:lock:{fenced}:fence' >/dev/null
+SELECT redis_lock_extend('fenced', :'token', '2 s');
+SQL
+pttl=$($R cli PTTL 'bmfredis:lock:{fenced}:fence')
+check "  and extending the lock keeps it (a key from before gets its TTL too: $pttl ms)" \
+	[ "${pttl:-0}" -gt 86000000 ]
+$R cli DEL 'bmfredis:lock:{fenced}:fence' >/dev/null
+f3=$(q "SELECT fence FROM redis_lock_fenced('fenced', '1 s')")
+check "once the fence key is gone, the sequence still gives a larger number ($f3 > $f2)" \
+	[ "${f3:-0}" -gt "${f2:-0}" ]
+q "SELECT redis_unlock('fenced', token) FROM redis_locks() WHERE name = 'fenced'" >/dev/null
+
 # --- a semaphore of 3 with 8 contenders, sampled from outside
 echo "SELECT sem_critical();" >"$BMF_WORK/sem.pgbench"
 $PGBENCH -n -f "$BMF_WORK/sem.pgbench" -c 8 -j 2 -t 100 bmf_locks >"$BMF_WORK/sem.out" 2>&1 &

@@ -301,3 +301,118 @@ END
 $$;
 COMMENT ON FUNCTION redis_unwatch(regclass, text) IS
 'Stops watching a table: drops its triggers, its entity, rules and cascades; with rule, drops only that rule';
+
+------------------------------------------------------------------------
+-- Events: one shape, from triggers and from the helpers
+------------------------------------------------------------------------
+
+CREATE FUNCTION redis_event_id(id text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+SELECT CASE WHEN id OPERATOR(pg_catalog.~) '^-?(0|[1-9][0-9]{0,17})$'
+            THEN pg_catalog.to_jsonb(id::pg_catalog.int8)
+            ELSE pg_catalog.to_jsonb(id) END
+$$;
+COMMENT ON FUNCTION redis_event_id(text) IS
+'An id as events carry it in their data: a JSON number when it is an integer (as a watched table''s integer ids), a JSON string otherwise';
+
+-- The application's event helpers: integer ids as JSON numbers, as in the
+-- data of a watched table's events (createEvent.productCreated(...) and
+-- friends), as SQL.  Each returns the envelope; publish it with
+-- redis_publish_event().
+CREATE OR REPLACE FUNCTION redis_event_product(operation text, product_id text, shop_id text DEFAULT NULL,
+                                    category_id text DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted') THEN
+        RAISE EXCEPTION 'invalid product event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Product events are created, updated and deleted.';
+    END IF;
+    RETURN @extschema@.redis_event('product:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('productId', @extschema@.redis_event_id(product_id), 'shopId', @extschema@.redis_event_id(shop_id),
+                                             'categoryId', @extschema@.redis_event_id(category_id))) || coalesce(data, '{}'),
+        product_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_product(text, text, text, text, jsonb) IS
+'Envelope of product:created|updated|deleted with productId, shopId, categoryId';
+
+CREATE OR REPLACE FUNCTION redis_event_user(operation text, user_id text, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted', 'login', 'logout') THEN
+        RAISE EXCEPTION 'invalid user event "%"', operation USING ERRCODE = '22023',
+            HINT = 'User events are created, updated, deleted, login and logout.';
+    END IF;
+    RETURN @extschema@.redis_event('user:' || operation,
+        jsonb_build_object('userId', @extschema@.redis_event_id(user_id)) || coalesce(data, '{}'), user_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_user(text, text, jsonb) IS
+'Envelope of user:created|updated|deleted|login|logout with userId';
+
+CREATE OR REPLACE FUNCTION redis_event_shop(operation text, shop_id text, owner_id text DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'updated', 'deleted') THEN
+        RAISE EXCEPTION 'invalid shop event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Shop events are created, updated and deleted.';
+    END IF;
+    RETURN @extschema@.redis_event('shop:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('shopId', @extschema@.redis_event_id(shop_id), 'ownerId', @extschema@.redis_event_id(owner_id))) || coalesce(data, '{}'),
+        shop_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_shop(text, text, text, jsonb) IS
+'Envelope of shop:created|updated|deleted with shopId, ownerId';
+
+CREATE OR REPLACE FUNCTION redis_event_purchase(operation text, purchase_id text, user_id text, product_id text,
+                                     amount numeric DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('created', 'completed', 'refunded', 'cancelled') THEN
+        RAISE EXCEPTION 'invalid purchase event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Purchase events are created, completed, refunded and cancelled.';
+    END IF;
+    RETURN @extschema@.redis_event('purchase:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('purchaseId', @extschema@.redis_event_id(purchase_id), 'userId', @extschema@.redis_event_id(user_id),
+                                             'productId', @extschema@.redis_event_id(product_id), 'amount', amount)) || coalesce(data, '{}'),
+        purchase_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_purchase(text, text, text, text, numeric, jsonb) IS
+'Envelope of purchase:created|completed|refunded|cancelled with purchaseId, userId, productId, amount';
+
+CREATE OR REPLACE FUNCTION redis_event_payment(operation text, payment_id text, purchase_id text DEFAULT NULL,
+                                    amount numeric DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF operation IS NULL OR operation NOT IN ('pending', 'succeeded', 'failed', 'refunded') THEN
+        RAISE EXCEPTION 'invalid payment event "%"', operation USING ERRCODE = '22023',
+            HINT = 'Payment events are pending, succeeded, failed and refunded.';
+    END IF;
+    RETURN @extschema@.redis_event('payment:' || operation,
+        jsonb_strip_nulls(jsonb_build_object('paymentId', @extschema@.redis_event_id(payment_id), 'purchaseId', @extschema@.redis_event_id(purchase_id),
+                                             'amount', amount)) || coalesce(data, '{}'),
+        payment_id);
+END
+$$;
+COMMENT ON FUNCTION redis_event_payment(text, text, text, numeric, jsonb) IS
+'Envelope of payment:pending|succeeded|failed|refunded with paymentId, purchaseId, amount';
+

@@ -616,6 +616,17 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_listen(text[], interval, integer) IS
 'Subscribes on a connection of its own and returns the messages that arrive until the timeout (names with *, ? or [ are patterns)';
 
+CREATE FUNCTION redis_event_id(id text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+SELECT CASE WHEN id OPERATOR(pg_catalog.~) '^-?(0|[1-9][0-9]{0,17})$'
+            THEN pg_catalog.to_jsonb(id::pg_catalog.int8)
+            ELSE pg_catalog.to_jsonb(id) END
+$$;
+COMMENT ON FUNCTION redis_event_id(text) IS
+'An id as events carry it in their data: a JSON number when it is an integer (as a watched table''s integer ids), a JSON string otherwise';
+
 -- The application's event helpers (createEvent.productCreated(...) and
 -- friends), as SQL.  Each returns the envelope; publish it with
 -- redis_publish_event().
@@ -631,8 +642,8 @@ BEGIN
             HINT = 'Product events are created, updated and deleted.';
     END IF;
     RETURN @extschema@.redis_event('product:' || operation,
-        jsonb_strip_nulls(jsonb_build_object('productId', product_id, 'shopId', shop_id,
-                                             'categoryId', category_id)) || coalesce(data, '{}'),
+        jsonb_strip_nulls(jsonb_build_object('productId', @extschema@.redis_event_id(product_id), 'shopId', @extschema@.redis_event_id(shop_id),
+                                             'categoryId', @extschema@.redis_event_id(category_id))) || coalesce(data, '{}'),
         product_id);
 END
 $$;
@@ -650,7 +661,7 @@ BEGIN
             HINT = 'User events are created, updated, deleted, login and logout.';
     END IF;
     RETURN @extschema@.redis_event('user:' || operation,
-        jsonb_build_object('userId', user_id) || coalesce(data, '{}'), user_id);
+        jsonb_build_object('userId', @extschema@.redis_event_id(user_id)) || coalesce(data, '{}'), user_id);
 END
 $$;
 COMMENT ON FUNCTION redis_event_user(text, text, jsonb) IS
@@ -667,7 +678,7 @@ BEGIN
             HINT = 'Shop events are created, updated and deleted.';
     END IF;
     RETURN @extschema@.redis_event('shop:' || operation,
-        jsonb_strip_nulls(jsonb_build_object('shopId', shop_id, 'ownerId', owner_id)) || coalesce(data, '{}'),
+        jsonb_strip_nulls(jsonb_build_object('shopId', @extschema@.redis_event_id(shop_id), 'ownerId', @extschema@.redis_event_id(owner_id))) || coalesce(data, '{}'),
         shop_id);
 END
 $$;
@@ -686,8 +697,8 @@ BEGIN
             HINT = 'Purchase events are created, completed, refunded and cancelled.';
     END IF;
     RETURN @extschema@.redis_event('purchase:' || operation,
-        jsonb_strip_nulls(jsonb_build_object('purchaseId', purchase_id, 'userId', user_id,
-                                             'productId', product_id, 'amount', amount)) || coalesce(data, '{}'),
+        jsonb_strip_nulls(jsonb_build_object('purchaseId', @extschema@.redis_event_id(purchase_id), 'userId', @extschema@.redis_event_id(user_id),
+                                             'productId', @extschema@.redis_event_id(product_id), 'amount', amount)) || coalesce(data, '{}'),
         purchase_id);
 END
 $$;
@@ -706,7 +717,7 @@ BEGIN
             HINT = 'Payment events are pending, succeeded, failed and refunded.';
     END IF;
     RETURN @extschema@.redis_event('payment:' || operation,
-        jsonb_strip_nulls(jsonb_build_object('paymentId', payment_id, 'purchaseId', purchase_id,
+        jsonb_strip_nulls(jsonb_build_object('paymentId', @extschema@.redis_event_id(payment_id), 'purchaseId', @extschema@.redis_event_id(purchase_id),
                                              'amount', amount)) || coalesce(data, '{}'),
         payment_id);
 END

@@ -2,6 +2,9 @@
 -- (the library is preloaded in the test cluster).
 SET bmfredis.key_prefix = 'st:';
 SELECT redis_stats_reset();
+-- no reads yet: no hit rate, NULL in both places that show it
+SELECT value IS NULL AS no_rate_in_stats FROM redis_stats WHERE name = 'hit_rate';
+SELECT hit_rate IS NULL AS no_rate_in_health FROM redis_health();
 SELECT redis_cache_set('a', '1'), redis_cache_set('b', '2', NULL, ARRAY['t']);
 SELECT redis_cache_get('a'), redis_cache_get('nope'), redis_cache_get('b');
 SELECT redis_cache_mget(ARRAY['a', 'b', 'c', 'd']);

@@ -1118,6 +1118,9 @@ command_class(RedisPolicy policy, const char *command)
 		return CLASS_PUBLISH;
 	if (pg_strncasecmp(command, "lock", 4) == 0 || pg_strncasecmp(command, "semaphore", 9) == 0)
 		return CLASS_LOCK;
+	/* health checks are quiet too, but invalidate nothing */
+	if (pg_strcasecmp(command, "PING") == 0 || pg_strcasecmp(command, "INFO") == 0)
+		return CLASS_OTHER;
 	switch (policy)
 	{
 		case REDIS_READ:

@@ -321,6 +321,74 @@ redis_event(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
 }
 
+/*
+ * An event as JSON text, its keys in the envelope's order (id, type,
+ * entity, operation, entity_id, data, changed, time, txid, database, then
+ * any others), as a watched table's events are sent: jsonb keeps its keys
+ * sorted its own way, and consumers that read the text should not see two
+ * shapes.
+ */
+static void
+append_event_text(StringInfo out, Jsonb *ev)
+{
+	static const char *const order[] = {
+		"id", "type", "entity", "operation", "entity_id", "data", "changed",
+		"time", "txid", "database", NULL
+	};
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		first = true;
+	int			i;
+
+	appendStringInfoChar(out, '{');
+	for (i = 0; order[i]; i++)
+	{
+		JsonbValue	key;
+		JsonbValue *val;
+		Jsonb	   *j;
+
+		key.type = jbvString;
+		key.val.string.val = (char *) order[i];
+		key.val.string.len = strlen(order[i]);
+		val = findJsonbValueFromContainer(&ev->root, JB_FOBJECT, &key);
+		if (val == NULL)
+			continue;
+		if (!first)
+			appendStringInfoString(out, ", ");
+		first = false;
+		escape_json(out, order[i]);
+		appendStringInfoString(out, ": ");
+		j = JsonbValueToJsonb(val);
+		(void) JsonbToCString(out, &j->root, VARSIZE(j));
+	}
+	it = JsonbIteratorInit(&ev->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *name;
+		Jsonb	   *j;
+		bool		known = false;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(k.val.string.val, k.val.string.len);
+		for (i = 0; order[i] && !known; i++)
+			known = strcmp(order[i], name) == 0;
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (known)
+			continue;
+		if (!first)
+			appendStringInfoString(out, ", ");
+		first = false;
+		escape_json(out, name);
+		appendStringInfoString(out, ": ");
+		j = JsonbValueToJsonb(&v);
+		(void) JsonbToCString(out, &j->root, VARSIZE(j));
+	}
+	appendStringInfoChar(out, '}');
+}
+
 /* redis_publish_event(event jsonb, immediate boolean): on event->>'type' */
 Datum
 redis_publish_event(PG_FUNCTION_ARGS)
@@ -344,7 +412,7 @@ redis_publish_event(PG_FUNCTION_ARGS)
 				 errmsg("event has no \"type\" to publish it on"),
 				 errhint("Build events with redis_event(type, data).")));
 	initStringInfo(&buf);
-	JsonbToCString(&buf, &event->root, VARSIZE(event));
+	append_event_text(&buf, event);
 	BmfCheckValueSize(buf.len);
 	initStringInfo(&ch);
 	PubsubChannel(&ch, type->val.string.val, type->val.string.len);

@@ -8,10 +8,13 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
@@ -189,7 +192,9 @@ put(ReturnSetInfo *rsinfo, const char *name, double value, const char *scope)
 	bool		nulls[3] = {false, false, false};
 
 	values[0] = CStringGetTextDatum(name);
-	values[1] = DirectFunctionCall1(float8_numeric, Float8GetDatum(value));
+	/* NaN stands for "no value yet" (a ratio of nothing): NULL */
+	nulls[1] = isnan(value);
+	values[1] = nulls[1] ? (Datum) 0 : DirectFunctionCall1(float8_numeric, Float8GetDatum(value));
 	values[2] = CStringGetTextDatum(scope);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
@@ -219,7 +224,8 @@ redis_stats_values(PG_FUNCTION_ARGS)
 				 errhint("Add bmfredis to shared_preload_libraries for statistics across all backends.")));
 	for (i = 0; i < STAT_COUNT; i++)
 		put(rsinfo, bmf_stat_names[i], (double) BmfStatsGet(i), scope);
-	put(rsinfo, "hit_rate", hits + misses > 0 ? (double) hits / (hits + misses) : 0, scope);
+	/* no reads, no rate: NULL, as redis_health() shows it */
+	put(rsinfo, "hit_rate", hits + misses > 0 ? (double) hits / (hits + misses) : get_float8_nan(), scope);
 	for (i = 0; i < CLASS_COUNT; i++)
 	{
 		uint64		calls;

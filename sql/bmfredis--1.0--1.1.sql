@@ -416,3 +416,37 @@ $$;
 COMMENT ON FUNCTION redis_event_payment(text, text, text, numeric, jsonb) IS
 'Envelope of payment:pending|succeeded|failed|refunded with paymentId, purchaseId, amount';
 
+
+------------------------------------------------------------------------
+-- redis_health: the server, and its memory and eviction
+------------------------------------------------------------------------
+
+DROP FUNCTION redis_health();
+CREATE FUNCTION redis_health(
+    OUT healthy boolean,
+    OUT status text,
+    OUT latency_ms double precision,
+    OUT version text,
+    OUT role text,
+    OUT used_memory bigint,
+    OUT used_memory_human text,
+    OUT connected_clients integer,
+    OUT uptime_seconds bigint,
+    OUT node text,
+    OUT key_prefix text,
+    OUT hit_rate double precision,
+    OUT retry_pending bigint,
+    OUT retry_namespaces integer,
+    OUT worker_pid integer,
+    OUT subscriber_pid integer,
+    OUT server text,
+    OUT maxmemory bigint,
+    OUT memory_used_fraction double precision,
+    OUT maxmemory_policy text,
+    OUT evicted_keys bigint,
+    OUT memory_note text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'redis_health'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_health() IS
+'Health of the Redis server from PING and INFO (server, version, memory and eviction, with a note when cache writes are about to fail); never raises for a Redis fault';

@@ -139,12 +139,18 @@ CREATE FUNCTION redis_health(
     OUT retry_pending bigint,
     OUT retry_namespaces integer,
     OUT worker_pid integer,
-    OUT subscriber_pid integer)
+    OUT subscriber_pid integer,
+    OUT server text,
+    OUT maxmemory bigint,
+    OUT memory_used_fraction double precision,
+    OUT maxmemory_policy text,
+    OUT evicted_keys bigint,
+    OUT memory_note text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'redis_health'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_health() IS
-'Health of the Redis server from PING and INFO; never raises for a Redis fault';
+'Health of the Redis server from PING and INFO (server, version, memory and eviction, with a note when cache writes are about to fail); never raises for a Redis fault';
 
 CREATE FUNCTION redis_info(section text DEFAULT NULL,
     OUT section text, OUT key text, OUT value text)

@@ -64,7 +64,7 @@ info_value(const char *info, const char *key)
 	return NULL;
 }
 
-#define HEALTH_COLS 16
+#define HEALTH_COLS 22
 
 /*
  * Cluster mode: the cluster's own verdict (CLUSTER INFO of the node that
@@ -90,6 +90,61 @@ cluster_health(Datum *values)
 	values[1] = CStringGetTextDatum(psprintf("connected, cluster_state:%s", state));
 	if (strcmp(state, "ok") != 0)
 		values[0] = BoolGetDatum(false);
+}
+
+/*
+ * The server and its memory, from INFO: which server (Valkey reports
+ * redis_version 7.2.4 for compatibility and its own version apart),
+ * maxmemory, the used fraction, the eviction policy, evicted keys, and a
+ * note when cache writes are about to fail: under noeviction Redis answers
+ * OOM once full, and volatile-* policies evict only keys with a TTL.
+ */
+static void
+server_and_memory(const char *info, Datum *values, bool *nulls)
+{
+	char	   *s;
+	int64		used = -1;
+	int64		max = 0;
+	char	   *policy = info_value(info, "maxmemory_policy");
+
+	if ((s = info_value(info, "valkey_version")))
+	{
+		values[3] = CStringGetTextDatum(s), nulls[3] = false;
+		values[16] = CStringGetTextDatum("valkey"), nulls[16] = false;
+	}
+	else
+	{
+		s = info_value(info, "server_name");
+		values[16] = CStringGetTextDatum(s ? s : "redis"), nulls[16] = false;
+	}
+	if ((s = info_value(info, "used_memory")))
+		used = strtoll(s, NULL, 10);
+	if ((s = info_value(info, "maxmemory")))
+		max = strtoll(s, NULL, 10);
+	if (max > 0)
+	{
+		values[17] = Int64GetDatum(max), nulls[17] = false;
+		if (used >= 0)
+			values[18] = Float8GetDatum((double) used / (double) max), nulls[18] = false;
+	}
+	if (policy)
+		values[19] = CStringGetTextDatum(policy), nulls[19] = false;
+	if ((s = info_value(info, "evicted_keys")))
+		values[20] = Int64GetDatum(strtoll(s, NULL, 10)), nulls[20] = false;
+	if (max > 0 && used >= 0 && policy)
+	{
+		int			pct = (int) (100.0 * used / max);
+		char	   *note = NULL;
+
+		if (strcmp(policy, "noeviction") == 0)
+			note = psprintf("maxmemory-policy is noeviction: once Redis is full (%d%% now), cache writes fail with OOM", pct);
+		else if (pct >= 90 && strncmp(policy, "volatile-", 9) == 0)
+			note = psprintf("Redis is %d%% full and evicts only keys with a TTL (%s): writes fail with OOM once none is left", pct, policy);
+		else if (pct >= 90)
+			note = psprintf("Redis is %d%% full; it evicts keys (%s) to take new ones", pct, policy);
+		if (note)
+			values[21] = CStringGetTextDatum(note), nulls[21] = false;
+	}
 }
 
 Datum
@@ -191,6 +246,7 @@ redis_health(PG_FUNCTION_ARGS)
 				values[7] = Int32GetDatum(atoi(s)), nulls[7] = false;
 			if ((s = info_value(reply->str, "uptime_in_seconds")))
 				values[8] = Int64GetDatum(strtoll(s, NULL, 10)), nulls[8] = false;
+			server_and_memory(reply->str, values, nulls);
 			if (RedisDefaultNode()->cluster)
 				cluster_health(values);
 		}

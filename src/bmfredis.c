@@ -78,6 +78,7 @@ int			bmf_idle_check = 30;
 int			bmf_on_error = BMF_ON_ERROR_WARNING;
 
 int			bmf_max_value_size = 512 * 1024 * 1024;
+int			bmf_log_commands = 0;
 
 int			bmf_invalidate_at = BMF_INVALIDATE_COMMIT;
 int			bmf_unlink_batch = 500;
@@ -114,6 +115,22 @@ static const struct config_enum_entry tls_verify_options[] = {
 	/* libpq's sslmode names, for people who think in those */
 	{"verify-full", TLS_VERIFY_FULL, true},
 	{"verify-ca", TLS_VERIFY_CA, true},
+	{NULL, 0, false}
+};
+
+/* the levels a DBA may log Redis commands at; off is 0 */
+static const struct config_enum_entry log_commands_options[] = {
+	{"off", 0, false},
+	{"debug5", DEBUG5, false},
+	{"debug4", DEBUG4, false},
+	{"debug3", DEBUG3, false},
+	{"debug2", DEBUG2, false},
+	{"debug1", DEBUG1, false},
+	{"debug", DEBUG2, true},
+	{"log", LOG, false},
+	{"info", INFO, true},
+	{"notice", NOTICE, false},
+	{"warning", WARNING, false},
 	{NULL, 0, false}
 };
 
@@ -512,6 +529,12 @@ define_behaviour_gucs(void)
 							 "ignore: the same without the WARNING; error: raise an ERROR.",
 							 &bmf_on_error, BMF_ON_ERROR_WARNING, on_error_options,
 							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomEnumVariable("bmfredis.log_commands",
+							 "Logs each Redis command bmfredis sends, at this level: command, key, node, time and outcome.",
+							 "off (the default) logs nothing and costs nothing.  Values, messages and secrets are never logged.",
+							 &bmf_log_commands, 0, log_commands_options,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("bmfredis.max_value_size",
 							"Largest value bmfredis writes to or accepts from Redis.",

@@ -69,6 +69,9 @@ extern int	bmf_on_error;
 /* limits */
 extern int	bmf_max_value_size; /* bytes */
 
+/* debug: the level each Redis command is logged at; 0: not logged */
+extern int	bmf_log_commands;
+
 /* invalidation */
 extern int	bmf_invalidate_at;	/* BmfInvalidateAt */
 extern int	bmf_unlink_batch;

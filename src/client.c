@@ -281,11 +281,106 @@ RedisBatchInit(RedisBatch *b)
 	b->slots = NULL;
 	b->owner = NULL;
 	b->join = NULL;
+	b->said = bmf_log_commands ? palloc0(sizeof(char *) * b->cap) : NULL;
 	if (bmf_cluster)
 	{
 		b->slots = palloc(sizeof(int) * b->cap);
 		b->owner = palloc(sizeof(int) * b->cap);
 		b->join = palloc(b->cap);
+	}
+}
+
+/*
+ * What a command is, for bmfredis.log_commands: its name (a script's
+ * name) and its first key or argument, cut at 80 bytes, with how many
+ * more arguments there are.  Never a value: a SET's value, a PUBLISH's
+ * message and a script's arguments come after what is shown.
+ */
+static char *
+describe_command(int argc, const char *const *argv, const size_t *lens,
+				 RedisScript *script)
+{
+	StringInfoData s;
+	int			first = 1;
+
+	initStringInfo(&s);
+	if (script)
+	{
+		appendStringInfo(&s, "script \"%s\"", script->name);
+		first = 3;				/* EVALSHA sha numkeys key... */
+	}
+	else
+		appendBinaryStringInfo(&s, argv[0], Min(lens[0], 32));
+	if (argc > first)
+	{
+		appendStringInfoChar(&s, ' ');
+		appendBinaryStringInfo(&s, argv[first], Min(lens[first], 80));
+		if (lens[first] > 80)
+			appendStringInfoString(&s, "...");
+	}
+	if (argc > first + 1)
+		appendStringInfo(&s, " (+%d more)", argc - first - 1);
+	return s.data;
+}
+
+/* The outcome of one reply, for the log: never its value. */
+static void
+describe_reply(StringInfo out, const RedisReply *r)
+{
+	switch (r->type)
+	{
+		case RESP_NIL:
+			appendStringInfoString(out, "nil");
+			break;
+		case RESP_INTEGER:
+			appendStringInfo(out, "integer %lld", (long long) r->integer);
+			break;
+		case RESP_STATUS:
+			appendStringInfo(out, "%.32s", r->str);
+			break;
+		case RESP_ERROR:
+			appendStringInfo(out, "error reply: %.200s", r->str);
+			break;
+		case RESP_ARRAY:
+			appendStringInfo(out, "array of %zu", r->elements);
+			break;
+		default:
+			appendStringInfo(out, "string of %zu bytes", r->len);
+			break;
+	}
+}
+
+/*
+ * bmfredis.log_commands: one line per command of a batch, with the node,
+ * the batch's round-trip time and each outcome.
+ */
+static void
+log_batch(const RedisBatch *b, const char *node, int64 usec,
+		  RedisReply **replies, const RedisError *err, const char *note)
+{
+	int			i;
+
+	if (b->said == NULL)
+		return;
+	for (i = 0; i < b->nparts; i++)
+	{
+		StringInfoData outcome;
+
+		initStringInfo(&outcome);
+		if (err)
+			appendStringInfo(&outcome, "failed: %s", err->message);
+		else if (replies)
+			describe_reply(&outcome, replies[i]);
+		else
+			appendStringInfoString(&outcome, note);
+		ereport(bmf_log_commands,
+				(errmsg_internal("bmfredis: %s on %s: %.3f ms%s, %s",
+								 b->said[i] ? b->said[i] : "(command)", node,
+								 usec / 1000.0,
+								 b->nparts > 1 ? psprintf(" (pipeline of %d)", b->nparts) : "",
+								 outcome.data),
+				 errhidestmt(true)));
+		pfree(outcome.data);
 	}
 }
 
@@ -305,7 +400,11 @@ batch_part(RedisBatch *b, int argc, const char *const *argv, const size_t *lens,
 			b->owner = repalloc(b->owner, sizeof(int) * b->cap);
 			b->join = repalloc(b->join, b->cap);
 		}
+		if (b->said)
+			b->said = repalloc(b->said, sizeof(char *) * b->cap);
 	}
+	if (b->said)
+		b->said[b->nparts] = argv ? describe_command(argc, argv, lens, script) : NULL;
 	b->offsets[b->nparts] = b->buf.len;
 	b->scripts[b->nparts] = script;
 	if (b->slots)
@@ -554,6 +653,8 @@ batch_copy_part(RedisBatch *to, const RedisBatch *from, int i)
 	appendBinaryStringInfo(&to->buf, from->buf.data + from->offsets[i], part_len(from, i));
 	batch_part(to, 0, NULL, NULL, from->scripts[i], from->slots ? from->slots[i] : -1);
 	to->offsets[to->nparts - 1] = at;
+	if (to->said && from->said)
+		to->said[to->nparts - 1] = from->said[i];
 	to->n++;
 }
 
@@ -1174,6 +1275,8 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	else
 		ok = node_send(node, b, flags, deadline, replies, err);
 	BmfStatsLatency(command_class(policy, command), GetCurrentTimestamp() - t0);
+	if (unlikely(b->said != NULL))
+		log_batch(b, node->ep.name, GetCurrentTimestamp() - t0, replies, ok ? NULL : err, NULL);
 	if (!ok)
 	{
 		RedisReportFailure(policy, flags, err, command);
@@ -1225,10 +1328,17 @@ bool
 RedisStreamSend(const RedisNode *node, const char *tag, bool opening,
 				const RedisBatch *b, TimestampTz deadline, RedisError *err)
 {
+	TimestampTz t0 = GetCurrentTimestamp();
+	bool		ok;
+
 	if (stream_refuse_cluster(node, err))
 		return false;
 	redis_client_stats.calls += b->n;
-	return RedisPoolStreamSend(node, tag, opening, &b->buf, b->n, deadline, err);
+	ok = RedisPoolStreamSend(node, tag, opening, &b->buf, b->n, deadline, err);
+	if (unlikely(b->said != NULL))
+		log_batch(b, node->ep.name, GetCurrentTimestamp() - t0, NULL, ok ? NULL : err,
+				  "written to the stream; runs at COMMIT's EXEC");
+	return ok;
 }
 
 RedisReply **
@@ -1238,15 +1348,23 @@ RedisStreamFinish(const RedisNode *node, const char *tag, const RedisBatch *b,
 	RedisReply **replies;
 	int			total;
 	int			i;
+	TimestampTz t0;
 
 	if (stream_refuse_cluster(node, err))
 		return NULL;
 	total = RedisPoolStreamUnread(node, tag) + b->n;
 	replies = palloc(sizeof(RedisReply *) * total);
 	redis_client_stats.calls += b->n;
+	t0 = GetCurrentTimestamp();
 	if (!RedisPoolStreamFinish(node, tag, &b->buf, b->n, deadline,
 							   CurrentMemoryContext, replies, err))
+	{
+		if (unlikely(b->said != NULL))
+			log_batch(b, node->ep.name, GetCurrentTimestamp() - t0, NULL, err, NULL);
 		return NULL;
+	}
+	if (unlikely(b->said != NULL))
+		log_batch(b, node->ep.name, GetCurrentTimestamp() - t0, replies + total - b->n, NULL, NULL);
 	for (i = 0; i < total; i++)
 		if (replies[i]->type == RESP_ERROR)
 		{

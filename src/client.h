@@ -96,6 +96,8 @@ typedef struct RedisBatch
 	int		   *slots;			/* [nparts] cluster mode: slot, -1 keyless */
 	int		   *owner;			/* [nparts] cluster mode: its command */
 	char	   *join;			/* [n] cluster mode: how parts' replies join */
+	char	  **said;			/* [nparts] with bmfredis.log_commands: what
+								 * each part is, for the log (never values) */
 } RedisBatch;
 
 extern void RedisBatchInit(RedisBatch *b);

@@ -117,6 +117,18 @@ is "  and the launcher does not start it again" "$(psql -X -A -t -d postgres -c 
 psql -X -q -d wk_a -c "CREATE EXTENSION bmfredis" >/dev/null
 is "CREATE EXTENSION again: a worker again" "$(wait_for "$(state_of wk_a)" running)" "running"
 
+# uninstalling: DROP EXTENSION is refused while tables are watched; with
+# CASCADE it takes their triggers, and other databases keep theirs
+psql -X -q -d wk_a -c "CREATE TABLE t (id int PRIMARY KEY)" -c "SELECT redis_watch('t', 't', ARRAY['t:{id}'])" >/dev/null
+out=$(psql -X -q -d wk_a -c "DROP EXTENSION bmfredis" 2>&1)
+like "DROP EXTENSION is refused while a table is watched" "$out" "cannot drop extension bmfredis because other objects depend on it"
+out=$(psql -X -q -A -t -d wk_a -c "DROP EXTENSION bmfredis CASCADE" -c "INSERT INTO t VALUES (1)" \
+	-c "SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass" 2>&1 | tail -1)
+is "  with CASCADE it takes the watch triggers; the table is a plain table again" "$(tr -d ' ' <<<"$out")" "0"
+is "  and the other database keeps its extension and its worker" "$(wait_for "$(state_of wk_b)" running)" "running"
+psql -X -q -d wk_a -c "DROP TABLE t" -c "CREATE EXTENSION bmfredis" >/dev/null
+wait_for "$(state_of wk_a)" running >/dev/null
+
 # commands that need the database alone stop its worker first
 t0=$(ms_now)
 out=$(psql -X -q -d postgres -c "CREATE DATABASE wk_c TEMPLATE wk_a" 2>&1)

@@ -36,8 +36,10 @@ PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for Postgr
 REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats locks cached
 REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
 
-# Concurrency specs, in test/isolation/specs (run by test/run).
+# Concurrency specs, in test/isolation/specs (run by test/run, and by
+# make installcheck: the Debian package's autopkgtest).
 ISOLATION = stale_refill rules_reload locks cached_guard
+ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation --load-extension=bmfredis
 
 SHLIB_LINK = -lhiredis -lssl -lcrypto
 # PostgreSQL's headers are system headers to us: -Wextra judges our code only.
@@ -47,9 +49,22 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# A VPATH build (Debian's pg_buildext builds in build-<version>/) puts the
+# objects in a src/ of its own.
+ifdef VPATH
+$(shell mkdir -p src)
+endif
+
 # PGXS tracks no header dependencies: a struct that changes size in a
 # header must rebuild every object that uses it (shared memory layout!).
 $(OBJS): $(wildcard $(srcdir)/src/*.h)
+
+# The Debian package (debian/), in the parent directory:
+# postgresql-15-bmfredis_<version>_amd64.deb.  test/run package builds it
+# from a clean copy, installs it, tests it and removes it.
+.PHONY: deb
+deb:
+	dpkg-buildpackage -us -uc
 
 # test/run asks for the suite lists, so they live in one place
 .PHONY: print-regress print-isolation

@@ -33,6 +33,8 @@ COMMENT ON FUNCTION redis_run_scheduled() IS
 -- 1.0's tables step aside (their index names are taken by 1.1's)
 ALTER TABLE bmfredis.cache_cascades RENAME TO cache_cascades_1_0;
 ALTER INDEX bmfredis.cache_cascades_pkey RENAME TO cache_cascades_1_0_pkey;
+ALTER TABLE bmfredis.cache_cascades_1_0 RENAME CONSTRAINT cache_cascades_entity_fkey TO cache_cascades_1_0_entity_fkey;
+ALTER TABLE bmfredis.cache_cascades_1_0 RENAME CONSTRAINT cache_cascades_target_fkey TO cache_cascades_1_0_target_fkey;
 ALTER TABLE bmfredis.cache_rules RENAME TO cache_rules_1_0;
 ALTER INDEX bmfredis.cache_rules_pkey RENAME TO cache_rules_1_0_pkey;
 ALTER INDEX bmfredis.cache_rules_relation_key RENAME TO cache_rules_1_0_relation_key;
@@ -93,6 +95,14 @@ DROP TABLE bmfredis.cache_rules_1_0;
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.entities', '');
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_cascades', '');
+-- the configuration tables in the order a fresh install lists them, and
+-- the sequences whose values a dump must keep (the fencing floor, so that
+-- numbers go on increasing after a restore)
+ALTER EXTENSION bmfredis DROP TABLE bmfredis.scheduled_invalidations;
+ALTER EXTENSION bmfredis ADD TABLE bmfredis.scheduled_invalidations;
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.scheduled_invalidations', '');
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.scheduled_invalidations_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.lock_fence', '');
 GRANT SELECT ON bmfredis.entities, bmfredis.cache_rules, bmfredis.cache_cascades TO PUBLIC;
 CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.entities
     FOR EACH STATEMENT EXECUTE FUNCTION redis_rules_changed();

@@ -347,6 +347,7 @@ SELECT pg_catalog.pg_extension_config_dump('bmfredis.entities', '');
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.cache_cascades', '');
 SELECT pg_catalog.pg_extension_config_dump('bmfredis.scheduled_invalidations', '');
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.scheduled_invalidations_id_seq', '');
 
 GRANT USAGE ON SCHEMA bmfredis TO PUBLIC;
 GRANT SELECT ON bmfredis.entities, bmfredis.cache_rules, bmfredis.cache_cascades TO PUBLIC;
@@ -790,6 +791,8 @@ REVOKE ALL ON FUNCTION redis_stats_reset() FROM PUBLIC;
 ------------------------------------------------------------------------
 
 CREATE SEQUENCE bmfredis.lock_fence;
+-- dumped with the database, so that numbers go on increasing after a restore
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.lock_fence', '');
 COMMENT ON SEQUENCE bmfredis.lock_fence IS
 'A floor for lock fencing numbers that survives restarts of PostgreSQL and of Redis';
 

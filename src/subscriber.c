@@ -209,9 +209,10 @@ cleanup_payloads(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("bmfredis", true)))
 	{
+		/* OPERATOR() forms share one precedence: the parentheses matter */
 		char	   *sql = psprintf("DELETE FROM bmfredis.notify_payloads "
 								   "WHERE received_at OPERATOR(pg_catalog.<) "
-								   "pg_catalog.now() OPERATOR(pg_catalog.-) '%d seconds'::pg_catalog.interval",
+								   "(pg_catalog.now() OPERATOR(pg_catalog.-) '%d seconds'::pg_catalog.interval)",
 								   bmf_payload_retention);
 
 		SPI_connect();

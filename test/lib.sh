@@ -19,6 +19,7 @@ BMF_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-client-15 redis-
 BMF_DEMO_PACKAGES="$BMF_PACKAGES"
 BMF_TEST_PACKAGES="$BMF_PACKAGES redis-sentinel node=nodejs npm=npm"
 BMF_FUZZ_PACKAGES="clang libclang-rt-14-dev"
+BMF_PACKAGE_PACKAGES="debhelper dpkg-dev postgresql-server-dev-all"
 BMF_VALGRIND_PACKAGES="$BMF_PACKAGES valgrind"
 BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-15-pgmemcache gnuplot-nox"
 # Programs of packages this machine may not have installed yet, so that the
@@ -28,7 +29,8 @@ redis-sentinel=redis-sentinel memcached=memcached gnuplot=gnuplot-nox valgrind=v
 clang=clang openssl=openssl make=make gcc=gcc node=nodejs npm=npm pgrep=procps ps=procps
 pg_config=postgresql-client-15 psql=postgresql-client-15 pgbench=postgresql-15 initdb=postgresql-15
 pg_ctl=postgresql-15 postgres=postgresql-15 pg_isready=postgresql-client-15 getconf=libc-bin
-pg_regress=postgresql-client-15 pg_isolation_regress=postgresql-client-15"
+pg_regress=postgresql-client-15 pg_isolation_regress=postgresql-client-15
+dpkg-buildpackage=dpkg-dev dpkg-deb=dpkg pg_buildext=postgresql-common"
 
 bmf_log() { printf '%s\n' "$*" >&2; }
 bmf_die() { bmf_log "error: $*"; exit 1; }

@@ -10,7 +10,7 @@ tap_db bmf_events
 
 # ioredis, from the npm registry, into the work directory
 mkdir -p "$BMF_WORK/node"
-if ! (cd "$BMF_WORK/node" && npm install --silent --no-audit --no-fund ioredis@5 >"$BMF_WORK/npm.log" 2>&1); then
+if ! (cd "$BMF_WORK/node" && npm install --loglevel=error --no-audit --no-fund ioredis@5 >"$BMF_WORK/npm.log" 2>&1); then
 	not_ok "npm install ioredis" "$(tail -5 "$BMF_WORK/npm.log")"
 	exit 0
 fi

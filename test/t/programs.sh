@@ -15,7 +15,7 @@ functions() { sed -n -E 's/^[[:space:]]*([A-Za-z_][A-Za-z0-9_-]*)\(\)[[:space:]]
 PGBIN=$(pg_config --bindir)
 builtins=" $(compgen -b | tr '\n' ' ') $(compgen -k | tr '\n' ' ') "
 # our own programs, run by path: scripts in the repository, test binaries
-own=" $(find test bench demo -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel fuzz_reply fuzz_template fuzz_url "
+own=" $(find test bench demo debian -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel fuzz_reply fuzz_template fuzz_url "
 
 # the package a program comes from on this machine, or from the map
 package_of() {
@@ -50,7 +50,7 @@ check_entry() {
 	local files=("$@") lists pkgs closure prog pkg bad=() fns e
 	# the packages the entry point's scripts install: bmf_install_packages
 	# lines, with test/lib.sh's lists expanded
-	lists=$(grep -h -E '^[^#]*bmf_install_packages ' "${files[@]}" | sed 's/^.*bmf_install_packages //' | grep -v '"\$@"' | sort -u | tr '\n' ' ')
+	lists=$(grep -h -E '^[^#]*bmf_install_packages ' "${files[@]}" | sed -E 's/^.*bmf_install_packages ([^);]*).*/\1/' | grep -v '"\$@"' | sort -u | tr '\n' ' ')
 	pkgs=$(eval "echo $lists")
 	closure=" $(for e in $pkgs; do echo "${e#*=}"; done | xargs apt-cache depends --recurse --no-recommends \
 		--no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances 2>/dev/null | grep -v '^ ' | tr '\n' ' ') "
@@ -81,7 +81,7 @@ check_entry() {
 }
 
 check_entry demo/run demo/run test/lib.sh test/redisctl demo/*.sql examples/*.sql
-check_entry test/run test/run test/lib.sh test/tap.sh test/redisctl test/fuzz/run test/t/*.sh sql/*.sql
+check_entry test/run test/run test/lib.sh test/tap.sh test/redisctl test/fuzz/run test/package debian/tests/installcheck test/t/*.sh sql/*.sql
 check_entry bench/run bench/run bench/*.sh bench/*.sql test/lib.sh test/redisctl
 check_entry test/valgrind test/valgrind test/lib.sh test/redisctl sql/*.sql
 

@@ -1,0 +1,124 @@
+# upgrade: 1.0's SQL objects, with rules, cascades, watched tables (both
+# modes), scheduled invalidations, stored payloads and grants, updated with
+# ALTER EXTENSION bmfredis UPDATE: everything still works, and the schema
+# is the one a fresh install of 1.1 makes (pg_dump --binary-upgrade
+# --schema-only of both, the comparison postgresql-unit and pg_cron use).
+# Then pg_dump and restore into a new database, and pg_upgrade into a new
+# cluster: the rules and triggers come back working.  On a server of its
+# own (it is stopped for pg_upgrade).
+. "$(dirname "$0")/../tap.sh"
+pgbin=$(pg_config --bindir)
+bmf_start_pg "" upold
+oldport=$PGPORT
+oldpid=$BMF_PG_PID
+trap 'bmf_stop_pid "$oldpid" INT; [ -n "${newpid:-}" ] && bmf_stop_pid "$newpid" INT' EXIT
+BMF_DB=up
+psql -X -q -d postgres -c "CREATE DATABASE up" >/dev/null
+
+# --- 1.0, used
+out=$(qs <<'SQL'
+CREATE EXTENSION bmfredis VERSION '1.0';
+SET bmfredis.key_prefix = 'up:';
+\o /dev/null
+\i examples/marketplace.sql
+\o
+SELECT redis_watch('payments', 'payment', ARRAY['payment:{id}', 'purchase:{purchase_id}'], mode => 'row');
+INSERT INTO bmfredis.cache_cascades VALUES ('product', 'purchase', 'product_id');
+SELECT redis_invalidate_at('sale:1', now() + interval '1 day');
+INSERT INTO bmfredis.notify_payloads (channel, message) VALUES ('big', 'stored message');
+CREATE ROLE up_admin;
+GRANT EXECUTE ON FUNCTION redis_command(text[]) TO up_admin;
+SELECT fence FROM redis_lock_fenced('up:lock') \gset
+SELECT redis_unlock('up:lock');
+SELECT extversion FROM pg_extension WHERE extname = 'bmfredis';
+SQL
+)
+like "1.0 installs and is used (rules, cascades, row and statement watches, schedules, payloads, grants)" "$out" "1\.0$"
+cd "$BMF_ROOT" || exit 1
+
+# --- the update
+out=$(q "ALTER EXTENSION bmfredis UPDATE" 2>&1)
+is "ALTER EXTENSION bmfredis UPDATE" "$out" ""
+is "  is 1.1" "$(q "SELECT extversion FROM pg_extension WHERE extname = 'bmfredis'")" "1.1"
+is "  each entity's rule became its rule default, with its table and mode" \
+	"$(q "SELECT string_agg(e.entity || '/' || r.name || '/' || e.mode, ' ' ORDER BY e.entity) FROM bmfredis.entities e JOIN bmfredis.cache_rules r USING (entity)")" \
+	"category/default/statement payment/default/row product/default/statement purchase/default/statement shop/default/statement user/default/statement"
+is "  the cascades are kept" "$(q "SELECT count(*) FROM bmfredis.cache_cascades")" "3"
+is "  the schedule and the stored payload are kept" \
+	"$(q "SELECT (SELECT count(*) FROM bmfredis.scheduled_invalidations) || ' ' || (SELECT count(*) FROM bmfredis.notify_payloads)")" "1 1"
+is "  the grant is kept" "$(q "SELECT has_function_privilege('up_admin', 'redis_command(text[])', 'EXECUTE')")" "t"
+is "  1.1's functions are there" "$(q "SELECT count(*) FROM pg_proc WHERE proname IN ('redis_workers', 'redis_rewatch', 'redis_event_id')")" "3"
+
+# everything still works: a watched UPDATE (statement and row mode), a
+# cascade, a named rule added, the worker
+qs >/dev/null <<'SQL'
+INSERT INTO users VALUES (1, 'a@example.com', 'A', 'x');
+INSERT INTO shops VALUES (1, 1, 'S');
+INSERT INTO products VALUES (1, 1, NULL, 'P', 1);
+INSERT INTO purchases VALUES (1, 1, 1, 1);
+INSERT INTO payments VALUES (1, 1, 'paid');
+SQL
+redis-cli -p "$BMF_REDIS_PORT" MSET up:product:1 c up:purchase:1 c up:payment:1 c up:shop:1:products c >/dev/null
+q "SET bmfredis.key_prefix = 'up:'; UPDATE shops SET name = 'T' WHERE id = 1; UPDATE payments SET status = 'refunded'" >/dev/null
+is "after the update, watched UPDATEs invalidate (statement, row mode, cascades shop > product > purchase)" \
+	"$(redis-cli -p "$BMF_REDIS_PORT" EXISTS up:product:1 up:purchase:1 up:payment:1 up:shop:1:products)" "0"
+out=$(q "SELECT redis_watch('products', 'product', rule => 'events', columns => ARRAY['title'], channel => 'product')" 2>&1)
+is "  and a named rule can be added to a migrated entity" "$out" ""
+is "  the database's worker serves it" "$(for _ in $(seq 1 50); do s=$(q "SELECT state FROM redis_workers() WHERE database = 'up'"); [ "$s" = running ] && break; sleep 0.1; done; echo "$s")" "running"
+
+# --- the schema: an updated 1.0 against a fresh 1.1
+psql -X -q -d postgres -c "CREATE DATABASE ext10" -c "CREATE DATABASE ext11" >/dev/null
+psql -X -q -d ext10 -c "CREATE EXTENSION bmfredis VERSION '1.0'" -c "ALTER EXTENSION bmfredis UPDATE" >/dev/null
+psql -X -q -d ext11 -c "CREATE EXTENSION bmfredis" >/dev/null
+schema() {	# the extension's objects as pg_upgrade sees them, without OIDs
+	"$pgbin/pg_dump" --binary-upgrade --schema-only -d "$1" |
+		grep -v -E 'binary_upgrade_set_next|^-- Dumped|^-- Name:|^SET |^SELECT pg_catalog.set_config|^\\(un)?restrict ' |
+		sed -E 's/[0-9]{5,}/OID/g'
+}
+schema ext10 >"$BMF_WORK/ext10.sql"
+schema ext11 >"$BMF_WORK/ext11.sql"
+d=$(diff -u "$BMF_WORK/ext11.sql" "$BMF_WORK/ext10.sql" | head -40)
+is "the updated schema is the one a fresh 1.1 install makes (pg_dump --binary-upgrade --schema-only)" "$d" ""
+check "  (and the dump holds the extension's objects: $(grep -c 'ALTER EXTENSION bmfredis ADD' "$BMF_WORK/ext11.sql") of them)" \
+	[ "$(grep -c 'ALTER EXTENSION bmfredis ADD' "$BMF_WORK/ext11.sql")" -gt 50 ]
+
+# --- pg_dump and restore into a new database
+"$pgbin/pg_dump" -d up -f "$BMF_WORK/up.sql"
+psql -X -q -d postgres -c "CREATE DATABASE up_restored" >/dev/null
+out=$(psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d up_restored -f "$BMF_WORK/up.sql" 2>&1)
+is "pg_dump of a database that uses bmfredis restores into a new one" "$out" ""
+is "  with its entities, rules, cascades and schedules" \
+	"$(psql -X -A -t -d up_restored -c "SELECT (SELECT count(*) FROM bmfredis.entities) || ' ' || (SELECT count(*) FROM bmfredis.cache_rules) || ' ' || (SELECT count(*) FROM bmfredis.cache_cascades) || ' ' || (SELECT count(*) FROM bmfredis.scheduled_invalidations)")" \
+	"6 7 3 1"
+check "  and the fencing sequence where it was ($(psql -X -A -t -d up_restored -c "SELECT last_value FROM bmfredis.lock_fence"))" \
+	[ "$(psql -X -A -t -d up_restored -c "SELECT last_value FROM bmfredis.lock_fence")" = "$(q "SELECT last_value FROM bmfredis.lock_fence")" ]
+redis-cli -p "$BMF_REDIS_PORT" MSET up:product:1 c up:purchase:1 c >/dev/null
+psql -X -q -d up_restored -c "SET bmfredis.key_prefix = 'up:'" -c "UPDATE products SET title = 'Q' WHERE id = 1" >/dev/null
+is "  and its triggers invalidate (with the cascade)" "$(redis-cli -p "$BMF_REDIS_PORT" EXISTS up:product:1 up:purchase:1)" "0"
+
+# --- pg_upgrade into a new cluster
+psql -X -q -d postgres -c "DROP DATABASE ext10" -c "DROP DATABASE ext11" -c "DROP DATABASE up_restored" >/dev/null
+bmf_as_user "$pgbin/pg_ctl" -D "$BMF_WORK/upold" -w stop -m fast >/dev/null
+newdir=$BMF_WORK/upnew
+bmf_as_user "$pgbin/initdb" -D "$newdir" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$BMF_WORK/initdb-upnew.log" 2>&1
+newport=$(bmf_free_port)
+{
+	echo "listen_addresses = '127.0.0.1'"
+	echo "port = $newport"
+	echo "unix_socket_directories = '$BMF_WORK'"
+	echo "shared_preload_libraries = 'bmfredis'"
+	echo "bmfredis.port = $BMF_REDIS_PORT"
+} >>"$newdir/postgresql.conf"
+mkdir -p "$BMF_WORK/pg_upgrade" && chown "$BMF_USER" "$BMF_WORK/pg_upgrade"
+out=$(cd "$BMF_WORK/pg_upgrade" && bmf_as_user "$pgbin/pg_upgrade" -b "$pgbin" -B "$pgbin" \
+	-d "$BMF_WORK/upold" -D "$newdir" -p "$(bmf_free_port)" -P "$(bmf_free_port)" -U postgres 2>&1)
+rc=$?
+is "pg_upgrade carries the database into a new cluster" "$rc" "0"
+[ "$rc" = 0 ] || echo "$out" | tail -15 | sed 's/^/#   /'
+bmf_as_user "$pgbin/pg_ctl" -D "$newdir" -l "$BMF_WORK/upnew.log" -w start >/dev/null 2>&1
+newpid=$(head -1 "$newdir/postmaster.pid" 2>/dev/null)
+export PGPORT=$newport
+redis-cli -p "$BMF_REDIS_PORT" MSET up:product:1 c up:payment:1 c >/dev/null
+q "SET bmfredis.key_prefix = 'up:'; UPDATE products SET price = 2 WHERE id = 1; UPDATE payments SET status = 'paid'" >/dev/null
+is "  where its rules and triggers (both modes) invalidate" "$(redis-cli -p "$BMF_REDIS_PORT" EXISTS up:product:1 up:payment:1)" "0"
+is "  and the rules are all there" "$(q "SELECT count(*) FROM bmfredis.cache_rules")" "7"

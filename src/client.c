@@ -742,32 +742,49 @@ RedisReportFailure(RedisPolicy policy, int flags, const RedisError *err,
 			 errhint("Redis is slow or frozen; the setting named above gives its time.") : 0));
 }
 
+/*
+ * The SQLSTATE for an error reply, by its code word (resp.c says why never
+ * by its text).  The generic code ERR carries no more than its text, so
+ * for ERR alone the argument errors every Redis-compatible server words
+ * alike (they come from the same commands' argument parsing) get their
+ * precise SQLSTATE; any other ERR is 38000.
+ */
 int
 RedisReplyErrorCode(const char *s)
 {
-	if (strncmp(s, "WRONGTYPE", 9) == 0)
-		return ERRCODE_WRONG_OBJECT_TYPE;
-	if (strncmp(s, "NOPERM", 6) == 0)
-		return ERRCODE_INSUFFICIENT_PRIVILEGE;
-	if (strncmp(s, "NOAUTH", 6) == 0)
-		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-	if (strncmp(s, "WRONGPASS", 9) == 0)
-		return ERRCODE_INVALID_PASSWORD;
-	if (strncmp(s, "OOM", 3) == 0)
-		return ERRCODE_OUT_OF_MEMORY;
-	if (strncmp(s, "BUSY", 4) == 0)
-		return ERRCODE_OBJECT_IN_USE;
-	if (strncmp(s, "LOADING", 7) == 0 || strncmp(s, "READONLY", 8) == 0 ||
-		strncmp(s, "MASTERDOWN", 10) == 0)
-		return ERRCODE_CONNECTION_FAILURE;
-	if (strstr(s, "not an integer") != NULL)
-		return ERRCODE_INVALID_TEXT_REPRESENTATION;
-	if (strstr(s, "overflow") != NULL)
-		return ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
-	if (strstr(s, "invalid expire time") != NULL || strstr(s, "syntax error") != NULL)
-		return ERRCODE_INVALID_PARAMETER_VALUE;
-	if (strncmp(s, "ERR unknown command", 19) == 0)
-		return ERRCODE_UNDEFINED_FUNCTION;
+	static const struct
+	{
+		const char *code;
+		int			sqlstate;
+	}			codes[] = {
+		{"WRONGTYPE", ERRCODE_WRONG_OBJECT_TYPE},
+		{"NOPERM", ERRCODE_INSUFFICIENT_PRIVILEGE},
+		{"NOAUTH", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+		{"WRONGPASS", ERRCODE_INVALID_PASSWORD},
+		{"OOM", ERRCODE_OUT_OF_MEMORY},
+		{"BUSY", ERRCODE_CONNECTION_FAILURE},
+		{"LOADING", ERRCODE_CONNECTION_FAILURE},
+		{"READONLY", ERRCODE_CONNECTION_FAILURE},
+		{"MASTERDOWN", ERRCODE_CONNECTION_FAILURE},
+		{"NOREPLICAS", ERRCODE_CONNECTION_FAILURE},
+		{"CLUSTERDOWN", ERRCODE_CONNECTION_FAILURE},
+		{"MISCONF", ERRCODE_CONNECTION_FAILURE},
+	};
+
+	for (int i = 0; i < (int) lengthof(codes); i++)
+		if (RespErrorCodeIs(s, codes[i].code))
+			return codes[i].sqlstate;
+	if (RespErrorCodeIs(s, "ERR"))
+	{
+		if (strstr(s, "not an integer") != NULL)
+			return ERRCODE_INVALID_TEXT_REPRESENTATION;
+		if (strstr(s, "overflow") != NULL)
+			return ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
+		if (strstr(s, "invalid expire time") != NULL || strstr(s, "syntax error") != NULL)
+			return ERRCODE_INVALID_PARAMETER_VALUE;
+		if (strncmp(s, "ERR unknown command", 19) == 0)
+			return ERRCODE_UNDEFINED_FUNCTION;
+	}
 	return ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
 }
 
@@ -799,8 +816,8 @@ RedisRaiseReplyError(const RedisReply *reply, const char *command)
 			msg = "Redis is out of memory";
 			hint = "Raise Redis' maxmemory or give it an eviction policy.";
 			break;
-		case ERRCODE_OBJECT_IN_USE:
-			msg = "Redis is busy running a script";
+		case ERRCODE_CONNECTION_FAILURE:
+			msg = "Redis is unavailable";
 			break;
 		case ERRCODE_INVALID_TEXT_REPRESENTATION:
 			msg = "Redis value is not an integer";
@@ -837,7 +854,7 @@ pool_flags(int flags)
 static bool
 is_noscript(const RedisReply *r)
 {
-	return r->type == RESP_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+	return RespErrorIs(r, "NOSCRIPT");
 }
 
 /*
@@ -1024,8 +1041,8 @@ redirects_settled(const RedisBatch *b, RedisReply **replies, RedisError *err)
 
 		if (replies[i]->type != RESP_ERROR)
 			continue;
-		if (strncmp(s, "MOVED ", 6) == 0 || strncmp(s, "ASK ", 4) == 0 ||
-			strncmp(s, "TRYAGAIN", 8) == 0)
+		if (RespErrorIs(replies[i], "MOVED") || RespErrorIs(replies[i], "ASK") ||
+			RespErrorIs(replies[i], "TRYAGAIN"))
 		{
 			RedisClusterMapStale();
 			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
@@ -1099,11 +1116,11 @@ cluster_send(const RedisNode *cnode, const RedisBatch *b, int flags,
 				tries[i] >= bmf_cluster_max_redirects)
 				continue;
 			s = replies[i]->str;
-			if (strncmp(s, "MOVED ", 6) == 0 && parse_redirect(s, &slot, &addr))
-				to = RedisClusterMoved(slot, addr);
-			else if (strncmp(s, "ASK ", 4) == 0 && parse_redirect(s, &slot, &addr))
-				to = RedisClusterNodeAt(addr);
-			else if (strncmp(s, "TRYAGAIN", 8) == 0)
+			if (RespErrorIs(replies[i], "MOVED") && parse_redirect(s, &slot, &addr))
+				to = RedisClusterMoved(slot, addr, target[i]);
+			else if (RespErrorIs(replies[i], "ASK") && parse_redirect(s, &slot, &addr))
+				to = RedisClusterNodeAt(addr, target[i]);
+			else if (RespErrorIs(replies[i], "TRYAGAIN"))
 			{
 				to = target[i];
 				again = wait = true;

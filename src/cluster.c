@@ -4,10 +4,19 @@
  *		Redis Cluster: key slots, the slot map of this backend, and the
  *		layout of the keys bmfredis adds next to a user's key.
  *
- * The map is learned from CLUSTER SLOTS, asked of the masters we know and
+ * The map is learned from CLUSTER SHARDS (Redis 7 and Valkey; CLUSTER SLOTS
+ * where SHARDS is refused or unknown), asked of the masters we know and
  * then of the seeds (bmfredis.host:port and bmfredis.cluster_nodes), and
  * corrected one slot at a time by MOVED redirects; after a connection
- * failure or a MOVED it is asked for again before the next call.  Nodes
+ * failure or a MOVED it is asked for again before the next call.
+ *
+ * Endpoints.  A node is reached at the endpoint the cluster announces
+ * (cluster-preferred-endpoint-type: an IP, or a host name resolved when
+ * connecting).  An endpoint that is NULL (unknown-endpoint: the nodes sit
+ * behind something they do not know the address of), "" or "?" (a node
+ * that does not know its own address) means the address the reply came
+ * from, with the port given: so says the CLUSTER SLOTS documentation, and
+ * MOVED's ":port" form means the same.  Nodes
  * are never forgotten (a cluster has few of them): each is a RedisNode
  * with the seed's credentials and TLS settings, named "host:port" like
  * any other, so the pool keeps one connection per node used.
@@ -178,6 +187,7 @@ static bool map_stale = false;
 static TimestampTz last_refresh = 0;
 static uint64 built_for = 0;
 static RedisNode template_node;	/* the seed: credentials, TLS */
+static bool shards_refused = false; /* CLUSTER SHARDS answered an error */
 
 /* A plain node at n's address with the seed's credentials and TLS. */
 static void
@@ -227,14 +237,31 @@ node_index(const ClusterNode *n)
 	return -1;
 }
 
-/* "host:port" or "[v6]:port" (a MOVED or ASK address, a seed) */
+/* an endpoint that means "where you asked" (see the file header) */
+static bool
+endpoint_unknown(const char *host)
+{
+	return host == NULL || host[0] == '\0' || strcmp(host, "?") == 0;
+}
+
+/*
+ * "host:port" or "[v6]:port" (a MOVED or ASK address, a seed); ":port" or
+ * "?:port" is a node at from's host (from NULL: not allowed).
+ */
 static ClusterNode *
-node_at(const char *addr)
+node_at(const char *addr, const RedisNode *from)
 {
 	char		buf[POOL_NAME_LEN];
 	const char *host;
 	int			port;
 
+	if (from != NULL && (addr[0] == ':' || strncmp(addr, "?:", 2) == 0))
+	{
+		snprintf(buf, sizeof(buf), "x%s", strchr(addr, ':'));
+		if (!BmfSplitHostPort(buf, &host, &port))
+			return NULL;
+		return node_get(from->ep.host, port);
+	}
 	strlcpy(buf, addr, sizeof(buf));
 	if (!BmfSplitHostPort(buf, &host, &port) || strlen(host) >= sizeof(((ClusterNode *) 0)->host))
 		return NULL;
@@ -251,13 +278,57 @@ adopt_seed(const RedisNode *seed)
 	int			i;
 
 	template_node = *seed;
+	shards_refused = false;
 	for (i = 0; i < nnodes; i++)
 		node_configure(nodes[i], nodes[i]->node.ep.port);
 	map_known = false;
 	built_for = bmfredis_config_generation;
 }
 
-/* Load the map from a CLUSTER SLOTS reply; false if it makes no sense. */
+/* Make map (-1 everywhere) the slot map, its nodes the masters. */
+static void
+install_map(const int16 *map)
+{
+	int			i;
+
+	memcpy(slot_map, map, sizeof(slot_map));
+	for (i = 0; i < nnodes; i++)
+		nodes[i]->master = false;
+	for (i = 0; i < CLUSTER_SLOTS; i++)
+		if (slot_map[i] >= 0)
+			nodes[slot_map[i]]->master = true;
+}
+
+/* slots first..last go to host:port in map; false if that makes no sense */
+static bool
+map_range(int16 *map, long long first, long long last, const char *host,
+		  long long port, const ClusterNode *asked, int *covered)
+{
+	ClusterNode *n;
+	long long	s;
+
+	if (first < 0 || last >= CLUSTER_SLOTS || first > last || port < 1 || port > 65535)
+		return false;
+	if (endpoint_unknown(host))
+		host = asked->host;
+	if (strlen(host) >= sizeof(((ClusterNode *) 0)->host))
+		return false;
+	n = node_get(host, (int) port);
+	if (n == NULL)
+		return false;
+	for (s = first; s <= last; s++)
+	{
+		if (map[s] < 0)
+			(*covered)++;
+		map[s] = (int16) node_index(n);
+	}
+	return true;
+}
+
+/*
+ * Load the map from a CLUSTER SLOTS reply: [[first, last, [endpoint,
+ * port, id, {metadata}], replicas...], ...]; false if it makes no sense.
+ */
 static bool
 load_slots(const RedisReply *r, const ClusterNode *asked)
 {
@@ -272,9 +343,6 @@ load_slots(const RedisReply *r, const ClusterNode *asked)
 	{
 		const RedisReply *e = r->element[i];
 		const RedisReply *m;
-		const char *host;
-		ClusterNode *n;
-		long long	s;
 
 		if (e->type != RESP_ARRAY || e->elements < 3 ||
 			e->element[0]->type != RESP_INTEGER ||
@@ -282,55 +350,148 @@ load_slots(const RedisReply *r, const ClusterNode *asked)
 			e->element[2]->type != RESP_ARRAY)
 			return false;
 		m = e->element[2];
-		if (m->elements < 2 || m->element[0]->type != RESP_STRING ||
+		if (m->elements < 2 ||
+			(m->element[0]->type != RESP_STRING && m->element[0]->type != RESP_NIL) ||
 			m->element[1]->type != RESP_INTEGER)
 			return false;
-		if (e->element[0]->integer < 0 || e->element[1]->integer >= CLUSTER_SLOTS ||
-			e->element[0]->integer > e->element[1]->integer)
+		if (!map_range(map, e->element[0]->integer, e->element[1]->integer,
+					   m->element[0]->type == RESP_NIL ? NULL : m->element[0]->str,
+					   m->element[1]->integer, asked, &covered))
 			return false;
-		/* an empty or "?" address is the node we asked */
-		host = m->element[0]->str;
-		if (host[0] == '\0' || strcmp(host, "?") == 0)
-			host = asked->host;
-		n = node_get(host, (int) m->element[1]->integer);
-		if (n == NULL)
+	}
+	if (covered == 0)
+		return false;
+	install_map(map);
+	return true;
+}
+
+/* the value of field name in a RESP2 map (a flat array of pairs), or NULL */
+static const RedisReply *
+map_field(const RedisReply *m, const char *name)
+{
+	size_t		i;
+
+	if (m->type != RESP_ARRAY || m->elements % 2 != 0)
+		return NULL;
+	for (i = 0; i < m->elements; i += 2)
+		if (m->element[i]->type == RESP_STRING && strcmp(m->element[i]->str, name) == 0)
+			return m->element[i + 1];
+	return NULL;
+}
+
+/*
+ * Load the map from a CLUSTER SHARDS reply: per shard, "slots" (pairs of
+ * first and last slot) and "nodes" (each with "role", "health",
+ * "endpoint", "port" and, for TLS, "tls-port").  A shard's slots go to
+ * its master; a shard whose master is not "online" (failed, or loading)
+ * is still mapped to it, as CLUSTER SLOTS would, and calls to it fail
+ * there until a replica takes over.  false if the reply makes no sense.
+ */
+static bool
+load_shards(const RedisReply *r, const ClusterNode *asked, bool tls)
+{
+	int16		map[CLUSTER_SLOTS];
+	size_t		i,
+				j;
+	int			covered = 0;
+
+	if (r->type != RESP_ARRAY)
+		return false;
+	memset(map, 0xff, sizeof(map));		/* -1 */
+	for (i = 0; i < r->elements; i++)
+	{
+		const RedisReply *slots = map_field(r->element[i], "slots");
+		const RedisReply *members = map_field(r->element[i], "nodes");
+		const RedisReply *master = NULL;
+		const RedisReply *endpoint;
+		const RedisReply *port;
+
+		if (slots == NULL || members == NULL || slots->type != RESP_ARRAY ||
+			slots->elements % 2 != 0 || members->type != RESP_ARRAY)
 			return false;
-		for (s = e->element[0]->integer; s <= e->element[1]->integer; s++)
+		if (slots->elements == 0)
+			continue;			/* a shard with no slots (yet) */
+		for (j = 0; j < members->elements; j++)
 		{
-			if (map[s] < 0)
-				covered++;
-			map[s] = (int16) node_index(n);
+			const RedisReply *role = map_field(members->element[j], "role");
+
+			if (role && role->type == RESP_STRING && strcmp(role->str, "master") == 0)
+				master = members->element[j];
+		}
+		if (master == NULL)
+			return false;
+		endpoint = map_field(master, "endpoint");
+		port = tls ? map_field(master, "tls-port") : NULL;
+		if (port == NULL)
+			port = map_field(master, "port");
+		if (port == NULL || port->type != RESP_INTEGER ||
+			(endpoint != NULL && endpoint->type != RESP_STRING && endpoint->type != RESP_NIL))
+			return false;
+		for (j = 0; j < slots->elements; j += 2)
+		{
+			if (slots->element[j]->type != RESP_INTEGER ||
+				slots->element[j + 1]->type != RESP_INTEGER)
+				return false;
+			if (!map_range(map, slots->element[j]->integer, slots->element[j + 1]->integer,
+						   (endpoint == NULL || endpoint->type == RESP_NIL) ? NULL : endpoint->str,
+						   port->integer, asked, &covered))
+				return false;
 		}
 	}
 	if (covered == 0)
 		return false;
-	memcpy(slot_map, map, sizeof(map));
-	for (i = 0; i < (size_t) nnodes; i++)
-		nodes[i]->master = false;
-	for (i = 0; i < CLUSTER_SLOTS; i++)
-		if (slot_map[i] >= 0)
-			nodes[slot_map[i]]->master = true;
+	install_map(map);
 	return true;
 }
 
+/* one CLUSTER subcommand to node n */
 static bool
-ask_slots(ClusterNode *n, TimestampTz deadline, RedisError *err)
+ask_cluster(ClusterNode *n, const char *sub, TimestampTz deadline,
+			RedisReply **reply, RedisError *err)
 {
 	StringInfoData cmd;
-	const char *argv[2] = {"CLUSTER", "SLOTS"};
-	size_t		lens[2] = {7, 5};
-	RedisReply *reply;
+	const char *argv[2] = {"CLUSTER", sub};
+	size_t		lens[2] = {7, strlen(sub)};
 	bool		ok;
 
 	initStringInfo(&cmd);
 	RespFormat(&cmd, 2, argv, lens);
 	ok = RedisPoolExec(&n->node, &cmd, 1, POOL_IDEMPOTENT, deadline,
-					   CurrentMemoryContext, &reply, err);
+					   CurrentMemoryContext, reply, err);
 	pfree(cmd.data);
-	if (!ok)
+	return ok;
+}
+
+/*
+ * Ask n for the map: CLUSTER SHARDS, or CLUSTER SLOTS when this backend
+ * found SHARDS refused (an older server, or an ACL without it).
+ */
+static bool
+ask_slots(ClusterNode *n, TimestampTz deadline, RedisError *err)
+{
+	RedisReply *reply;
+	const char *sub = "SLOTS";
+
+	if (!shards_refused)
+	{
+		if (!ask_cluster(n, "SHARDS", deadline, &reply, err))
+			return false;
+		if (reply->type != RESP_ERROR)
+		{
+			if (load_shards(reply, n, n->node.ep.tls.enabled))
+				return true;
+			RedisErrorSet(err, RS_PROTOCOL, ERRCODE_PROTOCOL_VIOLATION,
+						  "invalid reply from Redis",
+						  "CLUSTER SHARDS at %s returned no usable slot map.", n->name);
+			return false;
+		}
+		shards_refused = true;
+	}
+	if (!ask_cluster(n, sub, deadline, &reply, err))
 		return false;
 	if (reply->type == RESP_ERROR)
 	{
+		shards_refused = false;	/* a plain server: ask it all again next time */
 		RedisErrorSet(err, RS_CONNECT, ERRCODE_FEATURE_NOT_SUPPORTED,
 					  "Redis Cluster is not enabled on the Redis server",
 					  "CLUSTER SLOTS at %s: %s", n->name, reply->str);
@@ -422,7 +583,7 @@ RedisClusterEnsureMap(const RedisNode *seed, TimestampTz deadline,
 	list = pstrdup(bmf_cluster_nodes ? bmf_cluster_nodes : "");
 	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
 	{
-		n = node_at(tok);
+		n = node_at(tok, NULL);
 		if (n == NULL)
 			continue;
 		if (ask_slots(n, deadline, err))
@@ -438,7 +599,7 @@ RedisClusterEnsureMap(const RedisNode *seed, TimestampTz deadline,
 	RedisErrorSet(err, all_down ? RS_DOWN : RS_CONNECT,
 				  all_down ? ERRCODE_CONNECTION_FAILURE : ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
 				  all_down ? "Redis is unavailable" : "could not connect to Redis",
-				  "No node of the cluster answered CLUSTER SLOTS (%d asked); last: %s",
+				  "No node of the cluster told its slot map (%d asked); last: %s",
 				  tried, last);
 	return false;
 
@@ -464,9 +625,9 @@ RedisClusterNodeForSlot(int slot)
 }
 
 const RedisNode *
-RedisClusterMoved(int slot, const char *addr)
+RedisClusterMoved(int slot, const char *addr, const RedisNode *from)
 {
-	ClusterNode *n = node_at(addr);
+	ClusterNode *n = node_at(addr, from);
 
 	if (n == NULL)
 		return NULL;
@@ -478,9 +639,9 @@ RedisClusterMoved(int slot, const char *addr)
 }
 
 const RedisNode *
-RedisClusterNodeAt(const char *addr)
+RedisClusterNodeAt(const char *addr, const RedisNode *from)
 {
-	ClusterNode *n = node_at(addr);
+	ClusterNode *n = node_at(addr, from);
 
 	return n ? &n->node : NULL;
 }

@@ -40,7 +40,7 @@ extern void RedisKeyInSlot(StringInfo out, const char *key, size_t len, int slot
 
 /*
  * Make sure the slot map is known (asking the seeds, or any node we know,
- * for CLUSTER SLOTS when it is empty or stale).  false with err set when
+ * for its slot map when it is empty or stale).  false with err set when
  * no node answers.  seed is the configured node (host, port, TLS, auth).
  */
 extern bool RedisClusterEnsureMap(const RedisNode *seed, TimestampTz deadline,
@@ -49,13 +49,18 @@ extern bool RedisClusterEnsureMap(const RedisNode *seed, TimestampTz deadline,
 /* The node serving slot (-1: any master), from the map. */
 extern const RedisNode *RedisClusterNodeForSlot(int slot);
 
-/* Learn from "MOVED <slot> <addr>": that slot is served by addr now. */
-extern const RedisNode *RedisClusterMoved(int slot, const char *addr);
+/*
+ * Learn from "MOVED <slot> <addr>", the answer of node from: that slot is
+ * served by addr now (":port" is a node at from's host).
+ */
+extern const RedisNode *RedisClusterMoved(int slot, const char *addr,
+										  const RedisNode *from);
 
-/* The node at addr ("host:port"), added to the table if new (ASK). */
-extern const RedisNode *RedisClusterNodeAt(const char *addr);
+/* The node at addr ("host:port", or ":port" at from's host), added to the
+ * table if new (ASK). */
+extern const RedisNode *RedisClusterNodeAt(const char *addr, const RedisNode *from);
 
-/* Ask CLUSTER SLOTS again before the next routed call. */
+/* Ask for the slot map again before the next routed call. */
 extern void RedisClusterMapStale(void);
 
 /* The masters of the current map; *nodes palloc'd.  Returns the count. */

@@ -715,19 +715,12 @@ replies_unavailable(RedisReply **replies, int n, RedisError *err,
 
 	for (i = 0; i < n; i++)
 	{
-		const char *s;
-
-		if (replies[i]->type != RESP_ERROR)
-			continue;
-		s = replies[i]->str;
-		if (strncmp(s, "READONLY", 8) == 0 || strncmp(s, "LOADING", 7) == 0 ||
-			strncmp(s, "MASTERDOWN", 10) == 0 || strncmp(s, "NOREPLICAS", 10) == 0 ||
-			strncmp(s, "CLUSTERDOWN", 11) == 0)
+		if (RespErrorUnavailable(replies[i]))
 		{
 			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
 						  "Redis is unavailable",
 						  addr[0] ? "%s (%s) answered: %s" : "%s%s answered: %s",
-						  name, addr, s);
+						  name, addr, replies[i]->str);
 			return true;
 		}
 	}

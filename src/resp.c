@@ -344,3 +344,48 @@ RespTypeName(int type)
 	}
 	return "unknown";
 }
+
+/*
+ * Error replies start with a code: an upper-case word ("WRONGTYPE Operation
+ * against ...", "LOADING Valkey is loading ...").  Only the code is
+ * stable: servers reword the rest (Valkey 8 says "Valkey is loading" where
+ * Redis says "Redis is loading"), so errors are told apart by the whole
+ * code word, never by prefix (BUSYKEY and BUSYGROUP are not BUSY) and
+ * never by the text after it.
+ */
+bool
+RespErrorCodeIs(const char *text, const char *code)
+{
+	size_t		n = strlen(code);
+
+	return strncmp(text, code, n) == 0 && (text[n] == ' ' || text[n] == '\0');
+}
+
+bool
+RespErrorIs(const RedisReply *r, const char *code)
+{
+	return r->type == RESP_ERROR && RespErrorCodeIs(r->str, code);
+}
+
+/*
+ * Codes that say the node cannot serve this call now, whatever the call:
+ * a replica or a loading, misconfigured (MISCONF: writes refused after a
+ * failed save), script-blocked (BUSY), partitioned or cut-off node.  The
+ * caller treats them as a failure of the node (backoff, retry queue), not
+ * as an answer.
+ */
+bool
+RespErrorUnavailable(const RedisReply *r)
+{
+	static const char *const codes[] = {
+		"READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS", "CLUSTERDOWN",
+		"MISCONF", "BUSY"
+	};
+
+	if (r->type != RESP_ERROR)
+		return false;
+	for (int i = 0; i < (int) lengthof(codes); i++)
+		if (RespErrorIs(r, codes[i]))
+			return true;
+	return false;
+}

@@ -56,6 +56,12 @@ extern bool RespReaderFeed(RespReader *r, const char *buf, size_t len,
 extern int	RespReaderGet(RespReader *r, MemoryContext cxt, size_t max_string,
 						  RedisReply **reply, RedisError *err);
 
+/* Is r an error reply with this code (its first word)?  Is it a code that
+ * says the node cannot serve us now (READONLY, LOADING, MISCONF, BUSY, ...)? */
+extern bool RespErrorIs(const RedisReply *r, const char *code);
+extern bool RespErrorCodeIs(const char *text, const char *code);
+extern bool RespErrorUnavailable(const RedisReply *r);
+
 /* Bytes received but not yet parsed into a reply. */
 extern size_t RespReaderBuffered(const RespReader *r);
 

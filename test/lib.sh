@@ -22,10 +22,14 @@ BMF_FUZZ_PACKAGES="clang libclang-rt-14-dev"
 BMF_PACKAGE_PACKAGES="debhelper dpkg-dev postgresql-server-dev-all"
 BMF_VALGRIND_PACKAGES="$BMF_PACKAGES valgrind"
 BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-15-pgmemcache gnuplot-nox"
+# BMF_SERVER=valkey runs Valkey 8 (bookworm-backports) instead of Redis as
+# every test server; redis-cli stays the client either way
+BMF_SERVER=${BMF_SERVER:-redis}
+BMF_VALKEY_PACKAGES="valkey-server valkey-sentinel"
 # Programs of packages this machine may not have installed yet, so that the
 # check can name their package before anything is installed.
 BMF_PROGRAM_PACKAGES="redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools
-redis-sentinel=redis-sentinel memcached=memcached gnuplot=gnuplot-nox valgrind=valgrind
+redis-sentinel=redis-sentinel valkey-server=valkey-server valkey-sentinel=valkey-sentinel memcached=memcached gnuplot=gnuplot-nox valgrind=valgrind
 clang=clang openssl=openssl make=make gcc=gcc node=nodejs npm=npm pgrep=procps ps=procps
 pg_config=postgresql-client-15 psql=postgresql-client-15 pgbench=postgresql-15 initdb=postgresql-15
 pg_ctl=postgresql-15 postgres=postgresql-15 pg_isready=postgresql-client-15 getconf=libc-bin
@@ -70,6 +74,39 @@ bmf_install_packages() {
 	[ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
 	return 0
 }
+
+# bmf_enable_backports: Debian 12's bookworm-backports suite (where Valkey
+# 8 is), added to apt's sources when no source lists it yet
+bmf_enable_backports() {
+	grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
+	bmf_log "adding bookworm-backports to apt's sources (/etc/apt/sources.list.d/bmfredis-backports.sources)"
+	cat >/etc/apt/sources.list.d/bmfredis-backports.sources <<EOF
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+	apt-get update -q >>/tmp/bmfredis-apt.log 2>&1 || bmf_die "apt-get update failed; see /tmp/bmfredis-apt.log"
+}
+
+# bmf_install_server: the server BMF_SERVER names (redis comes with
+# BMF_PACKAGES; valkey from bookworm-backports)
+bmf_install_server() {
+	case $BMF_SERVER in
+	redis) ;;
+	valkey)
+		command -v valkey-server >/dev/null && command -v valkey-sentinel >/dev/null && return 0
+		bmf_enable_backports
+		bmf_install_packages $BMF_VALKEY_PACKAGES ;;
+	*) bmf_die "BMF_SERVER is '$BMF_SERVER': it can be redis or valkey" ;;
+	esac
+}
+
+# bmf_server_bin / bmf_sentinel_bin: the server program BMF_SERVER names,
+# and its Sentinel
+bmf_server_bin() { case $BMF_SERVER in valkey) echo valkey-server ;; *) echo redis-server ;; esac; }
+bmf_sentinel_bin() { case $BMF_SERVER in valkey) echo valkey-sentinel ;; *) echo redis-sentinel ;; esac; }
 
 bmf_build_install() {
 	local cflags=${BMF_CFLAGS:--Wall -Wextra}
@@ -165,17 +202,17 @@ bmf_cleanup() {
 # $BMF_WORK/NAME.pid (test/redisctl restarts it and updates the file).
 bmf_start_redis() {
 	local name=$1; shift
-	command -v redis-server >/dev/null || bmf_die "redis-server is missing: install the Debian package redis-server"
+	command -v "$(bmf_server_bin)" >/dev/null || bmf_die "$(bmf_server_bin) is missing: run test/run, which installs it"
 	local port; port=$(bmf_free_port)
 	mkdir -p "$BMF_WORK/$name"
 	chown "$BMF_USER" "$BMF_WORK/$name"
 	cat >"$BMF_WORK/$name.args" <<EOF
 --port $port --bind 127.0.0.1 --save "" --appendonly no --enable-debug-command local --dir $BMF_WORK/$name --logfile $BMF_WORK/$name/redis.log --daemonize no $*
 EOF
-	bmf_spawn_as_user sh -c "exec redis-server $(cat "$BMF_WORK/$name.args")" </dev/null >/dev/null 2>&1 &
+	bmf_spawn_as_user sh -c "exec $(bmf_server_bin) $(cat "$BMF_WORK/$name.args")" </dev/null >/dev/null 2>&1 &
 	echo $! >"$BMF_WORK/$name.pid"
 	echo "$port" >"$BMF_WORK/$name.port"
-	bmf_wait_redis "$port" || { cat "$BMF_WORK/$name/redis.log" >&2; bmf_die "redis-server did not start"; }
+	bmf_wait_redis "$port" || { cat "$BMF_WORK/$name/redis.log" >&2; bmf_die "$(bmf_server_bin) did not start"; }
 	BMF_REDIS_PORT=$port
 }
 
@@ -220,7 +257,7 @@ bmf_start_cluster() {
 		mkdir -p "$BMF_WORK/$c$i"
 		chown "$BMF_USER" "$BMF_WORK/$c$i"
 		echo "$ports $extra --bind 127.0.0.1 --save \"\" --appendonly no --enable-debug-command local --cluster-enabled yes --cluster-config-file $BMF_WORK/$c$i/nodes.conf --cluster-node-timeout 1000 --dir $BMF_WORK/$c$i --logfile $BMF_WORK/$c$i/redis.log --daemonize no" >"$BMF_WORK/$c$i.args"
-		bmf_spawn_as_user sh -c "exec redis-server $(cat "$BMF_WORK/$c$i.args")" </dev/null >/dev/null 2>&1 &
+		bmf_spawn_as_user sh -c "exec $(bmf_server_bin) $(cat "$BMF_WORK/$c$i.args")" </dev/null >/dev/null 2>&1 &
 		echo $! >"$BMF_WORK/$c$i.pid"
 		echo "$p" >"$BMF_WORK/$c$i.port"
 		touch "$BMF_WORK/$c$i.cluster"
@@ -351,7 +388,7 @@ bmf_pg_reload() {
 
 # export what the SQL suites and shell tests use to reach the servers
 bmf_export_env() {
-	export BMF_WORK BMF_REDIS_PORT
+	export BMF_WORK BMF_REDIS_PORT BMF_SERVER
 	export BMF_REDISCTL="$BMF_ROOT/test/redisctl"
 	export PGHOST PGPORT PGUSER
 }

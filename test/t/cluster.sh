@@ -58,6 +58,73 @@ is "300 keys set, spread over the masters" "$sum $every" "300 1"
 is "  each where a cluster client finds it" "$(ccli GET bmfredis:k:123)" "v123"
 is "redis_health reports the cluster" "$(q "SELECT healthy, status, node FROM redis_health()")" \
 	"t|connected, cluster_state:ok|cluster:127.0.0.1:${ports[0]} (3 masters)"
+
+# endpoints as the cluster announces them (cluster-preferred-endpoint-type)
+# and the map from CLUSTER SHARDS, or CLUSTER SLOTS where SHARDS is refused
+every_node() { local p; for p in "${ports[@]}"; do redis-cli -p "$p" "$@" >/dev/null; done; }
+cmdcalls() {  # calls of a command on every node since CONFIG RESETSTAT
+	local p
+	for p in "${ports[@]}"; do redis-cli -p "$p" INFO commandstats; done |
+		tr -d '\r' | awk -F '[:=,]' -v c="cmdstat_$1" '$1 == c { n += $3 } END { print n + 0 }'
+}
+endpoints_settle() {  # until every node sees endpoint $1 for every node
+	local p n
+	for _ in $(seq 1 100); do
+		n=0
+		for p in "${ports[@]}"; do
+			n=$((n + $(redis-cli -p "$p" CLUSTER SHARDS | tr -d '\r' | grep -A1 -x endpoint | grep -c -x -- "$1")))
+		done
+		[ "$n" -eq $((${#ports[@]} * ${#ports[@]})) ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+every_node CONFIG RESETSTAT
+out=$(q "SELECT count(redis_cache_get('k:' || i)) FROM generate_series(1, 50) i")
+is "the slot map comes from CLUSTER SHARDS" "$(($(cmdcalls 'cluster|shards') > 0)) $(cmdcalls 'cluster|slots')" "1 0"
+
+every_node CONFIG SET cluster-announce-hostname localhost
+every_node CONFIG SET cluster-preferred-endpoint-type hostname
+endpoints_settle localhost || bmf_log "the endpoints did not become localhost everywhere"
+out=$(q "SELECT count(redis_cache_set('h:' || i, 'v' || i)) FROM generate_series(1, 100) i;
+	SELECT string_agg(DISTINCT split_part(node, ':', 1), ' ') FROM redis_connections()
+	WHERE node <> '127.0.0.1:${ports[0]}'" | tail -1)
+is "host name endpoints: the nodes are reached by the names the cluster gives (the seed aside)" "$out" "localhost"
+is "  and each key is where a cluster client finds it" "$(ccli GET bmfredis:h:77)" "v77"
+every_node CONFIG SET cluster-preferred-endpoint-type unknown-endpoint
+endpoints_settle "" || bmf_log "the endpoints did not become "" everywhere"
+# a seed named localhost: an unknown endpoint is the seed's host, port given
+out=$(q "SET bmfredis.host = 'localhost';
+	SELECT count(redis_cache_get('h:' || i)) FROM generate_series(1, 100) i;
+	SELECT string_agg(node, ' ' ORDER BY node) FROM redis_connections()" | tail -1)
+want=$(for p in $(masters); do echo "localhost:$p"; done | sort | tr '\n' ' ' | sed 's/ $//')
+is "unknown (NULL) endpoints: the address the map came from, with each node's port" "$out" "$want"
+slot=$(ccli CLUSTER KEYSLOT bmfredis:mu)
+src=""; for p in $(masters); do [ "$(redis-cli -p "$p" SET bmfredis:mu unknown)" = OK ] && src=$p; done
+dst=$(masters | grep -v "^$src\$" | head -1)
+srcid=$(redis-cli -p "$src" CLUSTER MYID); dstid=$(redis-cli -p "$dst" CLUSTER MYID)
+out=$(qs <<EOF
+SET bmfredis.host = 'localhost';
+SELECT redis_cache_get('mu');
+\\! redis-cli -p $dst CLUSTER SETSLOT $slot IMPORTING $srcid >/dev/null
+\\! redis-cli -p $src CLUSTER SETSLOT $slot MIGRATING $dstid >/dev/null
+\\! redis-cli -p $src MIGRATE 127.0.0.1 $dst bmfredis:mu 0 5000 >/dev/null
+\\! for p in $(masters | tr '\n' ' '); do redis-cli -p \$p CLUSTER SETSLOT $slot NODE $dstid >/dev/null; done
+SELECT redis_cache_get('mu');
+SELECT count(*) FROM redis_connections() WHERE node = 'localhost:$dst';
+EOF
+)
+is "  and a 'MOVED <slot> :<port>' is followed to that port at the same host" "$(tr '\n' ' ' <<<"$out")" "unknown unknown 1 "
+every_node CONFIG SET cluster-preferred-endpoint-type ip
+every_node CONFIG SET cluster-announce-hostname ""
+endpoints_settle 127.0.0.1 || bmf_log "the endpoints did not become 127.0.0.1 everywhere"
+every_node ACL SETUSER noshards on '>pw' '~*' '&*' +@all -cluster\|shards
+every_node CONFIG RESETSTAT
+out=$(q "SET bmfredis.username = 'noshards'; SET bmfredis.password = 'pw';
+	SELECT count(redis_cache_get('h:' || i)) FROM generate_series(1, 100) i" | tail -1)
+is "an ACL that refuses CLUSTER SHARDS: the map comes from CLUSTER SLOTS" \
+	"$out $(($(cmdcalls 'cluster|slots') > 0))" "100 1"
+every_node ACL DELUSER noshards
 is "one connection per master" \
 	"$(q "SELECT count(redis_cache_get('k:' || i)) FROM generate_series(1, 300) i; SELECT count(*) FROM redis_connections()" | tail -1)" "3"
 is "MGET over three masters keeps the order" \

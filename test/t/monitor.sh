@@ -45,7 +45,9 @@ $R cli CONFIG SET maxmemory 104857600 >/dev/null
 $R cli CONFIG SET maxmemory-policy noeviction >/dev/null
 out=$(q "SELECT server, maxmemory, memory_used_fraction < 0.5, maxmemory_policy, evicted_keys >= 0, memory_note FROM redis_health()")
 is "redis_health reports the server, maxmemory, the used fraction, the policy and evicted keys" \
-	"$(cut -d'|' -f1-5 <<<"$out")" "redis|104857600|t|noeviction|t"
+	"$(cut -d'|' -f1-5 <<<"$out")" "$BMF_SERVER|104857600|t|noeviction|t"
+is "  and the server's own version (Valkey also says redis_version:7.2.4)" "$(q "SELECT version FROM redis_health()")" \
+	"$("$(bmf_server_bin)" --version | sed -n 's/.* v=\([^ ]*\) .*/\1/p')"
 like "  and says that under noeviction a full Redis fails cache writes" "$(cut -d'|' -f6 <<<"$out")" \
 	"maxmemory-policy is noeviction: once Redis is full \([0-9]+% now\), cache writes fail with OOM"
 $R cli CONFIG SET maxmemory-policy allkeys-lru >/dev/null

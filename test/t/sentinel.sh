@@ -4,7 +4,7 @@
 # queue reaches the promoted node), and the cache, invalidation and lock
 # suites pass against the promoted node.
 . "$(dirname "$0")/../tap.sh"
-tap_need redis-sentinel=redis-sentinel
+tap_need "$(bmf_sentinel_bin)=$(bmf_sentinel_bin)"
 tap_db bmf_sentinel
 
 bmf_start_redis sm
@@ -30,7 +30,7 @@ sentinel failover-timeout mymaster 4000
 sentinel parallel-syncs mymaster 1
 EOF
 	chown -R "$BMF_USER" "$d"
-	bmf_spawn_as_user redis-sentinel "$d/sentinel.conf" </dev/null >/dev/null 2>&1 &
+	bmf_spawn_as_user "$(bmf_sentinel_bin)" "$d/sentinel.conf" </dev/null >/dev/null 2>&1 &
 	echo $! >"$BMF_WORK/sentinel$i.pid"
 	disown -a
 done

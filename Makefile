@@ -44,6 +44,10 @@ ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation --load-extension=bmfredis
 SHLIB_LINK = -lhiredis -lssl -lcrypto
 # PostgreSQL's headers are system headers to us: -Wextra judges our code only.
 PG_CPPFLAGS = -I$(srcdir)/src -isystem $(includedir_server) -isystem $(includedir_internal)
+# the library knows the version of the SQL objects it was built with (the
+# worker logs when a database's objects are older: ALTER EXTENSION UPDATE)
+EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(dir $(firstword $(MAKEFILE_LIST)))bmfredis.control)
+PG_CPPFLAGS += -DBMFREDIS_VERSION='"$(EXTVERSION)"'
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

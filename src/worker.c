@@ -32,6 +32,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_db_role_setting.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -95,6 +96,33 @@ database_settings(void)
  * this worker started with?  Runs the scheduled invalidations when it is.
  * Exits the worker when it should go.
  */
+/* extversion of bmfredis in this database (in a transaction), or "?" */
+static void
+extension_version(char *out, size_t size)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	strlcpy(out, "?", size);
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("bmfredis"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			text_to_cstring_buffer(DatumGetTextPP(d), out, size);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
 static void
 database_pass(const char *settings, bool schedule)
 {
@@ -143,6 +171,7 @@ bmfredis_worker_main(Datum arg)
 	Oid			dboid;
 	char	   *settings;
 	bool		present;
+	char		version[NAMEDATALEN];
 	Relay	   *relay;
 	TimestampTz next_pass = 0;
 
@@ -154,10 +183,12 @@ bmfredis_worker_main(Datum arg)
 		proc_exit(0);			/* the launcher changed its mind meanwhile */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
-	/* is the extension here at all? */
+	/* is the extension here at all, and which version are its objects? */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	present = OidIsValid(get_extension_oid("bmfredis", true));
+	if (present)
+		extension_version(version, sizeof(version));
 	RedisPoolNoteDatabase();
 	settings = database_settings();
 	CommitTransactionCommand();
@@ -168,6 +199,13 @@ bmfredis_worker_main(Datum arg)
 	}
 	ereport(LOG,
 			(errmsg("bmfredis worker serving database \"%s\"", RedisPoolDatabaseName())));
+	if (strcmp(version, BMFREDIS_VERSION) != 0)
+		ereport(LOG,
+				(errmsg("bmfredis in database \"%s\" has SQL objects of version %s, and the library is version %s",
+						RedisPoolDatabaseName(), version, BMFREDIS_VERSION),
+				 errdetail("What version %s's objects do keeps working; what is new in %s is missing until the update.",
+						   version, BMFREDIS_VERSION),
+				 errhint("Run ALTER EXTENSION bmfredis UPDATE in that database.")));
 	relay = RelayCreate();
 
 	for (;;)
@@ -192,7 +230,11 @@ bmfredis_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		if (RetryIsBacklogged() &&
 			!RedisPoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
+		{
+			pgstat_report_activity(STATE_RUNNING, "bmfredis: sending the retry queue");
 			RetryDrain(TransportDeadline(Max(bmf_flush_timeout, bmf_command_timeout)), false);
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
 		if (now >= next_pass)
 		{
 			database_pass(settings, true);

@@ -34,6 +34,12 @@ SELECT extversion FROM pg_extension WHERE extname = 'bmfredis';
 SQL
 )
 like "1.0 installs and is used (rules, cascades, row and statement watches, schedules, payloads, grants)" "$out" "1\.0$"
+is "  1.0's objects work with this library: redis_health() (fewer columns in 1.0)" \
+	"$(q "SELECT healthy, key_prefix FROM redis_health()")" "t|bmfredis:"
+for _ in $(seq 1 100); do grep -q 'has SQL objects of version 1.0' "$BMF_WORK/upold.log" && break; sleep 0.1; done
+like "  and the database's worker logs that its objects are older than the library, and what to run" \
+	"$(grep -A2 'has SQL objects of version 1.0' "$BMF_WORK/upold.log")" \
+	'LOG:  bmfredis in database "up" has SQL objects of version 1\.0, and the library is version 1\.1.*HINT:  Run ALTER EXTENSION bmfredis UPDATE in that database\.'
 cd "$BMF_ROOT" || exit 1
 
 # --- the update

@@ -460,3 +460,18 @@ AS 'MODULE_PATHNAME', 'redis_health'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_health() IS
 'Health of the Redis server from PING and INFO (server, version, memory and eviction, with a note when cache writes are about to fail); never raises for a Redis fault';
+
+-- the statistics as Prometheus metrics
+CREATE FUNCTION redis_metrics(
+    OUT metric text,
+    OUT type text,
+    OUT kind text,
+    OUT class text,
+    OUT le text,
+    OUT value double precision,
+    OUT help text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_metrics'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_metrics() IS
+'The statistics as Prometheus metrics: one row per sample, with its type, its labels (kind; class and le) and help; reads shared memory only, never Redis';

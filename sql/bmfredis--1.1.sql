@@ -786,6 +786,20 @@ COMMENT ON FUNCTION redis_stats_reset() IS
 'Resets the bmfredis statistics';
 REVOKE ALL ON FUNCTION redis_stats_reset() FROM PUBLIC;
 
+CREATE FUNCTION redis_metrics(
+    OUT metric text,
+    OUT type text,
+    OUT kind text,
+    OUT class text,
+    OUT le text,
+    OUT value double precision,
+    OUT help text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'redis_metrics'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_metrics() IS
+'The statistics as Prometheus metrics: one row per sample, with its type, its labels (kind; class and le) and help; reads shared memory only, never Redis';
+
 ------------------------------------------------------------------------
 -- Distributed locks and semaphores
 ------------------------------------------------------------------------

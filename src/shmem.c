@@ -76,6 +76,8 @@ startup_hook(void)
 			pg_atomic_init_u64(&shared->counters[i], 0);
 		for (i = 0; i < CLASS_COUNT * LATENCY_BUCKETS; i++)
 			pg_atomic_init_u64(&shared->latency[i / LATENCY_BUCKETS][i % LATENCY_BUCKETS], 0);
+		for (i = 0; i < CLASS_COUNT; i++)
+			pg_atomic_init_u64(&shared->latency_sum_us[i], 0);
 		shared->stats_reset = GetCurrentTimestamp();
 	}
 	LWLockRelease(AddinShmemInitLock);

@@ -92,6 +92,7 @@ typedef struct BmfSharedState
 	/* counters and latency histograms */
 	pg_atomic_uint64 counters[STAT_COUNT];
 	pg_atomic_uint64 latency[CLASS_COUNT][LATENCY_BUCKETS];
+	pg_atomic_uint64 latency_sum_us[CLASS_COUNT];	/* for the histogram's _sum */
 	TimestampTz stats_reset;
 	char		ring[FLEXIBLE_ARRAY_MEMBER];
 } BmfSharedState;

@@ -25,6 +25,7 @@
 
 PG_FUNCTION_INFO_V1(redis_stats_values);
 PG_FUNCTION_INFO_V1(redis_stats_reset);
+PG_FUNCTION_INFO_V1(redis_metrics);
 
 const char *const bmf_stat_names[STAT_COUNT] = {
 	"cache_hits",
@@ -63,6 +64,7 @@ const char *const bmf_class_names[CLASS_COUNT] = {
 
 static int64 local_counters[STAT_COUNT];
 static uint64 local_latency[CLASS_COUNT][LATENCY_BUCKETS];
+static uint64 local_latency_sum_us[CLASS_COUNT];
 
 static int
 latency_bucket(int64 usec)
@@ -94,10 +96,18 @@ BmfStatsLatency(BmfCmdClass cls, int64 usec)
 	BmfSharedState *sh = BmfShared();
 	int			b = latency_bucket(usec);
 
+	if (usec < 0)
+		usec = 0;
 	if (sh)
+	{
 		pg_atomic_fetch_add_u64(&sh->latency[cls][b], 1);
+		pg_atomic_fetch_add_u64(&sh->latency_sum_us[cls], (uint64) usec);
+	}
 	else
+	{
 		local_latency[cls][b]++;
+		local_latency_sum_us[cls] += (uint64) usec;
+	}
 }
 
 static uint64
@@ -174,6 +184,12 @@ BmfStatsReset(void)
 		if (sh)
 			pg_atomic_write_u64(&sh->latency[i / LATENCY_BUCKETS][i % LATENCY_BUCKETS], 0);
 		local_latency[i / LATENCY_BUCKETS][i % LATENCY_BUCKETS] = 0;
+	}
+	for (i = 0; i < CLASS_COUNT; i++)
+	{
+		if (sh)
+			pg_atomic_write_u64(&sh->latency_sum_us[i], 0);
+		local_latency_sum_us[i] = 0;
 	}
 	if (sh)
 		sh->stats_reset = GetCurrentTimestamp();
@@ -267,4 +283,146 @@ redis_stats_reset(PG_FUNCTION_ARGS)
 	(void) fcinfo;
 	BmfStatsReset();
 	PG_RETURN_VOID();
+}
+
+/* ---- metrics for a monitoring stack ---- */
+
+/*
+ * The counters as Prometheus names them.  The names, types and labels are
+ * a stable interface (the README lists them, test/t/metrics.sh holds the
+ * list to it): a counter is renamed or removed only with a major version.
+ */
+static const struct
+{
+	BmfStat		stat;
+	const char *metric;
+	const char *kind;			/* the label of bmfredis_errors_total */
+	const char *help;
+}			counter_metrics[] = {
+	{STAT_CACHE_HITS, "bmfredis_cache_hits_total", NULL, "Cache reads that found a value (per key for multi-key reads)."},
+	{STAT_CACHE_MISSES, "bmfredis_cache_misses_total", NULL, "Cache reads that found no value."},
+	{STAT_CACHE_SETS, "bmfredis_cache_sets_total", NULL, "Cache writes."},
+	{STAT_CACHED_WAITS, "bmfredis_cached_waits_total", NULL, "redis_cached calls that waited for another session's computation."},
+	{STAT_CACHED_EARLY, "bmfredis_cached_early_recomputes_total", NULL, "redis_cached calls that recomputed a value before it expired."},
+	{STAT_CACHED_BYPASSED, "bmfredis_cached_bypassed_total", NULL, "redis_cached calls that ran without the cache because their transaction had written."},
+	{STAT_INVALIDATIONS_QUEUED, "bmfredis_invalidations_queued_total", NULL, "Keys, tags and patterns queued for invalidation at COMMIT."},
+	{STAT_INVALIDATIONS_SENT, "bmfredis_invalidations_sent_total", NULL, "Invalidations sent at COMMIT."},
+	{STAT_INVALIDATIONS_FAILED, "bmfredis_invalidations_failed_total", NULL, "Invalidations that could not be sent at COMMIT (they went to the retry queue)."},
+	{STAT_INVALIDATIONS_RETRIED, "bmfredis_invalidations_retried_total", NULL, "Invalidations sent later from the retry queue."},
+	{STAT_RETRY_DROPPED, "bmfredis_retry_dropped_total", NULL, "Retry queue overflows (each followed by a namespace flush)."},
+	{STAT_NAMESPACE_FLUSHES, "bmfredis_namespace_flushes_total", NULL, "Whole-namespace invalidations after a retry queue overflow."},
+	{STAT_QUEUE_COLLAPSES, "bmfredis_queue_collapses_total", NULL, "Transaction queues collapsed to patterns."},
+	{STAT_STREAMS, "bmfredis_streams_total", NULL, "Key and event streams of large transactions."},
+	{STAT_STREAM_FAILURES, "bmfredis_stream_failures_total", NULL, "Streams dropped, whose items were then sent the ordinary way."},
+	{STAT_PUBLISHES, "bmfredis_publishes_total", NULL, "Immediate publishes."},
+	{STAT_MESSAGES_RELAYED, "bmfredis_messages_relayed_total", NULL, "Redis messages relayed as NOTIFY."},
+	{STAT_PAYLOADS_STORED, "bmfredis_payloads_stored_total", NULL, "Relayed messages stored in bmfredis.notify_payloads because too large for NOTIFY."},
+	{STAT_LOCKS_ACQUIRED, "bmfredis_locks_acquired_total", NULL, "Distributed locks acquired."},
+	{STAT_LOCK_WAITS, "bmfredis_lock_waits_total", NULL, "Lock acquisitions that had to wait."},
+	{STAT_LOCK_TIMEOUTS, "bmfredis_lock_timeouts_total", NULL, "Lock acquisitions that gave up waiting."},
+	{STAT_ERRORS_CONNECT, "bmfredis_errors_total", "connect", "Failed Redis calls, by kind."},
+	{STAT_ERRORS_TIMEOUT, "bmfredis_errors_total", "timeout", "Failed Redis calls, by kind."},
+	{STAT_ERRORS_IO, "bmfredis_errors_total", "io", "Failed Redis calls, by kind."},
+	{STAT_ERRORS_PROTOCOL, "bmfredis_errors_total", "protocol", "Failed Redis calls, by kind."},
+	{STAT_ERRORS_REPLY, "bmfredis_errors_total", "reply", "Failed Redis calls, by kind."},
+	{STAT_ERRORS_DOWN, "bmfredis_errors_total", "down", "Failed Redis calls, by kind."},
+	{STAT_RECONNECTS, "bmfredis_reconnects_total", NULL, "Reconnections to Redis."},
+};
+
+/* the histogram's buckets: every power of two of microseconds from 64 us */
+#define METRIC_FIRST_POW 6
+#define METRIC_LAST_POW 23
+
+static void
+metric(ReturnSetInfo *rsinfo, const char *name, const char *type,
+	   const char *kind, const char *class, const char *le, double value,
+	   const char *help)
+{
+	Datum		values[7];
+	bool		nulls[7] = {false, false, kind == NULL, class == NULL, le == NULL, false, false};
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(type);
+	values[2] = kind ? CStringGetTextDatum(kind) : (Datum) 0;
+	values[3] = class ? CStringGetTextDatum(class) : (Datum) 0;
+	values[4] = le ? CStringGetTextDatum(le) : (Datum) 0;
+	values[5] = Float8GetDatum(value);
+	values[6] = CStringGetTextDatum(help);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * redis_metrics() -> setof (metric, type, kind, class, le, value, help):
+ * the statistics with Prometheus names and types, one row per sample, its
+ * labels in the columns kind (bmfredis_errors_total), class and le (the
+ * command duration histogram).  Reads shared memory only: it never talks
+ * to Redis, so a scrape cannot hang on it.
+ */
+Datum
+redis_metrics(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	BmfSharedState *sh = BmfShared();
+	int64		pending;
+	int			namespaces;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!sh)
+		ereport(NOTICE,
+				(errmsg("bmfredis statistics are for this backend only"),
+				 errhint("Add bmfredis to shared_preload_libraries for statistics across all backends.")));
+	for (i = 0; i < (int) lengthof(counter_metrics); i++)
+		metric(rsinfo, counter_metrics[i].metric, "counter", counter_metrics[i].kind,
+			   NULL, NULL, (double) BmfStatsGet(counter_metrics[i].stat),
+			   counter_metrics[i].help);
+
+	for (i = 0; i < CLASS_COUNT; i++)
+	{
+		const char *help = "Time of Redis calls, by command class (read, write, invalidate, publish, lock, other).";
+		uint64		cum = 0;
+		int			b = 0;
+		int			pow;
+		char		le[32];
+
+		for (pow = METRIC_FIRST_POW; pow <= METRIC_LAST_POW; pow++)
+		{
+			/* buckets up to 2^pow us: bucket 2 * pow ends at 2^pow */
+			for (; b <= 2 * pow && b < LATENCY_BUCKETS; b++)
+				cum += latency_count(i, b);
+			snprintf(le, sizeof(le), "%.6f", (double) (1ULL << pow) / 1e6);
+			metric(rsinfo, "bmfredis_command_duration_seconds_bucket", "histogram",
+				   NULL, bmf_class_names[i], le, (double) cum, help);
+		}
+		for (; b < LATENCY_BUCKETS; b++)
+			cum += latency_count(i, b);
+		metric(rsinfo, "bmfredis_command_duration_seconds_bucket", "histogram",
+			   NULL, bmf_class_names[i], "+Inf", (double) cum, help);
+		metric(rsinfo, "bmfredis_command_duration_seconds_sum", "histogram",
+			   NULL, bmf_class_names[i], NULL,
+			   (double) (sh ? pg_atomic_read_u64(&sh->latency_sum_us[i]) : local_latency_sum_us[i]) / 1e6,
+			   help);
+		metric(rsinfo, "bmfredis_command_duration_seconds_count", "histogram",
+			   NULL, bmf_class_names[i], NULL, (double) cum, help);
+	}
+
+	RetryPending(&pending, &namespaces);
+	metric(rsinfo, "bmfredis_retry_queue_entries", "gauge", NULL, NULL, NULL, (double) pending,
+		   "Effects waiting in the retry queue for Redis, every database's.");
+	metric(rsinfo, "bmfredis_retry_queue_namespaces", "gauge", NULL, NULL, NULL, (double) namespaces,
+		   "Namespaces waiting for a flush after a retry queue overflow.");
+	if (sh)
+	{
+		int			channels;
+		pid_t		pid = BmfWorkerPid(MyDatabaseId, &channels);
+
+		metric(rsinfo, "bmfredis_stats_reset_timestamp_seconds", "gauge", NULL, NULL, NULL,
+			   (double) (sh->stats_reset - SetEpochTimestamp()) / 1e6,
+			   "When the statistics were last reset (server start or redis_stats_reset()), in Unix seconds.");
+		metric(rsinfo, "bmfredis_worker_up", "gauge", NULL, NULL, NULL, pid != 0 ? 1 : 0,
+			   "1 when this database's bmfredis worker runs.");
+		metric(rsinfo, "bmfredis_relay_up", "gauge", NULL, NULL, NULL, pid != 0 && channels > 0 ? 1 : 0,
+			   "1 when this database's worker relays Redis channels (bmfredis.subscribe) as NOTIFY.");
+	}
+	return (Datum) 0;
 }

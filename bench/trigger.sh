@@ -21,9 +21,19 @@ CREATE OR REPLACE FUNCTION bench_memcache() RETURNS trigger LANGUAGE plpgsql AS 
 SQL
 }
 
-# trigger_once VARIANT ROWS -> milliseconds
+# trigger_once VARIANT ROWS -> milliseconds.  A set-up that fails (a
+# variant whose trigger could not be made) ends the whole benchmark: a
+# figure measured without its trigger would look like a fast trigger.
 trigger_once() {
-	psql -X -q -d bench -v rows="$2" -v variant="$1" -f "$BMF_ROOT/bench/trigger_update.sql" 2>>"$BMF_WORK/bench-errors.log" | tail -1
+	local out
+	if ! out=$(psql -X -q -d bench -v ON_ERROR_STOP=1 -v rows="$2" -v variant="$1" \
+		-f "$BMF_ROOT/bench/trigger_update.sql" 2>>"$BMF_WORK/bench-errors.log"); then
+		bmf_log "trigger benchmark: variant $1 at $2 rows failed:"
+		tail -3 "$BMF_WORK/bench-errors.log" >&2
+		kill -TERM $$
+		exit 1
+	fi
+	tail -1 <<<"$out"
 }
 
 # peak RssAnon (kB) of the backend running one UPDATE of VARIANT at ROWS,

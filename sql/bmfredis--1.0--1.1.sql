@@ -475,3 +475,36 @@ AS 'MODULE_PATHNAME', 'redis_metrics'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION redis_metrics() IS
 'The statistics as Prometheus metrics: one row per sample, with its type, its labels (kind; class and le) and help; reads shared memory only, never Redis';
+
+-- A watched table that is dropped leaves no entity behind: its entity,
+-- rules and cascades go with it (an entity names one table, so a stale one
+-- would refuse redis_watch() of the table made again under that name).
+CREATE FUNCTION bmfredis.forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    gone record;
+BEGIN
+    -- the extension's own tables may be going too (DROP EXTENSION, DROP SCHEMA)
+    IF pg_catalog.to_regclass('bmfredis.entities') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR gone IN
+        DELETE FROM bmfredis.entities e
+         USING pg_catalog.pg_event_trigger_dropped_objects() d
+         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND d.objsubid OPERATOR(pg_catalog.=) 0
+           AND e.relation::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
+        RETURNING e.entity, d.object_identity
+    LOOP
+        RAISE NOTICE 'bmfredis forgets entity "%": its table % was dropped', gone.entity, gone.object_identity;
+    END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION bmfredis.forget_dropped_tables() IS
+'Event trigger function: removes the entities (with their rules and cascades) of dropped tables';
+
+CREATE EVENT TRIGGER bmfredis_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION bmfredis.forget_dropped_tables();

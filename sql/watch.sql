@@ -268,4 +268,15 @@ SELECT count(*) FROM bmfredis.entities WHERE entity = 'odd';
 SELECT redis_invalidate_entity('odd', 'x');
 SELECT redis_unwatch('odd', 'default');
 
+-- a dropped watched table takes its entity (rules, cascades) along, so
+-- the table made again can be watched under the same name
+CREATE TABLE dropme (id int PRIMARY KEY, v text);
+SELECT redis_watch('dropme', 'dropme', ARRAY['dropme:{id}']);
+DROP TABLE dropme;
+SELECT count(*) FROM bmfredis.entities WHERE entity = 'dropme';
+CREATE TABLE dropme (id int PRIMARY KEY, v text);
+SELECT redis_watch('dropme', 'dropme', ARRAY['dropme:{id}']);
+SELECT relation::text FROM bmfredis.entities WHERE entity = 'dropme';
+DROP TABLE dropme;
+
 RESET search_path;

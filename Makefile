@@ -1,31 +1,10 @@
 # bmfredis: PGXS build.  `make && make install`; the test suite is test/run.
 MODULE_big = bmfredis
-OBJS = \
-	src/bmfredis.o \
-	src/transport.o \
-	src/url.o \
-	src/resp.o \
-	src/reply.o \
-	src/pool.o \
-	src/client.o \
-	src/cluster.o \
-	src/sqlutil.o \
-	src/stats.o \
-	src/shmem.o \
-	src/effects.o \
-	src/retry.o \
-	src/xact.o \
-	src/worker.o \
-	src/cache.o \
-	src/cached.o \
-	src/invalidate.o \
-	src/template.o \
-	src/trigger.o \
-	src/pubsub.o \
-	src/locks.o \
-	src/subscriber.o \
-	src/launcher.o \
-	src/admin.o
+# src/<layer>/*.c, bottom up (docs/design.md); src/bmfredis.c is _PG_init
+LAYERS = base wire pool client xact feature worker
+SRCROOT := $(dir $(firstword $(MAKEFILE_LIST)))
+OBJS = src/bmfredis.o \
+	$(patsubst $(SRCROOT)%.c,%.o,$(foreach l,$(LAYERS),$(sort $(wildcard $(SRCROOT)src/$(l)/*.c))))
 
 EXTENSION = bmfredis
 DATA = sql/bmfredis--1.0.sql sql/bmfredis--1.1.sql sql/bmfredis--1.0--1.1.sql
@@ -56,12 +35,12 @@ include $(PGXS)
 # A VPATH build (Debian's pg_buildext builds in build-<version>/) puts the
 # objects in a src/ of its own.
 ifdef VPATH
-$(shell mkdir -p src)
+$(shell mkdir -p $(addprefix src/,$(LAYERS)))
 endif
 
 # PGXS tracks no header dependencies: a struct that changes size in a
 # header must rebuild every object that uses it (shared memory layout!).
-$(OBJS): $(wildcard $(srcdir)/src/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*/*.h)
 
 # The Debian package (debian/), in the parent directory:
 # postgresql-15-bmfredis_<version>_amd64.deb.  test/run package builds it

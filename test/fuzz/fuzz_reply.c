@@ -14,8 +14,8 @@
 #include "lib/stringinfo.h"
 
 #include "fuzz.h"
-#include "reply.h"
-#include "resp.h"
+#include "client/reply.h"
+#include "wire/resp.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

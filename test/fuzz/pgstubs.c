@@ -24,7 +24,7 @@
 #include "utils/memutils.h"
 
 #include "fuzz.h"
-#include "transport.h"
+#include "wire/error.h"
 
 /* ---- memory ---- */
 

@@ -1,0 +1,106 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *		bmfredis' shared memory: the retry queue, the launcher's and the
+ *		per-database workers' slots (the statistics have a block of their
+ *		own, in stats.c).  Present only when the library is in
+ *		shared_preload_libraries; BmfShared() is NULL otherwise.
+ *
+ * Locking: lock protects the retry ring's positions and the namespace
+ * list; workers_lock the launcher's and the workers' slots; draining is a flag that lets one process at a time send
+ * the ring's entries, without holding the lock while it talks to Redis.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_SHMEM_H
+#define BMFREDIS_SHMEM_H
+
+#include "postgres.h"
+
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+
+#define BMF_MAX_NAMESPACES	64
+#define BMF_PREFIX_MAX		256
+
+/* A namespace (logical Redis database and key prefix) of a PG database. */
+typedef struct BmfNamespace
+{
+	Oid			dboid;			/* the PostgreSQL database that queued it */
+	int			db;
+	char		prefix[BMF_PREFIX_MAX];
+} BmfNamespace;
+
+/* What a database's bmfredis worker is doing (launcher.c). */
+typedef enum BmfWorkerState
+{
+	BMF_WORKER_FREE = 0,		/* an unused slot */
+	BMF_WORKER_STARTING,		/* registered; looking for the extension */
+	BMF_WORKER_RUNNING,			/* serving the database */
+	BMF_WORKER_NO_SLOT,			/* no background worker slot was free */
+	BMF_WORKER_RESTARTING,		/* exited; the launcher starts it again */
+	BMF_WORKER_PAUSED			/* stopped while a command needs the database alone */
+} BmfWorkerState;
+
+/*
+ * One database that has (or may have) the extension.  The launcher owns
+ * the slots (it fills and frees them); a worker updates its own slot's
+ * pid, latch, state and activity.  workers_lock protects them all.
+ */
+typedef struct BmfDbWorker
+{
+	Oid			dboid;
+	BmfWorkerState state;
+	pid_t		pid;
+	Latch	   *latch;
+	TimestampTz state_since;
+	TimestampTz last_active;	/* the worker's last pass through its loop */
+	TimestampTz paused_until;	/* PAUSED: not restarted before this */
+	int			channels;		/* channels and patterns it relays */
+	int			restarts;
+	bool		extension_absent;	/* the worker found no extension */
+	bool		restart_now;	/* it exits to be started again at once */
+	bool		has_extension;	/* known to have it (a worker ran, or CREATE EXTENSION) */
+	bool		warned;			/* "no worker slot" was logged */
+	char		note[128];		/* why it is not running, for redis_workers() */
+} BmfDbWorker;
+
+typedef struct BmfSharedState
+{
+	LWLock	   *lock;			/* the retry ring and namespaces */
+	LWLock	   *workers_lock;	/* workers[] and the launcher's fields */
+	/* the retry ring: byte positions grow forever, modulo ring_size */
+	uint64		head;
+	uint64		tail;
+	uint32		ring_size;
+	pg_atomic_uint32 entries;	/* not yet sent (every database's) */
+	uint64		generation;		/* bumped by every change to the ring */
+	pg_atomic_flag draining;
+	/* namespaces to invalidate whole, after the ring overflowed */
+	int			nnamespaces;
+	BmfNamespace namespaces[BMF_MAX_NAMESPACES];
+	/* the launcher and the per-database workers */
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	int			nrequests;		/* databases whose extension was just created */
+	Oid			requests[16];
+	int			nworkers;		/* the size of workers[] */
+	BmfDbWorker *workers;		/* in the same shared block, after ring */
+	char		ring[FLEXIBLE_ARRAY_MEMBER];
+} BmfSharedState;
+
+extern void BmfShmemInit(void);	/* from _PG_init, when preloading */
+extern BmfSharedState *BmfShared(void);
+
+/*
+ * The worker table.  BmfWorkerSlot: a database's slot or NULL (the caller
+ * holds workers_lock); BmfWorkerPid: its running worker's pid (0: none)
+ * and the channels it relays; BmfWakeWorker: set that worker's latch.
+ */
+extern BmfDbWorker *BmfWorkerSlot(BmfSharedState *sh, Oid dboid);
+extern pid_t BmfWorkerPid(Oid dboid, int *channels);
+extern void BmfWakeWorker(Oid dboid);
+
+#endif							/* BMFREDIS_SHMEM_H */

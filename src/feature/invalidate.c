@@ -1,0 +1,395 @@
+/*-------------------------------------------------------------------------
+ *
+ * invalidate.c
+ *		Invalidation by key, tag, pattern, namespace and time.
+ *
+ * Key and tag invalidations follow the transaction (xact.c): by default
+ * they are queued and sent after COMMIT; immediate => true (or
+ * bmfredis.invalidate_at) sends them now, and an immediate send that
+ * fails is queued for commit instead of being lost.  Pattern and
+ * namespace invalidation are immediate administrative operations that
+ * walk SCAN MATCH with UNLINK in batches (never KEYS), confined under the
+ * key prefix.  Scheduled invalidations are rows of
+ * bmfredis.scheduled_invalidations, so scheduling is transactional and
+ * survives restarts; the worker (or redis_run_scheduled()) runs them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "base/guc.h"
+#include "base/sqlutil.h"
+#include "base/stats.h"
+#include "base/wait.h"
+#include "client/client.h"
+#include "feature/invalidate.h"
+#include "xact/effects.h"
+#include "xact/retry.h"
+#include "xact/xact.h"
+
+PG_FUNCTION_INFO_V1(redis_invalidate);
+PG_FUNCTION_INFO_V1(redis_invalidate_many);
+PG_FUNCTION_INFO_V1(redis_invalidate_tag);
+PG_FUNCTION_INFO_V1(redis_invalidate_tags);
+PG_FUNCTION_INFO_V1(redis_invalidate_pattern);
+PG_FUNCTION_INFO_V1(redis_flush_namespace);
+PG_FUNCTION_INFO_V1(redis_invalidate_at);
+PG_FUNCTION_INFO_V1(redis_invalidate_tag_at);
+PG_FUNCTION_INFO_V1(redis_run_scheduled);
+
+/*
+ * Send effects now (policy REDIS_WRITE); what fails is queued for commit
+ * so that it is not lost.  Returns keys removed.
+ */
+int64
+InvalidateNow(Effect *effects, int n)
+{
+	bool	   *done = palloc0(sizeof(bool) * n);
+	EffectsResult result;
+	RedisError	err;
+	int			i;
+
+	if (EffectsSend(RedisDefaultNode(), effects, n,
+					BmfDeadline(bmf_command_timeout), done, &result, &err))
+	{
+		BmfStatsCount(STAT_INVALIDATIONS_SENT, n);
+		if (result.error_replies > 0)
+			ereport(ERROR,
+					(errcode(RedisReplyErrorCode(result.first_error)),
+					 errmsg("Redis refused an invalidation"),
+					 errdetail_internal("%s", result.first_error)));
+		return result.unlinked;
+	}
+	RedisReportFailure(REDIS_WRITE, REDIS_IDEMPOTENT, &err, "invalidation");
+	for (i = 0; i < n; i++)
+	{
+		if (done[i])
+			continue;
+		if (effects[i].kind == EFFECT_KEY)
+			XactQueueKey(effects[i].target, effects[i].target_len, NULL, 0);
+		else if (effects[i].kind == EFFECT_TAG)
+			XactQueueTag(effects[i].target, effects[i].target_len);
+	}
+	return result.unlinked;
+}
+
+static const bool *
+immediate_arg(FunctionCallInfo fcinfo, int argno, bool *buf)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	*buf = PG_GETARG_BOOL(argno);
+	return buf;
+}
+
+/* Invalidate n keys or tags (kind), now and/or at commit. */
+static void
+invalidate(FunctionCallInfo fcinfo, char kind, text **items, int n,
+		   int immediate_argno)
+{
+	bool		buf;
+	bool		send_now;
+	bool		queue;
+	Effect	   *effects = palloc(sizeof(Effect) * Max(n, 1));
+	int			i;
+
+	XactDecide(immediate_arg(fcinfo, immediate_argno, &buf), &send_now, &queue);
+	for (i = 0; i < n; i++)
+	{
+		StringInfoData k;
+
+		RedisCheckKey(kind == EFFECT_KEY ? "Redis key" : "tag", VARSIZE_ANY_EXHDR(items[i]));
+		initStringInfo(&k);
+		if (kind == EFFECT_KEY)
+			RedisKeyPrefixed(&k, VARDATA_ANY(items[i]), VARSIZE_ANY_EXHDR(items[i]));
+		else
+			RedisTagKey(&k, VARDATA_ANY(items[i]), VARSIZE_ANY_EXHDR(items[i]));
+		effects[i].kind = kind;
+		effects[i].target = k.data;
+		effects[i].target_len = k.len;
+		effects[i].arg = NULL;
+		effects[i].arg_len = 0;
+		if (queue)
+		{
+			if (kind == EFFECT_KEY)
+				XactQueueKey(k.data, k.len, NULL, 0);
+			else
+				XactQueueTag(k.data, k.len);
+		}
+	}
+	if (send_now && n > 0)
+		InvalidateNow(effects, n);
+}
+
+static text **
+text_array_arg(FunctionCallInfo fcinfo, const char *what, int *n)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	return BmfTextArrayElements(PG_GETARG_ARRAYTYPE_P(0), what, n);
+}
+
+Datum
+redis_invalidate(PG_FUNCTION_ARGS)
+{
+	text	   *key = BmfTextArg(fcinfo, 0, "Redis key");
+
+	invalidate(fcinfo, EFFECT_KEY, &key, 1, 1);
+	PG_RETURN_VOID();
+}
+
+Datum
+redis_invalidate_many(PG_FUNCTION_ARGS)
+{
+	int			n;
+	text	  **keys = text_array_arg(fcinfo, "key array", &n);
+
+	invalidate(fcinfo, EFFECT_KEY, keys, n, 1);
+	PG_RETURN_VOID();
+}
+
+Datum
+redis_invalidate_tag(PG_FUNCTION_ARGS)
+{
+	text	   *tag = BmfTextArg(fcinfo, 0, "tag");
+
+	invalidate(fcinfo, EFFECT_TAG, &tag, 1, 1);
+	PG_RETURN_VOID();
+}
+
+Datum
+redis_invalidate_tags(PG_FUNCTION_ARGS)
+{
+	int			n;
+	text	  **tags = text_array_arg(fcinfo, "tag array", &n);
+
+	invalidate(fcinfo, EFFECT_TAG, tags, n, 1);
+	PG_RETURN_VOID();
+}
+
+/* SCAN MATCH <escaped prefix><pattern> + UNLINK, now; keys removed */
+static int64
+invalidate_pattern_now(const char *pattern, size_t len)
+{
+	StringInfoData pat;
+	Effect		e;
+	bool		done;
+	EffectsResult result;
+	RedisError	err;
+
+	initStringInfo(&pat);
+	RedisPatternPrefixed(&pat, pattern, len);
+	e.kind = EFFECT_PATTERN;
+	e.target = pat.data;
+	e.target_len = pat.len;
+	e.arg = NULL;
+	e.arg_len = 0;
+	if (!EffectsSend(RedisDefaultNode(), &e, 1, 0x7FFFFFFFFFFFFFFF, &done,
+					 &result, &err))
+		RedisReportFailure(REDIS_STRICT, REDIS_IDEMPOTENT, &err, "SCAN");
+	if (result.error_replies > 0)
+		ereport(ERROR,
+				(errcode(RedisReplyErrorCode(result.first_error)),
+				 errmsg("Redis refused the pattern invalidation"),
+				 errdetail_internal("%s", result.first_error)));
+	BmfStatsCount(STAT_INVALIDATIONS_SENT, 1);
+	return result.unlinked;
+}
+
+Datum
+redis_invalidate_pattern(PG_FUNCTION_ARGS)
+{
+	text	   *pattern = BmfTextArg(fcinfo, 0, "pattern");
+
+	RedisCheckKey("pattern", VARSIZE_ANY_EXHDR(pattern));
+	PG_RETURN_INT64(invalidate_pattern_now(VARDATA_ANY(pattern),
+										   VARSIZE_ANY_EXHDR(pattern)));
+}
+
+Datum
+redis_flush_namespace(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	if (bmf_key_prefix[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("bmfredis.key_prefix is empty"),
+				 errdetail("With no prefix the namespace is the whole Redis database."),
+				 errhint("Use FLUSHDB through redis_command() if that is what you mean.")));
+	PG_RETURN_INT64(invalidate_pattern_now("*", 1));
+}
+
+/* ---- scheduled invalidation ---- */
+
+static void
+schedule(char kind, const char *target, size_t len, TimestampTz at)
+{
+	Oid			argtypes[4] = {CHAROID, TEXTOID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[4];
+	int			rc;
+
+	values[0] = CharGetDatum(kind);
+	values[1] = PointerGetDatum(cstring_to_text_with_len(target, len));
+	values[2] = Int32GetDatum(BmfDb());
+	values[3] = TimestampTzGetDatum(at);
+	SPI_connect();
+	rc = SPI_execute_with_args("INSERT INTO bmfredis.scheduled_invalidations (kind, target, db, due_at) "
+							   "VALUES ($1, $2, $3, $4)",
+							   4, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not schedule an invalidation: %s", SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+static TimestampTz
+at_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("invalidation time must not be null")));
+	(void) BmfTimestampToUnixMs(PG_GETARG_TIMESTAMPTZ(1), "invalidation time");
+	return PG_GETARG_TIMESTAMPTZ(1);
+}
+
+/*
+ * redis_invalidate_at(key, at): at commit the key's current value is made
+ * to expire no later than at (PEXPIREAT ... LT), and a schedule row makes
+ * the worker remove whatever value the key holds at that time.
+ */
+Datum
+redis_invalidate_at(PG_FUNCTION_ARGS)
+{
+	text	   *key = BmfTextArg(fcinfo, 0, "Redis key");
+	TimestampTz at = at_arg(fcinfo);
+	StringInfoData k;
+
+	RedisCheckKey("Redis key", VARSIZE_ANY_EXHDR(key));
+	initStringInfo(&k);
+	RedisKeyPrefixed(&k, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	XactQueueExpireAt(k.data, k.len, BmfTimestampToUnixMs(at, "invalidation time"));
+	schedule(EFFECT_KEY, k.data, k.len, at);
+	PG_RETURN_VOID();
+}
+
+Datum
+redis_invalidate_tag_at(PG_FUNCTION_ARGS)
+{
+	text	   *tag = BmfTextArg(fcinfo, 0, "tag");
+	TimestampTz at = at_arg(fcinfo);
+	StringInfoData k;
+
+	RedisCheckKey("tag", VARSIZE_ANY_EXHDR(tag));
+	initStringInfo(&k);
+	RedisTagKey(&k, VARDATA_ANY(tag), VARSIZE_ANY_EXHDR(tag));
+	schedule(EFFECT_TAG, k.data, k.len, at);
+	PG_RETURN_VOID();
+}
+
+/*
+ * Run the due rows of bmfredis.scheduled_invalidations in this database,
+ * in a subtransaction: if Redis fails, the rows stay for the next run.
+ * Returns how many ran, or -1 when Redis failed.
+ */
+int
+RunScheduledInvalidations(void)
+{
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int			count = 0;
+	bool		failed = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		int			rc;
+		uint64		i;
+		Effect	   *effects;
+		int		   *dbs;
+
+		SPI_connect();
+		rc = SPI_execute("DELETE FROM bmfredis.scheduled_invalidations "
+						 "WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY("
+						 "      SELECT id FROM bmfredis.scheduled_invalidations "
+						 "       WHERE due_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+						 "       ORDER BY due_at USING OPERATOR(pg_catalog.<) LIMIT 10000 "
+						 "         FOR UPDATE SKIP LOCKED)) "
+						 "RETURNING kind, target, db", false, 0);
+		if (rc != SPI_OK_DELETE_RETURNING)
+			elog(ERROR, "could not read scheduled invalidations: %s", SPI_result_code_string(rc));
+		count = (int) SPI_processed;
+		effects = palloc(sizeof(Effect) * Max(count, 1));
+		dbs = palloc(sizeof(int) * Max(count, 1));
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			text	   *target;
+
+			effects[i].kind = DatumGetChar(SPI_getbinval(tup, desc, 1, &isnull));
+			target = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+			effects[i].target = VARDATA_ANY(target);
+			effects[i].target_len = VARSIZE_ANY_EXHDR(target);
+			effects[i].arg = NULL;
+			effects[i].arg_len = 0;
+			dbs[i] = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		for (i = 0; i < (uint64) count && !failed; i++)
+		{
+			bool		done;
+			EffectsResult result;
+			RedisError	err;
+
+			if (!EffectsSend(RedisNodeForDb(dbs[i]), &effects[i], 1,
+							 BmfDeadline(bmf_command_timeout), &done, &result, &err))
+				failed = true;
+		}
+		SPI_finish();
+		if (failed)
+		{
+			RollbackAndReleaseCurrentSubTransaction();
+			count = -1;
+		}
+		else
+			ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		RollbackAndReleaseCurrentSubTransaction();
+		CurrentResourceOwner = owner;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return count;
+}
+
+Datum
+redis_run_scheduled(PG_FUNCTION_ARGS)
+{
+	int			n;
+
+	(void) fcinfo;
+	n = RunScheduledInvalidations();
+	if (n < 0)
+	{
+		ereport(WARNING,
+				(errmsg("could not run scheduled invalidations: Redis is unavailable"),
+				 errhint("They stay scheduled and run at the next attempt.")));
+		n = 0;
+	}
+	PG_RETURN_INT32(n);
+}

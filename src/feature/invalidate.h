@@ -1,0 +1,19 @@
+/*-------------------------------------------------------------------------
+ *
+ * invalidate.h
+ *		Invalidation by key, tag, pattern, namespace and time.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_INVALIDATE_H
+#define BMFREDIS_INVALIDATE_H
+
+#include "xact/effects.h"
+
+/* Send now (REDIS_WRITE policy); what fails is queued for commit. */
+extern int64 InvalidateNow(Effect *effects, int n);
+
+/* Run due scheduled invalidations; -1 if Redis failed (rows kept). */
+extern int	RunScheduledInvalidations(void);
+
+#endif							/* BMFREDIS_INVALIDATE_H */

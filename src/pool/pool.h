@@ -1,0 +1,116 @@
+/*-------------------------------------------------------------------------
+ *
+ * pool.h
+ *		This backend's Redis connections, one per node, and node health.
+ *
+ * Only pool.c owns connections.  Callers hand it RESP-encoded commands
+ * and get replies back; they never see a connection or a socket.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_POOL_H
+#define BMFREDIS_POOL_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+#include "pool/node.h"
+#include "wire/resp.h"
+#include "wire/transport.h"
+
+/* RedisPoolExec flags */
+#define POOL_IDEMPOTENT		0x01	/* may be re-sent on a fresh connection */
+#define POOL_FORCE			0x02	/* try even inside the backoff window */
+
+extern void RedisPoolInit(void);
+/* Learn the database name (for CLIENT SETNAME) while catalogs are usable */
+extern void RedisPoolNoteDatabase(void);
+/* That name, or NULL if it could not be learned yet */
+extern const char *RedisPoolDatabaseName(void);
+
+/*
+ * Send ncmds commands (RESP in cmds) to node as one pipeline and read
+ * their replies into replies[0..ncmds-1], allocated in cxt.  Error
+ * replies are replies, not failures.  Returns false with err set when the
+ * node is down, unreachable, too slow (deadline; 0 means now +
+ * bmfredis.command_timeout), or breaks the protocol; the connection is
+ * then dropped and the node enters its backoff window.  Throws only
+ * through CHECK_FOR_INTERRUPTS() and out-of-memory.
+ */
+extern bool RedisPoolExec(const RedisNode *node, const StringInfoData *cmds,
+						  int ncmds, int flags, TimestampTz deadline,
+						  MemoryContext cxt, RedisReply **replies,
+						  RedisError *err);
+
+/*
+ * The same for n nodes at once: every pipeline is written before any
+ * reply is read, so the nodes work in parallel.  replies[i] receives
+ * node i's.  false with err set (the first failure) if any node failed;
+ * the others' replies are read all the same, so their connections stay
+ * usable.
+ */
+extern bool RedisPoolExecMany(int n, const RedisNode *const *nodes,
+							  const StringInfoData *const *cmds,
+							  const int *ncmds, int flags,
+							  TimestampTz deadline, MemoryContext cxt,
+							  RedisReply ***replies, RedisError *err);
+
+/*
+ * Streams: a pipeline written to a node's extra connection (named
+ * "<node> (<tag>)") a piece at a time, whose replies are all read at the
+ * end.  xact.c writes a large transaction's UNLINKs and change events
+ * inside MULTI while the transaction runs, so that Redis parses them then,
+ * and COMMIT sends only EXEC.
+ *
+ * RedisPoolStreamSend writes ncmds commands, connecting first when
+ * opening (the first commands then start with MULTI); false with err set
+ * when it cannot, the connection then closed (Redis discards what it
+ * had), or when a stream that is not opening was closed meanwhile.  RedisPoolStreamFinish writes
+ * the last ncmds commands and reads the replies of everything the stream
+ * carried into replies[0 .. unread + ncmds - 1] (RedisPoolStreamUnread
+ * tells how many were unread before).  RedisPoolStreamAbandon closes a
+ * stream that is open: nothing it carried after its last EXEC runs.
+ */
+extern bool RedisPoolStreamSend(const RedisNode *node, const char *tag,
+								bool opening,
+								const StringInfoData *cmds, int ncmds,
+								TimestampTz deadline, RedisError *err);
+extern int	RedisPoolStreamUnread(const RedisNode *node, const char *tag);
+extern bool RedisPoolStreamFinish(const RedisNode *node, const char *tag,
+								  const StringInfoData *cmds, int ncmds,
+								  TimestampTz deadline, MemoryContext cxt,
+								  RedisReply **replies, RedisError *err);
+extern void RedisPoolStreamAbandon(const char *node_name, const char *tag);
+
+/* If the node is inside its backoff window, err says why and how long. */
+extern bool RedisPoolDownError(const char *name, RedisError *err);
+/* Is the node inside its backoff window?  (*ms_left set when so) */
+extern bool RedisPoolNodeIsDown(const char *name, long *ms_left);
+extern const char *RedisPoolNodeAddress(const char *name);
+
+/* Close every connection of this backend; returns how many were open. */
+extern int	RedisPoolDisconnectAll(void);
+
+
+/* Snapshot of all known nodes, palloc'd in CurrentMemoryContext. */
+extern int	RedisPoolList(RedisPoolInfo **infos);
+
+/*
+ * A dedicated connection in pub/sub mode (outside the pool: it cannot run
+ * commands).  names[i] is a channel, or a pattern when patterns[i].  The
+ * caller closes it, on error paths too.
+ */
+extern RedisSubscription *RedisPoolSubscribe(const RedisNode *node, int n,
+											 const char *const *names,
+											 const bool *patterns,
+											 RedisError *err);
+/* 1: *msg is the next push message; 0: none by the deadline; -1: failure */
+extern int	RedisSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
+								  MemoryContext cxt, RedisReply **msg,
+								  RedisError *err);
+extern void RedisSubscriptionClose(RedisSubscription *sub);
+/* From now on RedisSubscriptionNext also returns 0 when the latch is set. */
+extern void RedisSubscriptionWakeOnLatch(RedisSubscription *sub);
+
+#endif							/* BMFREDIS_POOL_H */

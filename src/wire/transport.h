@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport.h
+ *		Byte transport to one Redis server: non-blocking sockets, and the one
+ *		interruptible wait every Redis wait in bmfredis goes through.
+ *
+ * Only transport.c touches sockets and TLS.  Functions report
+ * failures through a RedisError and a false/negative return; the only
+ * thing that may throw out of them is CHECK_FOR_INTERRUPTS() (cancel,
+ * statement_timeout, termination), which the caller must be ready for: a
+ * connection whose command was interrupted is out of step and is dropped
+ * by the pool on its next use.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_TRANSPORT_H
+#define BMFREDIS_TRANSPORT_H
+
+#include "postgres.h"
+
+#include "storage/latch.h"
+#include "utils/timestamp.h"
+
+#include "wire/endpoint.h"
+#include "wire/error.h"
+
+typedef struct ssl_st RedisSSL;	/* OpenSSL's SSL, kept opaque here */
+
+typedef struct RedisTransport
+{
+	pgsocket	sock;
+	RedisSSL   *ssl;			/* NULL on a plaintext connection */
+	bool		ssl_fatal;		/* no close_notify may be sent */
+	bool		fd_reserved;	/* AcquireExternalFD() held for sock */
+	WaitEventSet *wes;			/* latch, postmaster death, sock */
+	int			sock_pos;		/* position of sock in wes */
+	uint32		sock_events;	/* events sock is registered for */
+	bool		read_first;		/* replies have been there by the time we look */
+	uint8		probes;			/* reads since the last optimistic one */
+	bool		wake_on_latch;	/* a wait ends when the latch is set (as if
+								 * its deadline passed): for a worker
+								 * listening on this connection */
+} RedisTransport;
+
+extern void TransportInit(RedisTransport *t);
+extern bool TransportConnect(RedisTransport *t, const RedisEndpoint *ep,
+							 TimestampTz deadline, RedisError *err);
+extern bool TransportWrite(RedisTransport *t, const char *buf, size_t len,
+						   TimestampTz deadline, RedisError *err);
+extern ssize_t TransportRead(RedisTransport *t, char *buf, size_t cap,
+							 bool wait_first, TimestampTz deadline,
+							 RedisError *err);
+extern bool TransportPeerClosed(RedisTransport *t);
+extern void TransportClose(RedisTransport *t);
+extern bool TransportIsOpen(const RedisTransport *t);
+
+#endif							/* BMFREDIS_TRANSPORT_H */

@@ -1,0 +1,249 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		A database's bmfredis worker (started by the launcher, launcher.c,
+ *		for each database that has the extension): it sends the database's
+ *		retried invalidations and messages once Redis answers, runs its
+ *		scheduled invalidations when they come due, and relays the Redis
+ *		channels of bmfredis.subscribe into NOTIFY (subscriber.c).
+ *
+ * It runs with the database's own settings (ALTER DATABASE ... SET
+ * bmfredis.key_prefix, bmfredis.subscribe, the endpoint), which
+ * PostgreSQL applies when a session connects.  They are applied only
+ * then, so when they change the worker exits and the launcher starts it
+ * again at once.  It also exits when the extension is dropped from its
+ * database (and is not started again until CREATE EXTENSION), when a
+ * command needs the database alone (DROP DATABASE), and on SIGTERM or
+ * postmaster death.
+ *
+ * Each pass: look at the database (extension, settings), drain the retry
+ * queue, run the scheduled invalidations; then relay messages until the
+ * next pass (bmfredis.worker_naptime) or until woken (a backend queued a
+ * retry, SIGHUP, the launcher).  Redis faults are paced by the pool's
+ * backoff and never end the worker.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_db_role_setting.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "base/guc.h"
+#include "base/wait.h"
+#include "client/client.h"
+#include "feature/invalidate.h"
+#include "pool/pool.h"
+#include "worker/launcher.h"
+#include "worker/subscriber.h"
+#include "worker/worker.h"
+#include "xact/retry.h"
+
+/*
+ * The database's own settings as stored (pg_db_role_setting, for every
+ * role), as text: the worker compares them with what it started with.
+ */
+static char *
+database_settings(void)
+{
+	Relation	rel;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *out = NULL;
+
+	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_db_role_setting_setdatabase,
+				BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(MyDatabaseId));
+	ScanKeyInit(&keys[1], Anum_pg_db_role_setting_setrole,
+				BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(InvalidOid));
+	scan = systable_beginscan(rel, DbRoleSettingDatidRolidIndexId, true, NULL, 2, keys);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_db_role_setting_setconfig,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			out = OidOutputFunctionCall(F_ARRAY_OUT, d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return MemoryContextStrdup(TopMemoryContext, out ? out : "");
+}
+
+/*
+ * Look at the database: is the extension there, are the settings the ones
+ * this worker started with?  Runs the scheduled invalidations when it is.
+ * Exits the worker when it should go.
+ */
+/* extversion of bmfredis in this database (in a transaction), or "?" */
+static void
+extension_version(char *out, size_t size)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	strlcpy(out, "?", size);
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("bmfredis"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			text_to_cstring_buffer(DatumGetTextPP(d), out, size);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+static void
+database_pass(const char *settings, bool schedule)
+{
+	bool		present;
+	char	   *now_settings;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	present = OidIsValid(get_extension_oid("bmfredis", true));
+	now_settings = database_settings();
+	if (present && schedule)
+	{
+		pgstat_report_activity(STATE_RUNNING, "bmfredis: scheduled invalidations");
+		RunScheduledInvalidations();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	if (!present)
+	{
+		/* what it still had to send is not asked for any more */
+		RetryDiscardDatabase(MyDatabaseId);
+		ereport(LOG,
+				(errmsg("bmfredis worker for database \"%s\" stops: the extension was dropped",
+						RedisPoolDatabaseName())));
+		BmfWorkerNoExtension();
+		proc_exit(0);
+	}
+	if (strcmp(now_settings, settings) != 0)
+	{
+		ereport(LOG,
+				(errmsg("bmfredis worker for database \"%s\" restarts: the database's settings changed",
+						RedisPoolDatabaseName())));
+		BmfWorkerRestartNow();
+		proc_exit(0);
+	}
+	pfree(now_settings);
+}
+
+void
+bmfredis_worker_main(Datum arg)
+{
+	int			slotno = DatumGetInt32(arg);
+	Oid			dboid;
+	char	   *settings;
+	bool		present;
+	char		version[NAMEDATALEN];
+	Relay	   *relay;
+	TimestampTz next_pass = 0;
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	if (!BmfWorkerAttach(slotno, dboid))
+		proc_exit(0);			/* the launcher changed its mind meanwhile */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	/* is the extension here at all, and which version are its objects? */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	present = OidIsValid(get_extension_oid("bmfredis", true));
+	if (present)
+		extension_version(version, sizeof(version));
+	RedisPoolNoteDatabase();
+	settings = database_settings();
+	CommitTransactionCommand();
+	if (!present)
+	{
+		BmfWorkerNoExtension();
+		proc_exit(0);
+	}
+	ereport(LOG,
+			(errmsg("bmfredis worker serving database \"%s\"", RedisPoolDatabaseName())));
+	if (strcmp(version, BMFREDIS_VERSION) != 0)
+		ereport(LOG,
+				(errmsg("bmfredis in database \"%s\" has SQL objects of version %s, and the library is version %s",
+						RedisPoolDatabaseName(), version, BMFREDIS_VERSION),
+				 errdetail("What version %s's objects do keeps working; what is new in %s is missing until the update.",
+						   version, BMFREDIS_VERSION),
+				 errhint("Run ALTER EXTENSION bmfredis UPDATE in that database.")));
+	relay = RelayCreate();
+
+	for (;;)
+	{
+		TimestampTz now;
+		int			channels;
+
+		CHECK_FOR_INTERRUPTS();
+		if (BmfWorkerStopRequested())
+		{
+			RelayClose(relay);
+			ereport(LOG,
+					(errmsg("bmfredis worker for database \"%s\" stops while a command needs the database alone",
+							RedisPoolDatabaseName())));
+			proc_exit(0);
+		}
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		now = GetCurrentTimestamp();
+		if (RetryIsBacklogged() &&
+			!RedisPoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
+		{
+			pgstat_report_activity(STATE_RUNNING, "bmfredis: sending the retry queue");
+			RetryDrain(BmfDeadline(Max(bmf_flush_timeout, bmf_command_timeout)), false);
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		if (now >= next_pass)
+		{
+			database_pass(settings, true);
+			next_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bmf_worker_naptime);
+		}
+		channels = RelaySync(relay);
+		BmfWorkerReport(BMF_WORKER_RUNNING, channels, NULL);
+		RelayWait(relay, next_pass);
+	}
+}

@@ -1,0 +1,816 @@
+/*-------------------------------------------------------------------------
+ *
+ * retry.c
+ *		The retry queue: nothing committed is silently lost.
+ *
+ * An effect (an invalidation or a publish) that could not be sent after
+ * its transaction committed is kept here and sent when Redis answers
+ * again.  With the library in shared_preload_libraries the queue is a
+ * byte ring in shared memory (bmfredis.retry_queue_size); the background
+ * worker drains it, and so does any backend before its next Redis call,
+ * so a backend never reads from Redis while invalidations it could send
+ * are still waiting.  Without preloading each backend keeps its own
+ * queue and drains it before its next Redis call.
+ *
+ * Every entry belongs to the PostgreSQL database whose transaction queued
+ * it, and only processes of that database send it: its worker, or its
+ * backends before their next call.  A database's settings (endpoint,
+ * credentials, logical database) may differ from another's, and only its
+ * own processes see them.  Entries of other databases that wait in front
+ * are stepped over; the ring's tail moves past entries once they are sent
+ * (marked done), whoever sent them.
+ *
+ * When the queue is full, what does not fit is not dropped silently: the
+ * namespace it belongs to (logical database and key prefix) is recorded,
+ * and once Redis answers every key under that prefix is invalidated
+ * (SCAN + UNLINK), so no entry written before the outage can be read
+ * again.  Publishes that do not fit are dropped, counted and warned
+ * about: a message cannot be replaced by something coarser.
+ *
+ * Ring layout: entries are MAXALIGNed, each a RingHeader followed by the
+ * target and the argument.  Positions (head, tail) grow forever; the
+ * physical offset is position % ring_size.  An entry never wraps: when it
+ * does not fit before the end, the writer skips to the start, leaving a
+ * header with size 0 if there is room for one.  Only one process drains
+ * at a time (the draining flag); it copies entries out under the lock,
+ * sends them without the lock, and then advances tail past the prefix of
+ * entries that were confirmed, so nothing is lost if sending fails midway
+ * and producers are never blocked by Redis.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+#include "base/guc.h"
+#include "base/shmem.h"
+#include "base/stats.h"
+#include "base/wait.h"
+#include "pool/pool.h"
+#include "xact/retry.h"
+
+typedef struct RingHeader
+{
+	uint32		size;			/* whole entry, MAXALIGNed; 0: skip to start */
+	char		kind;
+	bool		done;			/* sent (or discarded): the tail may pass it */
+	int32		db;
+	Oid			dboid;			/* the PostgreSQL database that queued it */
+	uint32		target_len;
+	uint32		arg_len;
+} RingHeader;
+
+/* the non-shared queue */
+typedef struct LocalEffect
+{
+	char		kind;
+	int			db;
+	char	   *target;
+	uint32		target_len;
+	char	   *arg;
+	uint32		arg_len;
+} LocalEffect;
+
+static MemoryContext local_cxt = NULL;
+static LocalEffect *local_q = NULL;
+static int	local_n = 0;
+static int	local_cap = 0;
+static BmfNamespace local_ns[BMF_MAX_NAMESPACES];
+static int	local_nns = 0;
+
+static bool i_am_draining = false;
+
+/* how long a reader waits for another process's drain */
+#define RETRY_WAIT_MS 20
+static bool exit_hook_registered = false;
+
+bool
+RetryIsShared(void)
+{
+	return BmfShared() != NULL;
+}
+
+/* ---- namespaces ---- */
+
+static bool
+ns_add(BmfNamespace *list, int *n, int db, const char *prefix)
+{
+	int			i;
+
+	for (i = 0; i < *n; i++)
+		if (list[i].dboid == MyDatabaseId && list[i].db == db &&
+			strcmp(list[i].prefix, prefix) == 0)
+			return true;
+	if (*n >= BMF_MAX_NAMESPACES || strlen(prefix) >= BMF_PREFIX_MAX)
+		return false;
+	list[*n].dboid = MyDatabaseId;
+	list[*n].db = db;
+	strlcpy(list[*n].prefix, prefix, BMF_PREFIX_MAX);
+	(*n)++;
+	return true;
+}
+
+void
+RetryEnqueueNamespace(int db, const char *prefix)
+{
+	BmfSharedState *sh = BmfShared();
+	bool		ok;
+
+	if (sh)
+	{
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		ok = ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
+		sh->generation++;
+		LWLockRelease(sh->lock);
+		BmfWakeWorker(MyDatabaseId);
+	}
+	else
+		ok = ns_add(local_ns, &local_nns, db, prefix);
+	if (!ok)
+		elog(LOG, "bmfredis: cannot remember namespace \"%s\" (db %d) for invalidation: too many namespaces are waiting",
+			 prefix, db);
+}
+
+/* ---- enqueue ---- */
+
+static void
+enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
+			   int n, int db, const char *prefix)
+{
+	int			i;
+	int			dropped_publishes = 0;
+	bool		overflow = false;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < n; i++)
+	{
+		const Effect *e = &effects[i];
+		uint32		need;
+		uint32		phys;
+		uint32		skip = 0;
+		RingHeader *h;
+
+		if (done[i])
+			continue;
+		need = MAXALIGN(sizeof(RingHeader) + e->target_len + e->arg_len);
+		phys = sh->head % sh->ring_size;
+		if (sh->ring_size - phys < need)
+			skip = sh->ring_size - phys;
+		if (need > sh->ring_size / 4 ||
+			sh->head + skip + need - sh->tail > sh->ring_size)
+		{
+			if (e->kind == EFFECT_PUBLISH)
+				dropped_publishes++;
+			else
+				overflow = true;
+			continue;
+		}
+		if (skip > 0)
+		{
+			if (skip >= sizeof(RingHeader))
+				((RingHeader *) (sh->ring + phys))->size = 0;
+			sh->head += skip;
+			phys = 0;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		h->size = need;
+		h->kind = e->kind;
+		h->done = false;
+		h->db = db;
+		h->dboid = MyDatabaseId;
+		h->target_len = e->target_len;
+		h->arg_len = e->arg_len;
+		memcpy(sh->ring + phys + sizeof(RingHeader), e->target, e->target_len);
+		if (e->arg_len)
+			memcpy(sh->ring + phys + sizeof(RingHeader) + e->target_len, e->arg, e->arg_len);
+		sh->head += need;
+		pg_atomic_fetch_add_u32(&sh->entries, 1);
+	}
+	if (overflow)
+		ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
+	sh->generation++;
+	LWLockRelease(sh->lock);
+
+	if (overflow)
+	{
+		BmfStatsCount(STAT_RETRY_DROPPED, 1);
+		ereport(WARNING,
+				(errmsg("the bmfredis retry queue is full"),
+				 errdetail("Every key under prefix \"%s\" will be invalidated once Redis answers.", prefix),
+				 errhint("Raise bmfredis.retry_queue_size.")));
+	}
+	if (dropped_publishes)
+	{
+		BmfStatsCount(STAT_RETRY_DROPPED, dropped_publishes);
+		ereport(WARNING,
+				(errmsg("dropped %d Redis messages: the bmfredis retry queue is full", dropped_publishes),
+				 errhint("Raise bmfredis.retry_queue_size.")));
+	}
+	BmfWakeWorker(MyDatabaseId);
+}
+
+static void
+enqueue_local(const Effect *effects, const bool *done, int n, int db,
+			  const char *prefix)
+{
+	int			i;
+	int			dropped_publishes = 0;
+	bool		overflow = false;
+
+	if (local_cxt == NULL)
+		local_cxt = AllocSetContextCreate(TopMemoryContext, "bmfredis retry queue",
+										  ALLOCSET_DEFAULT_SIZES);
+	for (i = 0; i < n; i++)
+	{
+		const Effect *e = &effects[i];
+		LocalEffect *l;
+
+		if (done[i])
+			continue;
+		if (local_n >= bmf_max_pending_keys)
+		{
+			if (e->kind == EFFECT_PUBLISH)
+				dropped_publishes++;
+			else
+				overflow = true;
+			continue;
+		}
+		if (local_n == local_cap)
+		{
+			local_cap = Max(local_cap * 2, 64);
+			local_q = local_q ? repalloc(local_q, sizeof(LocalEffect) * local_cap)
+				: MemoryContextAlloc(local_cxt, sizeof(LocalEffect) * local_cap);
+		}
+		l = &local_q[local_n++];
+		l->kind = e->kind;
+		l->db = db;
+		l->target = MemoryContextAlloc(local_cxt, e->target_len + e->arg_len + 1);
+		memcpy(l->target, e->target, e->target_len);
+		l->target_len = e->target_len;
+		l->arg = l->target + e->target_len;
+		if (e->arg_len)
+			memcpy(l->arg, e->arg, e->arg_len);
+		l->arg_len = e->arg_len;
+	}
+	if (overflow)
+	{
+		ns_add(local_ns, &local_nns, db, prefix);
+		BmfStatsCount(STAT_RETRY_DROPPED, 1);
+		ereport(WARNING,
+				(errmsg("too many Redis invalidations are waiting in this session"),
+				 errdetail("Every key under prefix \"%s\" will be invalidated once Redis answers.", prefix)));
+	}
+	if (dropped_publishes)
+	{
+		BmfStatsCount(STAT_RETRY_DROPPED, dropped_publishes);
+		ereport(WARNING,
+				(errmsg("dropped %d Redis messages: too many are waiting in this session", dropped_publishes)));
+	}
+}
+
+void
+RetryEnqueue(const Effect *effects, const bool *done, int n, int db,
+			 const char *prefix)
+{
+	BmfSharedState *sh = BmfShared();
+
+	if (sh)
+		enqueue_shared(sh, effects, done, n, db, prefix);
+	else
+		enqueue_local(effects, done, n, db, prefix);
+}
+
+/* ---- drain ---- */
+
+/*
+ * Send effects[0..n) (each with its db), in groups by db.  done[] tells
+ * which were confirmed.  Returns false if Redis failed.
+ */
+static bool
+send_grouped(const Effect *effects, const int *dbs, int n, bool *done,
+			 TimestampTz deadline)
+{
+	bool	   *handled = palloc0(sizeof(bool) * n);
+	int			i;
+	bool		ok = true;
+
+	for (i = 0; i < n && ok; i++)
+	{
+		int			db = dbs[i];
+		Effect	   *group;
+		int		   *where;
+		bool	   *gdone;
+		int			m = 0;
+		int			j;
+		EffectsResult result;
+		RedisError	err;
+
+		if (handled[i])
+			continue;
+		group = palloc(sizeof(Effect) * n);
+		where = palloc(sizeof(int) * n);
+		for (j = i; j < n; j++)
+			if (!handled[j] && dbs[j] == db)
+			{
+				group[m] = effects[j];
+				where[m++] = j;
+				handled[j] = true;
+			}
+		gdone = palloc(sizeof(bool) * m);
+		ok = EffectsSend(RedisNodeForDb(db), group, m, deadline, gdone, &result, &err);
+		for (j = 0; j < m; j++)
+			done[where[j]] = gdone[j];
+		if (result.error_replies > 0)
+			elog(LOG, "bmfredis: Redis refused %d retried invalidations or messages: %s",
+				 result.error_replies, result.first_error);
+	}
+	return ok;
+}
+
+static bool
+drain_namespace(int db, const char *prefix, TimestampTz deadline)
+{
+	StringInfoData pat;
+	Effect		e;
+	bool		done;
+	EffectsResult result;
+	RedisError	err;
+	const char *p;
+
+	initStringInfo(&pat);
+	for (p = prefix; *p; p++)
+	{
+		if (*p == '*' || *p == '?' || *p == '[' || *p == ']' || *p == '\\')
+			appendStringInfoChar(&pat, '\\');
+		appendStringInfoChar(&pat, *p);
+	}
+	appendStringInfoChar(&pat, '*');
+	e.kind = EFFECT_PATTERN;
+	e.target = pat.data;
+	e.target_len = pat.len;
+	e.arg = NULL;
+	e.arg_len = 0;
+	if (!EffectsSend(RedisNodeForDb(db), &e, 1, deadline, &done, &result, &err))
+		return false;
+	BmfStatsCount(STAT_NAMESPACE_FLUSHES, 1);
+	elog(LOG, "bmfredis: invalidated namespace \"%s\" (db %d) after the retry queue overflowed: %lld keys",
+		 prefix, db, (long long) result.unlinked);
+	return true;
+}
+
+/*
+ * Move the tail past the entries at its front that are done (and past the
+ * ends of the ring); the caller holds the lock exclusively.
+ */
+static void
+advance_tail(BmfSharedState *sh)
+{
+	while (sh->tail < sh->head)
+	{
+		uint32		phys = sh->tail % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			sh->tail += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		if (!h->done)
+			break;
+		sh->tail += h->size;
+	}
+}
+
+/*
+ * Drain this database's entries of the shared ring, then its namespaces;
+ * the caller owns the draining flag.  Entries are copied out under the
+ * lock and sent without it; those Redis confirmed are marked done, and the
+ * tail moves past whatever is done at the front.
+ */
+static void
+drain_shared(BmfSharedState *sh, TimestampTz deadline)
+{
+	uint64		from = 0;		/* where the next batch starts looking */
+
+	for (;;)
+	{
+		int			cap = 1024;
+		Effect	   *effects = palloc(sizeof(Effect) * cap);
+		int		   *dbs = palloc(sizeof(int) * cap);
+		uint32	   *where = palloc(sizeof(uint32) * cap);
+		bool	   *done;
+		char	   *copy;
+		uint64		pos;
+		uint64		head;
+		int			n = 0;
+		int			k;
+		int			sent = 0;
+		size_t		bytes = 0;
+		size_t		used = 0;
+
+		/* copy out up to cap of this database's entries or 4 MB */
+		LWLockAcquire(sh->lock, LW_SHARED);
+		pos = Max(sh->tail, from);
+		head = sh->head;
+		copy = palloc(Min(head - pos, (uint64) 4 * 1024 * 1024 + sh->ring_size / 4) + 1);
+		while (pos < head && n < cap && bytes < 4 * 1024 * 1024)
+		{
+			uint32		phys = pos % sh->ring_size;
+			RingHeader *h;
+
+			if (sh->ring_size - phys < sizeof(RingHeader) ||
+				((RingHeader *) (sh->ring + phys))->size == 0)
+			{
+				pos += sh->ring_size - phys;
+				continue;
+			}
+			h = (RingHeader *) (sh->ring + phys);
+			pos += h->size;
+			if (h->done || h->dboid != MyDatabaseId)
+				continue;
+			memcpy(copy + used, sh->ring + phys + sizeof(RingHeader),
+				   h->target_len + h->arg_len);
+			effects[n].kind = h->kind;
+			effects[n].target = copy + used;
+			effects[n].target_len = h->target_len;
+			effects[n].arg = copy + used + h->target_len;
+			effects[n].arg_len = h->arg_len;
+			dbs[n] = h->db;
+			where[n] = phys;
+			used += h->target_len + h->arg_len;
+			bytes += h->size;
+			n++;
+		}
+		LWLockRelease(sh->lock);
+		if (n == 0)
+			break;
+
+		done = palloc0(sizeof(bool) * n);
+		send_grouped(effects, dbs, n, done, deadline);
+		/* in order: a message never overtakes one that failed before it */
+		for (k = 0; k < n && done[k]; k++)
+			;
+		if (k > 0)
+		{
+			LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+			for (sent = 0; sent < k; sent++)
+				((RingHeader *) (sh->ring + where[sent]))->done = true;
+			pg_atomic_fetch_sub_u32(&sh->entries, k);
+			advance_tail(sh);
+			sh->generation++;
+			LWLockRelease(sh->lock);
+			BmfStatsCount(STAT_INVALIDATIONS_RETRIED, k);
+		}
+		if (k < n)
+			return;				/* Redis failed; try again later */
+		from = pos;
+	}
+
+	/* whole namespaces, after an overflow */
+	for (;;)
+	{
+		BmfNamespace ns;
+		int			i;
+
+		LWLockAcquire(sh->lock, LW_SHARED);
+		for (i = 0; i < sh->nnamespaces; i++)
+			if (sh->namespaces[i].dboid == MyDatabaseId)
+				break;
+		if (i == sh->nnamespaces)
+		{
+			LWLockRelease(sh->lock);
+			break;
+		}
+		ns = sh->namespaces[i];
+		LWLockRelease(sh->lock);
+		if (!drain_namespace(ns.db, ns.prefix, deadline))
+			return;
+		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+		for (i = 0; i < sh->nnamespaces; i++)
+		{
+			if (sh->namespaces[i].dboid == ns.dboid && sh->namespaces[i].db == ns.db &&
+				strcmp(sh->namespaces[i].prefix, ns.prefix) == 0)
+			{
+				memmove(&sh->namespaces[i], &sh->namespaces[i + 1],
+						sizeof(BmfNamespace) * (sh->nnamespaces - i - 1));
+				sh->nnamespaces--;
+				break;
+			}
+		}
+		sh->generation++;
+		LWLockRelease(sh->lock);
+	}
+}
+
+static void
+drain_local(TimestampTz deadline)
+{
+	Effect	   *effects;
+	int		   *dbs;
+	bool	   *done;
+	int			i;
+	int			kept = 0;
+
+	if (local_n > 0)
+	{
+		effects = palloc(sizeof(Effect) * local_n);
+		dbs = palloc(sizeof(int) * local_n);
+		done = palloc0(sizeof(bool) * local_n);
+		for (i = 0; i < local_n; i++)
+		{
+			effects[i].kind = local_q[i].kind;
+			effects[i].target = local_q[i].target;
+			effects[i].target_len = local_q[i].target_len;
+			effects[i].arg = local_q[i].arg;
+			effects[i].arg_len = local_q[i].arg_len;
+			dbs[i] = local_q[i].db;
+		}
+		send_grouped(effects, dbs, local_n, done, deadline);
+		for (i = 0; i < local_n; i++)
+		{
+			if (done[i])
+				pfree(local_q[i].target);
+			else
+				local_q[kept++] = local_q[i];
+		}
+		BmfStatsCount(STAT_INVALIDATIONS_RETRIED, local_n - kept);
+		local_n = kept;
+		if (kept > 0)
+			return;
+	}
+	while (local_nns > 0)
+	{
+		if (!drain_namespace(local_ns[0].db, local_ns[0].prefix, deadline))
+			return;
+		memmove(&local_ns[0], &local_ns[1], sizeof(BmfNamespace) * (local_nns - 1));
+		local_nns--;
+	}
+}
+
+static void
+draining_exit(int code, Datum arg)
+{
+	BmfSharedState *sh = BmfShared();
+
+	(void) code;
+	(void) arg;
+	if (i_am_draining && sh)
+		pg_atomic_clear_flag(&sh->draining);
+	i_am_draining = false;
+}
+
+void
+RetryDrain(TimestampTz deadline, bool wait)
+{
+	BmfSharedState *sh = BmfShared();
+	MemoryContext cxt;
+	MemoryContext old;
+	bool		acquired = false;
+	TimestampTz wait_until;
+
+	if (!RetryIsBacklogged())
+		return;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis retry drain",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	if (sh)
+	{
+		Assert(OidIsValid(MyDatabaseId));
+		if (!exit_hook_registered)
+		{
+			before_shmem_exit(draining_exit, (Datum) 0);
+			exit_hook_registered = true;
+		}
+		/*
+		 * Someone else (the worker) may be draining: wait a little for it,
+		 * then drain what is left ourselves.  Not long: a reader that finds
+		 * the backlog still there reads a miss instead (client.c), which is
+		 * always safe, and a drain stuck on a frozen Redis must not hold
+		 * every reader for its whole timeout.
+		 */
+		wait_until = Min(deadline, BmfDeadline(RETRY_WAIT_MS));
+		for (;;)
+		{
+			if (pg_atomic_test_set_flag(&sh->draining))
+			{
+				acquired = true;
+				break;
+			}
+			if (!wait || GetCurrentTimestamp() >= wait_until || !RetryIsBacklogged())
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (acquired)
+		{
+			i_am_draining = true;
+			PG_TRY();
+			{
+				drain_shared(sh, deadline);
+			}
+			PG_CATCH();
+			{
+				pg_atomic_clear_flag(&sh->draining);
+				i_am_draining = false;
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+			pg_atomic_clear_flag(&sh->draining);
+			i_am_draining = false;
+		}
+	}
+	else
+		drain_local(deadline);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/*
+ * Does this database have entries or namespaces waiting?  The common
+ * answer, an empty ring, costs an atomic read.  Otherwise the ring is
+ * scanned for this database's entries, and the answer kept until the ring
+ * changes (its generation): a database whose ring is clear need not scan
+ * again on every call while another database's entries wait.
+ */
+static bool
+shared_backlogged(BmfSharedState *sh)
+{
+	static uint64 known_generation = 0;
+	static bool known_answer = false;
+	bool		mine = false;
+	uint64		pos;
+	int			i;
+
+	if (pg_atomic_read_u32(&sh->entries) == 0 && sh->nnamespaces == 0)
+		return false;
+	LWLockAcquire(sh->lock, LW_SHARED);
+	if (known_generation == sh->generation && known_generation != 0)
+	{
+		mine = known_answer;
+		LWLockRelease(sh->lock);
+		return mine;
+	}
+	for (i = 0; i < sh->nnamespaces && !mine; i++)
+		mine = (sh->namespaces[i].dboid == MyDatabaseId);
+	for (pos = sh->tail; pos < sh->head && !mine;)
+	{
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			pos += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		mine = !h->done && h->dboid == MyDatabaseId;
+		pos += h->size;
+	}
+	known_generation = sh->generation;
+	known_answer = mine;
+	LWLockRelease(sh->lock);
+	return mine;
+}
+
+bool
+RetryIsBacklogged(void)
+{
+	BmfSharedState *sh = BmfShared();
+
+	if (sh)
+		return shared_backlogged(sh);
+	return local_n > 0 || local_nns > 0;
+}
+
+void
+RetryPending(int64 *entries, int *namespaces)
+{
+	BmfSharedState *sh = BmfShared();
+
+	if (sh)
+	{
+		*entries = pg_atomic_read_u32(&sh->entries);
+		*namespaces = sh->nnamespaces;
+	}
+	else
+	{
+		*entries = local_n;
+		*namespaces = local_nns;
+	}
+}
+
+void
+RetryPendingFor(Oid dboid, int64 *entries, int *namespaces)
+{
+	BmfSharedState *sh = BmfShared();
+	uint64		pos;
+	int			i;
+
+	*entries = 0;
+	*namespaces = 0;
+	if (sh == NULL)
+	{
+		if (dboid == MyDatabaseId)
+			RetryPending(entries, namespaces);
+		return;
+	}
+	LWLockAcquire(sh->lock, LW_SHARED);
+	for (i = 0; i < sh->nnamespaces; i++)
+		*namespaces += (sh->namespaces[i].dboid == dboid);
+	for (pos = sh->tail; pos < sh->head;)
+	{
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			pos += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		*entries += (!h->done && h->dboid == dboid);
+		pos += h->size;
+	}
+	LWLockRelease(sh->lock);
+}
+
+/*
+ * Forget what a database queued: it was dropped, or its extension was
+ * (nobody asks for its cache to be kept true any more).  Logged.
+ */
+void
+RetryDiscardDatabase(Oid dboid)
+{
+	BmfSharedState *sh = BmfShared();
+	uint64		pos;
+	int			i;
+	int			kept = 0;
+	int64		discarded = 0;
+	int			namespaces = 0;
+
+	if (sh == NULL)
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nnamespaces; i++)
+	{
+		if (sh->namespaces[i].dboid == dboid)
+			namespaces++;
+		else
+			sh->namespaces[kept++] = sh->namespaces[i];
+	}
+	sh->nnamespaces = kept;
+	for (pos = sh->tail; pos < sh->head;)
+	{
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			pos += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		if (!h->done && h->dboid == dboid)
+		{
+			h->done = true;
+			discarded++;
+		}
+		pos += h->size;
+	}
+	if (discarded > 0)
+		pg_atomic_fetch_sub_u32(&sh->entries, (uint32) discarded);
+	advance_tail(sh);
+	sh->generation++;
+	LWLockRelease(sh->lock);
+	if (discarded > 0 || namespaces > 0)
+		elog(LOG, "bmfredis: discarded %lld waiting invalidations or messages and %d namespaces of database %u, which no longer has the extension",
+			 (long long) discarded, namespaces, dboid);
+}
+
+static bool
+before_call(const RedisNode *node)
+{
+	if (!RetryIsBacklogged())
+		return true;
+	if (!RedisPoolNodeIsDown(node->ep.name, NULL))
+		RetryDrain(BmfDeadline(bmf_command_timeout), true);
+	return !RetryIsBacklogged();
+}
+
+void
+RetryInstallHook(void)
+{
+	redis_before_call_hook = before_call;
+}

@@ -1,0 +1,50 @@
+/*-------------------------------------------------------------------------
+ *
+ * retry.h
+ *		Effects that could not be sent after commit, kept until Redis
+ *		answers again: in a shared ring drained by the background worker
+ *		(and by any backend before it talks to Redis) when the library is
+ *		preloaded, or in the backend itself otherwise.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_RETRY_H
+#define BMFREDIS_RETRY_H
+
+#include "postgres.h"
+
+#include "xact/effects.h"
+
+/*
+ * Keep the effects not marked done, for logical database db under key
+ * prefix prefix.  When the queue is full, the namespace (every key under
+ * the prefix) is remembered instead, to be invalidated whole.  Does not
+ * throw except for out-of-memory in the non-shared queue.
+ */
+extern void RetryEnqueue(const Effect *effects, const bool *done, int n,
+						 int db, const char *prefix);
+/* Remember a namespace to invalidate whole; never allocates or throws. */
+extern void RetryEnqueueNamespace(int db, const char *prefix);
+
+/*
+ * Send what this database queued, until the deadline; quiet about Redis
+ * faults.  With
+ * wait, when another process is draining, wait for it (a reader must not
+ * read past invalidations being sent); without, leave it the work.
+ */
+extern void RetryDrain(TimestampTz deadline, bool wait);
+
+/* Does this database have effects waiting? */
+extern bool RetryIsBacklogged(void);
+extern bool RetryIsShared(void);
+/* entries and namespaces waiting, of every database */
+extern void RetryPending(int64 *entries, int *namespaces);
+/* the same for one database */
+extern void RetryPendingFor(Oid dboid, int64 *entries, int *namespaces);
+/* forget what a database queued (it was dropped, or its extension was) */
+extern void RetryDiscardDatabase(Oid dboid);
+
+/* the client hook: drain before this backend uses Redis again */
+extern void RetryInstallHook(void);
+
+#endif							/* BMFREDIS_RETRY_H */

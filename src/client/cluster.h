@@ -4,9 +4,9 @@
  *		Redis Cluster: key slots, the slot map, and the keys bmfredis lays
  *		out so that every script touches one slot.
  *
- * Routing itself lives in client.c (the one place commands are sent);
+ * Routing itself lives in route.c (batches split by slot, redirects);
  * this file knows which node owns which slot, learns it from CLUSTER
- * SLOTS and from MOVED redirects, and hands out RedisNodes for the pool.
+ * SHARDS (or SLOTS) and from MOVED redirects, and hands out RedisNodes for the pool.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,7 +17,8 @@
 
 #include "lib/stringinfo.h"
 
-#include "pool/pool.h"
+#include "pool/node.h"
+#include "wire/error.h"
 
 #define CLUSTER_SLOTS 16384
 

@@ -146,62 +146,83 @@ server_and_memory(const char *info, Datum *values, bool *nulls)
 	}
 }
 
-Datum
-redis_health(PG_FUNCTION_ARGS)
+/* redis_health's columns from bmfredis itself: hit rate, retry queue, worker. */
+static void
+health_own(Datum *values, bool *nulls)
 {
-	TupleDesc	tupdesc;
-	Datum		values[HEALTH_COLS];
-	bool		nulls[HEALTH_COLS];
+	int64		hits = BmfStatsGet(STAT_CACHE_HITS);
+	int64		misses = BmfStatsGet(STAT_CACHE_MISSES);
+	int64		pending;
+	int			namespaces;
+
+	values[9] = CStringGetTextDatum(RedisNodeName(RedisDefaultNode()));
+	nulls[9] = false;
+	values[10] = CStringGetTextDatum(bmf_key_prefix);
+	nulls[10] = false;
+	if (hits + misses > 0)
+	{
+		values[11] = Float8GetDatum((double) hits / (double) (hits + misses));
+		nulls[11] = false;
+	}
+	RetryPending(&pending, &namespaces);
+	values[12] = Int64GetDatum(pending);
+	nulls[12] = false;
+	values[13] = Int32GetDatum(namespaces);
+	nulls[13] = false;
+	if (BmfShared())
+	{
+		int			channels;
+		pid_t		pid = BmfWorkerPid(MyDatabaseId, &channels);
+
+		/* this database's worker; it is the subscriber when it relays */
+		if (pid != 0)
+		{
+			values[14] = Int32GetDatum(pid);
+			nulls[14] = false;
+		}
+		if (pid != 0 && channels > 0)
+		{
+			values[15] = Int32GetDatum(pid);
+			nulls[15] = false;
+		}
+	}
+}
+
+/* The columns from the server: INFO's fields, healthy and status. */
+static void
+health_info(const char *info, Datum *values, bool *nulls)
+{
+	char	   *s;
+
+	values[0] = BoolGetDatum(true);
+	values[1] = CStringGetTextDatum("connected");
+	if ((s = info_value(info, "redis_version")))
+		values[3] = CStringGetTextDatum(s), nulls[3] = false;
+	if ((s = info_value(info, "role")))
+		values[4] = CStringGetTextDatum(s), nulls[4] = false;
+	if ((s = info_value(info, "used_memory")))
+		values[5] = Int64GetDatum(strtoll(s, NULL, 10)), nulls[5] = false;
+	if ((s = info_value(info, "used_memory_human")))
+		values[6] = CStringGetTextDatum(s), nulls[6] = false;
+	if ((s = info_value(info, "connected_clients")))
+		values[7] = Int32GetDatum(atoi(s)), nulls[7] = false;
+	if ((s = info_value(info, "uptime_in_seconds")))
+		values[8] = Int64GetDatum(strtoll(s, NULL, 10)), nulls[8] = false;
+	server_and_memory(info, values, nulls);
+	if (RedisNodeIsCluster(RedisDefaultNode()))
+		cluster_health(values);
+}
+
+/* PING (timed), then INFO: a real attempt, never raised, even in backoff. */
+static void
+health_server(Datum *values, bool *nulls)
+{
 	RedisArgs	args;
 	RedisReply *reply;
 	RedisError	err;
 	TimestampTz t0;
 	long		secs;
 	int			usecs;
-	char	   *s;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	memset(nulls, true, sizeof(nulls));
-	values[9] = CStringGetTextDatum(RedisNodeName(RedisDefaultNode()));
-	nulls[9] = false;
-	values[10] = CStringGetTextDatum(bmf_key_prefix);
-	nulls[10] = false;
-	{
-		int64		hits = BmfStatsGet(STAT_CACHE_HITS);
-		int64		misses = BmfStatsGet(STAT_CACHE_MISSES);
-		int64		pending;
-		int			namespaces;
-		BmfSharedState *sh = BmfShared();
-
-		if (hits + misses > 0)
-		{
-			values[11] = Float8GetDatum((double) hits / (double) (hits + misses));
-			nulls[11] = false;
-		}
-		RetryPending(&pending, &namespaces);
-		values[12] = Int64GetDatum(pending);
-		nulls[12] = false;
-		values[13] = Int32GetDatum(namespaces);
-		nulls[13] = false;
-		if (sh)
-		{
-			int			channels;
-			pid_t		pid = BmfWorkerPid(MyDatabaseId, &channels);
-
-			/* this database's worker; it is the subscriber when it relays */
-			if (pid != 0)
-			{
-				values[14] = Int32GetDatum(pid);
-				nulls[14] = false;
-			}
-			if (pid != 0 && channels > 0)
-			{
-				values[15] = Int32GetDatum(pid);
-				nulls[15] = false;
-			}
-		}
-	}
 
 	RedisArgsInit(&args, 1);
 	RedisArgsAddStr(&args, "PING");
@@ -214,56 +235,54 @@ redis_health(PG_FUNCTION_ARGS)
 	nulls[0] = false;
 	nulls[1] = false;
 	if (reply == NULL)
+	{
 		values[1] = CStringGetTextDatum(psprintf("%s: %s", err.message, err.detail));
-	else if (reply->type == RESP_ERROR)
-		values[1] = CStringGetTextDatum(psprintf("error: %s", reply->str));
-	else
-	{
-		values[2] = Float8GetDatum(secs * 1000.0 + usecs / 1000.0);
-		nulls[2] = false;
-
-		RedisArgsInit(&args, 1);
-		RedisArgsAddStr(&args, "INFO");
-		reply = RedisCommand(REDIS_QUIET, REDIS_IDEMPOTENT | REDIS_ERRORS_OK, &args, &err);
-		if (reply == NULL || reply->type != RESP_STRING)
-			values[1] = CStringGetTextDatum(reply == NULL ?
-											psprintf("INFO failed: %s", err.detail) :
-											psprintf("INFO failed: %s", reply->str ? reply->str : "no text"));
-		else
-		{
-			values[0] = BoolGetDatum(true);
-			values[1] = CStringGetTextDatum("connected");
-			if ((s = info_value(reply->str, "redis_version")))
-				values[3] = CStringGetTextDatum(s), nulls[3] = false;
-			if ((s = info_value(reply->str, "role")))
-				values[4] = CStringGetTextDatum(s), nulls[4] = false;
-			if ((s = info_value(reply->str, "used_memory")))
-				values[5] = Int64GetDatum(strtoll(s, NULL, 10)), nulls[5] = false;
-			if ((s = info_value(reply->str, "used_memory_human")))
-				values[6] = CStringGetTextDatum(s), nulls[6] = false;
-			if ((s = info_value(reply->str, "connected_clients")))
-				values[7] = Int32GetDatum(atoi(s)), nulls[7] = false;
-			if ((s = info_value(reply->str, "uptime_in_seconds")))
-				values[8] = Int64GetDatum(strtoll(s, NULL, 10)), nulls[8] = false;
-			server_and_memory(reply->str, values, nulls);
-			if (RedisNodeIsCluster(RedisDefaultNode()))
-				cluster_health(values);
-		}
+		return;
 	}
+	if (reply->type == RESP_ERROR)
 	{
-		/* a node named by role (Sentinel): also the address it reached */
-		const char *name = RedisNodeName(RedisDefaultNode());
-		const char *addr = RedisNodeAddress(RedisDefaultNode());
+		values[1] = CStringGetTextDatum(psprintf("error: %s", reply->str));
+		return;
+	}
+	values[2] = Float8GetDatum(secs * 1000.0 + usecs / 1000.0);
+	nulls[2] = false;
 
-		if (addr)
-			values[9] = CStringGetTextDatum(psprintf("%s (%s)", name, addr));
-		else if (RedisNodeIsCluster(RedisDefaultNode()))
-		{
-			const RedisNode **masters;
-			int			n = RedisClusterMasters(&masters);
+	RedisArgsInit(&args, 1);
+	RedisArgsAddStr(&args, "INFO");
+	reply = RedisCommand(REDIS_QUIET, REDIS_IDEMPOTENT | REDIS_ERRORS_OK, &args, &err);
+	if (reply == NULL || reply->type != RESP_STRING)
+		values[1] = CStringGetTextDatum(reply == NULL ?
+										psprintf("INFO failed: %s", err.detail) :
+										psprintf("INFO failed: %s", reply->str ? reply->str : "no text"));
+	else
+		health_info(reply->str, values, nulls);
+}
 
-			values[9] = CStringGetTextDatum(psprintf("%s (%d master%s)", name, n, n == 1 ? "" : "s"));
-		}
+Datum
+redis_health(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[HEALTH_COLS];
+	bool		nulls[HEALTH_COLS];
+	const char *name = RedisNodeName(RedisDefaultNode());
+	const char *addr;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	memset(nulls, true, sizeof(nulls));
+	health_own(values, nulls);
+	health_server(values, nulls);
+
+	/* a node named by role (Sentinel): also the address it reached */
+	addr = RedisNodeAddress(RedisDefaultNode());
+	if (addr)
+		values[9] = CStringGetTextDatum(psprintf("%s (%s)", name, addr));
+	else if (RedisNodeIsCluster(RedisDefaultNode()))
+	{
+		const RedisNode **masters;
+		int			n = RedisClusterMasters(&masters);
+
+		values[9] = CStringGetTextDatum(psprintf("%s (%d master%s)", name, n, n == 1 ? "" : "s"));
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

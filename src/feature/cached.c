@@ -453,17 +453,115 @@ refresh(CachedCall *c, const RedisReply *current)
 
 /* ---- SQL ---- */
 
+/*
+ * Look the key up: its value and, when XFetch is on (cached_early_beta),
+ * its PTTL and the time its last computation took.  NULL when Redis
+ * cannot be used.
+ */
+static RedisReply **
+look(CachedCall *c)
+{
+	RedisBatch	b;
+	RedisArgs	a;
+
+	RedisBatchInit(&b);
+	RedisArgsInit(&a, 2);
+	RedisArgsAddStr(&a, "GET");
+	RedisArgsAdd(&a, c->key.data, c->key.len);
+	RedisBatchAdd(&b, &a);
+	if (bmf_cached_early_beta > 0)
+	{
+		RedisArgsInit(&a, 2);
+		RedisArgsAddStr(&a, "PTTL");
+		RedisArgsAdd(&a, c->key.data, c->key.len);
+		RedisBatchAdd(&b, &a);
+		RedisArgsInit(&a, 2);
+		RedisArgsAddStr(&a, "GET");
+		RedisArgsAdd(&a, c->delta.data, c->delta.len);
+		RedisBatchAdd(&b, &a);
+	}
+	return RedisPipeline(REDIS_SOFT, REDIS_IDEMPOTENT, &b, 0, NULL);
+}
+
+/*
+ * One attempt at the cached value: 1 with *json the answer (a hit, an
+ * early recomputation, or our own computation under a lease we took); 0
+ * when another backend holds the lease (wait and try again); -1 when there
+ * is no cache to be had (Redis unusable, a value that is not JSON, a
+ * snapshot older than any lease): run the query.
+ */
+static int
+attempt(CachedCall *c, text *key, char **json)
+{
+	RedisReply **rr = look(c);
+	RedisReply *r;
+	RedisReply *value = NULL;
+
+	if (rr == NULL)
+		return -1;
+	r = rr[0];
+	if (r->type == RESP_ERROR)
+		RedisRaiseReplyError(r, "GET");
+	if (r->type == RESP_STRING && r->len > 0)
+	{
+		if (!valid_json(r->str, r->len))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("Redis key \"%s\" does not hold JSON", text_to_cstring(key)),
+					 errhint("Something other than redis_cached wrote it; the query was run instead.")));
+			return -1;
+		}
+		BmfStatsCount(STAT_CACHE_HITS, 1);
+		*json = r->str;
+		if (bmf_cached_early_beta > 0 && !IsolationUsesXactSnapshot() &&
+			rr[1]->type == RESP_INTEGER && rr[2]->type == RESP_STRING &&
+			recompute_early(rr[1]->integer, strtoll(rr[2]->str, NULL, 10)))
+		{
+			char	   *fresh = refresh(c, r);
+
+			if (fresh)
+				*json = fresh;
+		}
+		return 1;
+	}
+	if (r->type != RESP_STRING && r->type != RESP_NIL)
+		RedisExpect(r, RESP_STRING, "GET");
+
+	/* a miss: someone computing ("") or nobody (nil) */
+	if (IsolationUsesXactSnapshot())
+		return -1;				/* our snapshot predates any lease: never store */
+	if (r->type == RESP_NIL)
+	{
+		int			got = take_lease(c, &value);
+
+		if (got < 0)
+			return -1;
+		if (got == 1 && value->len > 0 && valid_json(value->str, value->len))
+		{
+			BmfStatsCount(STAT_CACHE_HITS, 1);
+			*json = value->str;
+			return 1;
+		}
+		if (got == 0)
+		{
+			BmfStatsCount(STAT_CACHE_MISSES, 1);
+			*json = compute_and_store(c, NULL);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* redis_cached(key text, ttl interval, query text, tags text[]) -> jsonb */
 Datum
 redis_cached(PG_FUNCTION_ARGS)
 {
 	text	   *key = BmfTextArg(fcinfo, 0, "cache key");
 	CachedCall	c;
-	RedisArgs	a;
-	RedisReply *r;
-	RedisReply *value = NULL;
 	TimestampTz deadline = 0;
 	int			delay = POLL_MIN_MS;
+	char	   *json;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -496,77 +594,12 @@ redis_cached(PG_FUNCTION_ARGS)
 
 	for (;;)
 	{
-		/* look: the value (with what XFetch needs when it is on) */
-		RedisBatch	b;
-		RedisReply **rr;
+		int			rc = attempt(&c, key, &json);
 
-		RedisBatchInit(&b);
-		RedisArgsInit(&a, 2);
-		RedisArgsAddStr(&a, "GET");
-		RedisArgsAdd(&a, c.key.data, c.key.len);
-		RedisBatchAdd(&b, &a);
-		if (bmf_cached_early_beta > 0)
-		{
-			RedisArgsInit(&a, 2);
-			RedisArgsAddStr(&a, "PTTL");
-			RedisArgsAdd(&a, c.key.data, c.key.len);
-			RedisBatchAdd(&b, &a);
-			RedisArgsInit(&a, 2);
-			RedisArgsAddStr(&a, "GET");
-			RedisArgsAdd(&a, c.delta.data, c.delta.len);
-			RedisBatchAdd(&b, &a);
-		}
-		rr = RedisPipeline(REDIS_SOFT, REDIS_IDEMPOTENT, &b, 0, NULL);
-		if (rr == NULL)
-			break;				/* Redis unusable: run the query */
-		r = rr[0];
-		if (r->type == RESP_ERROR)
-			RedisRaiseReplyError(r, "GET");
-		if (r->type == RESP_STRING && r->len > 0)
-		{
-			if (!valid_json(r->str, r->len))
-			{
-				ereport(WARNING,
-						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-						 errmsg("Redis key \"%s\" does not hold JSON", text_to_cstring(key)),
-						 errhint("Something other than redis_cached wrote it; the query was run instead.")));
-				break;
-			}
-			BmfStatsCount(STAT_CACHE_HITS, 1);
-			if (bmf_cached_early_beta > 0 && !IsolationUsesXactSnapshot() &&
-				rr[1]->type == RESP_INTEGER && rr[2]->type == RESP_STRING &&
-				recompute_early(rr[1]->integer, strtoll(rr[2]->str, NULL, 10)))
-			{
-				char	   *fresh = refresh(&c, r);
-
-				if (fresh)
-					PG_RETURN_DATUM(jsonb_datum(fresh));
-			}
-			PG_RETURN_DATUM(jsonb_datum(r->str));
-		}
-		if (r->type != RESP_STRING && r->type != RESP_NIL)
-			RedisExpect(r, RESP_STRING, "GET");
-
-		/* a miss: someone computing ("") or nobody (nil) */
-		if (IsolationUsesXactSnapshot())
-			break;				/* our snapshot predates any lease: never store */
-		if (r->type == RESP_NIL)
-		{
-			int			got = take_lease(&c, &value);
-
-			if (got < 0)
-				break;
-			if (got == 1 && value->len > 0 && valid_json(value->str, value->len))
-			{
-				BmfStatsCount(STAT_CACHE_HITS, 1);
-				PG_RETURN_DATUM(jsonb_datum(value->str));
-			}
-			if (got == 0)
-			{
-				BmfStatsCount(STAT_CACHE_MISSES, 1);
-				PG_RETURN_DATUM(jsonb_datum(compute_and_store(&c, NULL)));
-			}
-		}
+		if (rc > 0)
+			PG_RETURN_DATUM(jsonb_datum(json));
+		if (rc < 0)
+			break;
 		/* leased by another backend: wait for its value, for a while */
 		if (deadline == 0)
 		{

@@ -43,26 +43,8 @@
 #include "base/stats.h"
 #include "base/url.h"
 #include "base/wait.h"
+#include "pool/internal.h"
 #include "pool/pool.h"
-
-typedef enum ConnState
-{
-	CONN_CLOSED,
-	CONN_READY,
-	CONN_BUSY
-} ConnState;
-
-/* One connection: the socket, its reply parser, and whether it is in step. */
-typedef struct Conn
-{
-	RedisTransport t;
-	RespReader *reader;
-	ConnState	state;
-	uint64		generation;
-	int			db;
-	TimestampTz since;
-	char		addr[POOL_NAME_LEN];	/* Sentinel mode: the master it reached */
-} Conn;
 
 typedef struct PoolEntry
 {
@@ -83,36 +65,10 @@ static bool exit_hook_registered = false;
 
 static PoolEntry *pool_find(const char *name);
 
-/* Socket reads land here before being fed to the reader. */
-static char read_buffer[64 * 1024];
-
 void
 RedisPoolInit(void)
 {
 	/* nothing is made until first use: the postmaster never connects */
-}
-
-static void
-conn_close(Conn *c)
-{
-	TransportClose(&c->t);
-	if (c->reader)
-		RespReaderFree(c->reader);
-	c->reader = NULL;
-	c->state = CONN_CLOSED;
-	c->since = 0;
-}
-
-static void
-conn_init(Conn *c)
-{
-	TransportInit(&c->t);
-	c->reader = NULL;
-	c->state = CONN_CLOSED;
-	c->generation = 0;
-	c->db = 0;
-	c->since = 0;
-	c->addr[0] = '\0';
 }
 
 static void
@@ -155,7 +111,7 @@ pool_entry(const char *name)
 	e = hash_search(pool, key, HASH_ENTER, &found);
 	if (!found)
 	{
-		conn_init(&e->c);
+		PoolConnInit(&e->c);
 		e->last_used = 0;
 		e->commands = 0;
 		e->errors = 0;
@@ -187,22 +143,6 @@ mark_failure(PoolEntry *e, const RedisError *err)
 			 err->message, err->detail);
 }
 
-/*
- * A timeout says which setting gave the time, so the message points at what
- * to change: "(bmfredis.connect_timeout is 2000 ms)" after the detail.
- */
-static void
-timeout_names_setting(RedisError *err, const char *setting, long ms)
-{
-	size_t		len = strlen(err->detail);
-
-	if (err->status != RS_TIMEOUT)
-		return;
-	if (len > 0 && err->detail[len - 1] == '.')
-		err->detail[--len] = '\0';
-	snprintf(err->detail + len, sizeof(err->detail) - len, " (%s is %ld ms).", setting, ms);
-}
-
 /* A command's timeout: the node and the time, and the setting when it is one. */
 static void
 command_timeout_detail(RedisError *err, const char *name, bool deadline_given,
@@ -220,455 +160,6 @@ command_timeout_detail(RedisError *err, const char *name, bool deadline_given,
 				 name, bmf_command_timeout);
 }
 
-/* Write a pipeline on a connected entry; it stays BUSY until read. */
-static bool
-exchange_send(Conn *e, const StringInfoData *cmds, TimestampTz deadline,
-			  RedisError *err)
-{
-	e->state = CONN_BUSY;
-	err->maybe_sent = true;
-	return TransportWrite(&e->t, cmds->data, cmds->len, deadline, err);
-}
-
-/* Read ncmds replies; the entry is READY again when all came. */
-static bool
-exchange_recv(Conn *e, int ncmds, TimestampTz deadline, MemoryContext cxt,
-			  RedisReply **replies, RedisError *err)
-{
-	bool		wait_first = true;
-	int			i;
-
-	err->maybe_sent = true;
-	for (i = 0; i < ncmds; i++)
-	{
-		for (;;)
-		{
-			int			rc;
-			ssize_t		n;
-
-			rc = RespReaderGet(e->reader, cxt, bmf_max_value_size,
-							   &replies[i], err);
-			if (rc < 0)
-				return false;
-			if (rc > 0)
-				break;
-			n = TransportRead(&e->t, read_buffer, sizeof(read_buffer),
-							  wait_first, deadline, err);
-			wait_first = false;
-			if (n < 0)
-				return false;
-			if (!RespReaderFeed(e->reader, read_buffer, n, err))
-				return false;
-		}
-	}
-	e->state = CONN_READY;
-	return true;
-}
-
-/*
- * One pipelined exchange on a connected entry: write cmds, read ncmds
- * replies.  Leaves the entry BUSY unless it completes.
- */
-static bool
-exchange(Conn *e, const StringInfoData *cmds, int ncmds,
-		 TimestampTz deadline, MemoryContext cxt, RedisReply **replies,
-		 RedisError *err)
-{
-	return exchange_send(e, cmds, deadline, err) &&
-		exchange_recv(e, ncmds, deadline, cxt, replies, err);
-}
-
-/*
- * A name Redis accepts for CLIENT SETNAME (no spaces or odd bytes):
- * bmfredis:<database>:<pid>.  The database name needs the catalogs, so it
- * is looked up once, inside a transaction; a connection first made outside
- * one (after commit) names the database by OID.
- */
-static char *pool_dbname = NULL;
-
-void
-RedisPoolNoteDatabase(void)
-{
-	if (pool_dbname == NULL && OidIsValid(MyDatabaseId) && IsTransactionState())
-	{
-		char	   *n = get_database_name(MyDatabaseId);
-
-		if (n)
-			pool_dbname = MemoryContextStrdup(TopMemoryContext, n);
-	}
-}
-
-const char *
-RedisPoolDatabaseName(void)
-{
-	RedisPoolNoteDatabase();
-	return pool_dbname;
-}
-
-static void
-client_name(char *buf, size_t size)
-{
-	char		oidbuf[16];
-	const char *db;
-	char	   *p;
-	char	   *dbname;
-
-	RedisPoolNoteDatabase();
-	dbname = pool_dbname;
-	if (dbname)
-		db = dbname;
-	else if (OidIsValid(MyDatabaseId))
-	{
-		snprintf(oidbuf, sizeof(oidbuf), "%u", MyDatabaseId);
-		db = oidbuf;
-	}
-	else
-		db = MyBgworkerEntry ? "worker" : "-";
-	snprintf(buf, size, "bmfredis:%s:%d", db, MyProcPid);
-	for (p = buf; *p; p++)
-		if (*p <= ' ' || *p > '~')
-			*p = '_';
-}
-
-/* AUTH [username] password, if there is a password; true if appended */
-static bool
-append_auth(StringInfo buf, const char *username, const char *password)
-{
-	const char *argv[3];
-	size_t		lens[3];
-	int			argc = 0;
-
-	if (password == NULL || password[0] == '\0')
-		return false;
-	argv[argc] = "AUTH";
-	lens[argc++] = 4;
-	if (username && username[0])
-	{
-		argv[argc] = username;
-		lens[argc++] = strlen(username);
-	}
-	argv[argc] = password;
-	lens[argc++] = strlen(password);
-	RespFormat(buf, argc, argv, lens);
-	return true;
-}
-
-/*
- * Connect to ep, send cmds, read their replies and close: a connection for
- * one exchange, which must not leak if an interrupt throws.
- */
-static bool
-exchange_once(Conn *c, const RedisEndpoint *ep, const StringInfoData *cmds,
-			  int ncmds, TimestampTz deadline, RedisReply **replies,
-			  RedisError *err)
-{
-	volatile bool ok = false;
-
-	PG_TRY();
-	{
-		c->reader = RespReaderCreate();
-		ok = TransportConnect(&c->t, ep, deadline, err) &&
-			exchange(c, cmds, ncmds, deadline, CurrentMemoryContext, replies, err);
-	}
-	PG_CATCH();
-	{
-		conn_close(c);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	conn_close(c);
-	return ok;
-}
-
-/*
- * Ask one sentinel for the master's address: AUTH (if configured) and
- * SENTINEL get-master-addr-by-name, on a connection made for the purpose
- * and closed again.  true with host/port set; false with why in err.
- */
-static bool
-ask_sentinel(const RedisNode *node, const char *shost, int sport,
-			 TimestampTz deadline, char *host, size_t hostlen, int *port,
-			 RedisError *err)
-{
-	Conn		c;
-	RedisEndpoint ep = node->ep;
-	char		sname[POOL_NAME_LEN];
-	StringInfoData cmds;
-	const char *argv[3];
-	size_t		lens[3];
-	RedisReply *replies[2];
-	int			n = 0;
-	int			auth_at = -1;
-
-	strcpy(sname, "sentinel ");
-	BmfHostPort(sname + 9, sizeof(sname) - 9, shost, sport);
-	ep.host = shost;
-	ep.port = sport;
-	ep.unix_socket = "";
-	ep.name = sname;
-	conn_init(&c);
-	initStringInfo(&cmds);
-	if (append_auth(&cmds, node->sentinel_username, node->sentinel_password))
-		auth_at = n++;
-	argv[0] = "SENTINEL";
-	lens[0] = 8;
-	argv[1] = "get-master-addr-by-name";
-	lens[1] = 23;
-	argv[2] = node->sentinel_master;
-	lens[2] = strlen(node->sentinel_master);
-	RespFormat(&cmds, 3, argv, lens);
-	n++;
-
-	if (!exchange_once(&c, &ep, &cmds, n, deadline, replies, err))
-	{
-		if (err->status == RS_TIMEOUT)
-			snprintf(err->detail, sizeof(err->detail),
-					 "%s did not answer within its share of bmfredis.connect_timeout (%ld ms of %d).",
-					 sname, (long) ((deadline - GetCurrentTimestamp()) / 1000 + 1), bmf_connect_timeout);
-		return false;
-	}
-	if (auth_at >= 0 && replies[auth_at]->type == RESP_ERROR)
-	{
-		RedisErrorSet(err, RS_AUTH, ERRCODE_INVALID_PASSWORD,
-					  "Redis Sentinel refused the credentials of bmfredis",
-					  "AUTH at %s: %s", sname, replies[auth_at]->str);
-		return false;
-	}
-	if (replies[n - 1]->type == RESP_ARRAY && replies[n - 1]->elements == 2 &&
-		replies[n - 1]->element[0]->type == RESP_STRING &&
-		replies[n - 1]->element[1]->type == RESP_STRING)
-	{
-		char	   *end;
-		long		p = strtol(replies[n - 1]->element[1]->str, &end, 10);
-
-		if (*end == '\0' && p >= 1 && p <= 65535 &&
-			replies[n - 1]->element[0]->len < hostlen)
-		{
-			strlcpy(host, replies[n - 1]->element[0]->str, hostlen);
-			*port = (int) p;
-			return true;
-		}
-	}
-	RedisErrorSet(err, RS_CONNECT, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-				  "could not find the Redis master",
-				  "%s does not know master \"%s\"%s%s.", sname, node->sentinel_master,
-				  replies[n - 1]->type == RESP_ERROR ? ": " : "",
-				  replies[n - 1]->type == RESP_ERROR ? replies[n - 1]->str : "");
-	return false;
-}
-
-/*
- * The sentinel that answered last, asked first next time (as Redis'
- * client guidelines for Sentinel advise), so a sentinel that hangs costs
- * one connect its share of the timeout, not every connect.  Remembered
- * per backend, together with the list it indexes.
- */
-static char *preferred_list = NULL;
-static int	preferred_sentinel = 0;
-
-#define MAX_SENTINELS 64
-
-/*
- * The master's address, from the first of bmfredis.sentinels that knows
- * it.  Each sentinel gets an equal share of the connect timeout, so one
- * that hangs does not starve the others.
- */
-static bool
-sentinel_resolve(const RedisNode *node, TimestampTz deadline, char *host,
-				 size_t hostlen, int *port, RedisError *err)
-{
-	const char *sentinels = node->sentinels ? node->sentinels : "";
-	char	   *list = pstrdup(sentinels);
-	const char *hosts[MAX_SENTINELS];
-	int			ports[MAX_SENTINELS];
-	int			count = 0;
-	int			tried;
-	char	   *tok;
-	char	   *save = NULL;
-	char		last[sizeof(err->detail)] = "";
-
-	for (tok = strtok_r(list, ", ", &save); tok && count < MAX_SENTINELS;
-		 tok = strtok_r(NULL, ", ", &save))
-	{
-		/* the check hook refuses what does not split; be safe anyway */
-		if (BmfSplitHostPort(tok, &hosts[count], &ports[count]))
-			count++;
-	}
-	if (preferred_list == NULL || strcmp(preferred_list, sentinels) != 0)
-	{
-		if (preferred_list)
-			pfree(preferred_list);
-		preferred_list = MemoryContextStrdup(TopMemoryContext, sentinels);
-		preferred_sentinel = 0;
-	}
-	for (tried = 0; tried < count; tried++)
-	{
-		int			i = (preferred_sentinel + tried) % count;
-		TimestampTz now = GetCurrentTimestamp();
-		TimestampTz mine = Min(deadline, now + (deadline - now) / (count - tried));
-
-		if (ask_sentinel(node, hosts[i], ports[i], mine, host, hostlen, port, err))
-		{
-			preferred_sentinel = i;
-			return true;
-		}
-		snprintf(last, sizeof(last), "%s: %s", err->message, err->detail);
-	}
-	RedisErrorSet(err, RS_CONNECT, ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
-				  "could not connect to Redis",
-				  "No sentinel of bmfredis.sentinels named master \"%s\" (%d asked); last: %s",
-				  node->sentinel_master, tried, tried ? last : "the list is empty");
-	return false;
-}
-
-static bool
-conn_connect(Conn *e, const RedisNode *node, RedisError *err)
-{
-	TimestampTz deadline = BmfDeadline(bmf_connect_timeout);
-	RedisEndpoint ep = node->ep;
-	char		host[256];
-	StringInfoData hs;
-	const char *argv[3];
-	size_t		lens[3];
-	RedisReply *replies[4];
-	int			n = 0;
-	int			auth_at = -1;
-	int			select_at = -1;
-	int			role_at = -1;
-	char		name[128];
-	char		dbstr[16];
-
-	conn_close(e);
-	e->addr[0] = '\0';
-	if (node->sentinel_master)
-	{
-		int			port;
-
-		if (!sentinel_resolve(node, deadline, host, sizeof(host), &port, err))
-			return false;
-		ep.host = host;
-		ep.port = port;
-		BmfHostPort(e->addr, sizeof(e->addr), host, port);
-		ep.name = e->addr;
-	}
-	e->reader = RespReaderCreate();
-	if (!TransportConnect(&e->t, &ep, deadline, err))
-	{
-		timeout_names_setting(err, "bmfredis.connect_timeout", bmf_connect_timeout);
-		return false;
-	}
-
-	initStringInfo(&hs);
-	if (append_auth(&hs, node->username, node->password))
-		auth_at = n++;
-	if (node->db != 0)
-	{
-		snprintf(dbstr, sizeof(dbstr), "%d", node->db);
-		argv[0] = "SELECT";
-		lens[0] = 6;
-		argv[1] = dbstr;
-		lens[1] = strlen(dbstr);
-		RespFormat(&hs, 2, argv, lens);
-		select_at = n++;
-	}
-	client_name(name, sizeof(name));
-	argv[0] = "CLIENT";
-	lens[0] = 6;
-	argv[1] = "SETNAME";
-	lens[1] = 7;
-	argv[2] = name;
-	lens[2] = strlen(name);
-	RespFormat(&hs, 3, argv, lens);
-	n++;
-	if (node->sentinel_master)
-	{
-		/* a demoted master must never be written to */
-		argv[0] = "ROLE";
-		lens[0] = 4;
-		RespFormat(&hs, 1, argv, lens);
-		role_at = n++;
-	}
-
-	if (!exchange(e, &hs, n, deadline, CurrentMemoryContext, replies, err))
-	{
-		/*
-		 * Failing before the first reply is failing to connect.  The usual
-		 * causes: TLS on one side only (a TLS server resets a plaintext
-		 * client), or a server that wants a client certificate (TLS 1.3
-		 * reports that after the handshake, on the first read).
-		 */
-		char		detail[sizeof(err->detail)];
-
-		if (err->status == RS_IO)
-		{
-			strlcpy(detail, err->detail, sizeof(detail));
-			err->status = RS_CONNECT;
-			err->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-			if (ep.tls.enabled && strstr(detail, "certificate required"))
-				snprintf(err->detail, sizeof(err->detail),
-						 "%s requires a client certificate (bmfredis.tls_cert_file and bmfredis.tls_key_file): %s",
-						 ep.name, detail);
-			else if (!ep.tls.enabled)
-				snprintf(err->detail, sizeof(err->detail),
-						 "%s dropped the connection before answering (if it is a TLS port, set bmfredis.tls = on): %s",
-						 ep.name, detail);
-			else
-				snprintf(err->detail, sizeof(err->detail),
-						 "%s dropped the connection before answering: %s",
-						 ep.name, detail);
-		}
-		if (err->status == RS_TIMEOUT)
-		{
-			err->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-			snprintf(err->detail, sizeof(err->detail),
-					 "%s accepted the connection but did not answer AUTH, SELECT and CLIENT SETNAME within bmfredis.connect_timeout (%d ms).",
-					 ep.name, bmf_connect_timeout);
-		}
-		if (err->status == RS_TIMEOUT || err->status == RS_CONNECT)
-			strlcpy(err->message, "could not connect to Redis", sizeof(err->message));
-		pfree(hs.data);
-		return false;
-	}
-	pfree(hs.data);
-
-	if (auth_at >= 0 && replies[auth_at]->type == RESP_ERROR)
-	{
-		RedisErrorSet(err, RS_AUTH, ERRCODE_INVALID_PASSWORD,
-					  "Redis refused the credentials of bmfredis",
-					  "AUTH at %s: %s", ep.name, replies[auth_at]->str);
-		return false;
-	}
-	if (select_at >= 0 && replies[select_at]->type == RESP_ERROR)
-	{
-		RedisErrorSet(err, RS_CONNECT, ERRCODE_INVALID_PARAMETER_VALUE,
-					  "could not select the Redis database",
-					  "SELECT %d at %s: %s", node->db, ep.name,
-					  replies[select_at]->str);
-		return false;
-	}
-	/* CLIENT SETNAME may be denied by an ACL; the name is a courtesy */
-	if (role_at >= 0)
-	{
-		RedisReply *r = replies[role_at];
-		const char *role = (r->type == RESP_ARRAY && r->elements > 0 &&
-							r->element[0]->type == RESP_STRING) ? r->element[0]->str : "(no answer)";
-
-		if (strcmp(role, "master") != 0)
-		{
-			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
-						  "Redis is unavailable",
-						  "%s, named master of \"%s\" by Sentinel, says its role is %s (a failover in progress?); the sentinels are asked again after the backoff.",
-						  ep.name, node->sentinel_master, role);
-			return false;
-		}
-	}
-
-	e->generation = bmfredis_config_generation;
-	e->db = node->db;
-	e->since = GetCurrentTimestamp();
-	return true;
-}
-
 static bool
 pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
 {
@@ -677,33 +168,9 @@ pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
 		e->reconnects++;
 		BmfStatsCount(STAT_RECONNECTS, 1);
 	}
-	if (!conn_connect(&e->c, node, err))
+	if (!PoolConnConnect(&e->c, node, err))
 		return false;
 	e->last_used = e->c.since;
-	return true;
-}
-
-/* Is a pooled, idle connection still alive?  Closes it when not. */
-static bool
-idle_connection_alive(Conn *e)
-{
-	StringInfoData cmd;
-	const char *argv[1] = {"PING"};
-	size_t		lens[1] = {4};
-	RedisReply *reply;
-	RedisError	err;
-	bool		ok;
-
-	initStringInfo(&cmd);
-	RespFormat(&cmd, 1, argv, lens);
-	ok = exchange(e, &cmd, 1, BmfDeadline(bmf_command_timeout),
-				  CurrentMemoryContext, &reply, &err);
-	pfree(cmd.data);
-	if (!ok || reply->type == RESP_ERROR)
-	{
-		conn_close(e);
-		return false;
-	}
 	return true;
 }
 
@@ -773,7 +240,7 @@ pool_begin(PoolEntry *e, const RedisNode *node, int flags, TimestampTz now,
 	if (e->c.state != CONN_READY || e->c.generation != bmfredis_config_generation ||
 		(bmf_idle_check > 0 &&
 		 now - e->last_used > (int64) bmf_idle_check * USECS_PER_SEC &&
-		 !idle_connection_alive(&e->c)) ||
+		 !PoolConnAlive(&e->c)) ||
 		(!(flags & POOL_IDEMPOTENT) && TransportPeerClosed(&e->c.t)))
 	{
 		if (!pool_connect(e, node, err))
@@ -797,7 +264,7 @@ call_deadline(TimestampTz deadline, bool fresh, TimestampTz now)
 static bool
 pool_fail(PoolEntry *e, const RedisError *err)
 {
-	conn_close(&e->c);
+	PoolConnClose(&e->c);
 	e->last_used = GetCurrentTimestamp();
 	mark_failure(e, err);
 	return false;
@@ -814,14 +281,14 @@ pool_receive(PoolEntry *e, const RedisNode *node, const StringInfoData *cmds,
 			 TimestampTz started, TimestampTz deadline, MemoryContext cxt,
 			 RedisReply **replies, RedisError *err)
 {
-	bool		ok = exchange_recv(&e->c, ncmds, deadline, cxt, replies, err);
+	bool		ok = PoolConnRecv(&e->c, ncmds, deadline, cxt, replies, err);
 
 	if (!ok && err->status == RS_IO && !fresh && (flags & POOL_IDEMPOTENT))
 	{
 		/* the pooled connection was dead: one more try on a new one */
 		if (!pool_connect(e, node, err))
 			return pool_fail(e, err);
-		ok = exchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
+		ok = PoolConnExchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
 	}
 	if (!ok)
 	{
@@ -863,7 +330,7 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 	if (rc < 0)
 		return pool_fail(e, err);
 	deadline = call_deadline(deadline, fresh, now);
-	if (!exchange_send(&e->c, cmds, deadline, err))
+	if (!PoolConnSend(&e->c, cmds, deadline, err))
 	{
 		command_timeout_detail(err, node->ep.name, given, now, deadline);
 		return pool_fail(e, err);
@@ -897,7 +364,7 @@ RedisPoolExecMany(int n, const RedisNode *const *nodes,
 		if (rc == 0)
 		{
 			deadlines[i] = call_deadline(deadline, fresh[i], now);
-			if (exchange_send(&es[i]->c, cmds[i], deadlines[i], &local))
+			if (PoolConnSend(&es[i]->c, cmds[i], deadlines[i], &local))
 			{
 				sent[i] = true;
 				continue;
@@ -979,7 +446,7 @@ RedisPoolDisconnectAll(void)
 	{
 		if (TransportIsOpen(&e->c.t))
 			n++;
-		conn_close(&e->c);
+		PoolConnClose(&e->c);
 		e->unread = 0;
 	}
 	return n;
@@ -1080,7 +547,7 @@ RedisPoolStreamSend(const RedisNode *node, const char *tag, bool opening,
 		if (rc < 0)
 			return pool_fail(e, err);
 	}
-	if (!exchange_send(&e->c, cmds, deadline, err))
+	if (!PoolConnSend(&e->c, cmds, deadline, err))
 	{
 		e->unread = 0;
 		return pool_fail(e, err);
@@ -1113,7 +580,7 @@ RedisPoolStreamFinish(const RedisNode *node, const char *tag,
 		return false;
 	}
 	e->unread = 0;
-	if (!exchange_send(&e->c, cmds, deadline, err))
+	if (!PoolConnSend(&e->c, cmds, deadline, err))
 		return pool_fail(e, err);
 	/* every reply of the stream, checked and counted as any pipeline's */
 	return pool_receive(e, node, cmds, total, 0, true, true, GetCurrentTimestamp(),
@@ -1132,7 +599,7 @@ RedisPoolStreamAbandon(const char *node_name, const char *tag)
 		return;
 	/* closed mid-command too: Redis drops a MULTI when its client leaves */
 	if (e->unread > 0 || e->c.state == CONN_BUSY)
-		conn_close(&e->c);
+		PoolConnClose(&e->c);
 	e->unread = 0;
 }
 
@@ -1180,11 +647,11 @@ RedisPoolSubscribe(const RedisNode *node, int n, const char *const *names,
 	int			i;
 
 	sub = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisSubscription));
-	conn_init(&sub->c);
+	PoolConnInit(&sub->c);
 	strlcpy(sub->name, node->ep.name, sizeof(sub->name));
-	if (!conn_connect(&sub->c, node, err))
+	if (!PoolConnConnect(&sub->c, node, err))
 	{
-		conn_close(&sub->c);
+		PoolConnClose(&sub->c);
 		pfree(sub);
 		return NULL;
 	}
@@ -1193,10 +660,10 @@ RedisPoolSubscribe(const RedisNode *node, int n, const char *const *names,
 	sub_command(&cmds, "PSUBSCRIBE", n, names, patterns, true, &nreplies);
 	replies = palloc(sizeof(RedisReply *) * Max(nreplies, 1));
 	if (nreplies > 0 &&
-		!exchange(&sub->c, &cmds, nreplies, BmfDeadline(bmf_command_timeout),
+		!PoolConnExchange(&sub->c, &cmds, nreplies, BmfDeadline(bmf_command_timeout),
 				  CurrentMemoryContext, replies, err))
 	{
-		conn_close(&sub->c);
+		PoolConnClose(&sub->c);
 		pfree(sub);
 		return NULL;
 	}
@@ -1207,7 +674,7 @@ RedisPoolSubscribe(const RedisNode *node, int n, const char *const *names,
 			RedisErrorSet(err, RS_REPLY, ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
 						  "Redis refused the subscription",
 						  "%s: %s", sub->name, replies[i]->str);
-			conn_close(&sub->c);
+			PoolConnClose(&sub->c);
 			pfree(sub);
 			return NULL;
 		}
@@ -1219,26 +686,7 @@ int
 RedisSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
 					  MemoryContext cxt, RedisReply **msg, RedisError *err)
 {
-	bool		wait_first = true;
-
-	for (;;)
-	{
-		int			rc;
-		ssize_t		n;
-
-		rc = RespReaderGet(sub->c.reader, cxt, bmf_max_value_size, msg, err);
-		if (rc < 0)
-			return -1;
-		if (rc > 0)
-			return 1;
-		n = TransportRead(&sub->c.t, read_buffer, sizeof(read_buffer),
-						  wait_first, deadline, err);
-		wait_first = false;
-		if (n < 0)
-			return err->status == RS_TIMEOUT ? 0 : -1;
-		if (!RespReaderFeed(sub->c.reader, read_buffer, n, err))
-			return -1;
-	}
+	return PoolConnReadOne(&sub->c, deadline, cxt, msg, err);
 }
 
 void
@@ -1246,7 +694,7 @@ RedisSubscriptionClose(RedisSubscription *sub)
 {
 	if (sub == NULL)
 		return;
-	conn_close(&sub->c);
+	PoolConnClose(&sub->c);
 	pfree(sub);
 }
 

@@ -3,7 +3,7 @@
  * pool.h
  *		This backend's Redis connections, one per node, and node health.
  *
- * Only pool.c owns connections.  Callers hand it RESP-encoded commands
+ * Only pool/ (pool.c, conn.c) owns connections.  Callers hand it RESP-encoded commands
  * and get replies back; they never see a connection or a socket.
  *
  *-------------------------------------------------------------------------

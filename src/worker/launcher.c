@@ -404,23 +404,13 @@ free_slot(BmfSharedState *sh, int i)
 	}
 }
 
-/*
- * One pass: take requests, look at each slot's worker, start what should
- * run.  scan: pg_database was read just now.
- */
-static void
-launcher_pass(BmfSharedState *sh, bool scan)
+/* The databases whose CREATE EXTENSION committed since the last pass. */
+static int
+take_requests(BmfSharedState *sh, Oid *requests)
 {
-	Oid			requests[lengthof(sh->requests)];
 	int			nrequests;
-	int			starting = 0;
 	int			i;
-	int			j;
-	HASH_SEQ_STATUS seq;
-	KnownDb    *k;
-	TimestampTz now = GetCurrentTimestamp();
 
-	/* CREATE EXTENSION committed here: look again, now */
 	LWLockAcquire(sh->workers_lock, LW_EXCLUSIVE);
 	nrequests = sh->nrequests;
 	memcpy(requests, sh->requests, sizeof(Oid) * nrequests);
@@ -428,9 +418,9 @@ launcher_pass(BmfSharedState *sh, bool scan)
 	LWLockRelease(sh->workers_lock);
 	for (i = 0; i < nrequests; i++)
 	{
+		KnownDb    *k = hash_search(known, &requests[i], HASH_FIND, NULL);
 		BmfDbWorker *w;
 
-		k = hash_search(known, &requests[i], HASH_FIND, NULL);
 		if (k)
 			k->absent = false;
 		LWLockAcquire(sh->workers_lock, LW_EXCLUSIVE);
@@ -439,77 +429,88 @@ launcher_pass(BmfSharedState *sh, bool scan)
 			w->has_extension = true;
 		LWLockRelease(sh->workers_lock);
 	}
+	return nrequests;
+}
 
-	/* each slot's worker */
-	for (i = 0; i < sh->nworkers; i++)
+/*
+ * Slot i's worker: free the slot of a database that is gone or has no
+ * extension, restart a worker that exited (at once when it asked to, after
+ * a pause otherwise).  *starting counts the workers starting now.
+ */
+static void
+tend_slot(BmfSharedState *sh, int i, TimestampTz now, int *starting)
+{
+	BmfDbWorker *w = &sh->workers[i];
+	KnownDb    *k = hash_search(known, &w->dboid, HASH_FIND, NULL);
+	pid_t		pid;
+	BgwHandleStatus st;
+	bool		absent;
+	bool		restart_now;
+	BmfWorkerState state;
+
+	if (k == NULL || !k->servable)
 	{
-		BmfDbWorker *w = &sh->workers[i];
-		pid_t		pid;
-		BgwHandleStatus st;
-		bool		absent;
-		bool		restart_now;
-		BmfWorkerState state;
-
-		if (w->state == BMF_WORKER_FREE)
-			continue;
-		k = hash_search(known, &w->dboid, HASH_FIND, NULL);
-		if (k == NULL || !k->servable)
+		/* dropped (or made a template): its worker is gone or going */
+		if (w->pid != 0)
 		{
-			/* dropped (or made a template): its worker is gone or going */
-			if (w->pid != 0)
-			{
-				kill(w->pid, SIGTERM);
-				continue;
-			}
-			RetryDiscardDatabase(w->dboid);
-			free_slot(sh, i);
-			continue;
+			kill(w->pid, SIGTERM);
+			return;
 		}
-		st = handles[i] ? GetBackgroundWorkerPid(handles[i], &pid) : BGWH_STOPPED;
-		if (st == BGWH_POSTMASTER_DIED)
-			proc_exit(1);
-		LWLockAcquire(sh->workers_lock, LW_SHARED);
-		absent = w->extension_absent;
-		restart_now = w->restart_now;
-		state = w->state;
-		LWLockRelease(sh->workers_lock);
-		if (st != BGWH_STOPPED)
-		{
-			starting += (state == BMF_WORKER_STARTING);
-			continue;
-		}
-		if (absent)
-		{
-			/* no extension there: not started again before CREATE EXTENSION */
-			k->absent = true;
-			RetryDiscardDatabase(w->dboid);
-			free_slot(sh, i);
-			continue;
-		}
-		if (state == BMF_WORKER_PAUSED)
-		{
-			if (w->paused_until > now)
-				continue;
-		}
-		else if (state == BMF_WORKER_STARTING || state == BMF_WORKER_RUNNING)
-		{
-			/* it exited: at once when it asked to, else after a pause */
-			LWLockAcquire(sh->workers_lock, LW_EXCLUSIVE);
-			w->restarts++;
-			set_state(w, BMF_WORKER_RESTARTING,
-					  restart_now ? "its database's settings changed" : "it exited; see the server log");
-			LWLockRelease(sh->workers_lock);
-			restart_at[i] = restart_now ? now : TimestampTzPlusMilliseconds(now, RESTART_DELAY_MS);
-		}
-		if (restart_at[i] > now || starting >= MAX_STARTING)
-			continue;
-		if (start_worker(sh, i))
-			starting++;
-	}
-
-	/* databases nobody has looked at yet (or whose extension was created) */
-	if (!scan && nrequests == 0)
+		RetryDiscardDatabase(w->dboid);
+		free_slot(sh, i);
 		return;
+	}
+	st = handles[i] ? GetBackgroundWorkerPid(handles[i], &pid) : BGWH_STOPPED;
+	if (st == BGWH_POSTMASTER_DIED)
+		proc_exit(1);
+	LWLockAcquire(sh->workers_lock, LW_SHARED);
+	absent = w->extension_absent;
+	restart_now = w->restart_now;
+	state = w->state;
+	LWLockRelease(sh->workers_lock);
+	if (st != BGWH_STOPPED)
+	{
+		*starting += (state == BMF_WORKER_STARTING);
+		return;
+	}
+	if (absent)
+	{
+		/* no extension there: not started again before CREATE EXTENSION */
+		k->absent = true;
+		RetryDiscardDatabase(w->dboid);
+		free_slot(sh, i);
+		return;
+	}
+	if (state == BMF_WORKER_PAUSED)
+	{
+		if (w->paused_until > now)
+			return;
+	}
+	else if (state == BMF_WORKER_STARTING || state == BMF_WORKER_RUNNING)
+	{
+		/* it exited: at once when it asked to, else after a pause */
+		LWLockAcquire(sh->workers_lock, LW_EXCLUSIVE);
+		w->restarts++;
+		set_state(w, BMF_WORKER_RESTARTING,
+				  restart_now ? "its database's settings changed" : "it exited; see the server log");
+		LWLockRelease(sh->workers_lock);
+		restart_at[i] = restart_now ? now : TimestampTzPlusMilliseconds(now, RESTART_DELAY_MS);
+	}
+	if (restart_at[i] > now || *starting >= MAX_STARTING)
+		return;
+	if (start_worker(sh, i))
+		(*starting)++;
+}
+
+/* A worker for each servable database that has no slot yet. */
+static void
+start_new(BmfSharedState *sh, const Oid *requests, int nrequests, int *starting)
+{
+	HASH_SEQ_STATUS seq;
+	KnownDb    *k;
+	int			i;
+	int			j;
+
 	hash_seq_init(&seq, known);
 	while ((k = hash_seq_search(&seq)) != NULL)
 	{
@@ -520,7 +521,7 @@ launcher_pass(BmfSharedState *sh, bool scan)
 		LWLockAcquire(sh->workers_lock, LW_SHARED);
 		w = BmfWorkerSlot(sh, k->dboid);
 		LWLockRelease(sh->workers_lock);
-		if (w != NULL || starting >= MAX_STARTING)
+		if (w != NULL || *starting >= MAX_STARTING)
 			continue;
 		i = claim_slot(sh, k->dboid);
 		if (i < 0)
@@ -532,8 +533,29 @@ launcher_pass(BmfSharedState *sh, bool scan)
 			if (requests[j] == k->dboid)
 				sh->workers[i].has_extension = true;	/* CREATE EXTENSION said so */
 		if (start_worker(sh, i))
-			starting++;
+			(*starting)++;
 	}
+}
+
+/*
+ * One pass: take requests, look at each slot's worker, start what should
+ * run.  scan: pg_database was read just now.
+ */
+static void
+launcher_pass(BmfSharedState *sh, bool scan)
+{
+	Oid			requests[lengthof(sh->requests)];
+	int			nrequests = take_requests(sh, requests);
+	int			starting = 0;
+	int			i;
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (i = 0; i < sh->nworkers; i++)
+		if (sh->workers[i].state != BMF_WORKER_FREE)
+			tend_slot(sh, i, now, &starting);
+	/* databases nobody has looked at yet (or whose extension was created) */
+	if (scan || nrequests > 0)
+		start_new(sh, requests, nrequests, &starting);
 }
 
 void

@@ -32,6 +32,7 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "utils/timestamp.h"
 
 #include "base/guc.h"
 #include "client/cluster.h"
@@ -618,16 +619,138 @@ publish_args(RedisArgs *a, const Effect *e)
 	RedisArgsAdd(a, e->arg, e->arg_len);
 }
 
+/* Step 1's plans: keys (UNLINK in batches), expiries, first batch of every tag. */
+static int
+plan_keys(const RedisNode *node, const Effect *effects, int n, Planned **plans,
+		  int *cap)
+{
+	Planned    *unlink = NULL;
+	int			nplans = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const Effect *e = &effects[i];
+		Planned    *p;
+
+		switch (e->kind)
+		{
+			case EFFECT_KEY:
+				if (unlink == NULL || unlink->nwhich >= bmf_unlink_batch)
+				{
+					unlink = plan_new(plans, &nplans, cap, EFFECT_KEY, bmf_unlink_batch);
+					unlink_args(&unlink->args);
+				}
+				RedisArgsAdd(&unlink->args, e->target, e->target_len);
+				unlink->which[unlink->nwhich++] = i;
+				break;
+			case EFFECT_EXPIRE_AT:
+				p = plan_new(plans, &nplans, cap, EFFECT_EXPIRE_AT, 1);
+				RedisArgsInit(&p->args, 4);
+				RedisArgsAdd(&p->args, "PEXPIREAT", 9);
+				RedisArgsAdd(&p->args, e->target, e->target_len);
+				RedisArgsAdd(&p->args, e->arg, e->arg_len);
+				RedisArgsAdd(&p->args, "LT", 2);
+				p->which[p->nwhich++] = i;
+				break;
+			case EFFECT_TAG:
+				if (node->cluster)
+					break;		/* registries: after the keys (cluster_tags) */
+				p = plan_new(plans, &nplans, cap, EFFECT_TAG, 1);
+				add_tag_call(&p->args, e->target, e->target_len);
+				p->which[p->nwhich++] = i;
+				break;
+			default:
+				break;
+		}
+	}
+	return nplans;
+}
+
+/* Step 2: the tags that had more than one batch, emptied to the end. */
+static bool
+rest_of_tags(const RedisNode *node, const Effect *effects, SettleState *st,
+			 TimestampTz deadline, RedisError *err)
+{
+	const char **names = palloc(sizeof(char *) * st->npending);
+	uint32	   *lens = palloc(sizeof(uint32) * st->npending);
+	bool	   *emptied = palloc(sizeof(bool) * st->npending);
+	bool		ok;
+	int			i;
+
+	for (i = 0; i < st->npending; i++)
+	{
+		names[i] = effects[st->pending[i]].target;
+		lens[i] = effects[st->pending[i]].target_len;
+	}
+	ok = empty_tags(node, names, lens, st->npending, deadline, emptied, st->result, err);
+	for (i = 0; i < st->npending; i++)
+		st->done[st->pending[i]] = emptied[i];
+	return ok;
+}
+
+/* Step 2b, cluster mode: every shard of every tag. */
+static bool
+cluster_tags(const RedisNode *node, const Effect *effects, int n, bool *done,
+			 TimestampTz deadline, EffectsResult *result, RedisError *err)
+{
+	const char **names = palloc(sizeof(char *) * Max(n, 1));
+	uint32	   *lens = palloc(sizeof(uint32) * Max(n, 1));
+	int		   *which = palloc(sizeof(int) * Max(n, 1));
+	bool	   *emptied = palloc(sizeof(bool) * Max(n, 1));
+	int			m = 0;
+	bool		ok = true;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		if (effects[i].kind != EFFECT_TAG)
+			continue;
+		names[m] = effects[i].target;
+		lens[m] = effects[i].target_len;
+		which[m++] = i;
+	}
+	if (m > 0)
+	{
+		ok = empty_registries(node, names, lens, m, deadline, emptied, result, err);
+		for (i = 0; ok && i < m; i++)
+			done[which[i]] = emptied[i];
+	}
+	return ok;
+}
+
+/* Step 4: the publishes, in their order, after every invalidation. */
+static bool
+publishes(const RedisNode *node, const Effect *effects, int n, Planned **plans,
+		  int *cap, SettleState *st, TimestampTz deadline, RedisError *err)
+{
+	int			nplans = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		const Effect *e = &effects[i];
+		Planned    *p;
+
+		if (e->kind != EFFECT_PUBLISH)
+			continue;
+		p = plan_new(plans, &nplans, cap, EFFECT_PUBLISH, 1);
+		publish_args(&p->args, e);
+		p->which[p->nwhich++] = i;
+	}
+	return nplans == 0 ||
+		run_planned(node, *plans, nplans, 0, deadline, settle_publish, st, err);
+}
+
 bool
 EffectsSend(const RedisNode *node, const Effect *effects, int n,
 			TimestampTz deadline, bool *done, EffectsResult *result,
 			RedisError *err)
 {
 	SettleState st;
-	Planned    *plans;
-	int			nplans = 0;
 	int			cap = 16;
-	Planned    *unlink = NULL;
+	Planned    *plans = palloc(sizeof(Planned) * cap);
+	int			nplans;
 	int			i;
 	bool		ok = true;
 
@@ -639,90 +762,16 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 	st.pending = palloc(sizeof(int) * Max(n, 1));
 	st.npending = 0;
 
-	/* 1. keys (UNLINK in batches), expiries, first batch of every tag */
-	plans = palloc(sizeof(Planned) * cap);
-	for (i = 0; i < n; i++)
-	{
-		const Effect *e = &effects[i];
-		Planned    *p;
-
-		switch (e->kind)
-		{
-			case EFFECT_KEY:
-				if (unlink == NULL || unlink->nwhich >= bmf_unlink_batch)
-				{
-					unlink = plan_new(&plans, &nplans, &cap, EFFECT_KEY, bmf_unlink_batch);
-					unlink_args(&unlink->args);
-				}
-				RedisArgsAdd(&unlink->args, e->target, e->target_len);
-				unlink->which[unlink->nwhich++] = i;
-				break;
-			case EFFECT_EXPIRE_AT:
-				p = plan_new(&plans, &nplans, &cap, EFFECT_EXPIRE_AT, 1);
-				RedisArgsInit(&p->args, 4);
-				RedisArgsAdd(&p->args, "PEXPIREAT", 9);
-				RedisArgsAdd(&p->args, e->target, e->target_len);
-				RedisArgsAdd(&p->args, e->arg, e->arg_len);
-				RedisArgsAdd(&p->args, "LT", 2);
-				p->which[p->nwhich++] = i;
-				break;
-			case EFFECT_TAG:
-				if (node->cluster)
-					break;		/* registries: after the keys, below */
-				p = plan_new(&plans, &nplans, &cap, EFFECT_TAG, 1);
-				add_tag_call(&p->args, e->target, e->target_len);
-				p->which[p->nwhich++] = i;
-				break;
-			default:
-				break;
-		}
-	}
+	/* 1. keys, expiries, the first batch of every tag */
+	nplans = plan_keys(node, effects, n, &plans, &cap);
 	if (nplans > 0)
 		ok = run_planned(node, plans, nplans, REDIS_IDEMPOTENT, deadline,
 						 settle_first, &st, err);
-
-	/* 2. tags that had more than one batch */
+	/* 2. tags that had more than one batch; 2b. a cluster's tag shards */
 	if (ok && st.npending > 0)
-	{
-		const char **names = palloc(sizeof(char *) * st.npending);
-		uint32	   *lens = palloc(sizeof(uint32) * st.npending);
-		bool	   *emptied = palloc(sizeof(bool) * st.npending);
-
-		for (i = 0; i < st.npending; i++)
-		{
-			names[i] = effects[st.pending[i]].target;
-			lens[i] = effects[st.pending[i]].target_len;
-		}
-		ok = empty_tags(node, names, lens, st.npending, deadline, emptied, result, err);
-		for (i = 0; i < st.npending; i++)
-			done[st.pending[i]] = emptied[i];
-	}
-
-	/* 2b. cluster mode: every shard of every tag */
+		ok = rest_of_tags(node, effects, &st, deadline, err);
 	if (ok && node->cluster)
-	{
-		const char **names = palloc(sizeof(char *) * Max(n, 1));
-		uint32	   *lens = palloc(sizeof(uint32) * Max(n, 1));
-		int		   *which = palloc(sizeof(int) * Max(n, 1));
-		bool	   *emptied = palloc(sizeof(bool) * Max(n, 1));
-		int			m = 0;
-
-		for (i = 0; i < n; i++)
-		{
-			if (effects[i].kind != EFFECT_TAG)
-				continue;
-			names[m] = effects[i].target;
-			lens[m] = effects[i].target_len;
-			which[m++] = i;
-		}
-		if (m > 0)
-		{
-			ok = empty_registries(node, names, lens, m, deadline, emptied, result, err);
-			for (i = 0; ok && i < m; i++)
-				done[which[i]] = emptied[i];
-		}
-	}
-
+		ok = cluster_tags(node, effects, n, done, deadline, result, err);
 	/* 3. tag patterns and key patterns */
 	for (i = 0; ok && i < n; i++)
 	{
@@ -734,25 +783,9 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 							 e->kind == EFFECT_TAG_PATTERN, deadline, result, err);
 		done[i] = ok;
 	}
-
-	/* 4. publishes, in their order, after every invalidation */
+	/* 4. publishes */
 	if (ok)
-	{
-		nplans = 0;
-		for (i = 0; i < n; i++)
-		{
-			const Effect *e = &effects[i];
-			Planned    *p;
-
-			if (e->kind != EFFECT_PUBLISH)
-				continue;
-			p = plan_new(&plans, &nplans, &cap, EFFECT_PUBLISH, 1);
-			publish_args(&p->args, e);
-			p->which[p->nwhich++] = i;
-		}
-		if (nplans > 0)
-			ok = run_planned(node, plans, nplans, 0, deadline, settle_publish, &st, err);
-	}
+		ok = publishes(node, effects, n, &plans, &cap, &st, deadline, err);
 
 	for (i = 0; i < n; i++)
 		if (!done[i])

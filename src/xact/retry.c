@@ -388,92 +388,75 @@ advance_tail(BmfSharedState *sh)
 	}
 }
 
-/*
- * Drain this database's entries of the shared ring, then its namespaces;
- * the caller owns the draining flag.  Entries are copied out under the
- * lock and sent without it; those Redis confirmed are marked done, and the
- * tail moves past whatever is done at the front.
- */
-static void
-drain_shared(BmfSharedState *sh, TimestampTz deadline)
+/* A batch of this database's entries, copied out of the ring. */
+typedef struct RingBatch
 {
-	uint64		from = 0;		/* where the next batch starts looking */
+	int			n;
+	Effect	   *effects;
+	int		   *dbs;			/* each entry's logical database */
+	uint32	   *where;			/* its position in the ring */
+	uint64		next;			/* where the next batch starts looking */
+} RingBatch;
 
-	for (;;)
+#define RING_BATCH_ENTRIES 1024
+#define RING_BATCH_BYTES (4 * 1024 * 1024)
+
+/* Copy out up to RING_BATCH_ENTRIES of this database's entries, or 4 MB. */
+static void
+ring_copy_out(BmfSharedState *sh, uint64 from, RingBatch *rb)
+{
+	uint64		pos;
+	uint64		head;
+	char	   *copy;
+	size_t		bytes = 0;
+	size_t		used = 0;
+
+	rb->n = 0;
+	rb->effects = palloc(sizeof(Effect) * RING_BATCH_ENTRIES);
+	rb->dbs = palloc(sizeof(int) * RING_BATCH_ENTRIES);
+	rb->where = palloc(sizeof(uint32) * RING_BATCH_ENTRIES);
+	LWLockAcquire(sh->lock, LW_SHARED);
+	pos = Max(sh->tail, from);
+	head = sh->head;
+	copy = palloc(Min(head - pos, (uint64) RING_BATCH_BYTES + sh->ring_size / 4) + 1);
+	while (pos < head && rb->n < RING_BATCH_ENTRIES && bytes < RING_BATCH_BYTES)
 	{
-		int			cap = 1024;
-		Effect	   *effects = palloc(sizeof(Effect) * cap);
-		int		   *dbs = palloc(sizeof(int) * cap);
-		uint32	   *where = palloc(sizeof(uint32) * cap);
-		bool	   *done;
-		char	   *copy;
-		uint64		pos;
-		uint64		head;
-		int			n = 0;
-		int			k;
-		int			sent = 0;
-		size_t		bytes = 0;
-		size_t		used = 0;
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+		Effect	   *e;
 
-		/* copy out up to cap of this database's entries or 4 MB */
-		LWLockAcquire(sh->lock, LW_SHARED);
-		pos = Max(sh->tail, from);
-		head = sh->head;
-		copy = palloc(Min(head - pos, (uint64) 4 * 1024 * 1024 + sh->ring_size / 4) + 1);
-		while (pos < head && n < cap && bytes < 4 * 1024 * 1024)
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
 		{
-			uint32		phys = pos % sh->ring_size;
-			RingHeader *h;
-
-			if (sh->ring_size - phys < sizeof(RingHeader) ||
-				((RingHeader *) (sh->ring + phys))->size == 0)
-			{
-				pos += sh->ring_size - phys;
-				continue;
-			}
-			h = (RingHeader *) (sh->ring + phys);
-			pos += h->size;
-			if (h->done || h->dboid != MyDatabaseId)
-				continue;
-			memcpy(copy + used, sh->ring + phys + sizeof(RingHeader),
-				   h->target_len + h->arg_len);
-			effects[n].kind = h->kind;
-			effects[n].target = copy + used;
-			effects[n].target_len = h->target_len;
-			effects[n].arg = copy + used + h->target_len;
-			effects[n].arg_len = h->arg_len;
-			dbs[n] = h->db;
-			where[n] = phys;
-			used += h->target_len + h->arg_len;
-			bytes += h->size;
-			n++;
+			pos += sh->ring_size - phys;
+			continue;
 		}
-		LWLockRelease(sh->lock);
-		if (n == 0)
-			break;
-
-		done = palloc0(sizeof(bool) * n);
-		send_grouped(effects, dbs, n, done, deadline);
-		/* in order: a message never overtakes one that failed before it */
-		for (k = 0; k < n && done[k]; k++)
-			;
-		if (k > 0)
-		{
-			LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-			for (sent = 0; sent < k; sent++)
-				((RingHeader *) (sh->ring + where[sent]))->done = true;
-			pg_atomic_fetch_sub_u32(&sh->entries, k);
-			advance_tail(sh);
-			sh->generation++;
-			LWLockRelease(sh->lock);
-			BmfStatsCount(STAT_INVALIDATIONS_RETRIED, k);
-		}
-		if (k < n)
-			return;				/* Redis failed; try again later */
-		from = pos;
+		h = (RingHeader *) (sh->ring + phys);
+		pos += h->size;
+		if (h->done || h->dboid != MyDatabaseId)
+			continue;
+		memcpy(copy + used, sh->ring + phys + sizeof(RingHeader),
+			   h->target_len + h->arg_len);
+		e = &rb->effects[rb->n];
+		e->kind = h->kind;
+		e->target = copy + used;
+		e->target_len = h->target_len;
+		e->arg = copy + used + h->target_len;
+		e->arg_len = h->arg_len;
+		rb->dbs[rb->n] = h->db;
+		rb->where[rb->n] = phys;
+		used += h->target_len + h->arg_len;
+		bytes += h->size;
+		rb->n++;
 	}
+	LWLockRelease(sh->lock);
+	rb->next = pos;
+}
 
-	/* whole namespaces, after an overflow */
+/* Send this database's namespaces (after an overflow); false if Redis failed. */
+static bool
+drain_namespaces(BmfSharedState *sh, TimestampTz deadline)
+{
 	for (;;)
 	{
 		BmfNamespace ns;
@@ -486,12 +469,12 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 		if (i == sh->nnamespaces)
 		{
 			LWLockRelease(sh->lock);
-			break;
+			return true;
 		}
 		ns = sh->namespaces[i];
 		LWLockRelease(sh->lock);
 		if (!drain_namespace(ns.db, ns.prefix, deadline))
-			return;
+			return false;
 		LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 		for (i = 0; i < sh->nnamespaces; i++)
 		{
@@ -507,6 +490,51 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 		sh->generation++;
 		LWLockRelease(sh->lock);
 	}
+}
+
+/*
+ * Drain this database's entries of the shared ring, then its namespaces;
+ * the caller owns the draining flag.  Entries are copied out under the
+ * lock and sent without it; those Redis confirmed are marked done, and the
+ * tail moves past whatever is done at the front.
+ */
+static void
+drain_shared(BmfSharedState *sh, TimestampTz deadline)
+{
+	uint64		from = 0;		/* where the next batch starts looking */
+
+	for (;;)
+	{
+		RingBatch	rb;
+		bool	   *done;
+		int			k;
+
+		ring_copy_out(sh, from, &rb);
+		if (rb.n == 0)
+			break;
+		done = palloc0(sizeof(bool) * rb.n);
+		send_grouped(rb.effects, rb.dbs, rb.n, done, deadline);
+		/* in order: a message never overtakes one that failed before it */
+		for (k = 0; k < rb.n && done[k]; k++)
+			;
+		if (k > 0)
+		{
+			int			i;
+
+			LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+			for (i = 0; i < k; i++)
+				((RingHeader *) (sh->ring + rb.where[i]))->done = true;
+			pg_atomic_fetch_sub_u32(&sh->entries, k);
+			advance_tail(sh);
+			sh->generation++;
+			LWLockRelease(sh->lock);
+			BmfStatsCount(STAT_INVALIDATIONS_RETRIED, k);
+		}
+		if (k < rb.n)
+			return;				/* Redis failed; try again later */
+		from = rb.next;
+	}
+	(void) drain_namespaces(sh, deadline);
 }
 
 static void

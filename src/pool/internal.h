@@ -1,0 +1,67 @@
+/*-------------------------------------------------------------------------
+ *
+ * internal.h
+ *		What the files of the pool share among themselves: a connection
+ *		(conn.c) and Sentinel (sentinel.c).  Not for the layers above.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BMFREDIS_POOL_INTERNAL_H
+#define BMFREDIS_POOL_INTERNAL_H
+
+#include "postgres.h"
+
+#include "pool/pool.h"
+
+typedef enum ConnState
+{
+	CONN_CLOSED,
+	CONN_READY,
+	CONN_BUSY
+} ConnState;
+
+/* One connection: the socket, its reply parser, and whether it is in step. */
+typedef struct Conn
+{
+	RedisTransport t;
+	RespReader *reader;
+	ConnState	state;
+	uint64		generation;
+	int			db;
+	TimestampTz since;
+	char		addr[POOL_NAME_LEN];	/* Sentinel mode: the master it reached */
+} Conn;
+
+/* conn.c */
+extern void PoolConnInit(Conn *c);
+extern void PoolConnClose(Conn *c);
+/* connect and hand-shake to node (within bmfredis.connect_timeout) */
+extern bool PoolConnConnect(Conn *c, const RedisNode *node, RedisError *err);
+/* write a pipeline (the connection is BUSY until its replies are read) */
+extern bool PoolConnSend(Conn *c, const StringInfoData *cmds, TimestampTz deadline,
+						 RedisError *err);
+/* read ncmds replies (READY again when all came) */
+extern bool PoolConnRecv(Conn *c, int ncmds, TimestampTz deadline, MemoryContext cxt,
+						 RedisReply **replies, RedisError *err);
+extern bool PoolConnExchange(Conn *c, const StringInfoData *cmds, int ncmds,
+							 TimestampTz deadline, MemoryContext cxt,
+							 RedisReply **replies, RedisError *err);
+/* connect to ep, one exchange, close (never leaks on an interrupt) */
+extern bool PoolConnExchangeOnce(Conn *c, const RedisEndpoint *ep,
+								 const StringInfoData *cmds, int ncmds,
+								 TimestampTz deadline, RedisReply **replies,
+								 RedisError *err);
+/* one reply whenever it comes: 1 *msg set, 0 none by the deadline, -1 failure */
+extern int	PoolConnReadOne(Conn *c, TimestampTz deadline, MemoryContext cxt,
+							RedisReply **msg, RedisError *err);
+/* is an idle connection still alive (PING)?  closes it when not */
+extern bool PoolConnAlive(Conn *c);
+/* AUTH [username] password into buf, if there is a password */
+extern bool PoolAppendAuth(StringInfo buf, const char *username, const char *password);
+
+/* sentinel.c: the master's address, from the first sentinel that knows it */
+extern bool PoolSentinelResolve(const RedisNode *node, TimestampTz deadline,
+								char *host, size_t hostlen, int *port,
+								RedisError *err);
+
+#endif							/* BMFREDIS_POOL_INTERNAL_H */

@@ -32,12 +32,12 @@ void
 _PG_init(void)
 {
 	BmfGucInit();
-	RedisPoolInit();
+	PoolInit();
 	RetryInstallHook();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		BmfShmemInit();
 		BmfStatsShmemInit();
-		BmfLauncherRegister();
+		LauncherRegister();
 	}
 }

@@ -131,7 +131,7 @@ RedisArgsAddKeyText(RedisArgs *a, text *key)
  * not have between transactions.
  */
 bool
-BmfSha1(const char *data, size_t len, uint8 *digest)
+RedisSha1(const char *data, size_t len, uint8 *digest)
 {
 	unsigned int dlen = 0;
 
@@ -144,7 +144,7 @@ script_sha(RedisScript *script)
 	uint8		digest[20];
 	int			i;
 
-	if (!BmfSha1(script->source, strlen(script->source), digest))
+	if (!RedisSha1(script->source, strlen(script->source), digest))
 		elog(ERROR, "could not compute the SHA1 of script %s", script->name);
 	for (i = 0; i < 20; i++)
 		snprintf(script->sha + 2 * i, 3, "%02x", digest[i]);

@@ -294,7 +294,7 @@ ClientRetryNoscript(const RedisNode *node, const RedisBatch *b, RedisReply **rep
 		return true;
 
 	again = palloc(sizeof(RedisReply *) * retry.nparts);
-	if (!RedisPoolExec(node, &retry.buf, retry.nparts,
+	if (!PoolExec(node, &retry.buf, retry.nparts,
 					   ClientPoolFlags(flags) | POOL_IDEMPOTENT, deadline,
 					   CurrentMemoryContext, again, err))
 		return false;
@@ -311,7 +311,7 @@ node_send(const RedisNode *node, const RedisBatch *b, int flags,
 	int			i;
 	bool		scripts = false;
 
-	if (!RedisPoolExec(node, &b->buf, b->nparts, ClientPoolFlags(flags),
+	if (!PoolExec(node, &b->buf, b->nparts, ClientPoolFlags(flags),
 					   deadline, CurrentMemoryContext, replies, err))
 		return false;
 	for (i = 0; i < b->nparts; i++)
@@ -381,7 +381,7 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	if (!run_before_call_hook(node) && (policy == REDIS_READ || policy == REDIS_SOFT))
 	{
 		/* the real cause when Redis is away; else, the backlog is being sent */
-		if (!RedisPoolDownError(node->ep.name, err))
+		if (!PoolDownError(node->ep.name, err))
 			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
 						  "Redis is still catching up on invalidations",
 						  "Invalidations committed while Redis was unavailable are still being sent to %s; until they are, this session's reads are misses.",
@@ -464,7 +464,7 @@ RedisStreamSend(const RedisNode *node, const char *tag, bool opening,
 	if (stream_refuse_cluster(node, err))
 		return false;
 	redis_client_stats.calls += b->n;
-	ok = RedisPoolStreamSend(node, tag, opening, &b->buf, b->n, deadline, err);
+	ok = PoolStreamSend(node, tag, opening, &b->buf, b->n, deadline, err);
 	if (unlikely(b->said != NULL))
 		log_batch(b, node->ep.name, GetCurrentTimestamp() - t0, NULL, ok ? NULL : err,
 				  "written to the stream; runs at COMMIT's EXEC");
@@ -482,11 +482,11 @@ RedisStreamFinish(const RedisNode *node, const char *tag, const RedisBatch *b,
 
 	if (stream_refuse_cluster(node, err))
 		return NULL;
-	total = RedisPoolStreamUnread(node, tag) + b->n;
+	total = PoolStreamUnread(node, tag) + b->n;
 	replies = palloc(sizeof(RedisReply *) * total);
 	redis_client_stats.calls += b->n;
 	t0 = GetCurrentTimestamp();
-	if (!RedisPoolStreamFinish(node, tag, &b->buf, b->n, deadline,
+	if (!PoolStreamFinish(node, tag, &b->buf, b->n, deadline,
 							   CurrentMemoryContext, replies, err))
 	{
 		if (unlikely(b->said != NULL))
@@ -508,7 +508,7 @@ RedisStreamFinish(const RedisNode *node, const char *tag, const RedisBatch *b,
 void
 RedisStreamAbandon(const char *node_name, const char *tag)
 {
-	RedisPoolStreamAbandon(node_name, tag);
+	PoolStreamAbandon(node_name, tag);
 }
 
 RedisReply *

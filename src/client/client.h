@@ -50,7 +50,7 @@ typedef struct RedisScript
 #define REDIS_SCRIPT(name, source) {name, source, ""}
 
 /* SHA1 (OpenSSL: PostgreSQL's cryptohash needs a resource owner) */
-extern bool BmfSha1(const char *data, size_t len, uint8 *digest);
+extern bool RedisSha1(const char *data, size_t len, uint8 *digest);
 
 /* An argument vector, palloc'd in the current memory context. */
 typedef struct RedisArgs
@@ -170,7 +170,7 @@ extern const char *RedisNodeName(const RedisNode *node);
 extern bool RedisNodeIsCluster(const RedisNode *node);
 extern const char *RedisNodeAddress(const RedisNode *node);
 extern bool RedisNodeIsDown(const RedisNode *node);
-extern int	RedisConnections(RedisPoolInfo **rows);
+extern int	RedisConnections(PoolInfo **rows);
 extern int	RedisDisconnectAll(void);
 
 /*

@@ -457,7 +457,7 @@ ask_cluster(ClusterNode *n, const char *sub, TimestampTz deadline,
 
 	initStringInfo(&cmd);
 	RespFormat(&cmd, 2, argv, lens);
-	ok = RedisPoolExec(&n->node, &cmd, 1, POOL_IDEMPOTENT, deadline,
+	ok = PoolExec(&n->node, &cmd, 1, POOL_IDEMPOTENT, deadline,
 					   CurrentMemoryContext, reply, err);
 	pfree(cmd.data);
 	return ok;

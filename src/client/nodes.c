@@ -109,45 +109,45 @@ RedisNodeIsCluster(const RedisNode *node)
 const char *
 RedisNodeAddress(const RedisNode *node)
 {
-	return RedisPoolNodeAddress(node->ep.name);
+	return PoolNodeAddress(node->ep.name);
 }
 
 bool
 RedisNodeIsDown(const RedisNode *node)
 {
-	return RedisPoolNodeIsDown(node->ep.name, NULL);
+	return PoolNodeIsDown(node->ep.name, NULL);
 }
 
 int
-RedisConnections(RedisPoolInfo **rows)
+RedisConnections(PoolInfo **rows)
 {
-	return RedisPoolList(rows);
+	return PoolList(rows);
 }
 
 int
 RedisDisconnectAll(void)
 {
-	return RedisPoolDisconnectAll();
+	return PoolDisconnectAll();
 }
 
 RedisSubscription *
 RedisSubscribe(int attempt, int n, const char *const *names, const bool *patterns,
 			   RedisError *err)
 {
-	return RedisPoolSubscribe(RedisSubscribeNode(attempt), n, names, patterns, err);
+	return PoolSubscribe(RedisSubscribeNode(attempt), n, names, patterns, err);
 }
 
 int
 RedisSubscriptionRead(RedisSubscription *sub, TimestampTz deadline,
 					  MemoryContext cxt, RedisReply **msg, RedisError *err)
 {
-	return RedisSubscriptionNext(sub, deadline, cxt, msg, err);
+	return PoolSubscriptionNext(sub, deadline, cxt, msg, err);
 }
 
 void
 RedisUnsubscribe(RedisSubscription *sub)
 {
-	RedisSubscriptionClose(sub);
+	PoolSubscriptionClose(sub);
 }
 
 const RedisNode *

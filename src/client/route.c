@@ -292,7 +292,7 @@ send_round(const RedisBatch *b, const RedisNode **target, const bool *asking,
 		nnodes++;
 	}
 	first[nnodes] = m;
-	if (!RedisPoolExecMany(nnodes, nodes, bufs, counts, ClientPoolFlags(flags),
+	if (!PoolExecMany(nnodes, nodes, bufs, counts, ClientPoolFlags(flags),
 						   deadline, CurrentMemoryContext, r, err))
 		return false;
 	for (k = 0; k < nnodes; k++)

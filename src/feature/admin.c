@@ -341,7 +341,7 @@ Datum
 redis_connections(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	RedisPoolInfo *infos;
+	PoolInfo *infos;
 	int			n;
 	int			i;
 
@@ -349,7 +349,7 @@ redis_connections(PG_FUNCTION_ARGS)
 	n = RedisConnections(&infos);
 	for (i = 0; i < n; i++)
 	{
-		RedisPoolInfo *p = &infos[i];
+		PoolInfo *p = &infos[i];
 		Datum		values[11];
 		bool		nulls[11];
 

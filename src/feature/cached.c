@@ -442,7 +442,7 @@ refresh(CachedCall *c, const RedisReply *current)
 	r = RedisCommand(REDIS_SOFT, REDIS_IDEMPOTENT, &a, NULL);
 	if (r == NULL || r->type != RESP_STATUS)
 		return NULL;			/* another backend is at it */
-	if (!BmfSha1(current->str, current->len, digest))
+	if (!RedisSha1(current->str, current->len, digest))
 		return NULL;
 	hex_encode((const char *) digest, 20, sha);
 	sha[40] = '\0';

@@ -301,7 +301,7 @@ redis_invalidate_tag_at(PG_FUNCTION_ARGS)
  * Returns how many ran, or -1 when Redis failed.
  */
 int
-RunScheduledInvalidations(void)
+InvalidateRunScheduled(void)
 {
 	MemoryContext old = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -383,7 +383,7 @@ redis_run_scheduled(PG_FUNCTION_ARGS)
 	int			n;
 
 	(void) fcinfo;
-	n = RunScheduledInvalidations();
+	n = InvalidateRunScheduled();
 	if (n < 0)
 	{
 		ereport(WARNING,

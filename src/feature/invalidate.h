@@ -14,6 +14,6 @@
 extern int64 InvalidateNow(Effect *effects, int n);
 
 /* Run due scheduled invalidations; -1 if Redis failed (rows kept). */
-extern int	RunScheduledInvalidations(void);
+extern int	InvalidateRunScheduled(void);
 
 #endif							/* BMFREDIS_INVALIDATE_H */

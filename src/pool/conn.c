@@ -131,7 +131,7 @@ PoolConnExchange(Conn *e, const StringInfoData *cmds, int ncmds,
 static char *pool_dbname = NULL;
 
 void
-RedisPoolNoteDatabase(void)
+PoolNoteDatabase(void)
 {
 	if (pool_dbname == NULL && OidIsValid(MyDatabaseId) && IsTransactionState())
 	{
@@ -143,9 +143,9 @@ RedisPoolNoteDatabase(void)
 }
 
 const char *
-RedisPoolDatabaseName(void)
+PoolDatabaseName(void)
 {
-	RedisPoolNoteDatabase();
+	PoolNoteDatabase();
 	return pool_dbname;
 }
 
@@ -157,7 +157,7 @@ client_name(char *buf, size_t size)
 	char	   *p;
 	char	   *dbname;
 
-	RedisPoolNoteDatabase();
+	PoolNoteDatabase();
 	dbname = pool_dbname;
 	if (dbname)
 		db = dbname;

@@ -45,7 +45,7 @@ typedef struct RedisNode
 } RedisNode;
 
 /* One row of redis_connections() */
-typedef struct RedisPoolInfo
+typedef struct PoolInfo
 {
 	char		node[POOL_NAME_LEN];
 	const char *state;
@@ -58,7 +58,7 @@ typedef struct RedisPoolInfo
 	int			failures;
 	TimestampTz down_until;
 	char		last_error[256];
-} RedisPoolInfo;
+} PoolInfo;
 
 /* A dedicated connection in pub/sub mode (pool.h, client.h). */
 typedef struct RedisSubscription RedisSubscription;

@@ -66,7 +66,7 @@ static bool exit_hook_registered = false;
 static PoolEntry *pool_find(const char *name);
 
 void
-RedisPoolInit(void)
+PoolInit(void)
 {
 	/* nothing is made until first use: the postmaster never connects */
 }
@@ -76,7 +76,7 @@ pool_exit(int code, Datum arg)
 {
 	(void) code;
 	(void) arg;
-	RedisPoolDisconnectAll();
+	PoolDisconnectAll();
 }
 
 static PoolEntry *
@@ -207,7 +207,7 @@ down_error(PoolEntry *e, const char *name, TimestampTz now, RedisError *err)
 }
 
 bool
-RedisPoolDownError(const char *name, RedisError *err)
+PoolDownError(const char *name, RedisError *err)
 {
 	PoolEntry  *e = pool_find(name);
 	TimestampTz now = GetCurrentTimestamp();
@@ -315,7 +315,7 @@ pool_receive(PoolEntry *e, const RedisNode *node, const StringInfoData *cmds,
 }
 
 bool
-RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
+PoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 			  int flags, TimestampTz deadline, MemoryContext cxt,
 			  RedisReply **replies, RedisError *err)
 {
@@ -340,7 +340,7 @@ RedisPoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 }
 
 bool
-RedisPoolExecMany(int n, const RedisNode *const *nodes,
+PoolExecMany(int n, const RedisNode *const *nodes,
 				  const StringInfoData *const *cmds, const int *ncmds,
 				  int flags, TimestampTz deadline, MemoryContext cxt,
 				  RedisReply ***replies, RedisError *err)
@@ -409,7 +409,7 @@ pool_find(const char *name)
  * (Sentinel); NULL for nodes named by address, or with no connection.
  */
 const char *
-RedisPoolNodeAddress(const char *name)
+PoolNodeAddress(const char *name)
 {
 	PoolEntry  *e = pool_find(name);
 
@@ -417,7 +417,7 @@ RedisPoolNodeAddress(const char *name)
 }
 
 bool
-RedisPoolNodeIsDown(const char *name, long *ms_left)
+PoolNodeIsDown(const char *name, long *ms_left)
 {
 	PoolEntry  *e = pool_find(name);
 	TimestampTz now;
@@ -433,7 +433,7 @@ RedisPoolNodeIsDown(const char *name, long *ms_left)
 }
 
 int
-RedisPoolDisconnectAll(void)
+PoolDisconnectAll(void)
 {
 	HASH_SEQ_STATUS seq;
 	PoolEntry  *e;
@@ -453,7 +453,7 @@ RedisPoolDisconnectAll(void)
 }
 
 int
-RedisPoolList(RedisPoolInfo **infos)
+PoolList(PoolInfo **infos)
 {
 	HASH_SEQ_STATUS seq;
 	PoolEntry  *e;
@@ -464,11 +464,11 @@ RedisPoolList(RedisPoolInfo **infos)
 	if (pool == NULL)
 		return 0;
 	cap = Max(hash_get_num_entries(pool), 1);
-	*infos = palloc0(sizeof(RedisPoolInfo) * cap);
+	*infos = palloc0(sizeof(PoolInfo) * cap);
 	hash_seq_init(&seq, pool);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		RedisPoolInfo *info = &(*infos)[n++];
+		PoolInfo *info = &(*infos)[n++];
 
 		if (e->c.addr[0])
 			snprintf(info->node, sizeof(info->node), "%s (%s)", e->name, e->c.addr);
@@ -511,7 +511,7 @@ stream_entry(const char *node_name, const char *tag)
 }
 
 bool
-RedisPoolStreamSend(const RedisNode *node, const char *tag, bool opening,
+PoolStreamSend(const RedisNode *node, const char *tag, bool opening,
 					const StringInfoData *cmds, int ncmds,
 					TimestampTz deadline, RedisError *err)
 {
@@ -558,13 +558,13 @@ RedisPoolStreamSend(const RedisNode *node, const char *tag, bool opening,
 }
 
 int
-RedisPoolStreamUnread(const RedisNode *node, const char *tag)
+PoolStreamUnread(const RedisNode *node, const char *tag)
 {
 	return stream_entry(node->ep.name, tag)->unread;
 }
 
 bool
-RedisPoolStreamFinish(const RedisNode *node, const char *tag,
+PoolStreamFinish(const RedisNode *node, const char *tag,
 					  const StringInfoData *cmds, int ncmds,
 					  TimestampTz deadline, MemoryContext cxt,
 					  RedisReply **replies, RedisError *err)
@@ -588,7 +588,7 @@ RedisPoolStreamFinish(const RedisNode *node, const char *tag,
 }
 
 void
-RedisPoolStreamAbandon(const char *node_name, const char *tag)
+PoolStreamAbandon(const char *node_name, const char *tag)
 {
 	char		name[POOL_NAME_LEN];
 	PoolEntry  *e;
@@ -637,7 +637,7 @@ sub_command(StringInfo buf, const char *verb, int n, const char *const *names,
 }
 
 RedisSubscription *
-RedisPoolSubscribe(const RedisNode *node, int n, const char *const *names,
+PoolSubscribe(const RedisNode *node, int n, const char *const *names,
 				   const bool *patterns, RedisError *err)
 {
 	RedisSubscription *sub;
@@ -683,14 +683,14 @@ RedisPoolSubscribe(const RedisNode *node, int n, const char *const *names,
 }
 
 int
-RedisSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
+PoolSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
 					  MemoryContext cxt, RedisReply **msg, RedisError *err)
 {
 	return PoolConnReadOne(&sub->c, deadline, cxt, msg, err);
 }
 
 void
-RedisSubscriptionClose(RedisSubscription *sub)
+PoolSubscriptionClose(RedisSubscription *sub)
 {
 	if (sub == NULL)
 		return;
@@ -699,7 +699,7 @@ RedisSubscriptionClose(RedisSubscription *sub)
 }
 
 void
-RedisSubscriptionWakeOnLatch(RedisSubscription *sub)
+PoolSubscriptionWakeOnLatch(RedisSubscription *sub)
 {
 	sub->c.t.wake_on_latch = true;
 }

@@ -19,15 +19,15 @@
 #include "wire/resp.h"
 #include "wire/transport.h"
 
-/* RedisPoolExec flags */
+/* PoolExec flags */
 #define POOL_IDEMPOTENT		0x01	/* may be re-sent on a fresh connection */
 #define POOL_FORCE			0x02	/* try even inside the backoff window */
 
-extern void RedisPoolInit(void);
+extern void PoolInit(void);
 /* Learn the database name (for CLIENT SETNAME) while catalogs are usable */
-extern void RedisPoolNoteDatabase(void);
+extern void PoolNoteDatabase(void);
 /* That name, or NULL if it could not be learned yet */
-extern const char *RedisPoolDatabaseName(void);
+extern const char *PoolDatabaseName(void);
 
 /*
  * Send ncmds commands (RESP in cmds) to node as one pipeline and read
@@ -38,7 +38,7 @@ extern const char *RedisPoolDatabaseName(void);
  * then dropped and the node enters its backoff window.  Throws only
  * through CHECK_FOR_INTERRUPTS() and out-of-memory.
  */
-extern bool RedisPoolExec(const RedisNode *node, const StringInfoData *cmds,
+extern bool PoolExec(const RedisNode *node, const StringInfoData *cmds,
 						  int ncmds, int flags, TimestampTz deadline,
 						  MemoryContext cxt, RedisReply **replies,
 						  RedisError *err);
@@ -50,7 +50,7 @@ extern bool RedisPoolExec(const RedisNode *node, const StringInfoData *cmds,
  * the others' replies are read all the same, so their connections stay
  * usable.
  */
-extern bool RedisPoolExecMany(int n, const RedisNode *const *nodes,
+extern bool PoolExecMany(int n, const RedisNode *const *nodes,
 							  const StringInfoData *const *cmds,
 							  const int *ncmds, int flags,
 							  TimestampTz deadline, MemoryContext cxt,
@@ -63,54 +63,54 @@ extern bool RedisPoolExecMany(int n, const RedisNode *const *nodes,
  * inside MULTI while the transaction runs, so that Redis parses them then,
  * and COMMIT sends only EXEC.
  *
- * RedisPoolStreamSend writes ncmds commands, connecting first when
+ * PoolStreamSend writes ncmds commands, connecting first when
  * opening (the first commands then start with MULTI); false with err set
  * when it cannot, the connection then closed (Redis discards what it
- * had), or when a stream that is not opening was closed meanwhile.  RedisPoolStreamFinish writes
+ * had), or when a stream that is not opening was closed meanwhile.  PoolStreamFinish writes
  * the last ncmds commands and reads the replies of everything the stream
- * carried into replies[0 .. unread + ncmds - 1] (RedisPoolStreamUnread
- * tells how many were unread before).  RedisPoolStreamAbandon closes a
+ * carried into replies[0 .. unread + ncmds - 1] (PoolStreamUnread
+ * tells how many were unread before).  PoolStreamAbandon closes a
  * stream that is open: nothing it carried after its last EXEC runs.
  */
-extern bool RedisPoolStreamSend(const RedisNode *node, const char *tag,
+extern bool PoolStreamSend(const RedisNode *node, const char *tag,
 								bool opening,
 								const StringInfoData *cmds, int ncmds,
 								TimestampTz deadline, RedisError *err);
-extern int	RedisPoolStreamUnread(const RedisNode *node, const char *tag);
-extern bool RedisPoolStreamFinish(const RedisNode *node, const char *tag,
+extern int	PoolStreamUnread(const RedisNode *node, const char *tag);
+extern bool PoolStreamFinish(const RedisNode *node, const char *tag,
 								  const StringInfoData *cmds, int ncmds,
 								  TimestampTz deadline, MemoryContext cxt,
 								  RedisReply **replies, RedisError *err);
-extern void RedisPoolStreamAbandon(const char *node_name, const char *tag);
+extern void PoolStreamAbandon(const char *node_name, const char *tag);
 
 /* If the node is inside its backoff window, err says why and how long. */
-extern bool RedisPoolDownError(const char *name, RedisError *err);
+extern bool PoolDownError(const char *name, RedisError *err);
 /* Is the node inside its backoff window?  (*ms_left set when so) */
-extern bool RedisPoolNodeIsDown(const char *name, long *ms_left);
-extern const char *RedisPoolNodeAddress(const char *name);
+extern bool PoolNodeIsDown(const char *name, long *ms_left);
+extern const char *PoolNodeAddress(const char *name);
 
 /* Close every connection of this backend; returns how many were open. */
-extern int	RedisPoolDisconnectAll(void);
+extern int	PoolDisconnectAll(void);
 
 
 /* Snapshot of all known nodes, palloc'd in CurrentMemoryContext. */
-extern int	RedisPoolList(RedisPoolInfo **infos);
+extern int	PoolList(PoolInfo **infos);
 
 /*
  * A dedicated connection in pub/sub mode (outside the pool: it cannot run
  * commands).  names[i] is a channel, or a pattern when patterns[i].  The
  * caller closes it, on error paths too.
  */
-extern RedisSubscription *RedisPoolSubscribe(const RedisNode *node, int n,
+extern RedisSubscription *PoolSubscribe(const RedisNode *node, int n,
 											 const char *const *names,
 											 const bool *patterns,
 											 RedisError *err);
 /* 1: *msg is the next push message; 0: none by the deadline; -1: failure */
-extern int	RedisSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
+extern int	PoolSubscriptionNext(RedisSubscription *sub, TimestampTz deadline,
 								  MemoryContext cxt, RedisReply **msg,
 								  RedisError *err);
-extern void RedisSubscriptionClose(RedisSubscription *sub);
-/* From now on RedisSubscriptionNext also returns 0 when the latch is set. */
-extern void RedisSubscriptionWakeOnLatch(RedisSubscription *sub);
+extern void PoolSubscriptionClose(RedisSubscription *sub);
+/* From now on PoolSubscriptionNext also returns 0 when the latch is set. */
+extern void PoolSubscriptionWakeOnLatch(RedisSubscription *sub);
 
 #endif							/* BMFREDIS_POOL_H */

@@ -144,7 +144,7 @@ worker_detach(int code, Datum arg)
 }
 
 bool
-BmfWorkerAttach(int slotno, Oid dboid)
+LauncherAttach(int slotno, Oid dboid)
 {
 	BmfSharedState *sh = BmfShared();
 	BmfDbWorker *w;
@@ -171,7 +171,7 @@ BmfWorkerAttach(int slotno, Oid dboid)
 }
 
 void
-BmfWorkerReport(BmfWorkerState state, int channels, const char *note)
+LauncherReport(BmfWorkerState state, int channels, const char *note)
 {
 	BmfSharedState *sh = BmfShared();
 
@@ -187,7 +187,7 @@ BmfWorkerReport(BmfWorkerState state, int channels, const char *note)
 }
 
 bool
-BmfWorkerStopRequested(void)
+LauncherStopRequested(void)
 {
 	BmfSharedState *sh = BmfShared();
 	bool		stop;
@@ -201,7 +201,7 @@ BmfWorkerStopRequested(void)
 }
 
 void
-BmfWorkerNoExtension(void)
+LauncherNoExtension(void)
 {
 	BmfSharedState *sh = BmfShared();
 
@@ -213,7 +213,7 @@ BmfWorkerNoExtension(void)
 }
 
 void
-BmfWorkerRestartNow(void)
+LauncherRestartNow(void)
 {
 	BmfSharedState *sh = BmfShared();
 
@@ -798,7 +798,7 @@ bmf_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 }
 
 void
-BmfLauncherRegister(void)
+LauncherRegister(void)
 {
 	BackgroundWorker worker;
 

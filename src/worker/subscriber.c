@@ -237,7 +237,7 @@ void
 RelayClose(Relay *r)
 {
 	if (r->sub)
-		RedisSubscriptionClose(r->sub);
+		PoolSubscriptionClose(r->sub);
 	r->sub = NULL;
 	r->channels = 0;
 }
@@ -270,7 +270,7 @@ RelaySync(Relay *r)
 	n = parse_list(want, &names, &patterns);
 	if (n == 0)
 		return 0;
-	r->sub = RedisPoolSubscribe(RedisSubscribeNode(r->attempts++), n, (const char *const *) names,
+	r->sub = PoolSubscribe(RedisSubscribeNode(r->attempts++), n, (const char *const *) names,
 								patterns, &err);
 	if (r->sub == NULL)
 	{
@@ -284,11 +284,11 @@ RelaySync(Relay *r)
 		r->next_try = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
 		return 0;
 	}
-	RedisSubscriptionWakeOnLatch(r->sub);
+	PoolSubscriptionWakeOnLatch(r->sub);
 	r->failures = 0;
 	r->channels = n;
 	elog(LOG, "bmfredis subscriber: relaying %d channels and patterns as NOTIFY in database \"%s\"",
-		 n, RedisPoolDatabaseName() ? RedisPoolDatabaseName() : "?");
+		 n, PoolDatabaseName() ? PoolDatabaseName() : "?");
 	return n;
 }
 
@@ -322,7 +322,7 @@ RelayWait(Relay *r, TimestampTz deadline)
 	}
 	MemoryContextReset(r->cxt);
 	old = MemoryContextSwitchTo(r->cxt);
-	rc = RedisSubscriptionNext(r->sub, deadline, r->cxt, &msg, &err);
+	rc = PoolSubscriptionNext(r->sub, deadline, r->cxt, &msg, &err);
 	while (rc > 0)
 	{
 		if (msg->type == RESP_ARRAY && msg->elements >= 3 &&
@@ -333,7 +333,7 @@ RelayWait(Relay *r, TimestampTz deadline)
 		if (n == RELAY_BATCH)
 			break;
 		/* whatever else is already here goes in the same transaction */
-		rc = RedisSubscriptionNext(r->sub, GetCurrentTimestamp(), r->cxt, &msg, &err);
+		rc = PoolSubscriptionNext(r->sub, GetCurrentTimestamp(), r->cxt, &msg, &err);
 	}
 	MemoryContextSwitchTo(old);
 	if (n > 0)

@@ -139,7 +139,7 @@ database_pass(const char *settings, bool schedule)
 	if (present && schedule)
 	{
 		pgstat_report_activity(STATE_RUNNING, "bmfredis: scheduled invalidations");
-		RunScheduledInvalidations();
+		InvalidateRunScheduled();
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -151,16 +151,16 @@ database_pass(const char *settings, bool schedule)
 		RetryDiscardDatabase(MyDatabaseId);
 		ereport(LOG,
 				(errmsg("bmfredis worker for database \"%s\" stops: the extension was dropped",
-						RedisPoolDatabaseName())));
-		BmfWorkerNoExtension();
+						PoolDatabaseName())));
+		LauncherNoExtension();
 		proc_exit(0);
 	}
 	if (strcmp(now_settings, settings) != 0)
 	{
 		ereport(LOG,
 				(errmsg("bmfredis worker for database \"%s\" restarts: the database's settings changed",
-						RedisPoolDatabaseName())));
-		BmfWorkerRestartNow();
+						PoolDatabaseName())));
+		LauncherRestartNow();
 		proc_exit(0);
 	}
 	pfree(now_settings);
@@ -181,7 +181,7 @@ bmfredis_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	if (!BmfWorkerAttach(slotno, dboid))
+	if (!LauncherAttach(slotno, dboid))
 		proc_exit(0);			/* the launcher changed its mind meanwhile */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
@@ -191,20 +191,20 @@ bmfredis_worker_main(Datum arg)
 	present = OidIsValid(get_extension_oid("bmfredis", true));
 	if (present)
 		extension_version(version, sizeof(version));
-	RedisPoolNoteDatabase();
+	PoolNoteDatabase();
 	settings = database_settings();
 	CommitTransactionCommand();
 	if (!present)
 	{
-		BmfWorkerNoExtension();
+		LauncherNoExtension();
 		proc_exit(0);
 	}
 	ereport(LOG,
-			(errmsg("bmfredis worker serving database \"%s\"", RedisPoolDatabaseName())));
+			(errmsg("bmfredis worker serving database \"%s\"", PoolDatabaseName())));
 	if (strcmp(version, BMFREDIS_VERSION) != 0)
 		ereport(LOG,
 				(errmsg("bmfredis in database \"%s\" has SQL objects of version %s, and the library is version %s",
-						RedisPoolDatabaseName(), version, BMFREDIS_VERSION),
+						PoolDatabaseName(), version, BMFREDIS_VERSION),
 				 errdetail("What version %s's objects do keeps working; what is new in %s is missing until the update.",
 						   version, BMFREDIS_VERSION),
 				 errhint("Run ALTER EXTENSION bmfredis UPDATE in that database.")));
@@ -216,12 +216,12 @@ bmfredis_worker_main(Datum arg)
 		int			channels;
 
 		CHECK_FOR_INTERRUPTS();
-		if (BmfWorkerStopRequested())
+		if (LauncherStopRequested())
 		{
 			RelayClose(relay);
 			ereport(LOG,
 					(errmsg("bmfredis worker for database \"%s\" stops while a command needs the database alone",
-							RedisPoolDatabaseName())));
+							PoolDatabaseName())));
 			proc_exit(0);
 		}
 		if (ConfigReloadPending)
@@ -231,7 +231,7 @@ bmfredis_worker_main(Datum arg)
 		}
 		now = GetCurrentTimestamp();
 		if (RetryIsBacklogged() &&
-			!RedisPoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
+			!PoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
 		{
 			pgstat_report_activity(STATE_RUNNING, "bmfredis: sending the retry queue");
 			RetryDrain(BmfDeadline(Max(bmf_flush_timeout, bmf_command_timeout)), false);
@@ -243,7 +243,7 @@ bmfredis_worker_main(Datum arg)
 			next_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bmf_worker_naptime);
 		}
 		channels = RelaySync(relay);
-		BmfWorkerReport(BMF_WORKER_RUNNING, channels, NULL);
+		LauncherReport(BMF_WORKER_RUNNING, channels, NULL);
 		RelayWait(relay, next_pass);
 	}
 }

@@ -145,7 +145,7 @@ void
 EventEnvelopeTail(StringInfo out, TimestampTz when)
 {
 	FullTransactionId fxid = GetTopFullTransactionIdIfAny();
-	const char *db = RedisPoolDatabaseName();
+	const char *db = PoolDatabaseName();
 
 	appendStringInfoString(out, ", \"time\": ");
 	append_time(out, when);

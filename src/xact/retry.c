@@ -832,7 +832,7 @@ before_call(const RedisNode *node)
 {
 	if (!RetryIsBacklogged())
 		return true;
-	if (!RedisPoolNodeIsDown(node->ep.name, NULL))
+	if (!PoolNodeIsDown(node->ep.name, NULL))
 		RetryDrain(BmfDeadline(bmf_command_timeout), true);
 	return !RetryIsBacklogged();
 }

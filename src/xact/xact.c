@@ -394,7 +394,7 @@ ensure_active(void)
 	if (q.active)
 		return;
 	XactInit();
-	RedisPoolNoteDatabase();	/* a connection may first be made at commit */
+	PoolNoteDatabase();	/* a connection may first be made at commit */
 	if (xact_cxt == NULL)
 		xact_cxt = AllocSetContextCreate(TopMemoryContext,
 										 "bmfredis transaction queue",

@@ -41,4 +41,20 @@ SELECT redis_command('PING');
 SELECT * FROM redis_info();
 SELECT healthy FROM redis_health();
 RESET ROLE;
+-- monitoring is a capability of its own
+SELECT redis_grant('bmf_user', 'monitor');
+SET ROLE bmf_user;
+SELECT healthy FROM redis_health();
+SELECT redis_command('PING');
+RESET ROLE;
+SELECT redis_revoke('bmf_user', 'monitor');
 DROP ROLE bmf_user;
+
+-- commands that harm every application on the Redis need force
+SELECT redis_command('FLUSHALL');
+SELECT redis_command('config', 'set', 'maxmemory', '0');
+SELECT redis_command('CONFIG', 'GET', 'maxmemory') IS NOT NULL AS config_get_is_fine;
+SELECT redis_command('SCRIPT', 'FLUSH');
+SELECT redis_command(true, 'SET', 'adm:forced', '1');
+SELECT redis_command(force => true, VARIADIC args => ARRAY['GET', 'adm:forced']);
+SELECT redis_command(false, 'KEYS', '*');

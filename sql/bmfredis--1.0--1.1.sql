@@ -508,3 +508,284 @@ COMMENT ON FUNCTION bmfredis.forget_dropped_tables() IS
 
 CREATE EVENT TRIGGER bmfredis_forget_dropped_tables ON sql_drop
     EXECUTE FUNCTION bmfredis.forget_dropped_tables();
+
+CREATE FUNCTION redis_command(force boolean, VARIADIC args text[])
+RETURNS text
+AS 'MODULE_PATHNAME', 'redis_command_force'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_command(boolean, text[]) IS
+'redis_command, and with force => true also the commands that harm every application on the Redis (FLUSHALL, SHUTDOWN, CONFIG SET, ...)';
+REVOKE ALL ON FUNCTION redis_command(boolean, text[]) FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Roles and privileges
+------------------------------------------------------------------------
+-- Nothing that reaches Redis is granted to PUBLIC (only the functions
+-- that compute a value without touching Redis are left to it).  A DBA
+-- gives a role what it needs by capability with redis_grant(); the
+-- grants are plain GRANTs on the functions (so pg_dump keeps them), and
+-- bmfredis.role_capabilities records who was given what, so that
+-- redis_revoke() takes back exactly that and a later version that adds
+-- a function to a capability can give it to the same roles.
+
+REVOKE ALL ON FUNCTION
+    redis_cache_set(text, text, interval, text[]), redis_cache_set(text, bytea, interval, text[]),
+    redis_cache_set(text, jsonb, interval, text[]), redis_cache_get(text), redis_cache_get_json(text),
+    redis_cache_get_bytea(text), redis_cache_mget(text[]), redis_cache_mset(text[], text[], interval),
+    redis_cache_del(text), redis_cache_del(text[]), redis_cache_exists(text), redis_cache_ttl(text),
+    redis_cache_expire(text, interval), redis_cache_expire_at(text, timestamptz), redis_cache_incr(text, bigint),
+    redis_health(), redis_connections(), redis_workers(),
+    redis_invalidate(text, boolean), redis_invalidate(text[], boolean), redis_invalidate_tag(text, boolean),
+    redis_invalidate_tag(text[], boolean), redis_invalidate_at(text, timestamptz),
+    redis_invalidate_tag_at(text, timestamptz), redis_run_scheduled(), redis_pending_invalidations(),
+    redis_cache_trigger(), redis_rule_check(text), redis_rewatch(regclass),
+    redis_watch(regclass, text, text[], text[], text[], name, text, text, text),
+    redis_unwatch(regclass, text), redis_invalidate_entity(text, text, text),
+    redis_publish(text, text, boolean), redis_publish(text, jsonb, boolean), redis_publish_event(jsonb, boolean),
+    redis_listen(text[], interval, integer), redis_cached(text, interval, text, text[]),
+    redis_stats_values(), redis_metrics(),
+    redis_lock(text, interval, interval), redis_try_lock(text, interval),
+    redis_xact_lock(text, interval, interval), redis_try_xact_lock(text, interval),
+    redis_lock_fenced(text, interval, interval, boolean), redis_unlock(text, text),
+    redis_lock_extend(text, text, interval), redis_locks(), redis_with_lock(text, interval, interval, text),
+    redis_semaphore_acquire(text, integer, interval, interval), redis_semaphore_try_acquire(text, integer, interval),
+    redis_semaphore_xact_acquire(text, integer, interval, interval),
+    redis_semaphore_try_xact_acquire(text, integer, interval),
+    redis_semaphore_release(text, text), redis_semaphore_refresh(text, text, interval),
+    redis_rules_changed(), bmfredis.forget_dropped_tables()
+FROM PUBLIC;
+REVOKE SELECT ON redis_stats, bmfredis.notify_payloads FROM PUBLIC;
+
+CREATE TABLE bmfredis.role_capabilities (
+    role        regrole NOT NULL,
+    capability  text NOT NULL
+                CHECK (capability OPERATOR(pg_catalog.=) ANY
+                       ('{read,write,invalidate,publish,listen,lock,monitor,admin}'::pg_catalog.text[])),
+    PRIMARY KEY (role, capability)
+);
+COMMENT ON TABLE bmfredis.role_capabilities IS
+'The capabilities redis_grant() gave each role (the GRANTs themselves are on the functions)';
+
+CREATE TABLE bmfredis.role_channels (
+    role        regrole PRIMARY KEY,
+    patterns    text[] NOT NULL
+);
+COMMENT ON TABLE bmfredis.role_channels IS
+'Channel patterns a role is confined to for redis_publish and redis_listen (redis_confine_channels)';
+
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.role_capabilities', '');
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.role_channels', '');
+
+-- What each capability covers.  A function listed with two capabilities
+-- (redis_cached reads and writes) is granted to roles that hold both.
+CREATE FUNCTION bmfredis.capability_objects(OUT needs text[], OUT object text, OUT privilege text)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+VALUES
+    ('{read}'::pg_catalog.text[], 'FUNCTION @extschema@.redis_cache_get(text)', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_get_json(text)', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_get_bytea(text)', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_mget(text[])', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_exists(text)', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_ttl(text)', 'EXECUTE'),
+    ('{read,write}', 'FUNCTION @extschema@.redis_cached(text, interval, text, text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_set(text, text, interval, text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_set(text, bytea, interval, text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_set(text, jsonb, interval, text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_mset(text[], text[], interval)', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_del(text)', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_del(text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_expire(text, interval)', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_expire_at(text, timestamptz)', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_incr(text, bigint)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate(text, boolean)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate(text[], boolean)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_tag(text, boolean)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_tag(text[], boolean)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_at(text, timestamptz)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_tag_at(text, timestamptz)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_entity(text, text, text)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_pending_invalidations()', 'EXECUTE'),
+    ('{publish}', 'FUNCTION @extschema@.redis_publish(text, text, boolean)', 'EXECUTE'),
+    ('{publish}', 'FUNCTION @extschema@.redis_publish(text, jsonb, boolean)', 'EXECUTE'),
+    ('{publish}', 'FUNCTION @extschema@.redis_publish_event(jsonb, boolean)', 'EXECUTE'),
+    ('{listen}', 'FUNCTION @extschema@.redis_listen(text[], interval, integer)', 'EXECUTE'),
+    ('{listen}', 'TABLE bmfredis.notify_payloads', 'SELECT'),
+    ('{lock}', 'FUNCTION @extschema@.redis_lock(text, interval, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_try_lock(text, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_xact_lock(text, interval, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_try_xact_lock(text, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_lock_fenced(text, interval, interval, boolean)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_unlock(text, text)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_lock_extend(text, text, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_locks()', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_with_lock(text, interval, interval, text)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_acquire(text, integer, interval, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_try_acquire(text, integer, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_xact_acquire(text, integer, interval, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_try_xact_acquire(text, integer, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_release(text, text)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_refresh(text, text, interval)', 'EXECUTE'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_health()', 'EXECUTE'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_connections()', 'EXECUTE'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_workers()', 'EXECUTE'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_stats_values()', 'EXECUTE'),
+    ('{monitor}', 'TABLE @extschema@.redis_stats', 'SELECT'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_metrics()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_command(text[])', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_command(boolean, text[])', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_info(text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_invalidate_pattern(text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_flush_namespace()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_run_scheduled()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_stats_reset()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_rule_check(text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_watch(regclass, text, text[], text[], text[], name, text, text, text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_unwatch(regclass, text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_rewatch(regclass)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_cache_trigger()', 'EXECUTE'),
+    ('{admin}', 'TABLE @extschema@.redis_privileges', 'SELECT')
+$$;
+COMMENT ON FUNCTION bmfredis.capability_objects() IS
+'What each capability covers: the functions (EXECUTE) and tables (SELECT) a role holding all of needs is granted';
+
+-- Grant a role what its recorded capabilities cover, revoke the rest.
+CREATE FUNCTION bmfredis.apply_capabilities(target regrole)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held text[];
+    o record;
+BEGIN
+    SELECT coalesce(array_agg(capability), '{}') INTO held
+      FROM bmfredis.role_capabilities WHERE role OPERATOR(pg_catalog.=) target;
+    FOR o IN SELECT * FROM bmfredis.capability_objects() LOOP
+        IF o.needs OPERATOR(pg_catalog.<@) held THEN
+            EXECUTE format('GRANT %s ON %s TO %I', o.privilege, o.object, target::text);
+        ELSE
+            EXECUTE format('REVOKE %s ON %s FROM %I', o.privilege, o.object, target::text);
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION bmfredis.apply_capabilities(regrole) FROM PUBLIC;
+COMMENT ON FUNCTION bmfredis.apply_capabilities(regrole) IS
+'Makes a role''s grants on bmfredis objects what its recorded capabilities cover (used by redis_grant, redis_revoke and upgrades)';
+
+-- Only the extension's owner (who owns its functions) may give them out;
+-- anyone else's GRANT would only warn that nothing was granted.
+CREATE FUNCTION bmfredis.check_capabilities(target regrole, capabilities text[])
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c text;
+    known text[] := '{read,write,invalidate,publish,listen,lock,monitor,admin}';
+BEGIN
+    IF target IS NULL OR capabilities IS NULL OR cardinality(capabilities) OPERATOR(pg_catalog.=) 0 THEN
+        RAISE EXCEPTION 'a role and at least one capability are needed' USING ERRCODE = '22004',
+            HINT = 'The capabilities are ' || array_to_string(known, ', ') || '.';
+    END IF;
+    FOREACH c IN ARRAY capabilities LOOP
+        IF c IS NULL OR NOT c OPERATOR(pg_catalog.=) ANY (known) THEN
+            RAISE EXCEPTION 'unknown bmfredis capability "%"', c USING ERRCODE = '22023',
+                HINT = 'The capabilities are ' || array_to_string(known, ', ') || '.';
+        END IF;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_extension e
+                    WHERE e.extname OPERATOR(pg_catalog.=) 'bmfredis'
+                      AND pg_has_role(current_user, e.extowner, 'USAGE')) THEN
+        RAISE EXCEPTION 'permission denied to grant or revoke bmfredis capabilities' USING ERRCODE = '42501',
+            DETAIL = 'Only the owner of the extension, or a member of its role, can.';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION bmfredis.check_capabilities(regrole, text[]) FROM PUBLIC;
+
+CREATE FUNCTION redis_grant(role regrole, VARIADIC capabilities text[])
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c text;
+BEGIN
+    PERFORM bmfredis.check_capabilities(role, capabilities);
+    FOREACH c IN ARRAY capabilities LOOP
+        INSERT INTO bmfredis.role_capabilities VALUES (role, c) ON CONFLICT DO NOTHING;
+    END LOOP;
+    PERFORM bmfredis.apply_capabilities(role);
+    RETURN (SELECT array_agg(capability ORDER BY capability) FROM bmfredis.role_capabilities r
+             WHERE r.role OPERATOR(pg_catalog.=) redis_grant.role);
+END
+$$;
+REVOKE ALL ON FUNCTION redis_grant(regrole, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION redis_grant(regrole, text[]) IS
+'Gives a role capabilities (read, write, invalidate, publish, listen, lock, monitor, admin); returns all it now holds';
+
+CREATE FUNCTION redis_revoke(role regrole, VARIADIC capabilities text[])
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM bmfredis.check_capabilities(role, capabilities);
+    DELETE FROM bmfredis.role_capabilities r
+     WHERE r.role OPERATOR(pg_catalog.=) redis_revoke.role
+       AND r.capability OPERATOR(pg_catalog.=) ANY (capabilities);
+    PERFORM bmfredis.apply_capabilities(role);
+    RETURN coalesce((SELECT array_agg(capability ORDER BY capability) FROM bmfredis.role_capabilities r
+                      WHERE r.role OPERATOR(pg_catalog.=) redis_revoke.role), '{}');
+END
+$$;
+REVOKE ALL ON FUNCTION redis_revoke(regrole, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION redis_revoke(regrole, text[]) IS
+'Takes capabilities back from a role; returns those it still holds';
+
+CREATE FUNCTION redis_confine_channels(role regrole, patterns text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM bmfredis.check_capabilities(role, '{publish}');
+    IF patterns IS NULL THEN
+        DELETE FROM bmfredis.role_channels r WHERE r.role OPERATOR(pg_catalog.=) redis_confine_channels.role;
+        RETURN;
+    END IF;
+    IF array_position(patterns, NULL) IS NOT NULL OR array_position(patterns, '') IS NOT NULL THEN
+        RAISE EXCEPTION 'channel patterns must not be null or empty' USING ERRCODE = '22023',
+            HINT = 'Pass NULL to lift the confinement, an empty array to allow no channel.';
+    END IF;
+    INSERT INTO bmfredis.role_channels VALUES (role, patterns)
+        ON CONFLICT ON CONSTRAINT role_channels_pkey DO UPDATE SET patterns = excluded.patterns;
+END
+$$;
+REVOKE ALL ON FUNCTION redis_confine_channels(regrole, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION redis_confine_channels(regrole, text[]) IS
+'Confines a role''s redis_publish and redis_listen to channels matching the patterns (Redis glob syntax); NULL lifts it';
+
+CREATE VIEW redis_privileges AS
+SELECT r.rolname AS role,
+       coalesce(c.capabilities, '{}') AS capabilities,
+       ch.patterns AS channels
+  FROM pg_catalog.pg_roles r
+  LEFT JOIN (SELECT role, pg_catalog.array_agg(capability ORDER BY capability) AS capabilities
+               FROM bmfredis.role_capabilities GROUP BY role) c
+         ON c.role::pg_catalog.oid OPERATOR(pg_catalog.=) r.oid
+  LEFT JOIN bmfredis.role_channels ch ON ch.role::pg_catalog.oid OPERATOR(pg_catalog.=) r.oid
+ WHERE c.role IS NOT NULL OR ch.role IS NOT NULL;
+COMMENT ON VIEW redis_privileges IS
+'Each role given bmfredis capabilities, and the channels it is confined to (NULL: none)';
+
+DO $$
+BEGIN
+    RAISE NOTICE 'bmfredis 1.1 grants nothing that reaches Redis to PUBLIC';
+    RAISE NOTICE 'give each role what it uses, e.g. SELECT redis_grant(''app'', ''read'', ''write'', ''invalidate'')';
+END
+$$;

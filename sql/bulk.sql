@@ -10,7 +10,7 @@ SELECT redis_cache_mset(ARRAY['product:1', 'product:20000', 'shop:3:products'], 
 BEGIN;
 UPDATE bulk_products SET price = price + 1;
 SELECT kind, count(*) FROM redis_pending_invalidations() GROUP BY kind ORDER BY kind;
-SELECT redis_command('CONFIG', 'RESETSTAT');
+SELECT redis_command(true, 'CONFIG', 'RESETSTAT');
 COMMIT;
 SELECT redis_cache_mget(ARRAY['product:1', 'product:20000', 'shop:3:products']);
 -- 20,010 keys went in UNLINKs of bmfredis.unlink_batch (500) keys each
@@ -78,7 +78,7 @@ SELECT value AS failures_before FROM redis_stats_values() WHERE name = 'stream_f
 SELECT redis_cache_mset(ARRAY['product:1', 'product:20000'], ARRAY['a', 'b']);
 BEGIN;
 UPDATE bulk_products SET price = price + 1;
-SELECT redis_command('CLIENT', 'KILL', 'ID', (regexp_match(l, '^id=(\d+)'))[1]) AS killed
+SELECT redis_command(true, 'CLIENT', 'KILL', 'ID', (regexp_match(l, '^id=(\d+)'))[1]) AS killed
   FROM regexp_split_to_table(redis_command('CLIENT', 'LIST'), E'\n') l WHERE l ~ ' multi=[0-9]';
 COMMIT;
 SELECT redis_cache_mget(ARRAY['product:1', 'product:20000']) AS after_kill;

@@ -1,7 +1,7 @@
 -- Cache round trips: text, jsonb, bytea, binary-unsafe bytes, big values.
 -- Values are stored as plain bytes at <prefix><key>, so redis-cli (another
 -- client of the same Redis) reads what SQL wrote and the other way round.
-SELECT redis_command('FLUSHDB');
+SELECT redis_command(true, 'FLUSHDB');
 SET bmfredis.key_prefix = 'rt:';
 
 SELECT redis_cache_set('greeting', 'hello world');

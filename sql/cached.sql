@@ -132,12 +132,14 @@ SELECT count(*) AS products_untouched FROM products WHERE price > 0;
 -- the caller's privileges: a role that may not read the table gets the
 -- usual error, and nothing is cached
 CREATE ROLE bmf_cached_user;
+SELECT redis_grant('bmf_cached_user', 'read', 'write');
 GRANT USAGE ON SCHEMA cached_test TO bmf_cached_user;
 SET ROLE bmf_cached_user;
 SELECT redis_cached('secret', '1 hour', 'SELECT title FROM cached_test.products WHERE id = 1');
 RESET ROLE;
 SELECT redis_command('EXISTS', 'cq:secret') AS cached_for_unprivileged;
 REVOKE USAGE ON SCHEMA cached_test FROM bmf_cached_user;
+SELECT redis_revoke('bmf_cached_user', 'read', 'write');
 DROP ROLE bmf_cached_user;
 
 -- Redis away: the query's answer, a WARNING, never an ERROR

@@ -47,7 +47,7 @@ SELECT redis_cache_get('k');
 -- a command slower than the timeout: its late reply is never read as the
 -- answer to the next command, which gets its own value
 SELECT redis_cache_set('other', 'own value');
-SELECT redis_command('DEBUG', 'SLEEP', '0.6');
+SELECT redis_command(true, 'DEBUG', 'SLEEP', '0.6');
 SELECT pg_sleep(0.8);
 SELECT redis_cache_get('other');
 SELECT redis_cache_get('k');

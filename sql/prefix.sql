@@ -25,6 +25,7 @@ DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET bmfredis.key_prefix', curren
 -- an ordinary user works inside the prefix but cannot change endpoint,
 -- credentials or prefix, nor read the password
 CREATE ROLE bmf_app;
+SELECT redis_grant('bmf_app', 'write');
 SET ROLE bmf_app;
 SET bmfredis.key_prefix = 'shop2:';
 SET bmfredis.host = 'example.com';
@@ -38,4 +39,5 @@ SET bmfredis.key_prefix TO DEFAULT;
 SELECT redis_cache_set('app', 'mine');
 RESET ROLE;
 \! $BMF_REDISCTL cli GET bmfredis:app
+SELECT redis_revoke('bmf_app', 'write');
 DROP ROLE bmf_app;

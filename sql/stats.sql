@@ -26,10 +26,12 @@ SELECT hit_rate FROM redis_health();
 SELECT redis_command('RPUSH', 'st:list', 'x');
 SELECT redis_cache_get('list');
 SELECT value FROM redis_stats WHERE name = 'errors_reply';
--- for administrators
+-- the monitor capability reads them; resetting is for administrators
 CREATE ROLE bmf_stats_user;
+SELECT redis_grant('bmf_stats_user', 'monitor');
 SET ROLE bmf_stats_user;
 SELECT count(*) > 0 AS can_read FROM redis_stats;
 SELECT redis_stats_reset();
 RESET ROLE;
+SELECT redis_revoke('bmf_stats_user', 'monitor');
 DROP ROLE bmf_stats_user;

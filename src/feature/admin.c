@@ -9,7 +9,10 @@
  * makes a real attempt.  redis_command() is for administrators: its
  * arguments are passed as they are (no key prefix), and commands that
  * would leave the pooled connection in a state the pool does not track
- * (SUBSCRIBE, SELECT, MULTI, ...) are refused.
+ * (SUBSCRIBE, SELECT, MULTI, ...) are refused.  Commands that would harm
+ * every application on the Redis (FLUSHALL, SHUTDOWN, CONFIG SET, ...)
+ * run only through redis_command(force => true, ...): an administrator's
+ * typo should not empty a shared Redis.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +40,7 @@ PG_FUNCTION_INFO_V1(redis_info);
 PG_FUNCTION_INFO_V1(redis_connections);
 PG_FUNCTION_INFO_V1(redis_disconnect);
 PG_FUNCTION_INFO_V1(redis_command);
+PG_FUNCTION_INFO_V1(redis_command_force);
 
 /*
  * Find key in INFO text ("key:value\r\n" lines); a palloc'd value or NULL.
@@ -412,28 +416,74 @@ check_admin_command(const char *name, size_t len, const char *second)
 				 errdetail("It would change the state of the pooled connection.")));
 }
 
+/*
+ * Commands that harm every application using the Redis, not only this
+ * database's namespace: by name, or by name and subcommand.  KEYS blocks
+ * the server for as long as it walks the whole keyspace.
+ */
+static const struct
+{
+	const char *name;
+	const char *sub;			/* NULL: any */
+}			harmful_commands[] = {
+	{"FLUSHALL", NULL}, {"FLUSHDB", NULL}, {"SHUTDOWN", NULL}, {"DEBUG", NULL},
+	{"REPLICAOF", NULL}, {"SLAVEOF", NULL}, {"MODULE", NULL}, {"KEYS", NULL},
+	{"FAILOVER", NULL}, {"SWAPDB", NULL}, {"MIGRATE", NULL},
+	{"CONFIG", "SET"}, {"CONFIG", "RESETSTAT"}, {"CONFIG", "REWRITE"},
+	{"ACL", "SETUSER"}, {"ACL", "DELUSER"}, {"ACL", "LOAD"}, {"ACL", "SAVE"},
+	{"SCRIPT", "FLUSH"}, {"FUNCTION", "FLUSH"}, {"FUNCTION", "DELETE"}, {"FUNCTION", "RESTORE"},
+	{"CLUSTER", "RESET"}, {"CLUSTER", "FAILOVER"}, {"CLUSTER", "FORGET"},
+	{"CLUSTER", "ADDSLOTS"}, {"CLUSTER", "DELSLOTS"}, {"CLUSTER", "SETSLOT"},
+	{"CLUSTER", "MEET"}, {"CLUSTER", "REPLICATE"}, {"CLUSTER", "FLUSHSLOTS"},
+	{"CLIENT", "KILL"}, {"CLIENT", "PAUSE"},
+	{NULL, NULL}
+};
+
+static void
+check_harmful_command(const char *name, size_t len, const char *second)
+{
+	int			i;
+
+	for (i = 0; harmful_commands[i].name; i++)
+	{
+		if (strlen(harmful_commands[i].name) != len ||
+			pg_strncasecmp(name, harmful_commands[i].name, len) != 0)
+			continue;
+		if (harmful_commands[i].sub &&
+			(second == NULL || pg_strcasecmp(second, harmful_commands[i].sub) != 0))
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("redis_command() refuses %s%s%s without force", harmful_commands[i].name,
+						harmful_commands[i].sub ? " " : "",
+						harmful_commands[i].sub ? harmful_commands[i].sub : ""),
+				 errdetail("It acts on the whole Redis server and every application using it, not only bmfredis.key_prefix."),
+				 errhint("If that is meant, call redis_command(force => true, VARIADIC args => ARRAY[...]); "
+						 "redis_flush_namespace() empties only this database's keys.")));
+	}
+}
+
 /* redis_command(VARIADIC args text[]) -> text; JSON text for arrays */
-Datum
-redis_command(PG_FUNCTION_ARGS)
+static Datum
+run_command(ArrayType *arr, bool force)
 {
 	text	  **elems;
 	int			n;
 	int			i;
+	char	   *second;
 	RedisArgs	args;
 	RedisReply *reply;
 	StringInfoData out;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("command must not be null")));
-	elems = BmfTextArrayElements(PG_GETARG_ARRAYTYPE_P(0), "command", &n);
+	elems = BmfTextArrayElements(arr, "command", &n);
 	if (n == 0 || VARSIZE_ANY_EXHDR(elems[0]) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("redis_command() needs a command name")));
-	check_admin_command(VARDATA_ANY(elems[0]), VARSIZE_ANY_EXHDR(elems[0]),
-						n > 1 ? text_to_cstring(elems[1]) : NULL);
+	second = n > 1 ? text_to_cstring(elems[1]) : NULL;
+	check_admin_command(VARDATA_ANY(elems[0]), VARSIZE_ANY_EXHDR(elems[0]), second);
+	if (!force)
+		check_harmful_command(VARDATA_ANY(elems[0]), VARSIZE_ANY_EXHDR(elems[0]), second);
 
 	RedisArgsInit(&args, n);
 	for (i = 0; i < n; i++)
@@ -443,12 +493,43 @@ redis_command(PG_FUNCTION_ARGS)
 	switch (reply->type)
 	{
 		case RESP_NIL:
-			PG_RETURN_NULL();
+			return (Datum) 0;
 		case RESP_ARRAY:
 			initStringInfo(&out);
 			RedisReplyAppendJson(&out, reply);
-			PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
+			return PointerGetDatum(cstring_to_text_with_len(out.data, out.len));
 		default:
-			PG_RETURN_TEXT_P(RedisReplyToText(reply));
+			return PointerGetDatum(RedisReplyToText(reply));
 	}
+}
+
+Datum
+redis_command(PG_FUNCTION_ARGS)
+{
+	Datum		d;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("command must not be null")));
+	d = run_command(PG_GETARG_ARRAYTYPE_P(0), false);
+	if (d == (Datum) 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(d);
+}
+
+/* redis_command(force boolean, VARIADIC args text[]) */
+Datum
+redis_command_force(PG_FUNCTION_ARGS)
+{
+	Datum		d;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("force and command must not be null")));
+	d = run_command(PG_GETARG_ARRAYTYPE_P(1), PG_GETARG_BOOL(0));
+	if (d == (Datum) 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(d);
 }

@@ -56,7 +56,8 @@ like "mallory may not examine the password at all" "$(as mallory 'SHOW bmfredis.
 is "pg_read_all_settings members see it masked" "$(as auditor 'SHOW bmfredis.password')" "********"
 is "  and the URL with only its password masked" "$(as auditor 'SHOW bmfredis.url')" \
 	"redis://default:********@127.0.0.1:$sport/0"
-is "the server's password works for mallory's calls (they go through)" \
+q "SELECT redis_grant('mallory', 'read', 'write')" >/dev/null
+is "the server's password works for mallory's calls once she may make them" \
 	"$(as mallory "SELECT redis_cache_set('k', 'v'); SELECT redis_cache_get('k');")" "t
 v"
 

@@ -14,8 +14,12 @@
  * Who may set what follows one rule: anything that decides where a
  * connection goes, as whom, or under which key prefix is PGC_SUSET (a user
  * must not be able to point the server's password at a host of their
- * choosing, nor read or write outside the database's namespace); timeouts
- * and degradation knobs are per-session (PGC_USERSET).
+ * choosing, nor read or write outside the database's namespace), and so is
+ * anything that decides how much the server or Redis holds for one
+ * transaction or what gets flushed when that is exceeded
+ * (max_pending_keys, max_pending_messages, stream_invalidations,
+ * max_value_size) or what a COMMIT publishes (announce_invalidations);
+ * timeouts and degradation knobs are per-session (PGC_USERSET).
  *
  * The secrets (password, url) are additionally GUC_SUPERUSER_ONLY |
  * GUC_NO_SHOW_ALL, and their show hooks print "********" (the url with its
@@ -541,7 +545,7 @@ define_behaviour_gucs(void)
 							"Largest value bmfredis writes to or accepts from Redis.",
 							NULL,
 							&bmf_max_value_size, 512 * 1024 * 1024, 1, MaxAllocSize / 2,
-							PGC_USERSET, GUC_UNIT_BYTE,
+							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 }
 
@@ -616,7 +620,7 @@ define_invalidation_gucs(void)
 							"Keys one transaction queues for invalidation before it switches to their key patterns.",
 							"Bounds the memory of the queue (about 150 bytes a key).",
 							&bmf_max_pending_keys, 200000, 100, INT_MAX / 4,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("bmfredis.flush_timeout",
 							"Longest time a COMMIT spends sending queued invalidations and messages.",
@@ -639,19 +643,19 @@ define_pubsub_gucs(void)
 							"Messages one transaction queues for COMMIT.",
 							"Past it, explicit publishes fail and trigger events are summarized in one <channel>:bulk message.",
 							&bmf_max_pending_messages, 10000, 1, INT_MAX / 4,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("bmfredis.announce_invalidations",
 							 "Whether COMMIT also publishes what it invalidated on cache:invalidated.",
 							 NULL,
 							 &bmf_announce_invalidations, false,
-							 PGC_USERSET, 0,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("bmfredis.stream_invalidations",
 							 "Whether a transaction queuing many keys or change events sends them inside MULTI while it runs, so that COMMIT sends only EXEC.",
 							 "Redis holds the queued commands (about 100 bytes a key, a message per event) until the transaction ends; nothing runs before COMMIT.",
 							 &bmf_stream_invalidations, true,
-							 PGC_USERSET, 0,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 }
 

@@ -9,6 +9,15 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_operator.h"
+#include "catalog/namespace.h"
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "utils/fmgroids.h"
+#include "commands/extension.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "common/pg_prng.h"
@@ -146,4 +155,54 @@ BmfEqualityOperator(Oid typid)
 					  NameStr(op->oprname));
 	ReleaseSysCache(tup);
 	return result;
+}
+
+/*
+ * Whether the current role could invalidate the whole namespace itself:
+ * it may execute redis_flush_namespace().  A transaction that queues
+ * more keys than bmfredis.max_pending_keys falls back to invalidating
+ * the namespace; a role that could not do that by hand gets an ERROR
+ * instead.
+ */
+static Oid
+extension_schema(Oid ext)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			nsp = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nsp = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return nsp;
+}
+
+bool
+BmfMayFlushNamespace(void)
+{
+	Oid			ext;
+	Oid			nsp;
+	Oid			fn;
+	char	   *nspname;
+
+	if (superuser())
+		return true;
+	ext = get_extension_oid("bmfredis", true);
+	if (!OidIsValid(ext))
+		return false;
+	nsp = extension_schema(ext);
+	nspname = get_namespace_name(nsp);
+	if (nspname == NULL)
+		return false;
+	fn = LookupFuncName(list_make2(makeString(nspname), makeString("redis_flush_namespace")),
+						0, NULL, true);
+	return OidIsValid(fn) && pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
 }

@@ -47,4 +47,7 @@ extern char *BmfEqualityOperator(Oid typid);
 /* Check a value against bmfredis.max_value_size. */
 extern void BmfCheckValueSize(size_t len);
 
+/* Whether the current role may execute redis_flush_namespace(). */
+extern bool BmfMayFlushNamespace(void);
+
 #endif							/* BMFREDIS_SQLUTIL_H */

@@ -532,6 +532,10 @@ RedisCommand(RedisPolicy policy, int flags, const RedisArgs *args,
 	if (replies == NULL)
 		return NULL;
 	if (replies[0]->type == RESP_ERROR && !(flags & REDIS_ERRORS_OK))
+	{
+		if (RedisReplyFull(policy, flags, replies[0], command))
+			return NULL;
 		RedisRaiseReplyError(replies[0], command);
+	}
 	return replies[0];
 }

@@ -149,6 +149,8 @@ extern void RedisReportFailure(RedisPolicy policy, int flags,
 							   const RedisError *err, const char *command);
 /* Raise an error reply as an ERROR with a mapped SQLSTATE. */
 extern void RedisRaiseReplyError(const RedisReply *reply, const char *command) pg_attribute_noreturn();
+extern bool RedisReplyFull(RedisPolicy policy, int flags, const RedisReply *reply,
+						   const char *command);
 /* SQLSTATE for an error reply's text */
 extern int	RedisReplyErrorCode(const char *text);
 

@@ -15,9 +15,12 @@
  *	- REDIS_SOFT: READ for callers that have an answer without Redis
  *	  (redis_cached runs the query): a WARNING unless on_error = ignore,
  *	  never an ERROR.
- * Error replies (WRONGTYPE, NOPERM, OOM, ...) are not faults of the
+ * Error replies (WRONGTYPE, NOPERM, ...) are not faults of the
  * connection: they are raised as ERRORs with their own SQLSTATE whatever
- * the policy, unless the caller asks to see them.
+ * the policy, unless the caller asks to see them.  OOM is the exception:
+ * a full Redis is a cache problem, not a query problem, so under the
+ * READ, WRITE and SOFT policies it is reported as on_error says (a write
+ * returns "not written", redis_cached runs its query without the cache).
  *
  *-------------------------------------------------------------------------
  */
@@ -203,4 +206,25 @@ RedisRaiseReplyError(const RedisReply *reply, const char *command)
 			 errdetail_internal("%s: %s", command, reply->str),
 			 hint ? errhint("%s", hint) : 0));
 	pg_unreachable();
+}
+
+/*
+ * An OOM reply to a cache write: reported as bmfredis.on_error says and
+ * true returned (the caller reports "not written"), under the policies
+ * that degrade; false for any other reply, which the caller raises.
+ */
+bool
+RedisReplyFull(RedisPolicy policy, int flags, const RedisReply *reply,
+			   const char *command)
+{
+	RedisError	err;
+
+	if (reply->type != RESP_ERROR || !RespErrorIs(reply, "OOM") ||
+		(policy != REDIS_READ && policy != REDIS_WRITE && policy != REDIS_SOFT))
+		return false;
+	RedisErrorSet(&err, RS_REPLY, ERRCODE_OUT_OF_MEMORY, "Redis is out of memory",
+				  "%s: %s (maxmemory reached; raise it or give Redis an eviction policy)",
+				  command, reply->str);
+	RedisReportFailure(policy, flags, &err, command);
+	return true;
 }

@@ -327,7 +327,11 @@ redis_cache_mset(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	for (i = 0; i < batch.n; i++)
 		if (replies[i]->type == RESP_ERROR)
+		{
+			if (RedisReplyFull(REDIS_WRITE, REDIS_IDEMPOTENT, replies[i], ttl ? "SET" : "MSET"))
+				PG_RETURN_BOOL(false);
 			RedisRaiseReplyError(replies[i], ttl ? "SET" : "MSET");
+		}
 	PG_RETURN_BOOL(true);
 }
 

@@ -179,6 +179,9 @@ cascade_one(Entity *source, const Cascade *c, List *ids, int depth,
 	AttrNumber *map;
 	List	   *next_ids = NIL;
 	TupleTableSlot *slot;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec;
 
 	if (!OidIsValid(t->relid))
 		ereport(ERROR,
@@ -192,6 +195,7 @@ cascade_one(Entity *source, const Cascade *c, List *ids, int depth,
 				 errmsg("column \"%s\" of relation %s does not exist", c->via, t->relname),
 				 errdetail("Entity \"%s\" cascades to \"%s\" through it.", source->name, t->name)));
 	viatype = TupleDescAttr(RelationGetDescr(rel), via - 1)->atttypid;
+	owner = rel->rd_rel->relowner;
 	relation_close(rel, NoLock);
 
 	/* under the caller's search_path: nothing may resolve through it */
@@ -204,8 +208,16 @@ cascade_one(Entity *source, const Cascade *c, List *ids, int depth,
 	arr = construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT);
 	args[0] = PointerGetDatum(arr);
 
+	/*
+	 * As the target table's owner, as PostgreSQL's foreign-key triggers
+	 * query the referenced table: a role that may write the source table
+	 * need not be able to read the target for the cascade to happen.
+	 */
 	SPI_connect();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);
+	SetUserIdAndSecContext(save_userid, save_sec);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "cascade query failed: %s", SPI_result_code_string(rc));
 	/* map the relation's columns to the result's */

@@ -18,9 +18,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -236,15 +238,22 @@ schedule(char kind, const char *target, size_t len, TimestampTz at)
 	Oid			argtypes[4] = {CHAROID, TEXTOID, INT4OID, TIMESTAMPTZOID};
 	Datum		values[4];
 	int			rc;
+	Oid			save_userid;
+	int			save_sec;
 
 	values[0] = CharGetDatum(kind);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(target, len));
 	values[2] = Int32GetDatum(BmfDb());
 	values[3] = TimestampTzGetDatum(at);
+	/* the bookkeeping table is the extension's, granted to nobody */
 	SPI_connect();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 	rc = SPI_execute_with_args("INSERT INTO bmfredis.scheduled_invalidations (kind, target, db, due_at) "
 							   "VALUES ($1, $2, $3, $4)",
 							   4, argtypes, values, NULL, false, 0);
+	SetUserIdAndSecContext(save_userid, save_sec);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not schedule an invalidation: %s", SPI_result_code_string(rc));
 	SPI_finish();

@@ -36,6 +36,7 @@
 #include "base/sqlutil.h"
 #include "base/stats.h"
 #include "client/client.h"
+#include "feature/privileges.h"
 #include "feature/pubsub.h"
 #include "xact/event.h"
 #include "xact/xact.h"
@@ -85,6 +86,7 @@ publish(FunctionCallInfo fcinfo, const char *message, size_t mlen)
 	StringInfoData ch;
 
 	RedisCheckKey("channel", VARSIZE_ANY_EXHDR(channel));
+	PrivCheckPublish(VARDATA_ANY(channel), VARSIZE_ANY_EXHDR(channel));
 	BmfCheckValueSize(mlen);
 	initStringInfo(&ch);
 	EventChannel(&ch, VARDATA_ANY(channel), VARSIZE_ANY_EXHDR(channel));
@@ -234,6 +236,7 @@ redis_publish_event(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event has no \"type\" to publish it on"),
 				 errhint("Build events with redis_event(type, data).")));
+	PrivCheckPublish(type->val.string.val, type->val.string.len);
 	initStringInfo(&buf);
 	append_event_text(&buf, event);
 	BmfCheckValueSize(buf.len);
@@ -248,7 +251,7 @@ redis_publish_event(PG_FUNCTION_ARGS)
 /* Collect messages into the SRF's tuplestore until deadline or max. */
 static void
 listen_loop(RedisSubscription *sub, ReturnSetInfo *rsinfo, TimestampTz deadline,
-			int64 max_messages, MemoryContext msgcxt)
+			int64 max_messages, MemoryContext msgcxt, const PrivListen *priv)
 {
 	int64		received = 0;
 	RedisError	err;
@@ -269,6 +272,11 @@ listen_loop(RedisSubscription *sub, ReturnSetInfo *rsinfo, TimestampTz deadline,
 			RedisReportFailure(REDIS_STRICT, REDIS_IDEMPOTENT, &err, "SUBSCRIBE");
 		if (msg->type != RESP_ARRAY || msg->elements < 3 ||
 			msg->element[0]->type != RESP_STRING)
+			continue;
+		/* what the role may not see is dropped, and not counted */
+		if (msg->element[msg->elements - 2]->type != RESP_STRING ||
+			!PrivListenAllows(priv, msg->element[msg->elements - 2]->str,
+							  msg->element[msg->elements - 2]->len))
 			continue;
 		old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 		if (strcmp(msg->element[0]->str, "message") == 0)
@@ -315,6 +323,7 @@ redis_listen(PG_FUNCTION_ARGS)
 	RedisSubscription *volatile sub;
 	RedisError	err;
 	MemoryContext msgcxt;
+	PrivListen *priv;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -348,6 +357,7 @@ redis_listen(PG_FUNCTION_ARGS)
 		patterns[i] = strpbrk(text_to_cstring(elems[i]), "*?[") != NULL;
 	}
 
+	priv = PrivListenStart();
 	InitMaterializedSRF(fcinfo, 0);
 	sub = RedisSubscribe(0, n, names, patterns, &err);
 	if (sub == NULL)
@@ -358,7 +368,7 @@ redis_listen(PG_FUNCTION_ARGS)
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	PG_TRY();
 	{
-		listen_loop(sub, rsinfo, deadline, max_messages, msgcxt);
+		listen_loop(sub, rsinfo, deadline, max_messages, msgcxt, priv);
 	}
 	PG_CATCH();
 	{

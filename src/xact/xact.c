@@ -67,6 +67,7 @@
 #include "utils/memutils.h"
 
 #include "base/guc.h"
+#include "base/sqlutil.h"
 #include "base/stats.h"
 #include "base/wait.h"
 #include "client/client.h"
@@ -499,6 +500,21 @@ collapse(void)
 {
 	int			i;
 
+	/* keys queued by hand have no pattern but the namespace's */
+	for (i = 0; i < q.keys.n; i++)
+		if (q.keys.items[i].coarse < 0)
+		{
+			if (!BmfMayFlushNamespace())
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("more than %d Redis keys queued for invalidation in one transaction",
+								bmf_max_pending_keys),
+						 errdetail("Past bmfredis.max_pending_keys the whole namespace would be invalidated, "
+								   "which role \"%s\" may not do (it may not execute redis_flush_namespace()).",
+								   GetUserNameFromId(GetUserId(), false)),
+						 errhint("Invalidate in smaller transactions or by tag.")));
+			break;
+		}
 	for (i = 0; i < q.keys.n; i++)
 		add_coarse(q.keys.items[i].coarse);
 	q.keys.n = 0;

@@ -1,0 +1,191 @@
+# Privileges: a role with no grants reaches nothing; each capability
+# (redis_grant) gives exactly the functions it names; grants survive
+# pg_dump and restore; triggers and cascades work for whoever may write the
+# table; channel confinement for publish and listen; change events only to
+# roles that may read the table; limits a plain role cannot lift (settings,
+# the namespace flush a too-large transaction falls back to); a full Redis
+# (OOM) degrades as on_error says instead of failing the query.
+. "$(dirname "$0")/../tap.sh"
+tap_db bmf_priv
+R=$BMF_REDISCTL
+q "ALTER DATABASE bmf_priv SET bmfredis.key_prefix = 'pv:'" >/dev/null
+roles="plain one app ana adm inv"
+psql -X -q -d postgres >/dev/null 2>&1 <<SQL
+$(for r in $roles; do echo "DROP OWNED BY $r CASCADE; DROP ROLE IF EXISTS $r;"; done)
+SQL
+for r in $roles; do
+	psql -X -q -d postgres -c "DROP ROLE IF EXISTS $r" -c "CREATE ROLE $r LOGIN" >/dev/null
+done
+cleanup() {
+	for db in bmf_priv bmf_priv2; do
+		for r in $roles; do psql -X -q -d $db -c "DROP OWNED BY $r CASCADE" >/dev/null 2>&1; done
+	done
+	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_priv2" >/dev/null 2>&1
+	for r in $roles; do psql -X -q -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null 2>&1; done
+}
+trap cleanup EXIT
+as() { local who=$1; shift; PGUSER=$who q "$@"; }
+denied() { [[ $1 == *"permission denied for"* ]]; }
+
+# capability|call; redis_cached needs read and write
+calls=(
+	"read|SELECT redis_cache_get('k')"
+	"read|SELECT redis_cache_get_json('k')"
+	"read|SELECT redis_cache_mget(ARRAY['k'])"
+	"read|SELECT redis_cache_exists('k')"
+	"read|SELECT redis_cache_ttl('k')"
+	"write|SELECT redis_cache_set('k', 'v')"
+	"write|SELECT redis_cache_mset(ARRAY['k2'], ARRAY['v'])"
+	"write|SELECT redis_cache_del('k2')"
+	"write|SELECT redis_cache_incr('n')"
+	"write|SELECT redis_cache_expire('k', '1 hour')"
+	"invalidate|SELECT redis_invalidate('k3')"
+	"invalidate|SELECT redis_invalidate_tag('t')"
+	"invalidate|SELECT redis_invalidate_at('k3', now() + interval '1 day')"
+	"publish|SELECT redis_publish('ch', 'm')"
+	"publish|SELECT redis_publish_event(redis_event('x:y'))"
+	"listen|SELECT count(*) FROM redis_listen(ARRAY['ch'], '10 ms')"
+	"listen|SELECT count(*) FROM bmfredis.notify_payloads"
+	"lock|SELECT redis_try_lock('l') IS NOT NULL"
+	"lock|SELECT count(*) FROM redis_locks()"
+	"monitor|SELECT count(*) > 0 FROM redis_stats"
+	"monitor|SELECT healthy FROM redis_health()"
+	"monitor|SELECT count(*) FROM redis_metrics()"
+	"admin|SELECT redis_command('PING')"
+	"admin|SELECT redis_invalidate_pattern('zz*')"
+	"admin|SELECT redis_stats_reset()"
+	"admin|SELECT count(*) FROM redis_privileges"
+	"read+write|SELECT redis_cached('c', '1 min', 'SELECT 1')"
+)
+reached=""
+for c in "${calls[@]}"; do
+	out=$(as plain "${c#*|}")
+	denied "$out" || reached="$reached [${c#*|}: $out]"
+done
+is "a role with no grants reaches nothing (${#calls[@]} calls, each capability's functions)" "$reached" ""
+is "  while computing helpers stay open to it" \
+	"$(as plain "SELECT redis_cache_key('a', 'b'), redis_ttl('short'), redis_event_product('created', '1')->>'type'")" \
+	"a:b|00:05:00|product:created"
+
+# --- each capability gives exactly what it names
+wrong=""
+for cap in read write invalidate publish listen lock monitor admin; do
+	q "SELECT redis_grant('one', '$cap')" >/dev/null
+	for c in "${calls[@]}"; do
+		out=$(as one "${c#*|}")
+		if [ "${c%%|*}" = "$cap" ]; then
+			denied "$out" && wrong="$wrong [$cap refused: ${c#*|}]"
+		else
+			denied "$out" || wrong="$wrong [$cap gave: ${c#*|}]"
+		fi
+	done
+	q "SELECT redis_revoke('one', '$cap')" >/dev/null
+done
+is "each capability, granted alone, gives its functions and nothing else" "$wrong" ""
+q "SELECT redis_grant('one', 'read', 'write')" >/dev/null
+refute "redis_cached needs read and write together" denied "$(as one "SELECT redis_cached('c', '1 min', 'SELECT 1')")"
+is "redis_revoke takes back one and leaves the other" "$(q "SELECT redis_revoke('one', 'write')")" "{read}"
+check "  and redis_cached with it" denied "$(as one "SELECT redis_cached('c', '1 min', 'SELECT 1')")"
+out=$(q "SELECT redis_grant('one', 'reed')" 2>&1)
+like "an unknown capability is an error naming the known ones" "$out" 'unknown bmfredis capability "reed".*read, write, invalidate, publish, listen, lock, monitor, admin'
+out=$(as adm "SELECT redis_grant('adm', 'admin')")
+like "only the extension's owner can grant" "$out" "permission denied"
+is "redis_privileges lists who holds what" "$(q "SELECT role, capabilities FROM redis_privileges ORDER BY role")" "one|{read}"
+
+# --- grants survive pg_dump and restore
+q "SELECT redis_grant('app', 'read', 'write', 'invalidate')" >/dev/null
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_priv2" -c "CREATE DATABASE bmf_priv2" >/dev/null
+pg_dump -d bmf_priv | psql -X -q -d bmf_priv2 >/dev/null 2>&1
+is "after pg_dump and restore the capabilities are recorded" \
+	"$(BMF_DB=bmf_priv2 q "SELECT role, capabilities FROM redis_privileges ORDER BY role")" "app|{invalidate,read,write}
+one|{read}"
+is "  and granted" \
+	"$(BMF_DB=bmf_priv2 q "SELECT has_function_privilege('app', 'redis_cached(text, interval, text, text[])', 'EXECUTE'), has_function_privilege('app', 'redis_publish(text, text, boolean)', 'EXECUTE'), has_function_privilege('plain', 'redis_cache_get(text)', 'EXECUTE')")" \
+	"t|f|f"
+
+# --- triggers work for whoever may write the table, cascades included
+q "CREATE TABLE shops (id int PRIMARY KEY, name text);
+CREATE TABLE products (id int PRIMARY KEY, shop_id int, title text);
+INSERT INTO shops VALUES (1, 'a'); INSERT INTO products VALUES (10, 1, 'x');
+SELECT redis_watch('shops', 'shop', ARRAY['shop:{id}']);
+SELECT redis_watch('products', 'product', ARRAY['product:{id}']);
+INSERT INTO bmfredis.cache_cascades VALUES ('shop', 'product', 'shop_id');
+GRANT SELECT, UPDATE ON shops TO plain;" >/dev/null
+q "SELECT redis_cache_set('shop:1', 's'), redis_cache_set('product:10', 'p')" >/dev/null
+out=$(as plain "UPDATE shops SET name = 'b' WHERE id = 1")
+is "a role with no bmfredis grant updates a watched table" "$out" ""
+is "  its trigger invalidated the row's key and, by cascade, a key of a table it may not read" \
+	"$($R cli EXISTS pv:shop:1) $($R cli EXISTS pv:product:10)" "0 0"
+check "  redis_watch itself is not for it" denied "$(as plain "SELECT redis_watch('shops', 's2')")"
+q "SELECT redis_grant('inv', 'invalidate')" >/dev/null
+is "redis_invalidate_at works for the invalidate capability (its bookkeeping table is not granted)" \
+	"$(as inv "SELECT redis_invalidate_at('later', now() + interval '1 hour'); SELECT 'scheduled'")" "
+scheduled"
+
+# --- channel confinement
+q "SELECT redis_grant('app', 'publish', 'listen')" >/dev/null
+q "SELECT redis_confine_channels('app', ARRAY['app:*', 'orders:[0-9]*'])" >/dev/null
+is "a confined role publishes on its channels" "$(as app "SELECT redis_publish('app:x', 'm', true) >= 0, redis_publish('orders:7', 'm', true) >= 0")" "t|t"
+out=$(PGUSER=app qv <<<"SELECT redis_publish('payment:succeeded', '{\"forged\": true}', true)")
+like "  and nowhere else (42501, naming the channel)" "$out" 'ERROR:  42501: permission denied to publish on channel "payment:succeeded"'
+like "  not even at COMMIT or as an event" "$(as app "SELECT redis_publish_event(redis_event('payment:succeeded'))")" "permission denied to publish"
+(as app "SELECT channel FROM redis_listen(ARRAY['*'], '1.5 s') ORDER BY 1" >"$BMF_WORK/listen.out") &
+lp=$!
+sleep 0.6
+for ch in app:one orders:12 orders:x payment:succeeded; do $R cli PUBLISH "$ch" m >/dev/null; done
+wait $lp
+is "redis_listen('*') returns a confined role only its channels' messages" "$(cat "$BMF_WORK/listen.out")" "app:one
+orders:12"
+q "SELECT redis_confine_channels('app', NULL)" >/dev/null
+
+# --- change events go to roles that may read the table
+q "CREATE TABLE secrets (id int PRIMARY KEY, owner_email text);
+INSERT INTO secrets VALUES (1, 'a@example.com');
+SELECT redis_watch('secrets', 'secret', channel => 'secret');" >/dev/null
+listen_events() {
+	(as app "SELECT channel FROM redis_listen(ARRAY['*'], '1.5 s') ORDER BY 1" >"$BMF_WORK/listen.out") &
+	lp=$!
+	sleep 0.6
+	q "UPDATE secrets SET owner_email = 'b@example.com'" >/dev/null
+	$R cli PUBLISH news:1 m >/dev/null
+	wait $lp
+	cat "$BMF_WORK/listen.out"
+}
+is "a role that may not SELECT a table does not receive its change events" "$(listen_events)" "news:1"
+q "GRANT SELECT ON secrets TO app" >/dev/null
+is "  and receives them once it may" "$(listen_events)" "news:1
+secret:updated"
+
+# --- limits a plain role cannot lift
+bad=""
+for s in max_pending_keys max_pending_messages stream_invalidations max_value_size announce_invalidations; do
+	case $s in stream_invalidations | announce_invalidations) v=off ;; *) v=100 ;; esac
+	[[ $(as inv "SET bmfredis.$s = '$v'") == *"permission denied to set parameter"* ]] || bad="$bad $s"
+done
+is "the settings that bound what one transaction holds are superuser-set" "$bad" ""
+q "ALTER ROLE inv IN DATABASE bmf_priv SET bmfredis.max_pending_keys = 100;
+ALTER ROLE adm IN DATABASE bmf_priv SET bmfredis.max_pending_keys = 100;
+SELECT redis_grant('adm', 'invalidate', 'admin')" >/dev/null
+q "SELECT redis_cache_set('canary', 'alive')" >/dev/null
+out=$(PGUSER=inv qv <<<"SELECT count(redis_invalidate('k' || g)) FROM generate_series(1, 101) g;")
+like "101 invalidations past a limit of 100 by a role that may not flush: an ERROR (54000)" "$out" \
+	"ERROR:  54000: more than 100 Redis keys queued for invalidation in one transaction"
+is "  and the namespace was not flushed" "$($R cli GET pv:canary)" "alive"
+out=$(as adm "SELECT count(redis_invalidate('k' || g)) FROM generate_series(1, 101) g")
+like "a role that may flush falls back to the namespace, as before" "$out" "invalidating their key patterns instead"
+is "  (which it could have done itself)" "$($R cli EXISTS pv:canary)" "0"
+
+# --- a full Redis is a cache problem, not a query problem
+bmf_start_redis full --maxmemory 1 --maxmemory-policy noeviction
+fport=$BMF_REDIS_PORT
+trap 'cleanup; bmf_stop_pid "$(cat "$BMF_WORK/full.pid")" TERM' EXIT
+full() { q "SET bmfredis.port = $fport; SET bmfredis.on_error = '$1'; $2"; }
+out=$(full warning "SELECT redis_cache_set('k', 'v')")
+like "OOM: redis_cache_set returns false under on_error = warning" "$out" "^WARNING:  Redis is out of memory.*f$"
+like "  with the hint that the SET was not carried out" "$out" "SET was not carried out"
+out=$(full warning "SELECT redis_cached('q', '1 min', 'SELECT 42 AS answer')")
+like "redis_cached runs its query without the cache" "$out" "WARNING:  Redis is out of memory.*run without the cache.*42$"
+is "  silently under on_error = ignore" "$(full ignore "SELECT redis_cached('q', '1 min', 'SELECT 42 AS answer'), redis_cache_set('k', 'v')")" '42|f'
+like "  and only on_error = error raises (53200)" "$(qv <<<"SET bmfredis.port = $fport; SET bmfredis.on_error = 'error'; SELECT redis_cache_set('k', 'v');")" \
+	"ERROR:  53200: Redis is out of memory"
+is "  reads still work" "$(full error "SELECT redis_cache_get('nothing') IS NULL")" "t"

@@ -80,6 +80,7 @@ int			bmf_idle_check = 30;
 int			bmf_on_error = BMF_ON_ERROR_WARNING;
 
 int			bmf_max_value_size = 512 * 1024 * 1024;
+int			bmf_array_batch = 10000;
 int			bmf_log_commands = 0;
 
 int			bmf_invalidate_at = BMF_INVALIDATE_COMMIT;
@@ -546,6 +547,12 @@ define_behaviour_gucs(void)
 							NULL,
 							&bmf_max_value_size, 512 * 1024 * 1024, 1, MaxAllocSize / 2,
 							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.array_batch",
+							"Keys per Redis command when redis_cache_mget, redis_cache_mset or redis_cache_del is given an array.",
+							"Larger arrays are sent in several commands, one after the other, so that what a call holds besides its arrays stays bounded.",
+							&bmf_array_batch, 10000, 1, 1000000,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 }
 

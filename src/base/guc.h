@@ -87,6 +87,7 @@ extern int	bmf_on_error;
 
 /* limits */
 extern int	bmf_max_value_size; /* bytes */
+extern int	bmf_array_batch;	/* keys per command of an array call */
 
 /* debug: the level each Redis command is logged at; 0: not logged */
 extern int	bmf_log_commands;

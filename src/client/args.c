@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "base/guc.h"
 #include "client/client.h"
@@ -69,7 +70,8 @@ RedisCheckKey(const char *what, size_t len)
 }
 
 /*
- * The key prefix (bmfredis.key_prefix) is added here and nowhere else:
+ * The key prefix (bmfredis.key_prefix) is added here (and by
+ * RedisArgsAddKey below, which copies it the same way) and nowhere else:
  * every key, tag index and lock key bmfredis makes starts with what this
  * appends.
  */
@@ -108,14 +110,22 @@ RedisPatternPrefixed(StringInfo out, const char *pattern, size_t len)
 	appendBinaryStringInfo(out, pattern, len);
 }
 
+/* One allocation of the key's exact size: arrays of a million keys pass here. */
 void
 RedisArgsAddKey(RedisArgs *a, const char *key, size_t len)
 {
-	StringInfoData k;
+	size_t		plen = strlen(bmf_key_prefix);
+	char	   *k;
 
-	initStringInfo(&k);
-	RedisKeyPrefixed(&k, key, len);
-	RedisArgsAdd(a, k.data, k.len);
+	if (len > MaxAllocSize - plen - 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("Redis key too long")));
+	k = palloc(plen + len + 1);
+	memcpy(k, bmf_key_prefix, plen);
+	memcpy(k + plen, key, len);
+	k[plen + len] = '\0';
+	RedisArgsAdd(a, k, plen + len);
 }
 
 void

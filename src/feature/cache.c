@@ -22,6 +22,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "base/guc.h"
@@ -202,66 +203,154 @@ redis_cache_get_json(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(result);
 }
 
-/* redis_cache_mget(keys text[]) -> text[]: MGET in one round trip */
-Datum
-redis_cache_mget(PG_FUNCTION_ARGS)
+/*
+ * Arrays are sent in commands of bmfredis.array_batch keys, one after the
+ * other, each built, sent and read in a memory context of its own that is
+ * reset before the next: a call holds, besides its arguments and result,
+ * one batch's keys, wire buffer and replies (measured: bench/run memory).
+ */
+static MemoryContext
+batch_context(void)
 {
-	ArrayType  *arr;
-	text	  **keys;
-	int			n;
-	int			i;
+	return AllocSetContextCreate(CurrentMemoryContext, "bmfredis array batch",
+								 ALLOCSET_DEFAULT_SIZES);
+}
+
+/* MGET of keys[from, to) into values/nulls; false when Redis failed. */
+static bool
+mget_batch(text **keys, int from, int to, Datum *values, bool *nulls,
+		   MemoryContext outer)
+{
 	RedisArgs	args;
 	RedisReply *reply;
-	Datum	   *values;
-	bool	   *nulls;
-	int			dims[1];
-	int			lbs[1] = {1};
+	int			i;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("key array must not be null")));
-	arr = PG_GETARG_ARRAYTYPE_P(0);
-	keys = BmfTextArrayElements(arr, "key array", &n);
-	if (n == 0)
-		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
-
-	RedisArgsInit(&args, n + 1);
+	RedisArgsInit(&args, to - from + 1);
 	RedisArgsAddStr(&args, "MGET");
-	for (i = 0; i < n; i++)
+	for (i = from; i < to; i++)
 		RedisArgsAddKeyText(&args, keys[i]);
 	reply = RedisCommand(REDIS_READ, REDIS_IDEMPOTENT, &args, NULL);
-
-	if (reply)
-		RedisExpectArray(reply, n, 0, "MGET");
-	values = palloc0(sizeof(Datum) * n);
-	nulls = palloc(sizeof(bool) * n);
-	for (i = 0; i < n; i++)
+	if (reply == NULL)
+		return false;
+	RedisExpectArray(reply, to - from, 0, "MGET");
+	for (i = from; i < to; i++)
 	{
-		RedisReply *el;
+		RedisReply *el = reply->element[i - from];
+		MemoryContext old;
 
-		nulls[i] = true;
-		if (reply == NULL)
-			continue;
-		el = reply->element[i];
 		if (el->type == RESP_NIL)
 		{
 			BmfStatsCount(STAT_CACHE_MISSES, 1);
 			continue;
 		}
 		BmfStatsCount(STAT_CACHE_HITS, 1);
+		old = MemoryContextSwitchTo(outer);
 		values[i] = PointerGetDatum(RedisReplyToText(el));
+		MemoryContextSwitchTo(old);
 		nulls[i] = false;
 	}
+	return true;
+}
+
+/* redis_cache_mget(keys text[]) -> text[]: MGET, one round trip a batch */
+Datum
+redis_cache_mget(PG_FUNCTION_ARGS)
+{
+	text	  **keys;
+	int			n;
+	int			i;
+	Datum	   *values;
+	bool	   *nulls;
+	int			dims[1];
+	int			lbs[1] = {1};
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext batch;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("key array must not be null")));
+	keys = BmfTextArrayElements(PG_GETARG_ARRAYTYPE_P(0), "key array", &n);
+	if (n == 0)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(TEXTOID));
+
+	values = palloc0(sizeof(Datum) * n);
+	nulls = palloc(sizeof(bool) * n);
+	memset(nulls, true, sizeof(bool) * n);
+	batch = batch_context();
+	for (i = 0; i < n; i += bmf_array_batch)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch);
+		bool		ok = mget_batch(keys, i, Min(n, i + bmf_array_batch), values, nulls, outer);
+
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch);
+		if (!ok)
+			break;				/* the rest are misses, as on_error said */
+	}
+	MemoryContextDelete(batch);
 	dims[0] = n;
 	PG_RETURN_ARRAYTYPE_P(construct_md_array(values, nulls, 1, dims, lbs,
 											 TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
- * redis_cache_mset(keys text[], vals text[], ttl interval) -> boolean:
- * MSET, or one pipelined SET PX per key when a TTL is given; one round
- * trip either way.
+ * MSET of keys[from, to), or one pipelined SET PX per key when a TTL is
+ * given; one round trip either way.  False when not written.
+ */
+static bool
+mset_batch(text **keys, text **vals, int from, int to, const char *ttl)
+{
+	RedisBatch	batch;
+	RedisArgs	args;
+	RedisReply **replies;
+	int			i;
+
+	RedisBatchInit(&batch);
+	if (ttl == NULL)
+	{
+		RedisArgsInit(&args, 2 * (to - from) + 1);
+		RedisArgsAddStr(&args, "MSET");
+		for (i = from; i < to; i++)
+		{
+			RedisArgsAddKeyText(&args, keys[i]);
+			RedisArgsAdd(&args, VARDATA_ANY(vals[i]), VARSIZE_ANY_EXHDR(vals[i]));
+		}
+		RedisBatchAdd(&batch, &args);
+	}
+	else
+	{
+		/* one argument vector, refilled per key: RedisBatchAdd copies it */
+		RedisArgsInit(&args, 5);
+		for (i = from; i < to; i++)
+		{
+			args.argc = 0;
+			RedisArgsAdd(&args, "SET", 3);
+			RedisArgsAddKeyText(&args, keys[i]);
+			RedisArgsAdd(&args, VARDATA_ANY(vals[i]), VARSIZE_ANY_EXHDR(vals[i]));
+			RedisArgsAdd(&args, "PX", 2);
+			RedisArgsAdd(&args, ttl, strlen(ttl));
+			RedisBatchAdd(&batch, &args);
+			pfree((char *) args.argv[1]);
+		}
+	}
+	replies = RedisPipeline(REDIS_WRITE, REDIS_IDEMPOTENT, &batch, 0, NULL);
+	if (replies == NULL)
+		return false;
+	for (i = 0; i < batch.n; i++)
+		if (replies[i]->type == RESP_ERROR)
+		{
+			if (RedisReplyFull(REDIS_WRITE, REDIS_IDEMPOTENT, replies[i], ttl ? "SET" : "MSET"))
+				return false;
+			RedisRaiseReplyError(replies[i], ttl ? "SET" : "MSET");
+		}
+	return true;
+}
+
+/*
+ * redis_cache_mset(keys text[], vals text[], ttl interval) -> boolean.
+ * Each batch of bmfredis.array_batch keys is written atomically (MSET),
+ * or key by key with a TTL; false, once one batch was not written.
  */
 Datum
 redis_cache_mset(PG_FUNCTION_ARGS)
@@ -271,10 +360,9 @@ redis_cache_mset(PG_FUNCTION_ARGS)
 	int			nkeys;
 	int			nvals;
 	int			i;
-	RedisBatch	batch;
-	RedisArgs	args;
-	RedisReply **replies;
 	char	   *ttl = NULL;
+	MemoryContext batch;
+	bool		ok = true;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -290,68 +378,67 @@ redis_cache_mset(PG_FUNCTION_ARGS)
 	if (nkeys == 0)
 		PG_RETURN_BOOL(true);
 	for (i = 0; i < nvals; i++)
+	{
 		BmfCheckValueSize(VARSIZE_ANY_EXHDR(vals[i]));
+		RedisCheckKey("Redis key", VARSIZE_ANY_EXHDR(keys[i]));
+	}
 	if (!PG_ARGISNULL(2))
 	{
 		ttl = palloc(24);
 		pg_lltoa(BmfIntervalToMs(PG_GETARG_INTERVAL_P(2), "TTL"), ttl);
 	}
 
-	RedisBatchInit(&batch);
-	if (ttl == NULL)
+	batch = batch_context();
+	for (i = 0; i < nkeys && ok; i += bmf_array_batch)
 	{
-		RedisArgsInit(&args, 2 * nkeys + 1);
-		RedisArgsAddStr(&args, "MSET");
-		for (i = 0; i < nkeys; i++)
-		{
-			RedisArgsAddKeyText(&args, keys[i]);
-			RedisArgsAdd(&args, VARDATA_ANY(vals[i]), VARSIZE_ANY_EXHDR(vals[i]));
-		}
-		RedisBatchAdd(&batch, &args);
+		MemoryContext old = MemoryContextSwitchTo(batch);
+
+		ok = mset_batch(keys, vals, i, Min(nkeys, i + bmf_array_batch), ttl);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch);
 	}
-	else
-	{
-		for (i = 0; i < nkeys; i++)
-		{
-			RedisArgsInit(&args, 5);
-			RedisArgsAddStr(&args, "SET");
-			RedisArgsAddKeyText(&args, keys[i]);
-			RedisArgsAdd(&args, VARDATA_ANY(vals[i]), VARSIZE_ANY_EXHDR(vals[i]));
-			RedisArgsAddStr(&args, "PX");
-			RedisArgsAddStr(&args, ttl);
-			RedisBatchAdd(&batch, &args);
-		}
-	}
-	replies = RedisPipeline(REDIS_WRITE, REDIS_IDEMPOTENT, &batch, 0, NULL);
-	if (replies == NULL)
-		PG_RETURN_BOOL(false);
-	for (i = 0; i < batch.n; i++)
-		if (replies[i]->type == RESP_ERROR)
-		{
-			if (RedisReplyFull(REDIS_WRITE, REDIS_IDEMPOTENT, replies[i], ttl ? "SET" : "MSET"))
-				PG_RETURN_BOOL(false);
-			RedisRaiseReplyError(replies[i], ttl ? "SET" : "MSET");
-		}
-	PG_RETURN_BOOL(true);
+	MemoryContextDelete(batch);
+	PG_RETURN_BOOL(ok);
 }
 
-/* UNLINK: the memory is reclaimed by Redis in the background */
+/* UNLINK, a batch at a time: the memory is reclaimed by Redis in the background */
 static Datum
 cache_unlink(FunctionCallInfo fcinfo, text **keys, int n)
 {
-	RedisArgs	args;
-	RedisReply *reply;
+	MemoryContext batch = batch_context();
+	int64		removed = 0;
+	int			from;
 	int			i;
 
-	RedisArgsInit(&args, n + 1);
-	RedisArgsAddStr(&args, "UNLINK");
 	for (i = 0; i < n; i++)
-		RedisArgsAddKeyText(&args, keys[i]);
-	reply = RedisCommand(REDIS_WRITE, REDIS_IDEMPOTENT, &args, NULL);
-	if (reply == NULL)
-		PG_RETURN_NULL();
-	RedisExpect(reply, RESP_INTEGER, "UNLINK");
-	PG_RETURN_INT64(reply->integer);
+		RedisCheckKey("Redis key", VARSIZE_ANY_EXHDR(keys[i]));
+	for (from = 0; from < n; from += bmf_array_batch)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch);
+		int			to = Min(n, from + bmf_array_batch);
+		RedisArgs	args;
+		RedisReply *reply;
+
+		RedisArgsInit(&args, to - from + 1);
+		RedisArgsAddStr(&args, "UNLINK");
+		for (i = from; i < to; i++)
+			RedisArgsAddKey(&args, VARDATA_ANY(keys[i]), VARSIZE_ANY_EXHDR(keys[i]));
+		reply = RedisCommand(REDIS_WRITE, REDIS_IDEMPOTENT, &args, NULL);
+		if (reply)
+		{
+			RedisExpect(reply, RESP_INTEGER, "UNLINK");
+			removed += reply->integer;
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch);
+		if (reply == NULL)
+		{
+			MemoryContextDelete(batch);
+			PG_RETURN_NULL();
+		}
+	}
+	MemoryContextDelete(batch);
+	PG_RETURN_INT64(removed);
 }
 
 Datum

@@ -24,6 +24,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "base/guc.h"
@@ -91,33 +92,45 @@ immediate_arg(FunctionCallInfo fcinfo, int argno, bool *buf)
 	return buf;
 }
 
-/* Invalidate n keys or tags (kind), now and/or at commit. */
+/* A StringInfo of exactly the size asked for: arrays of a million keys pass here. */
 static void
-invalidate(FunctionCallInfo fcinfo, char kind, text **items, int n,
-		   int immediate_argno)
+init_exact(StringInfo s, size_t size)
 {
-	bool		buf;
-	bool		send_now;
-	bool		queue;
-	Effect	   *effects = palloc(sizeof(Effect) * Max(n, 1));
+	if (size >= MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("Redis key too long")));
+	s->data = palloc(size + 1);
+	s->maxlen = (int) size + 1;
+	s->len = 0;
+	s->cursor = 0;
+	s->data[0] = '\0';
+}
+
+/* Invalidate items[from, to), keys or tags (kind), now and/or at commit. */
+static void
+invalidate_batch(char kind, text **items, int from, int to, bool send_now,
+				 bool queue)
+{
+	Effect	   *effects = palloc(sizeof(Effect) * (to - from));
+	size_t		plen = strlen(bmf_key_prefix) + (kind == EFFECT_KEY ? 0 : 4);
 	int			i;
 
-	XactDecide(immediate_arg(fcinfo, immediate_argno, &buf), &send_now, &queue);
-	for (i = 0; i < n; i++)
+	for (i = from; i < to; i++)
 	{
+		Effect	   *e = &effects[i - from];
 		StringInfoData k;
 
-		RedisCheckKey(kind == EFFECT_KEY ? "Redis key" : "tag", VARSIZE_ANY_EXHDR(items[i]));
-		initStringInfo(&k);
+		init_exact(&k, plen + VARSIZE_ANY_EXHDR(items[i]));
 		if (kind == EFFECT_KEY)
 			RedisKeyPrefixed(&k, VARDATA_ANY(items[i]), VARSIZE_ANY_EXHDR(items[i]));
 		else
 			RedisTagKey(&k, VARDATA_ANY(items[i]), VARSIZE_ANY_EXHDR(items[i]));
-		effects[i].kind = kind;
-		effects[i].target = k.data;
-		effects[i].target_len = k.len;
-		effects[i].arg = NULL;
-		effects[i].arg_len = 0;
+		e->kind = kind;
+		e->target = k.data;
+		e->target_len = k.len;
+		e->arg = NULL;
+		e->arg_len = 0;
 		if (queue)
 		{
 			if (kind == EFFECT_KEY)
@@ -126,8 +139,39 @@ invalidate(FunctionCallInfo fcinfo, char kind, text **items, int n,
 				XactQueueTag(k.data, k.len);
 		}
 	}
-	if (send_now && n > 0)
-		InvalidateNow(effects, n);
+	if (send_now)
+		InvalidateNow(effects, to - from);
+}
+
+/*
+ * Invalidate n keys or tags (kind), now and/or at commit: in batches of
+ * bmfredis.array_batch, each built and sent in a memory context reset
+ * before the next (what is queued for COMMIT is the queue's own copy).
+ */
+static void
+invalidate(FunctionCallInfo fcinfo, char kind, text **items, int n,
+		   int immediate_argno)
+{
+	bool		buf;
+	bool		send_now;
+	bool		queue;
+	MemoryContext batch;
+	int			i;
+
+	XactDecide(immediate_arg(fcinfo, immediate_argno, &buf), &send_now, &queue);
+	for (i = 0; i < n; i++)
+		RedisCheckKey(kind == EFFECT_KEY ? "Redis key" : "tag", VARSIZE_ANY_EXHDR(items[i]));
+	batch = AllocSetContextCreate(CurrentMemoryContext, "bmfredis invalidation batch",
+								  ALLOCSET_DEFAULT_SIZES);
+	for (i = 0; i < n; i += bmf_array_batch)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch);
+
+		invalidate_batch(kind, items, i, Min(n, i + bmf_array_batch), send_now, queue);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch);
+	}
+	MemoryContextDelete(batch);
 }
 
 static text **

@@ -1223,3 +1223,22 @@ SELECT r.rolname AS role,
  WHERE c.role IS NOT NULL OR ch.role IS NOT NULL;
 COMMENT ON VIEW redis_privileges IS
 'Each role given bmfredis capabilities, and the channels it is confined to (NULL: none)';
+
+------------------------------------------------------------------------
+-- A Redis identity per role: servers and user mappings
+------------------------------------------------------------------------
+-- CREATE SERVER ... FOREIGN DATA WRAPPER bmfredis OPTIONS (host, port,
+-- tls, tls_server_name) says where Redis is; CREATE USER MAPPING FOR a
+-- role SERVER ... OPTIONS (user, password) as which Redis ACL user that
+-- role's calls talk.  The setting bmfredis.server names the server to use.
+
+CREATE FUNCTION bmfredis_fdw_validator(options text[], catalog oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'bmfredis_fdw_validator'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION bmfredis_fdw_validator(text[], oid) IS
+'Checks the options of bmfredis servers (host, port, tls, tls_server_name) and user mappings (user, password)';
+
+CREATE FOREIGN DATA WRAPPER bmfredis VALIDATOR bmfredis_fdw_validator;
+COMMENT ON FOREIGN DATA WRAPPER bmfredis IS
+'Where Redis is (servers) and as which Redis user each role talks to it (user mappings); name the server in bmfredis.server';

@@ -53,6 +53,8 @@ char	   *bmf_unix_socket = NULL;
 int			bmf_db = 0;
 char	   *bmf_username = NULL;
 char	   *bmf_password = NULL;
+char	   *bmf_password_file = NULL;
+char	   *bmf_server = NULL;
 char	   *bmf_key_prefix = NULL;
 char	   *bmf_url = NULL;
 const struct BmfUrl *bmf_url_parsed = NULL;
@@ -480,6 +482,19 @@ define_endpoint_gucs(void)
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   check_password, bump_generation_str, show_password);
+	DefineCustomStringVariable("bmfredis.password_file",
+							   "File whose first line is the password sent with AUTH, read at each connect.",
+							   "Used when neither bmfredis.password nor the URL has a password.  "
+							   "The file must belong to the server's user and be readable by it alone.",
+							   &bmf_password_file, "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, bump_generation_str, NULL);
+	DefineCustomStringVariable("bmfredis.server",
+							   "Foreign server (FOREIGN DATA WRAPPER bmfredis) whose options say where Redis is, and whose user mappings give each role its own Redis user.",
+							   "Empty: the endpoint settings and one identity for every role.",
+							   &bmf_server, "",
+							   PGC_SUSET, 0,
+							   NULL, bump_generation_str, NULL);
 	DefineCustomStringVariable("bmfredis.url",
 							   "Redis URL, redis[s]://[user[:password]@]host[:port][/db].",
 							   "When set, it wins over host, port, unix_socket, username, password, db and tls.  "

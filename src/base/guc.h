@@ -50,6 +50,8 @@ extern char *bmf_unix_socket;
 extern int	bmf_db;
 extern char *bmf_username;
 extern char *bmf_password;
+extern char *bmf_password_file;
+extern char *bmf_server;		/* a foreign server of wrapper bmfredis */
 extern char *bmf_key_prefix;
 extern char *bmf_url;
 

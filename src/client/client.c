@@ -429,7 +429,7 @@ RedisPipeline(RedisPolicy policy, int flags, const RedisBatch *b,
 {
 	RedisError	local;
 
-	return exec_batch(RedisDefaultNode(), policy, flags, b, deadline,
+	return exec_batch(RedisCallerNode(), policy, flags, b, deadline,
 					  err ? err : &local, "pipeline");
 }
 
@@ -526,7 +526,7 @@ RedisCommand(RedisPolicy policy, int flags, const RedisArgs *args,
 		strlcpy(command, args->script->name, sizeof(command));
 	else
 		strlcpy(command, args->argv[0], Min(sizeof(command), args->lens[0] + 1));
-	replies = exec_batch(RedisDefaultNode(), policy, flags, &b, 0,
+	replies = exec_batch(RedisCallerNode(), policy, flags, &b, 0,
 						 err ? err : &local, command);
 	pfree(b.buf.data);
 	if (replies == NULL)

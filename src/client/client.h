@@ -156,6 +156,14 @@ extern int	RedisReplyErrorCode(const char *text);
 
 /* The configured node (bmfredis.host/port/unix_socket, credentials). */
 extern const RedisNode *RedisDefaultNode(void);
+
+/*
+ * The node a call made from SQL talks to: RedisDefaultNode(), or with
+ * bmfredis.server and a user mapping for the current role, the same node
+ * as that mapping's Redis user (identity.c).
+ */
+extern const RedisNode *RedisCallerNode(void);
+extern bool RedisCallerIsMapped(void);
 /* The node to SUBSCRIBE on (attempt: how many tries came before). */
 extern const RedisNode *RedisSubscribeNode(int attempt);
 /* The same server and credentials, logical database db. */

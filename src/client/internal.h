@@ -30,4 +30,16 @@ extern bool ClientClusterSend(const RedisNode *cnode, const RedisBatch *b, int f
 							  RedisError *err);
 extern RedisReply **ClientJoinParts(const RedisBatch *b, RedisReply **parts);
 
+/* identity.c: the foreign server named by bmfredis.server */
+typedef struct ClientServerEndpoint
+{
+	char		host[256];		/* "": the settings' */
+	int			port;			/* -1: the settings' */
+	int			tls;			/* -1: the settings', else 0 or 1 */
+	char		tls_server_name[256];	/* "": the settings' */
+} ClientServerEndpoint;
+
+extern bool ClientServerOptions(ClientServerEndpoint *ep);
+extern uint64 ClientIdentityGeneration(void);
+
 #endif							/* BMFREDIS_CLIENT_INTERNAL_H */

@@ -9,12 +9,14 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 
 #include "base/guc.h"
 #include "base/url.h"
 #include "client/client.h"
 #include "client/cluster.h"
+#include "client/internal.h"
 #include "pool/pool.h"
 
 /*
@@ -31,6 +33,17 @@ build_node(RedisNode *node, char *name, int db)
 	const char *unix_socket = url ? "" : bmf_unix_socket;
 	bool		sentinel = bmf_sentinel_master && bmf_sentinel_master[0];
 	int			len;
+	static ClientServerEndpoint fs;
+	bool		has_fs = ClientServerOptions(&fs);
+
+	/* a bmfredis foreign server's options win over the settings */
+	if (has_fs && fs.host[0])
+	{
+		host = fs.host;
+		unix_socket = "";
+	}
+	if (has_fs && fs.port >= 0)
+		port = fs.port;
 
 	node->ep.host = host;
 	node->ep.port = port;
@@ -51,14 +64,15 @@ build_node(RedisNode *node, char *name, int db)
 	if (db != 0 && len < POOL_NAME_LEN)
 		snprintf(name + len, POOL_NAME_LEN - len, "/%d", db);
 	node->ep.name = name;
-	node->ep.tls.enabled = url ? url->tls : bmf_tls;
+	node->ep.tls.enabled = has_fs && fs.tls >= 0 ? fs.tls == 1 : url ? url->tls : bmf_tls;
 	node->ep.tls.verify = bmf_tls_verify;
 	node->ep.tls.ca_file = bmf_tls_ca_file;
 	node->ep.tls.cert_file = bmf_tls_cert_file;
 	node->ep.tls.key_file = bmf_tls_key_file;
-	node->ep.tls.server_name = bmf_tls_server_name;
+	node->ep.tls.server_name = has_fs && fs.tls_server_name[0] ? fs.tls_server_name : bmf_tls_server_name;
 	node->username = url ? url->username : bmf_username;
 	node->password = url ? url->password : bmf_password;
+	node->password_file = bmf_password_file;
 	node->db = db;
 }
 
@@ -68,12 +82,15 @@ RedisDefaultNode(void)
 	static RedisNode node;
 	static char name[POOL_NAME_LEN];
 	static uint64 built_for = 0;
+	static uint64 built_for_catalog = 0;
 	static int	built_db = -1;
 
-	if (built_for != bmfredis_config_generation || built_db != BmfDb())
+	if (built_for != bmfredis_config_generation || built_db != BmfDb() ||
+		(bmf_server[0] && built_for_catalog != ClientIdentityGeneration() && IsTransactionState()))
 	{
 		build_node(&node, name, BmfDb());
 		built_for = bmfredis_config_generation;
+		built_for_catalog = ClientIdentityGeneration();
 		built_db = BmfDb();
 	}
 	return &node;
@@ -153,7 +170,7 @@ RedisUnsubscribe(RedisSubscription *sub)
 const RedisNode *
 RedisSubscribeNode(int attempt)
 {
-	const RedisNode *node = RedisDefaultNode();
+	const RedisNode *node = RedisCallerNode();
 	const RedisNode *master;
 	RedisError	err;
 

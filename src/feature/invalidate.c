@@ -48,18 +48,19 @@ PG_FUNCTION_INFO_V1(redis_invalidate_tag_at);
 PG_FUNCTION_INFO_V1(redis_run_scheduled);
 
 /*
- * Send effects now (policy REDIS_WRITE); what fails is queued for commit
- * so that it is not lost.  Returns keys removed.
+ * Send effects now (policy REDIS_WRITE) to node: the caller's for
+ * explicit invalidations, the server's own for a rule's; what fails is
+ * queued for commit so that it is not lost.  Returns keys removed.
  */
 int64
-InvalidateNow(Effect *effects, int n)
+InvalidateNow(const RedisNode *node, Effect *effects, int n)
 {
 	bool	   *done = palloc0(sizeof(bool) * n);
 	EffectsResult result;
 	RedisError	err;
 	int			i;
 
-	if (EffectsSend(RedisDefaultNode(), effects, n,
+	if (EffectsSend(node, effects, n,
 					BmfDeadline(bmf_command_timeout), done, &result, &err))
 	{
 		BmfStatsCount(STAT_INVALIDATIONS_SENT, n);
@@ -70,7 +71,9 @@ InvalidateNow(Effect *effects, int n)
 					 errdetail_internal("%s", result.first_error)));
 		return result.unlinked;
 	}
-	RedisReportFailure(REDIS_WRITE, REDIS_IDEMPOTENT, &err, "invalidation");
+	/* a mapped role's send is Redis' ACL check: without it, nothing is queued */
+	RedisReportFailure(node != RedisDefaultNode() ? REDIS_STRICT : REDIS_WRITE,
+					   REDIS_IDEMPOTENT, &err, "invalidation");
 	for (i = 0; i < n; i++)
 	{
 		if (done[i])
@@ -140,7 +143,7 @@ invalidate_batch(char kind, text **items, int from, int to, bool send_now,
 		}
 	}
 	if (send_now)
-		InvalidateNow(effects, to - from);
+		InvalidateNow(RedisCallerNode(), effects, to - from);
 }
 
 /*
@@ -159,6 +162,14 @@ invalidate(FunctionCallInfo fcinfo, char kind, text **items, int n,
 	int			i;
 
 	XactDecide(immediate_arg(fcinfo, immediate_argno, &buf), &send_now, &queue);
+
+	/*
+	 * A role with a user mapping: what COMMIT sends goes as the server's
+	 * identity, so the invalidation is also sent now, as the role's Redis
+	 * user, for Redis' ACL to refuse keys the role may not touch.
+	 */
+	if (queue && !send_now && RedisCallerIsMapped())
+		send_now = true;
 	for (i = 0; i < n; i++)
 		RedisCheckKey(kind == EFFECT_KEY ? "Redis key" : "tag", VARSIZE_ANY_EXHDR(items[i]));
 	batch = AllocSetContextCreate(CurrentMemoryContext, "bmfredis invalidation batch",
@@ -239,7 +250,7 @@ invalidate_pattern_now(const char *pattern, size_t len)
 	e.target_len = pat.len;
 	e.arg = NULL;
 	e.arg_len = 0;
-	if (!EffectsSend(RedisDefaultNode(), &e, 1, 0x7FFFFFFFFFFFFFFF, &done,
+	if (!EffectsSend(RedisCallerNode(), &e, 1, 0x7FFFFFFFFFFFFFFF, &done,
 					 &result, &err))
 		RedisReportFailure(REDIS_STRICT, REDIS_IDEMPOTENT, &err, "SCAN");
 	if (result.error_replies > 0)

@@ -11,7 +11,7 @@
 #include "xact/effects.h"
 
 /* Send now (REDIS_WRITE policy); what fails is queued for commit. */
-extern int64 InvalidateNow(Effect *effects, int n);
+extern int64 InvalidateNow(const RedisNode *node, Effect *effects, int n);
 
 /* Run due scheduled invalidations; -1 if Redis failed (rows kept). */
 extern int	InvalidateRunScheduled(void);

@@ -399,7 +399,7 @@ WatchEmit(Rule *r, const RowView *row, bool coarse_missing, bool id_queued)
 			XactQueueTagPattern(r->tag_coarse[i], strlen(r->tag_coarse[i]));
 	}
 	if (send_now && neffects > 0)
-		InvalidateNow(effects, neffects);
+		InvalidateNow(RedisDefaultNode(), effects, neffects);
 }
 
 /* Every key and tag one rule could have made. */

@@ -17,6 +17,7 @@
 #include "utils/memutils.h"
 
 #include "base/guc.h"
+#include "base/secret.h"
 #include "base/url.h"
 #include "base/wait.h"
 #include "pool/internal.h"
@@ -235,7 +236,8 @@ typedef struct Handshake
 
 /* AUTH, SELECT, CLIENT SETNAME and, for Sentinel, ROLE, pipelined. */
 static void
-handshake_commands(StringInfo hs, const RedisNode *node, Handshake *h)
+handshake_commands(StringInfo hs, const RedisNode *node, const char *password,
+				   Handshake *h)
 {
 	const char *argv[3];
 	size_t		lens[3];
@@ -244,7 +246,7 @@ handshake_commands(StringInfo hs, const RedisNode *node, Handshake *h)
 
 	h->n = 0;
 	h->auth_at = h->select_at = h->role_at = -1;
-	if (PoolAppendAuth(hs, node->username, node->password))
+	if (PoolAppendAuth(hs, node->username, password))
 		h->auth_at = h->n++;
 	if (node->db != 0)
 	{
@@ -354,6 +356,31 @@ handshake_refused(RedisReply **replies, const Handshake *h, const RedisNode *nod
 	return false;
 }
 
+/*
+ * The password to AUTH with: the node's, or the first line of its
+ * password file, read now (so a rotated secret is picked up by the next
+ * connection, and no setting ever holds it).
+ */
+static bool
+node_password(const RedisNode *node, char *buf, size_t size, RedisError *err)
+{
+	char		reason[512];
+
+	buf[0] = '\0';
+	if (node->password && node->password[0])
+	{
+		strlcpy(buf, node->password, size);
+		return true;
+	}
+	if (node->password_file == NULL || node->password_file[0] == '\0')
+		return true;
+	if (BmfReadSecretFile(node->password_file, buf, size, reason, sizeof(reason)))
+		return true;
+	RedisErrorSet(err, RS_CONNECT, ERRCODE_CONFIG_FILE_ERROR,
+				  "could not read bmfredis.password_file", "%s", reason);
+	return false;
+}
+
 bool
 PoolConnConnect(Conn *e, const RedisNode *node, RedisError *err)
 {
@@ -364,6 +391,7 @@ PoolConnConnect(Conn *e, const RedisNode *node, RedisError *err)
 	Handshake	h;
 	RedisReply *replies[4];
 	bool		ok;
+	char		password[1024];
 
 	PoolConnClose(e);
 	e->addr[0] = '\0';
@@ -385,9 +413,13 @@ PoolConnConnect(Conn *e, const RedisNode *node, RedisError *err)
 		return false;
 	}
 
+	if (!node_password(node, password, sizeof(password), err))
+		return false;
 	initStringInfo(&hs);
-	handshake_commands(&hs, node, &h);
+	handshake_commands(&hs, node, password, &h);
 	ok = PoolConnExchange(e, &hs, h.n, deadline, CurrentMemoryContext, replies, err);
+	explicit_bzero(hs.data, hs.len);
+	explicit_bzero(password, sizeof(password));
 	pfree(hs.data);
 	if (!ok)
 	{

@@ -24,7 +24,8 @@ typedef struct RedisNode
 {
 	RedisEndpoint ep;
 	const char *username;		/* NULL or "": the default user */
-	const char *password;		/* NULL or "": no AUTH */
+	const char *password;		/* NULL or "": password_file, or no AUTH */
+	const char *password_file;	/* NULL or "": none */
 	int			db;
 	/*
 	 * Sentinel mode, when sentinel_master is set: ep's host and port are

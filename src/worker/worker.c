@@ -193,6 +193,8 @@ bmfredis_worker_main(Datum arg)
 		extension_version(version, sizeof(version));
 	PoolNoteDatabase();
 	settings = database_settings();
+	if (present)
+		(void) RedisDefaultNode();	/* bmfredis.server's endpoint, from the catalogs */
 	CommitTransactionCommand();
 	if (!present)
 	{

@@ -396,6 +396,8 @@ ensure_active(void)
 		return;
 	XactInit();
 	PoolNoteDatabase();	/* a connection may first be made at commit */
+	(void) RedisDefaultNode();	/* and bmfredis.server's endpoint is read from
+								 * the catalogs, which commit cannot */
 	if (xact_cxt == NULL)
 		xact_cxt = AllocSetContextCreate(TopMemoryContext,
 										 "bmfredis transaction queue",

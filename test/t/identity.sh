@@ -1,0 +1,102 @@
+# Identity: a bmfredis foreign server says where Redis is, user mappings
+# give two roles two Redis ACL users with disjoint key patterns, which
+# cannot read, write or invalidate each other's keys; the server's own
+# identity (its password in a private file) does the rules' work; options
+# are validated, passwords hidden from other roles; SECURITY DEFINER uses
+# the definer's mapping.
+. "$(dirname "$0")/../tap.sh"
+R=$BMF_REDISCTL
+bmf_start_redis acl
+aport=$BMF_REDIS_PORT
+trap 'bmf_stop_pid "$(cat "$BMF_WORK/acl.pid")" TERM; cleanup' EXIT
+acl() { redis-cli -p "$aport" --user bmf --pass srv-Secret-5 --no-auth-warning "$@"; }
+redis-cli -p "$aport" ACL SETUSER bmf on '>srv-Secret-5' '~*' '&*' '+@all' >/dev/null
+redis-cli -p "$aport" ACL SETUSER tenant_a on '>pass-A-77' '~id:a:*' '&a:*' '+@all' >/dev/null
+redis-cli -p "$aport" ACL SETUSER tenant_b on '>pass-B-88' '~id:b:*' '&b:*' '+@all' >/dev/null
+redis-cli -p "$aport" ACL SETUSER default off >/dev/null
+
+roles="ra rb rc"
+cleanup() {
+	for r in $roles; do psql -X -q -d bmf_ident -c "DROP OWNED BY $r CASCADE" >/dev/null 2>&1; done
+	for r in $roles; do psql -X -q -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null 2>&1; done
+}
+cleanup
+tap_db bmf_ident
+for r in $roles; do psql -X -q -d postgres -c "CREATE ROLE $r LOGIN" >/dev/null; done
+as() { local who=$1; shift; PGUSER=$who q "$@"; }
+
+# the server's own password, in a file only the server's user may read
+pf=$BMF_WORK/redis.pass
+echo "srv-Secret-5" >"$pf"
+chown "$BMF_USER" "$pf"
+chmod 644 "$pf"
+
+out=$(qv <<<"CREATE SERVER bad FOREIGN DATA WRAPPER bmfredis OPTIONS (hostname 'x');")
+like "a server's options are checked (name)" "$out" 'ERROR:  HV00D: invalid option "hostname" for a server of bmfredis'
+like "  with the valid ones in the hint" "$out" "HINT:  Valid options here are: host, port, tls, tls_server_name."
+like "  and values" "$(q "CREATE SERVER bad FOREIGN DATA WRAPPER bmfredis OPTIONS (port '70000')")" 'invalid port "70000"'
+like "a user mapping takes user and password only" \
+	"$(q "CREATE SERVER ok FOREIGN DATA WRAPPER bmfredis; CREATE USER MAPPING FOR ra SERVER ok OPTIONS (host 'x')")" \
+	'invalid option "host" for a user mapping of bmfredis'
+q "DROP SERVER IF EXISTS ok CASCADE" >/dev/null
+
+q "CREATE SERVER redis_acl FOREIGN DATA WRAPPER bmfredis OPTIONS (host '127.0.0.1', port '$aport');
+CREATE USER MAPPING FOR ra SERVER redis_acl OPTIONS (user 'tenant_a', password 'pass-A-77');
+CREATE USER MAPPING FOR rb SERVER redis_acl OPTIONS (user 'tenant_b', password 'pass-B-88');
+ALTER DATABASE bmf_ident SET bmfredis.server = 'redis_acl';
+ALTER DATABASE bmf_ident SET bmfredis.key_prefix = 'id:';
+ALTER DATABASE bmf_ident SET bmfredis.username = 'bmf';
+ALTER DATABASE bmf_ident SET bmfredis.password_file = '$pf';
+ALTER DATABASE bmf_ident SET bmfredis.on_error = 'error';
+SELECT redis_grant('ra', 'read', 'write', 'invalidate', 'publish', 'monitor');
+SELECT redis_grant('rb', 'read', 'write', 'invalidate', 'publish', 'monitor');
+SELECT redis_grant('rc', 'read');" >/dev/null
+
+like "a password file others can read is refused, saying why" "$(q "SELECT redis_cache_get('x')")" \
+	'could not read bmfredis.password_file.*|must be owned by the database server.s user and readable by it alone'
+out=$(qv <<<"SELECT redis_cache_get('x');")
+like "  (F0000, naming the file and not its content)" "$out" "F0000: could not read bmfredis.password_file"
+case "$out" in *srv-Secret-5*) not_ok "  the secret is not in the message" "$out" ;; *) ok "  the secret is not in the message" ;; esac
+chmod 600 "$pf"
+is "the server's identity, from the file, works once the file is private" "$(q "SELECT redis_cache_set('a:1', 'A'), redis_cache_set('b:1', 'B')")" "t|t"
+is "  and talks to the server the foreign server names" "$(acl GET id:a:1)" "A"
+
+# --- two roles, two Redis users, disjoint keys
+is "ra (tenant_a) reads and writes its keys" "$(as ra "SELECT redis_cache_set('a:2', 'A2'), redis_cache_get('a:1')")" "t|A"
+is "rb (tenant_b) reads and writes its keys" "$(as rb "SELECT redis_cache_set('b:2', 'B2'), redis_cache_get('b:1')")" "t|B"
+like "ra cannot read rb's keys (Redis' ACL: 42501)" "$(as ra "SELECT redis_cache_get('b:1')")" "permission denied by Redis ACL"
+like "ra cannot write them" "$(as ra "SELECT redis_cache_set('b:1', 'forged')")" "permission denied by Redis ACL"
+like "rb cannot read ra's" "$(as rb "SELECT redis_cache_get('a:1')")" "permission denied by Redis ACL"
+like "ra cannot invalidate rb's key now" "$(as ra "SELECT redis_invalidate('b:1', true)")" "Redis refused an invalidation"
+like "  nor at COMMIT (sent now too, as its own user, for the ACL to decide)" \
+	"$(as ra "BEGIN; SELECT redis_invalidate('b:1'); COMMIT;")" "Redis refused an invalidation"
+like "  nor by tag" "$(as ra "SELECT redis_invalidate_tag('b:things', true)")" "Redis refused an invalidation"
+is "rb's key is still there" "$(acl GET id:b:1)" "B"
+is "ra invalidates its own at COMMIT" "$(as ra "BEGIN; SELECT redis_invalidate('a:2'); COMMIT;"; acl EXISTS id:a:2)" "
+0"
+like "rc, with no user mapping, is refused (28000) with how to map it" "$(PGUSER=rc qv <<<"SELECT redis_cache_get('a:1');")" \
+	"28000: role \"rc\" has no user mapping for bmfredis server \"redis_acl\".*CREATE USER MAPPING FOR rc SERVER redis_acl"
+is "each identity has its own connection in the pool" \
+	"$(as ra "SELECT redis_cache_get('a:1'); SELECT node FROM redis_connections() ORDER BY 1")" "A
+127.0.0.1:$aport#tenant_a"
+like "ra's publishes go through &a:* (Redis refuses b:*)" "$(as ra "SELECT redis_publish('b:news', 'x', true)")" "permission denied by Redis ACL"
+
+# --- SECURITY DEFINER: the definer's mapping, as postgres_fdw does
+q "CREATE FUNCTION read_a(k text) RETURNS text LANGUAGE sql SECURITY DEFINER AS \$\$ SELECT redis_cache_get(k) \$\$;
+ALTER FUNCTION read_a(text) OWNER TO ra; GRANT EXECUTE ON FUNCTION read_a(text) TO rb;" >/dev/null
+is "rb calling ra's SECURITY DEFINER function reads as tenant_a" "$(as rb "SELECT read_a('a:1')")" "A"
+
+# --- the rules' work is the server's: a watched table's trigger at COMMIT
+q "CREATE TABLE things (id int PRIMARY KEY, v text); INSERT INTO things VALUES (1, 'x');
+SELECT redis_watch('things', 'thing', ARRAY['b:thing:{id}']);
+GRANT UPDATE, SELECT ON things TO ra;" >/dev/null
+acl SET id:b:thing:1 cached >/dev/null
+out=$(as ra "UPDATE things SET v = 'y'")
+is "ra's UPDATE of a watched table invalidates a key ra's Redis user may not touch (the rule is the server's)" \
+	"$out $(acl EXISTS id:b:thing:1)" " 0"
+
+# --- passwords: visible only where PostgreSQL shows user mappings
+is "rc cannot see the mappings' options" "$(as rc "SELECT count(*) FROM pg_user_mappings WHERE umoptions IS NOT NULL")" "0"
+is "  nor ra its own (PostgreSQL shows them to a mapped role only with USAGE on the server)" \
+	"$(as ra "SELECT count(*) FROM pg_user_mappings WHERE umoptions IS NOT NULL")" "0"
+refute "no password in the server log" grep -q -e "pass-A-77" -e "pass-B-88" -e "srv-Secret-5" "$BMF_WORK/pgdata.log"

@@ -200,6 +200,23 @@ check_not_stored_in_catalog(const char *name, const char *value, GucSource sourc
 	return false;
 }
 
+/*
+ * ALTER SYSTEM validates with PGC_S_FILE inside a transaction (a reload
+ * does it outside one).  PostgreSQL logs every changed setting's new
+ * value on reload, in clear: say so, and where a secret belongs instead.
+ */
+static void
+warn_logged_on_reload(const char *name, bool has_secret, GucSource source)
+{
+	if (source != PGC_S_FILE || !has_secret || !IsTransactionState())
+		return;
+	ereport(WARNING,
+			(errmsg("the %s set with ALTER SYSTEM will be written in clear to the server log on reload", name),
+			 errdetail("PostgreSQL logs each changed setting's new value when it reloads its configuration."),
+			 errhint("Put the password in a file only the server's user can read and set bmfredis.password_file, "
+					 "or give roles user mappings; then ALTER SYSTEM RESET this setting.")));
+}
+
 /* May the current user see secrets?  Only superusers, in a transaction. */
 static bool
 secrets_visible(void)
@@ -211,6 +228,7 @@ static bool
 check_password(char **newval, void **extra, GucSource source)
 {
 	(void) extra;
+	warn_logged_on_reload("bmfredis.password", *newval && (*newval)[0], source);
 	return check_not_stored_in_catalog("bmfredis.password", *newval, source);
 }
 
@@ -233,6 +251,7 @@ static bool
 check_sentinel_password(char **newval, void **extra, GucSource source)
 {
 	(void) extra;
+	warn_logged_on_reload("bmfredis.sentinel_password", *newval && (*newval)[0], source);
 	return check_not_stored_in_catalog("bmfredis.sentinel_password", *newval, source);
 }
 
@@ -373,6 +392,7 @@ check_url(char **newval, void **extra, GucSource source)
 						  "percent-encode '@', ':' and '/' in the password.");
 		return false;
 	}
+	warn_logged_on_reload("password in bmfredis.url", parsed.password[0] != '\0', source);
 	/* the GUC machinery frees extra with free() */
 	*extra = malloc(sizeof(BmfUrl));
 	if (*extra == NULL)

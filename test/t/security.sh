@@ -74,6 +74,33 @@ case "$out" in *"$URLSECRET"* | *"$SECRET"*) not_ok "the error, DETAIL and CONTE
 *) ok "the error, DETAIL and CONTEXT hold no secret" ;; esac
 reset_server
 
+# --- the hosted-Redis recipe of the README: the URL without its password,
+# the password in a file; nothing secret in the log, even across reloads
+out=$(psql -X -q -d postgres -c "ALTER SYSTEM SET bmfredis.password = '$SECRET'" 2>&1)
+like "ALTER SYSTEM SET bmfredis.password warns that a reload logs it" "$out" \
+	"WARNING:  the bmfredis.password set with ALTER SYSTEM will be written in clear to the server log on reload"
+like "  and says where it belongs" "$out" "set bmfredis.password_file"
+like "  as does a URL with a password" \
+	"$(psql -X -q -d postgres -c "ALTER SYSTEM SET bmfredis.url = 'rediss://u:$SECRET@h:1'" 2>&1)" "password in bmfredis.url set with ALTER SYSTEM"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.password" -c "ALTER SYSTEM RESET bmfredis.url" >/dev/null
+logsize=$(stat -c %s "$BMF_WORK/pgdata.log")
+pf=$BMF_WORK/hosted.pass
+printf '%s\n' "$URLSECRET" >"$pf"
+chown "$BMF_USER" "$pf"
+chmod 600 "$pf"
+out=$(psql -X -q -A -t -d postgres -c "ALTER SYSTEM SET bmfredis.url = 'redis://default@127.0.0.1:$sport/0'" \
+	-c "ALTER SYSTEM SET bmfredis.password_file = '$pf'" -c "SELECT pg_reload_conf()" 2>&1)
+is "the recipe's ALTER SYSTEM lines warn of nothing" "$out" "t"
+sleep 0.5
+is "calls authenticate with the password from the file" "$(as mallory "SELECT redis_cache_set('k', 'from-file'); SELECT redis_cache_get('k');")" "t
+from-file"
+psql -X -q -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.3
+check "the reload was logged" bash -c "tail -c +$logsize '$BMF_WORK/pgdata.log' | grep -q 'changed to'"
+refute "  and no log line since holds the secret" bash -c "tail -c +$logsize '$BMF_WORK/pgdata.log' | grep -q '$URLSECRET'"
+psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.password_file" >/dev/null
+reset_server
+
 # --- a non-superuser cannot redirect or re-key anything
 denied=""
 for setting in host port unix_socket db username password url key_prefix channel_prefix \

@@ -9,18 +9,18 @@
 tap_db bmf_priv
 R=$BMF_REDISCTL
 q "ALTER DATABASE bmf_priv SET bmfredis.key_prefix = 'pv:'" >/dev/null
-roles="plain one app ana adm inv"
+roles="plain one app ana adm inv app_service analytics dba"
 psql -X -q -d postgres >/dev/null 2>&1 <<SQL
 $(for r in $roles; do echo "DROP OWNED BY $r CASCADE; DROP ROLE IF EXISTS $r;"; done)
 SQL
-for r in $roles; do
+for r in plain one app ana adm inv; do
 	psql -X -q -d postgres -c "DROP ROLE IF EXISTS $r" -c "CREATE ROLE $r LOGIN" >/dev/null
 done
 cleanup() {
-	for db in bmf_priv bmf_priv2; do
+	for db in bmf_priv bmf_priv2 bmf_roles; do
 		for r in $roles; do psql -X -q -d $db -c "DROP OWNED BY $r CASCADE" >/dev/null 2>&1; done
 	done
-	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_priv2" >/dev/null 2>&1
+	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_priv2" -c "DROP DATABASE IF EXISTS bmf_roles" >/dev/null 2>&1
 	for r in $roles; do psql -X -q -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null 2>&1; done
 }
 trap cleanup EXIT
@@ -189,3 +189,22 @@ is "  silently under on_error = ignore" "$(full ignore "SELECT redis_cached('q',
 like "  and only on_error = error raises (53200)" "$(qv <<<"SET bmfredis.port = $fport; SET bmfredis.on_error = 'error'; SELECT redis_cache_set('k', 'v');")" \
 	"ERROR:  53200: Redis is out of memory"
 is "  reads still work" "$(full error "SELECT redis_cache_get('nothing') IS NULL")" "t"
+
+# --- the README's worked example, as written, and what it promises
+tap_db bmf_roles
+q "CREATE TABLE products (id int PRIMARY KEY, title text)" >/dev/null
+awk '/^## Roles and privileges/ { on = 1 } /^### A Redis identity per role/ { on = 0 }
+	on && /^```sql/ { n++; if (n == 1) inb = 1; next }
+	inb && /^```/ { inb = 0; next }
+	inb { print }' "$BMF_ROOT/README.md" >"$BMF_WORK/roles.sql"
+out=$(psql -X -q -A -t -F '|' -v ON_ERROR_STOP=1 -d bmf_roles -f "$BMF_WORK/roles.sql" 2>&1)
+want=$(awk '/^## Roles and privileges/ { on = 1 } /^### A Redis identity per role/ { on = 0 }
+	on && /^ [a-z_]+ +\|/ && !/^ +role +\|/ { gsub(/ *\| */, "|"); gsub(/^ +| +$/, ""); print }' "$BMF_ROOT/README.md")
+is "the README's roles example runs and prints what the README shows" "$(tail -n 4 <<<"$out")" "$want"
+BMF_DB=bmf_roles
+check "  analytics reads" bash -c '! [[ $(PGUSER=analytics psql -X -A -t -d bmf_roles -c "SELECT redis_cache_get('"'"'product:9'"'"')" 2>&1) == *denied* ]]'
+check "  but cannot overwrite product:9" denied "$(as analytics "SELECT redis_cache_set('product:9', 'mine')")"
+like "  nor publish a forged payment:succeeded" "$(as analytics "SELECT redis_publish('payment:succeeded', '{}', true)")" "permission denied"
+like "  and the application cannot publish outside its families" "$(as app_service "SELECT redis_publish('admin:x', 'm', true)")" "permission denied to publish"
+is "  while it publishes its events" "$(as app_service "SELECT redis_publish('payment:succeeded', '{}', true) >= 0")" "t"
+is "  and the DBA administers" "$(as dba "SELECT redis_command('PING')")" "PONG"

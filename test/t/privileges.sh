@@ -9,13 +9,14 @@
 tap_db bmf_priv
 R=$BMF_REDISCTL
 q "ALTER DATABASE bmf_priv SET bmfredis.key_prefix = 'pv:'" >/dev/null
-roles="plain one app ana adm inv app_service analytics dba"
+roles="plain aud one app ana adm inv app_service analytics dba"
 psql -X -q -d postgres >/dev/null 2>&1 <<SQL
 $(for r in $roles; do echo "DROP OWNED BY $r CASCADE; DROP ROLE IF EXISTS $r;"; done)
 SQL
 for r in plain one app ana adm inv; do
 	psql -X -q -d postgres -c "DROP ROLE IF EXISTS $r" -c "CREATE ROLE $r LOGIN" >/dev/null
 done
+psql -X -q -d postgres -c "DROP ROLE IF EXISTS aud" -c "CREATE ROLE aud LOGIN IN ROLE pg_read_all_settings, pg_monitor" >/dev/null
 cleanup() {
 	for db in bmf_priv bmf_priv2 bmf_roles; do
 		for r in $roles; do psql -X -q -d $db -c "DROP OWNED BY $r CASCADE" >/dev/null 2>&1; done
@@ -58,11 +59,13 @@ calls=(
 	"read+write|SELECT redis_cached('c', '1 min', 'SELECT 1')"
 )
 reached=""
-for c in "${calls[@]}"; do
-	out=$(as plain "${c#*|}")
-	denied "$out" || reached="$reached [${c#*|}: $out]"
+for who in plain aud; do
+	for c in "${calls[@]}"; do
+		out=$(as $who "${c#*|}")
+		denied "$out" || reached="$reached [$who: ${c#*|}: $out]"
+	done
 done
-is "a role with no grants reaches nothing (${#calls[@]} calls, each capability's functions)" "$reached" ""
+is "a role with no grants, and one in pg_read_all_settings and pg_monitor, reach nothing (${#calls[@]} calls each, every capability's functions)" "$reached" ""
 is "  while computing helpers stay open to it" \
 	"$(as plain "SELECT redis_cache_key('a', 'b'), redis_ttl('short'), redis_event_product('created', '1')->>'type'")" \
 	"a:b|00:05:00|product:created"

@@ -481,7 +481,7 @@ COMMENT ON FUNCTION redis_metrics() IS
 -- would refuse redis_watch() of the table made again under that name).
 CREATE FUNCTION bmfredis.forget_dropped_tables()
 RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

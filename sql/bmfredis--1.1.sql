@@ -371,7 +371,7 @@ CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmf
 -- would refuse redis_watch() of the table made again under that name).
 CREATE FUNCTION bmfredis.forget_dropped_tables()
 RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

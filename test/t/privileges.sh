@@ -120,6 +120,12 @@ is "a role with no bmfredis grant updates a watched table" "$out" ""
 is "  its trigger invalidated the row's key and, by cascade, a key of a table it may not read" \
 	"$($R cli EXISTS pv:shop:1) $($R cli EXISTS pv:product:10)" "0 0"
 check "  redis_watch itself is not for it" denied "$(as plain "SELECT redis_watch('shops', 's2')")"
+q "GRANT CREATE ON SCHEMA public TO plain" >/dev/null
+is "it creates and drops a table of its own (the extension's sql_drop event trigger runs as the extension)" \
+	"$(as plain "CREATE TABLE mine (id int); DROP TABLE mine; SELECT 'dropped'")" "dropped"
+q "CREATE TABLE owned (id int PRIMARY KEY); ALTER TABLE owned OWNER TO plain; SELECT redis_watch('owned', 'owned', ARRAY['owned:{id}'])" >/dev/null
+like "  and dropping its watched table drops the entity, with the NOTICE" "$(as plain "DROP TABLE owned")" 'bmfredis forgets entity "owned"'
+is "  gone from the rules" "$(q "SELECT count(*) FROM bmfredis.entities WHERE entity = 'owned'")" "0"
 q "SELECT redis_grant('inv', 'invalidate')" >/dev/null
 is "redis_invalidate_at works for the invalidate capability (its bookkeeping table is not granted)" \
 	"$(as inv "SELECT redis_invalidate_at('later', now() + interval '1 hour'); SELECT 'scheduled'")" "

@@ -137,7 +137,7 @@ check "  and SHOW ALL (which answers) does not list it" \
 psql -X -q -d postgres -c "ALTER SYSTEM RESET bmfredis.sentinel_password" -c "SELECT pg_reload_conf()" >/dev/null
 out=$(q "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET bmfredis.password = 'x' AS 'SELECT 1'")
 like "a function's SET clause cannot carry the password" "$out" "bmfredis.password cannot be stored"
-is "nothing was stored" "$(q "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%bmfredis.password%' OR array_to_string(setconfig, ',') LIKE '%bmfredis.url%'")" "0"
+is "nothing was stored" "$(q "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%bmfredis.password=%' OR array_to_string(setconfig, ',') LIKE '%bmfredis.url=%'")" "0"
 
 # --- admin functions: revoked from PUBLIC, given out by the documented GRANTs
 calls=("SELECT redis_command('PING')" "SELECT redis_info()" "SELECT redis_invalidate_pattern('x*')"

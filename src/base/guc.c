@@ -18,7 +18,8 @@
  * anything that decides how much the server or Redis holds for one
  * transaction or what gets flushed when that is exceeded
  * (max_pending_keys, max_pending_messages, stream_invalidations,
- * max_value_size) or what a COMMIT publishes (announce_invalidations);
+ * max_value_size, array_batch) or what a COMMIT publishes
+ * (announce_invalidations);
  * timeouts and degradation knobs are per-session (PGC_USERSET).
  *
  * The secrets (password, url) are additionally GUC_SUPERUSER_ONLY |

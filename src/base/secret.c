@@ -27,7 +27,8 @@ BmfReadSecretFile(const char *path, char *buf, size_t size, char *reason,
 	ssize_t		n;
 	char	   *eol;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* symbolic links are followed (mounted secrets are links), the target checked */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 	{
 		snprintf(reason, reason_size, "could not open \"%s\": %m", path);
@@ -60,6 +61,7 @@ BmfReadSecretFile(const char *path, char *buf, size_t size, char *reason,
 		*eol = '\0';
 	else if ((size_t) n == size - 1)
 	{
+		explicit_bzero(buf, size);
 		snprintf(reason, reason_size, "the first line of \"%s\" is longer than %d bytes",
 				 path, (int) size - 2);
 		return false;

@@ -84,6 +84,10 @@ int			bmf_on_error = BMF_ON_ERROR_WARNING;
 
 int			bmf_max_value_size = 512 * 1024 * 1024;
 int			bmf_array_batch = 10000;
+bool		bmf_near_cache = false;
+int			bmf_near_cache_size = 16 * 1024 * 1024;
+int			bmf_near_cache_max_age = 60 * 1000;
+char	   *bmf_near_cache_prefixes = NULL;
 int			bmf_log_commands = 0;
 
 int			bmf_invalidate_at = BMF_INVALIDATE_COMMIT;
@@ -590,6 +594,30 @@ define_behaviour_gucs(void)
 							&bmf_array_batch, 10000, 1, 1000000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("bmfredis.near_cache",
+							 "Whether redis_cache_get keeps the values it reads in this backend, kept true by Redis' invalidation messages.",
+							 "Off by default; off costs nothing.",
+							 &bmf_near_cache, false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.near_cache_size",
+							"Memory one backend's near-cache may hold; past it the least recently used values go.",
+							NULL,
+							&bmf_near_cache_size, 16 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.near_cache_max_age",
+							"Longest time a value stays in the near-cache, whatever its TTL in Redis.",
+							NULL,
+							&bmf_near_cache_max_age, 60 * 1000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("bmfredis.near_cache_prefixes",
+							   "Key prefixes (comma-separated, under bmfredis.key_prefix) whose values the near-cache keeps; empty: all.",
+							   NULL,
+							   &bmf_near_cache_prefixes, "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
 }
 
 static void

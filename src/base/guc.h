@@ -91,6 +91,12 @@ extern int	bmf_on_error;
 extern int	bmf_max_value_size; /* bytes */
 extern int	bmf_array_batch;	/* keys per command of an array call */
 
+/* the near-cache (client/near.c) */
+extern bool bmf_near_cache;
+extern int	bmf_near_cache_size;	/* bytes */
+extern int	bmf_near_cache_max_age;	/* ms */
+extern char *bmf_near_cache_prefixes;
+
 /* debug: the level each Redis command is logged at; 0: not logged */
 extern int	bmf_log_commands;
 

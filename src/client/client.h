@@ -164,6 +164,33 @@ extern const RedisNode *RedisDefaultNode(void);
  */
 extern const RedisNode *RedisCallerNode(void);
 extern bool RedisCallerIsMapped(void);
+
+/*
+ * The near-cache (near.c): RedisNearGet answers a GET of key (the Redis
+ * key, prefix included) from this backend's copy or by reading it
+ * tracked; false when it does not take the read (then read as usual).
+ * *reply is NULL for a missing key.  RedisNearForget drops this backend's
+ * copy of a key it writes; RedisNearForgetAll everything.
+ */
+typedef struct RedisNearStats
+{
+	int64		hits;
+	int64		misses;
+	int64		entries;
+	int64		bytes;
+	int64		evictions_memory;
+	int64		evictions_lifetime;
+	int64		invalidations;
+	int64		full_flushes;
+	int64		rejections;
+} RedisNearStats;
+
+extern bool RedisNearGet(const char *key, size_t len, RedisReply **reply);
+extern void RedisNearForget(const char *key, size_t len);
+extern void RedisNearForgetAll(void);
+extern bool RedisNearActive(void);
+extern void RedisNearDisconnect(void);
+extern const RedisNearStats *RedisNearGetStats(void);
 /* The node to SUBSCRIBE on (attempt: how many tries came before). */
 extern const RedisNode *RedisSubscribeNode(int attempt);
 /* The same server and credentials, logical database db. */

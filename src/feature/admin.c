@@ -381,8 +381,12 @@ redis_connections(PG_FUNCTION_ARGS)
 Datum
 redis_disconnect(PG_FUNCTION_ARGS)
 {
+	int			n;
+
 	(void) fcinfo;
-	PG_RETURN_INT32(RedisDisconnectAll());
+	n = RedisDisconnectAll();
+	RedisNearDisconnect();
+	PG_RETURN_INT32(n);
 }
 
 /* Commands that would change connection state behind the pool's back. */
@@ -488,6 +492,7 @@ run_command(ArrayType *arr, bool force)
 	RedisArgsInit(&args, n);
 	for (i = 0; i < n; i++)
 		RedisArgsAdd(&args, VARDATA_ANY(elems[i]), VARSIZE_ANY_EXHDR(elems[i]));
+	RedisNearForgetAll();		/* a raw command may write anything */
 	reply = RedisCommand(REDIS_STRICT, 0, &args, NULL);
 
 	switch (reply->type)

@@ -91,6 +91,9 @@ cache_set(text *key, const char *value, size_t len, FunctionCallInfo fcinfo,
 		RedisArgsAdd(&args, value, len);
 		RedisArgsAddInt(&args, ttl);
 	}
+	/* this backend's copy goes now, whatever Redis answers */
+	RedisNearForget(ntags == 0 ? args.argv[1] : args.argv[3],
+					ntags == 0 ? args.lens[1] : args.lens[3]);
 	reply = RedisCommand(REDIS_WRITE, REDIS_IDEMPOTENT, &args, NULL);
 	if (reply == NULL)
 		return false;
@@ -146,7 +149,9 @@ cache_get(FunctionCallInfo fcinfo)
 	RedisArgsInit(&args, 2);
 	RedisArgsAddStr(&args, "GET");
 	RedisArgsAddKeyText(&args, key);
-	reply = RedisCommand(REDIS_READ, REDIS_IDEMPOTENT, &args, NULL);
+	if (!bmf_near_cache ||
+		!RedisNearGet(args.argv[1], args.lens[1], &reply))
+		reply = RedisCommand(REDIS_READ, REDIS_IDEMPOTENT, &args, NULL);
 	if (reply == NULL || reply->type == RESP_NIL)
 	{
 		BmfStatsCount(STAT_CACHE_MISSES, 1);
@@ -314,6 +319,7 @@ mset_batch(text **keys, text **vals, int from, int to, const char *ttl)
 		for (i = from; i < to; i++)
 		{
 			RedisArgsAddKeyText(&args, keys[i]);
+			RedisNearForget(args.argv[args.argc - 1], args.lens[args.argc - 1]);
 			RedisArgsAdd(&args, VARDATA_ANY(vals[i]), VARSIZE_ANY_EXHDR(vals[i]));
 		}
 		RedisBatchAdd(&batch, &args);
@@ -327,6 +333,7 @@ mset_batch(text **keys, text **vals, int from, int to, const char *ttl)
 			args.argc = 0;
 			RedisArgsAdd(&args, "SET", 3);
 			RedisArgsAddKeyText(&args, keys[i]);
+			RedisNearForget(args.argv[1], args.lens[1]);
 			RedisArgsAdd(&args, VARDATA_ANY(vals[i]), VARSIZE_ANY_EXHDR(vals[i]));
 			RedisArgsAdd(&args, "PX", 2);
 			RedisArgsAdd(&args, ttl, strlen(ttl));
@@ -422,7 +429,10 @@ cache_unlink(FunctionCallInfo fcinfo, text **keys, int n)
 		RedisArgsInit(&args, to - from + 1);
 		RedisArgsAddStr(&args, "UNLINK");
 		for (i = from; i < to; i++)
+		{
 			RedisArgsAddKey(&args, VARDATA_ANY(keys[i]), VARSIZE_ANY_EXHDR(keys[i]));
+			RedisNearForget(args.argv[args.argc - 1], args.lens[args.argc - 1]);
+		}
 		reply = RedisCommand(REDIS_WRITE, REDIS_IDEMPOTENT, &args, NULL);
 		if (reply)
 		{
@@ -478,6 +488,8 @@ key_command(FunctionCallInfo fcinfo, const char *cmd, RedisPolicy policy,
 	RedisArgsAddKeyText(&args, BmfTextArg(fcinfo, 0, "Redis key"));
 	if (extra)
 		RedisArgsAddStr(&args, extra);
+	if (policy == REDIS_WRITE)
+		RedisNearForget(args.argv[1], args.lens[1]);
 	reply = RedisCommand(policy, flags, &args, NULL);
 	if (reply)
 		RedisExpect(reply, RESP_INTEGER, cmd);

@@ -60,6 +60,15 @@ InvalidateNow(const RedisNode *node, Effect *effects, int n)
 	RedisError	err;
 	int			i;
 
+	/* this backend's near-cache: keys go one by one, anything else drops it all */
+	for (i = 0; i < n && RedisNearActive(); i++)
+	{
+		if (effects[i].kind == EFFECT_KEY)
+			RedisNearForget(effects[i].target, effects[i].target_len);
+		else
+			RedisNearForgetAll();
+	}
+
 	if (EffectsSend(node, effects, n,
 					BmfDeadline(bmf_command_timeout), done, &result, &err))
 	{
@@ -243,6 +252,7 @@ invalidate_pattern_now(const char *pattern, size_t len)
 	EffectsResult result;
 	RedisError	err;
 
+	RedisNearForgetAll();
 	initStringInfo(&pat);
 	RedisPatternPrefixed(&pat, pattern, len);
 	e.kind = EFFECT_PATTERN;

@@ -488,3 +488,27 @@ PoolConnReadOne(Conn *c, TimestampTz deadline, MemoryContext cxt,
 			return -1;
 	}
 }
+
+int
+PoolConnTryReadOne(Conn *c, MemoryContext cxt, RedisReply **msg, RedisError *err)
+{
+	for (;;)
+	{
+		int			rc;
+		ssize_t		n;
+
+		rc = RespReaderGet(c->reader, cxt, bmf_max_value_size, msg, err);
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			return 1;
+		n = TransportTryRead(&c->t, read_buffer, sizeof(read_buffer), err);
+		if (n == 0)
+			return 0;
+		if (n < 0)
+			return -1;
+		if (!RespReaderFeed(c->reader, read_buffer, n, err))
+			return -1;
+	}
+}
+

@@ -58,12 +58,45 @@ typedef struct PoolEntry
 	TimestampTz down_until;
 	char		last_error[256];
 	int			unread;			/* a stream's replies not read yet */
+	uint64		connects;		/* successful connects, ever */
 } PoolEntry;
 
 static HTAB *pool = NULL;
 static bool exit_hook_registered = false;
 
 static PoolEntry *pool_find(const char *name);
+
+/*
+ * Client-side caching (the near-cache): one connection subscribed to
+ * __redis__:invalidate, to which Redis redirects the invalidations of the
+ * keys the node's pooled connection read with CLIENT CACHING yes
+ * (CLIENT TRACKING on REDIRECT <id> OPTIN: RESP2, which Debian's hiredis
+ * reads).  epoch changes whenever what Redis tracks for us may have been
+ * lost: either connection made again or broken, the node changed.
+ */
+typedef struct PoolTracking
+{
+	Conn		c;
+	char		name[POOL_NAME_LEN];	/* the node whose entry is tracked */
+	int64		client_id;		/* of c, the redirect target */
+	uint64		main_connects;	/* the entry's connects when tracking began */
+	uint64		epoch;
+	bool		on;
+	bool		inited;			/* c initialized (a zeroed Conn holds fd 0) */
+	int64		messages;
+} PoolTracking;
+
+static PoolTracking tracking;
+
+static void
+tracking_stop(void)
+{
+	if (!tracking.inited)
+		return;
+	PoolConnClose(&tracking.c);
+	tracking.on = false;
+	tracking.epoch++;
+}
 
 void
 PoolInit(void)
@@ -170,6 +203,7 @@ pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
 	}
 	if (!PoolConnConnect(&e->c, node, err))
 		return false;
+	e->connects++;
 	e->last_used = e->c.since;
 	return true;
 }
@@ -449,6 +483,9 @@ PoolDisconnectAll(void)
 		PoolConnClose(&e->c);
 		e->unread = 0;
 	}
+	if (tracking.inited && TransportIsOpen(&tracking.c.t))
+		n++;
+	tracking_stop();
 	return n;
 }
 
@@ -495,6 +532,20 @@ PoolList(PoolInfo **infos)
 		info->failures = e->failures;
 		info->down_until = e->down_until;
 		strlcpy(info->last_error, e->last_error, sizeof(info->last_error));
+	}
+	if (tracking.on)
+	{
+		PoolInfo   *info;
+
+		*infos = repalloc(*infos, sizeof(PoolInfo) * (n + 1));
+		info = &(*infos)[n++];
+		memset(info, 0, sizeof(PoolInfo));
+		snprintf(info->node, sizeof(info->node), "%s (tracking)", tracking.name);
+		info->state = tracking.c.state == CONN_READY ? "tracking" : "closed";
+		info->db = tracking.c.db;
+		info->since = tracking.c.since;
+		info->last_used = tracking.c.since;
+		info->commands = tracking.messages;
 	}
 	return n;
 }
@@ -703,3 +754,152 @@ PoolSubscriptionWakeOnLatch(RedisSubscription *sub)
 {
 	sub->c.t.wake_on_latch = true;
 }
+
+/* ---- client-side caching ---- */
+
+/* CLIENT ID and SUBSCRIBE __redis__:invalidate on a new tracking connection */
+static bool
+tracking_connect(const RedisNode *node, RedisError *err)
+{
+	StringInfoData cmds;
+	RedisReply *replies[2];
+	const char *argv[2];
+	size_t		lens[2];
+
+	tracking_stop();
+	PoolConnInit(&tracking.c);
+	tracking.inited = true;
+	strlcpy(tracking.name, node->ep.name, sizeof(tracking.name));
+	if (!PoolConnConnect(&tracking.c, node, err))
+		return false;
+	initStringInfo(&cmds);
+	argv[0] = "CLIENT";
+	lens[0] = 6;
+	argv[1] = "ID";
+	lens[1] = 2;
+	RespFormat(&cmds, 2, argv, lens);
+	argv[0] = "SUBSCRIBE";
+	lens[0] = 9;
+	argv[1] = "__redis__:invalidate";
+	lens[1] = strlen(argv[1]);
+	RespFormat(&cmds, 2, argv, lens);
+	if (!PoolConnExchange(&tracking.c, &cmds, 2, BmfDeadline(bmf_command_timeout),
+						  CurrentMemoryContext, replies, err))
+	{
+		tracking_stop();
+		return false;
+	}
+	if (replies[0]->type != RESP_INTEGER || replies[1]->type != RESP_ARRAY)
+	{
+		RedisErrorSet(err, RS_REPLY, ERRCODE_FEATURE_NOT_SUPPORTED,
+					  "Redis refused client-side caching",
+					  "%s: CLIENT ID and SUBSCRIBE __redis__:invalidate answered %s",
+					  node->ep.name,
+					  replies[0]->type == RESP_ERROR ? replies[0]->str :
+					  replies[1]->type == RESP_ERROR ? replies[1]->str : "unexpectedly");
+		tracking_stop();
+		return false;
+	}
+	tracking.client_id = replies[0]->integer;
+	return true;
+}
+
+bool
+PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
+{
+	PoolEntry  *e = pool_entry(node->ep.name);
+	StringInfoData cmd;
+	RedisReply *reply;
+	char		id[24];
+	const char *argv[6];
+	size_t		lens[6];
+	int			i;
+
+	/*
+	 * Still the same session?  The pooled connection is looked at too (a
+	 * non-blocking peek): killed, it takes what Redis tracked for it along,
+	 * and a hit would not otherwise touch it.
+	 */
+	if (tracking.on && strcmp(tracking.name, node->ep.name) == 0 &&
+		tracking.c.state == CONN_READY && e->c.state == CONN_READY &&
+		e->connects == tracking.main_connects &&
+		e->c.generation == bmfredis_config_generation &&
+		!TransportPeerClosed(&e->c.t))
+	{
+		*epoch = tracking.epoch;
+		return true;
+	}
+	if (e->c.state == CONN_READY && TransportPeerClosed(&e->c.t))
+		PoolConnClose(&e->c);	/* a new connection, tracked anew */
+	if (!tracking_connect(node, err))
+		return false;
+
+	/* the pooled connection reports what it reads with CACHING yes to it */
+	snprintf(id, sizeof(id), INT64_FORMAT, tracking.client_id);
+	argv[0] = "CLIENT";
+	argv[1] = "TRACKING";
+	argv[2] = "on";
+	argv[3] = "REDIRECT";
+	argv[4] = id;
+	argv[5] = "OPTIN";
+	for (i = 0; i < 6; i++)
+		lens[i] = strlen(argv[i]);
+	initStringInfo(&cmd);
+	RespFormat(&cmd, 6, argv, lens);
+	if (!PoolExec(node, &cmd, 1, POOL_IDEMPOTENT, 0, CurrentMemoryContext, &reply, err))
+	{
+		tracking_stop();
+		return false;
+	}
+	if (reply->type == RESP_ERROR)
+	{
+		RedisErrorSet(err, RS_REPLY, ERRCODE_FEATURE_NOT_SUPPORTED,
+					  "Redis refused client-side caching",
+					  "%s: CLIENT TRACKING answered %s", node->ep.name, reply->str);
+		tracking_stop();
+		return false;
+	}
+	tracking.main_connects = e->connects;
+	tracking.on = true;
+	tracking.epoch++;
+	*epoch = tracking.epoch;
+	return true;
+}
+
+uint64
+PoolTrackingEpoch(const RedisNode *node)
+{
+	PoolEntry  *e = pool_find(node->ep.name);
+
+	if (!tracking.on || e == NULL || strcmp(tracking.name, node->ep.name) != 0 ||
+		tracking.c.state != CONN_READY || e->c.state != CONN_READY ||
+		e->connects != tracking.main_connects)
+		return 0;
+	return tracking.epoch;
+}
+
+int
+PoolTrackingPoll(MemoryContext cxt, RedisReply **msg)
+{
+	RedisError	err;
+	int			rc;
+
+	if (!tracking.on || tracking.c.state != CONN_READY)
+		return -1;
+	rc = PoolConnTryReadOne(&tracking.c, cxt, msg, &err);
+	if (rc < 0)
+	{
+		tracking_stop();
+		return -1;
+	}
+	if (rc > 0)
+		tracking.messages++;
+	return rc;
+}
+
+void
+PoolTrackingStop(void)
+{
+	tracking_stop();
+}
+

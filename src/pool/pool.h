@@ -113,4 +113,18 @@ extern void PoolSubscriptionClose(RedisSubscription *sub);
 /* From now on PoolSubscriptionNext also returns 0 when the latch is set. */
 extern void PoolSubscriptionWakeOnLatch(RedisSubscription *sub);
 
+/*
+ * Client-side caching.  PoolTrackingEnsure: the node's pooled connection
+ * tracks what it reads with CLIENT CACHING yes, and redirects the
+ * invalidations to a connection of their own; *epoch names this tracking
+ * session (a new one whenever anything tracked may have been lost).
+ * PoolTrackingEpoch: the current session's epoch, 0 when there is none.
+ * PoolTrackingPoll: one invalidation message if one has arrived, without
+ * waiting (1), none (0), or tracking broken (-1, a new epoch follows).
+ */
+extern bool PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err);
+extern uint64 PoolTrackingEpoch(const RedisNode *node);
+extern int	PoolTrackingPoll(MemoryContext cxt, RedisReply **msg);
+extern void PoolTrackingStop(void);
+
 #endif							/* BMFREDIS_POOL_H */

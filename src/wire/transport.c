@@ -57,6 +57,7 @@
 #include "utils/memutils.h"
 
 #include "base/guc.h"
+#include "base/wait.h"
 #include "wire/transport.h"
 
 void
@@ -875,6 +876,58 @@ TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 			wait_first = true;
 			continue;
 		}
+		RedisErrorSet(err, RS_IO, ERRCODE_CONNECTION_FAILURE,
+					  "lost connection to Redis",
+					  "Could not receive from Redis: %m.");
+		return -1;
+	}
+}
+
+/*
+ * What has arrived, without waiting: bytes read, 0 when nothing is there,
+ * -1 when the connection is gone.  Over TLS, a record that has begun to
+ * arrive is read whole (within bmfredis.command_timeout).
+ */
+ssize_t
+TransportTryRead(RedisTransport *t, char *buf, size_t cap, RedisError *err)
+{
+	ssize_t		n;
+
+	if (t->ssl)
+	{
+		char		c;
+
+		if (SSL_pending(t->ssl) <= 0)
+		{
+			n = recv(t->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				return 0;
+			if (n == 0)
+			{
+				RedisErrorSet(err, RS_IO, ERRCODE_CONNECTION_FAILURE,
+							  "lost connection to Redis",
+							  "The server closed the connection.");
+				return -1;
+			}
+		}
+		return tls_read(t, buf, cap, false, BmfDeadline(bmf_command_timeout), err);
+	}
+	for (;;)
+	{
+		n = recv(t->sock, buf, cap, MSG_DONTWAIT);
+		if (n > 0)
+			return n;
+		if (n == 0)
+		{
+			RedisErrorSet(err, RS_IO, ERRCODE_CONNECTION_FAILURE,
+						  "lost connection to Redis",
+						  "The server closed the connection.");
+			return -1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
 		RedisErrorSet(err, RS_IO, ERRCODE_CONNECTION_FAILURE,
 					  "lost connection to Redis",
 					  "Could not receive from Redis: %m.");

@@ -47,6 +47,8 @@ extern bool TransportConnect(RedisTransport *t, const RedisEndpoint *ep,
 							 TimestampTz deadline, RedisError *err);
 extern bool TransportWrite(RedisTransport *t, const char *buf, size_t len,
 						   TimestampTz deadline, RedisError *err);
+extern ssize_t TransportTryRead(RedisTransport *t, char *buf, size_t cap,
+								RedisError *err);
 extern ssize_t TransportRead(RedisTransport *t, char *buf, size_t cap,
 							 bool wait_first, TimestampTz deadline,
 							 RedisError *err);

@@ -1150,6 +1150,29 @@ reset_queue(void)
 		MemoryContextReset(xact_cxt);
 }
 
+/*
+ * This backend's near-cache drops what the transaction invalidated before
+ * COMMIT returns: keys one by one, everything when tags, patterns or a
+ * collapsed queue say more than keys.  Other backends learn it from Redis.
+ */
+static void
+near_forget_committed(void)
+{
+	int			i;
+
+	if (!RedisNearActive())
+		return;
+	if (q.collapsed || q.tags.n > 0 || q.patterns.n > 0 || q.tag_patterns.n > 0)
+	{
+		RedisNearForgetAll();
+		return;
+	}
+	for (i = 0; i < q.keys.n; i++)
+		RedisNearForget(qstr(&q.keys, &q.keys.items[i]), q.keys.items[i].len);
+	for (i = 0; i < q.expiries.n; i++)
+		RedisNearForget(qstr(&q.expiries, &q.expiries.items[i]), q.expiries.items[i].len);
+}
+
 static void
 at_commit(void)
 {
@@ -1157,6 +1180,7 @@ at_commit(void)
 
 	if (!XactHasPending())
 		return;
+	near_forget_committed();
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{

@@ -22,8 +22,10 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
+#include "base/guc.h"
 #include "base/shmem.h"
 #include "base/stats.h"
+#include "client/client.h"
 #include "xact/retry.h"
 
 PG_FUNCTION_INFO_V1(redis_stats_values);
@@ -142,6 +144,23 @@ redis_stats_values(PG_FUNCTION_ARGS)
 		put(rsinfo, "seconds_since_reset", (double) secs, scope);
 		put(rsinfo, "worker_running", pid != 0, scope);
 		put(rsinfo, "subscriber_running", pid != 0 && channels > 0, scope);
+	}
+	/* the near-cache is this backend's own: shown where it is on or was used */
+	{
+		const RedisNearStats *n = RedisNearGetStats();
+
+		if (bmf_near_cache || n->hits + n->misses > 0)
+		{
+			put(rsinfo, "near_cache_hits", (double) n->hits, "backend");
+			put(rsinfo, "near_cache_misses", (double) n->misses, "backend");
+			put(rsinfo, "near_cache_entries", (double) n->entries, "backend");
+			put(rsinfo, "near_cache_bytes", (double) n->bytes, "backend");
+			put(rsinfo, "near_cache_evictions_memory", (double) n->evictions_memory, "backend");
+			put(rsinfo, "near_cache_evictions_lifetime", (double) n->evictions_lifetime, "backend");
+			put(rsinfo, "near_cache_invalidations", (double) n->invalidations, "backend");
+			put(rsinfo, "near_cache_full_flushes", (double) n->full_flushes, "backend");
+			put(rsinfo, "near_cache_rejections", (double) n->rejections, "backend");
+		}
 	}
 	return (Datum) 0;
 }

@@ -1,0 +1,90 @@
+# near_race: the near-cache against a writer it does not know (ioredis, in
+# Node), under faults.  Two backends read 50,000 times each: nr:acked:<k>
+# through the ordinary path, then nr:race:<k> through the near-cache; a
+# value older than the one acknowledged before the read began is a
+# violation.  Meanwhile FLUSHALL, CLIENT KILL of the subscriber and of
+# normal connections, DEBUG SLEEP, a tracking table of two keys and a
+# Redis restart.  Expected: 0 violations, and reads served from the
+# backends' memory (as many as the writer leaves unchanged).
+. "$(dirname "$0")/../tap.sh"
+tap_need node=nodejs npm=npm
+tap_db bmf_race
+R=$BMF_REDISCTL
+q "ALTER DATABASE bmf_race SET bmfredis.key_prefix = 'nr:'" >/dev/null
+mkdir -p "$BMF_WORK/node"
+if ! (cd "$BMF_WORK/node" && [ -d node_modules/ioredis ] ||
+	npm install --loglevel=error --no-audit --no-fund ioredis@5 >"$BMF_WORK/npm.log" 2>&1); then
+	not_ok "npm install ioredis" "$(tail -5 "$BMF_WORK/npm.log")"
+	exit 0
+fi
+export NODE_PATH=$BMF_WORK/node/node_modules
+port=$($R port)
+keys=20
+
+reader() {
+	psql -X -q -A -t -d bmf_race <<SQL
+SET bmfredis.near_cache = on;
+SET bmfredis.near_cache_prefixes = 'race:';
+SET bmfredis.on_error = 'ignore';
+DO \$\$
+DECLARE
+    w bigint; v bigint; bad int := 0; reads int := 0; k int;
+BEGIN
+    FOR i IN 1..50000 LOOP
+        k := i % $keys;
+        w := redis_cache_get('acked:' || k)::bigint;
+        v := redis_cache_get('race:' || k)::bigint;
+        reads := reads + 1;
+        IF v IS NOT NULL AND w IS NOT NULL AND v < w THEN
+            bad := bad + 1;
+            RAISE NOTICE 'violation: key % read % after % was acknowledged', k, v, w;
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'reads=% violations=%', reads, bad;
+END
+\$\$;
+SELECT name || '=' || value FROM redis_stats WHERE name IN ('near_cache_hits', 'near_cache_misses', 'near_cache_rejections', 'near_cache_full_flushes');
+SQL
+}
+
+node "$BMF_ROOT/test/near_writer.js" "$port" 30 "$keys" >"$BMF_WORK/writer.out" 2>&1 &
+writer=$!
+sleep 0.5
+reader >"$BMF_WORK/reader1.out" 2>&1 &
+r1=$!
+reader >"$BMF_WORK/reader2.out" 2>&1 &
+r2=$!
+# faults while they read
+i=0
+while kill -0 $r1 2>/dev/null || kill -0 $r2 2>/dev/null; do
+	sleep 0.15
+	case $((i % 7)) in
+	0) $R cli FLUSHALL >/dev/null 2>&1 ;;
+	1) $R cli CLIENT KILL TYPE pubsub >/dev/null 2>&1 ;;
+	2) $R cli CONFIG SET tracking-table-max-keys 2 >/dev/null 2>&1 ;;
+	3) $R cli DEBUG SLEEP 0.05 >/dev/null 2>&1 ;;
+	4) $R cli CONFIG SET tracking-table-max-keys 0 >/dev/null 2>&1 ;;
+	5) $R cli CLIENT KILL TYPE normal SKIPME yes >/dev/null 2>&1 ;;
+	6) [ $i -lt 20 ] && $R restart >/dev/null 2>&1 ;;
+	esac
+	i=$((i + 1))
+done
+wait $r1 $r2
+kill -TERM $writer 2>/dev/null
+wait $writer 2>/dev/null
+writes=$(tail -1 "$BMF_WORK/writer.out")
+$R cli CONFIG SET tracking-table-max-keys 0 >/dev/null 2>&1
+
+total=0; bad=0; hits=0; misses=0
+for f in "$BMF_WORK/reader1.out" "$BMF_WORK/reader2.out"; do
+	line=$(grep -o 'reads=[0-9]* violations=[0-9]*' "$f")
+	r=${line#reads=}; r=${r%% *}; v=${line##*violations=}
+	total=$((total + ${r:-0})); bad=$((bad + ${v:-1}))
+	h=$(sed -n 's/^near_cache_hits=//p' "$f"); m=$(sed -n 's/^near_cache_misses=//p' "$f")
+	hits=$((hits + ${h:-0})); misses=$((misses + ${m:-0}))
+done
+is "100,000 reads under faults (rounds of faults: $i)" "$total" "100000"
+is "  no value older than the last write acknowledged before the read" "$bad" "0"
+check "  while the writer wrote ($writes writes acknowledged)" [ "${writes:-0}" -gt 1000 ]
+grep -h 'violation: ' "$BMF_WORK/reader1.out" "$BMF_WORK/reader2.out" | head -5 | sed 's/^/#   /'
+check "  and the near-cache served reads from memory ($hits hits, $misses misses: a key is rewritten every 20 writes)" [ "$hits" -gt 5000 ]

@@ -186,6 +186,9 @@ typedef struct RedisNearStats
 } RedisNearStats;
 
 extern bool RedisNearGet(const char *key, size_t len, RedisReply **reply);
+/* the same for n keys: hits from memory, the misses in one round trip */
+extern bool RedisNearMget(int n, const char *const *keys, const size_t *lens,
+						  RedisReply **replies);
 extern void RedisNearForget(const char *key, size_t len);
 extern void RedisNearForgetAll(void);
 extern bool RedisNearActive(void);

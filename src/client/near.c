@@ -306,6 +306,103 @@ keep(const char *key, size_t len, uint64 seq, uint64 epoch,
 	evict_to_budget();
 }
 
+/*
+ * Ready to serve from memory: the caller's node, in the current tracking
+ * session, with what has arrived applied.  NULL when the near-cache cannot
+ * take the read (cluster mode, tracking refused or broken just now).
+ */
+static const RedisNode *
+begin(uint64 *epoch)
+{
+	const RedisNode *node = RedisCallerNode();
+	RedisError	err;
+
+	if (node->cluster)
+		return NULL;
+	if (strcmp(node->ep.name, near.node) != 0)
+	{
+		RedisNearForgetAll();
+		strlcpy(near.node, node->ep.name, sizeof(near.node));
+	}
+	if (!PoolTrackingEnsure(node, epoch, &err))
+		return NULL;			/* the ordinary read reports what failed */
+	ensure_hash();
+	if (*epoch != near.epoch)
+	{
+		RedisNearForgetAll();
+		ensure_hash();
+		near.epoch = *epoch;
+	}
+	if (!drain())
+		return NULL;
+	ensure_hash();				/* a FLUSHALL may have dropped it */
+	return node;
+}
+
+/* A hit's entry, or NULL after leaving a placeholder (*seq) for the read. */
+static NearEntry *
+lookup(const char *key, size_t len, TimestampTz now, uint64 *seq)
+{
+	NearEntry  *e = find(key, len);
+	char		k[NEAR_KEY_MAX];
+	bool		found;
+
+	if (e && e->state == NEAR_VALID)
+	{
+		if (now < e->expires)
+		{
+			dlist_move_head(&near.lru, &e->lru);
+			near.stats.hits++;
+			return e;
+		}
+		near.stats.evictions_lifetime++;
+		remove_entry(e);
+	}
+	memset(k, 0, sizeof(k));
+	memcpy(k, key, len);
+	e = hash_search(near.hash, k, HASH_ENTER, &found);
+	/* found: another read's placeholder, left by an error; this one wins */
+	e->state = NEAR_FETCHING;
+	e->value = NULL;
+	e->seq = *seq = ++near.seq;
+	near.stats.misses++;
+	return NULL;
+}
+
+static void
+drop_placeholder(const char *key, size_t len, uint64 seq)
+{
+	NearEntry  *e = find(key, len);
+
+	if (e && e->state == NEAR_FETCHING && e->seq == seq)
+		remove_entry(e);
+}
+
+/* CLIENT CACHING yes: the next command's keys are tracked (OPTIN) */
+static void
+add_caching_yes(RedisBatch *b)
+{
+	RedisArgs	a;
+
+	RedisArgsInit(&a, 3);
+	RedisArgsAdd(&a, "CLIENT", 6);
+	RedisArgsAdd(&a, "CACHING", 7);
+	RedisArgsAdd(&a, "yes", 3);
+	RedisBatchAdd(b, &a);
+}
+
+/* After a tracked read: a refused CACHING means nothing was tracked. */
+static bool
+tracked(const RedisReply *caching)
+{
+	if (caching->type != RESP_ERROR)
+		return true;
+	PoolTrackingStop();
+	RedisNearForgetAll();
+	near.epoch = 0;
+	return false;
+}
+
 bool
 RedisNearGet(const char *key, size_t len, RedisReply **reply)
 {
@@ -313,7 +410,6 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 	RedisError	err;
 	uint64		epoch;
 	NearEntry  *e;
-	bool		found;
 	TimestampTz now;
 	RedisBatch	b;
 	RedisArgs	a;
@@ -322,63 +418,18 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 
 	if (len >= NEAR_KEY_MAX || !prefix_allowed(key, len))
 		return false;
-	node = RedisCallerNode();
-	if (node->cluster)
+	if ((node = begin(&epoch)) == NULL)
 		return false;
-	if (strcmp(node->ep.name, near.node) != 0)
-	{
-		RedisNearForgetAll();
-		strlcpy(near.node, node->ep.name, sizeof(near.node));
-	}
-	if (!PoolTrackingEnsure(node, &epoch, &err))
-		return false;			/* the ordinary read reports what failed */
-	ensure_hash();
-	if (epoch != near.epoch)
-	{
-		RedisNearForgetAll();
-		ensure_hash();
-		near.epoch = epoch;
-	}
-	if (!drain())
-		return false;
-	ensure_hash();				/* a FLUSHALL may have dropped it */
-
 	now = GetCurrentTimestamp();
-	e = find(key, len);
-	if (e && e->state == NEAR_VALID)
+	if ((e = lookup(key, len, now, &seq)) != NULL)
 	{
-		if (now < e->expires)
-		{
-			dlist_move_head(&near.lru, &e->lru);
-			near.stats.hits++;
-			*reply = as_reply(e);
-			return true;
-		}
-		near.stats.evictions_lifetime++;
-		remove_entry(e);
+		*reply = as_reply(e);
+		return true;
 	}
 
-	/* a miss: a placeholder, then GET and PTTL, tracked */
-	{
-		char		k[NEAR_KEY_MAX];
-
-		memset(k, 0, sizeof(k));
-		memcpy(k, key, len);
-		e = hash_search(near.hash, k, HASH_ENTER, &found);
-	}
-	/* found: another read's placeholder, left by an error; this one wins */
-	(void) found;
-	e->state = NEAR_FETCHING;
-	e->value = NULL;
-	e->seq = seq = ++near.seq;
-	near.stats.misses++;
-
+	/* a miss: GET and PTTL, tracked */
 	RedisBatchInit(&b);
-	RedisArgsInit(&a, 3);
-	RedisArgsAdd(&a, "CLIENT", 6);
-	RedisArgsAdd(&a, "CACHING", 7);
-	RedisArgsAdd(&a, "yes", 3);
-	RedisBatchAdd(&b, &a);
+	add_caching_yes(&b);
 	RedisArgsInit(&a, 2);
 	RedisArgsAdd(&a, "GET", 3);
 	RedisArgsAdd(&a, key, len);
@@ -390,25 +441,91 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 	replies = RedisPipelineNode(node, REDIS_READ, REDIS_IDEMPOTENT, &b, 0, &err);
 	if (replies == NULL)
 	{
-		e = find(key, len);
-		if (e && e->state == NEAR_FETCHING && e->seq == seq)
-			remove_entry(e);
+		drop_placeholder(key, len, seq);
 		*reply = NULL;
 		return true;			/* a miss, as the policy said */
 	}
 	(void) drain();
-	if (replies[0]->type == RESP_ERROR)
-	{
-		/* not tracked after all: no copy, and a new session next time */
-		PoolTrackingStop();
-		RedisNearForgetAll();
-		near.epoch = 0;
-	}
-	else
+	if (tracked(replies[0]))
 		keep(key, len, seq, epoch, replies[1], replies[2], now, node);
 	if (replies[1]->type == RESP_ERROR)
 		RedisRaiseReplyError(replies[1], "GET");
 	*reply = replies[1]->type == RESP_NIL ? NULL : replies[1];
+	return true;
+}
+
+bool
+RedisNearMget(int n, const char *const *keys, const size_t *lens,
+			  RedisReply **replies)
+{
+	const RedisNode *node;
+	RedisError	err;
+	uint64		epoch;
+	TimestampTz now;
+	uint64	   *seqs = palloc(sizeof(uint64) * n);
+	int		   *miss = palloc(sizeof(int) * n);
+	int			nmiss = 0;
+	RedisBatch	b;
+	RedisArgs	a;
+	RedisReply **r;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (lens[i] >= NEAR_KEY_MAX || !prefix_allowed(keys[i], lens[i]))
+			return false;
+	if ((node = begin(&epoch)) == NULL)
+		return false;
+	now = GetCurrentTimestamp();
+	for (i = 0; i < n; i++)
+	{
+		NearEntry  *e = lookup(keys[i], lens[i], now, &seqs[i]);
+
+		if (e)
+		{
+			/* a copy: keeping the misses below may evict this entry */
+			replies[i] = e->nil ? NULL : as_reply(e);
+			if (replies[i])
+				replies[i]->str = pnstrdup(e->value, e->len);
+		}
+		else
+			miss[nmiss++] = i;
+	}
+	if (nmiss == 0)
+		return true;
+
+	/* the misses: one MGET, tracked, and their PTTLs */
+	RedisBatchInit(&b);
+	add_caching_yes(&b);
+	RedisArgsInit(&a, nmiss + 1);
+	RedisArgsAdd(&a, "MGET", 4);
+	for (i = 0; i < nmiss; i++)
+		RedisArgsAdd(&a, keys[miss[i]], lens[miss[i]]);
+	RedisBatchAdd(&b, &a);
+	for (i = 0; i < nmiss; i++)
+	{
+		RedisArgsInit(&a, 2);
+		RedisArgsAdd(&a, "PTTL", 4);
+		RedisArgsAdd(&a, keys[miss[i]], lens[miss[i]]);
+		RedisBatchAdd(&b, &a);
+	}
+	r = RedisPipelineNode(node, REDIS_READ, REDIS_IDEMPOTENT, &b, 0, &err);
+	if (r == NULL)
+	{
+		for (i = 0; i < nmiss; i++)
+		{
+			drop_placeholder(keys[miss[i]], lens[miss[i]], seqs[miss[i]]);
+			replies[miss[i]] = NULL;
+		}
+		return true;			/* misses, as the policy said */
+	}
+	RedisExpectArray(r[1], nmiss, 0, "MGET");
+	(void) drain();
+	if (tracked(r[0]))
+		for (i = 0; i < nmiss; i++)
+			keep(keys[miss[i]], lens[miss[i]], seqs[miss[i]], epoch,
+				 r[1]->element[i], r[2 + i], now, node);
+	for (i = 0; i < nmiss; i++)
+		replies[miss[i]] = r[1]->element[i]->type == RESP_NIL ? NULL : r[1]->element[i];
 	return true;
 }
 

@@ -221,6 +221,30 @@ batch_context(void)
 								 ALLOCSET_DEFAULT_SIZES);
 }
 
+/*
+ * The near-cache's answer to an MGET of args' n keys, as the reply MGET
+ * would have given; NULL when it does not take the read.
+ */
+static RedisReply *
+near_mget(const RedisArgs *args, int n)
+{
+	static RedisReply nil = {.type = RESP_NIL};
+	RedisReply **els = palloc(sizeof(RedisReply *) * n);
+	RedisReply *reply;
+	int			i;
+
+	if (!RedisNearMget(n, args->argv + 1, args->lens + 1, els))
+		return NULL;
+	reply = palloc0(sizeof(RedisReply));
+	reply->type = RESP_ARRAY;
+	reply->elements = n;
+	reply->element = els;
+	for (i = 0; i < n; i++)
+		if (els[i] == NULL)
+			els[i] = &nil;
+	return reply;
+}
+
 /* MGET of keys[from, to) into values/nulls; false when Redis failed. */
 static bool
 mget_batch(text **keys, int from, int to, Datum *values, bool *nulls,
@@ -234,10 +258,14 @@ mget_batch(text **keys, int from, int to, Datum *values, bool *nulls,
 	RedisArgsAddStr(&args, "MGET");
 	for (i = from; i < to; i++)
 		RedisArgsAddKeyText(&args, keys[i]);
-	reply = RedisCommand(REDIS_READ, REDIS_IDEMPOTENT, &args, NULL);
+	reply = bmf_near_cache ? near_mget(&args, to - from) : NULL;
 	if (reply == NULL)
-		return false;
-	RedisExpectArray(reply, to - from, 0, "MGET");
+	{
+		reply = RedisCommand(REDIS_READ, REDIS_IDEMPOTENT, &args, NULL);
+		if (reply == NULL)
+			return false;
+		RedisExpectArray(reply, to - from, 0, "MGET");
+	}
 	for (i = from; i < to; i++)
 	{
 		RedisReply *el = reply->element[i - from];

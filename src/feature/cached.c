@@ -297,6 +297,7 @@ take_lease(CachedCall *c, RedisReply **value)
 	RedisArgs	a;
 	RedisReply *r;
 
+	RedisNearForget(c->key.data, c->key.len);	/* it writes the key */
 	make_token(c->token);
 	RedisArgsInit(&a, 6 + c->ntags);
 	RedisArgsScript(&a, &lease_script, 2 + c->ntags);
@@ -333,6 +334,7 @@ store(CachedCall *c, const char *value, size_t len, int64 delta_ms, const char *
 	RedisReply *r;
 	char		delta[24] = "";
 
+	RedisNearForget(c->key.data, c->key.len);	/* it writes the key */
 	if (len > (size_t) bmf_max_value_size)
 		return -1;
 	if (bmf_cached_early_beta > 0)
@@ -372,6 +374,7 @@ release(CachedCall *c)
 	RedisError	err;
 
 	HOLD_INTERRUPTS();
+	RedisNearForget(c->key.data, c->key.len);
 	RedisArgsInit(&a, 5);
 	RedisArgsScript(&a, &release_script, 2);
 	RedisArgsAdd(&a, c->key.data, c->key.len);
@@ -493,10 +496,24 @@ look(CachedCall *c)
 static int
 attempt(CachedCall *c, text *key, char **json)
 {
-	RedisReply **rr = look(c);
+	RedisReply **rr;
 	RedisReply *r;
 	RedisReply *value = NULL;
 
+	/*
+	 * The near-cache: a stored result is a hit from this backend's memory.
+	 * Not with early recomputation, which needs the TTL and the delta of
+	 * each read; anything else (a lease, a miss) takes the ordinary path.
+	 */
+	if (bmf_near_cache && bmf_cached_early_beta <= 0 &&
+		RedisNearGet(c->key.data, c->key.len, &r) &&
+		r != NULL && r->len > 0 && valid_json(r->str, r->len))
+	{
+		BmfStatsCount(STAT_CACHE_HITS, 1);
+		*json = pnstrdup(r->str, r->len);
+		return 1;
+	}
+	rr = look(c);
 	if (rr == NULL)
 		return -1;
 	r = rr[0];

@@ -114,3 +114,32 @@ SELECT redis_cache_get('rb');")
 is "redis_disconnect() drops the copies" "$out" "r1
 t
 r2"
+
+$R cli MSET nr:m1 a nr:m2 b >/dev/null
+before=$(gets); mb=$($R cli INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_mget:calls=\([0-9]*\).*/\1/p')
+out=$(near "SELECT redis_cache_mget(ARRAY['m1', 'm2', 'm3']);
+SELECT redis_cache_get('m1');
+SELECT count(redis_cache_mget(ARRAY['m1', 'm2', 'm3'])) FROM generate_series(1, 100);
+\\! $R cli SET nr:m2 B >/dev/null
+SELECT redis_cache_mget(ARRAY['m1', 'm2', 'm3']);")
+ma=$($R cli INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_mget:calls=\([0-9]*\).*/\1/p')
+is "redis_cache_mget: hits from memory, a key another client changed read again" "$out" "{a,b,NULL}
+a
+100
+{a,B,NULL}"
+is "  in two MGETs for 102 calls (the first, and the changed key's), no GET" "$((ma - ${mb:-0})) $(( $(gets) - before ))" "2 0"
+
+q "CREATE TABLE pages (id int PRIMARY KEY, title text); INSERT INTO pages VALUES (1, 'one');
+SELECT redis_watch('pages', 'page', ARRAY['page:{id}'])" >/dev/null
+out=$(near "SELECT redis_cached('page:1', '1 hour', 'SELECT title FROM pages WHERE id = 1');
+SELECT redis_cached('page:1', '1 hour', 'SELECT title FROM pages WHERE id = 1') IS NOT NULL AS warm;
+\\! $R cli INFO commandstats | tr -d '\\r' | sed -n 's/^cmdstat_get:calls=\\([0-9]*\\).*/\\1/p' >$BMF_WORK/g0
+SELECT count(redis_cached('page:1', '1 hour', 'SELECT title FROM pages WHERE id = 1')) FROM generate_series(1, 100);
+\\! $R cli INFO commandstats | tr -d '\\r' | sed -n 's/^cmdstat_get:calls=\\([0-9]*\\).*/\\1/p' >$BMF_WORK/g1
+\\! psql -X -q -d bmf_near -c \"UPDATE pages SET title = 'uno' WHERE id = 1\"
+SELECT redis_cached('page:1', '1 hour', 'SELECT title FROM pages WHERE id = 1');")
+is "redis_cached: hits from memory, and another session's UPDATE of the watched row is seen" "$out" '"one"
+t
+100
+"uno"'
+is "  (the 100 hits sent no GET)" "$(( $(cat "$BMF_WORK/g1") - $(cat "$BMF_WORK/g0") ))" "0"

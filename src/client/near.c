@@ -181,15 +181,19 @@ apply_invalidation(const RedisReply *msg)
 			RedisNearForget(keys->element[i]->str, keys->element[i]->len);
 }
 
-/* Apply what has arrived; false when tracking broke (everything dropped). */
+/*
+ * Apply what has arrived; false when tracking broke (everything dropped).
+ * look: read the socket even if the last poll() saw nothing (after a
+ * round trip, during which invalidations may have come).
+ */
 static bool
-drain(void)
+drain(bool look)
 {
 	RedisReply *msg;
 	int			rc;
 	bool		ok = true;
 
-	while ((rc = PoolTrackingPoll(near.msgcxt, &msg)) > 0)
+	while ((rc = PoolTrackingPoll(near.msgcxt, &msg, look)) > 0)
 		apply_invalidation(msg);
 	if (rc < 0)
 	{
@@ -333,7 +337,7 @@ begin(uint64 *epoch)
 		ensure_hash();
 		near.epoch = *epoch;
 	}
-	if (!drain())
+	if (!drain(false))
 		return NULL;
 	ensure_hash();				/* a FLUSHALL may have dropped it */
 	return node;
@@ -445,7 +449,7 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 		*reply = NULL;
 		return true;			/* a miss, as the policy said */
 	}
-	(void) drain();
+	(void) drain(true);
 	if (tracked(replies[0]))
 		keep(key, len, seq, epoch, replies[1], replies[2], now, node);
 	if (replies[1]->type == RESP_ERROR)
@@ -519,7 +523,7 @@ RedisNearMget(int n, const char *const *keys, const size_t *lens,
 		return true;			/* misses, as the policy said */
 	}
 	RedisExpectArray(r[1], nmiss, 0, "MGET");
-	(void) drain();
+	(void) drain(true);
 	if (tracked(r[0]))
 		for (i = 0; i < nmiss; i++)
 			keep(keys[miss[i]], lens[miss[i]], seqs[miss[i]], epoch,

@@ -83,6 +83,8 @@ typedef struct PoolTracking
 	uint64		epoch;
 	bool		on;
 	bool		inited;			/* c initialized (a zeroed Conn holds fd 0) */
+	bool		pending;		/* the last look saw invalidations waiting */
+	TransportPair *watch;		/* the entry's connection and c, watched together */
 	int64		messages;
 } PoolTracking;
 
@@ -93,6 +95,8 @@ tracking_stop(void)
 {
 	if (!tracking.inited)
 		return;
+	TransportPairFree(tracking.watch);
+	tracking.watch = NULL;
 	PoolConnClose(&tracking.c);
 	tracking.on = false;
 	tracking.epoch++;
@@ -816,18 +820,25 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	int			i;
 
 	/*
-	 * Still the same session?  The pooled connection is looked at too (a
-	 * non-blocking peek): killed, it takes what Redis tracked for it along,
-	 * and a hit would not otherwise touch it.
+	 * Still the same session?  The pooled connection is looked at too, in
+	 * the same poll() as the invalidations: killed, it takes what Redis
+	 * tracked for it along, and a hit would not otherwise touch it.
 	 */
 	if (tracking.on && strcmp(tracking.name, node->ep.name) == 0 &&
 		tracking.c.state == CONN_READY && e->c.state == CONN_READY &&
 		e->connects == tracking.main_connects &&
-		e->c.generation == bmfredis_config_generation &&
-		!TransportPeerClosed(&e->c.t))
+		e->c.generation == bmfredis_config_generation)
 	{
-		*epoch = tracking.epoch;
-		return true;
+		bool		main_pending;
+		bool		messages;
+
+		TransportPairPending(tracking.watch, &main_pending, &messages);
+		tracking.pending = messages;
+		if (!main_pending || !TransportPeerClosed(&e->c.t))
+		{
+			*epoch = tracking.epoch;
+			return true;
+		}
 	}
 	if (e->c.state == CONN_READY && TransportPeerClosed(&e->c.t))
 		PoolConnClose(&e->c);	/* a new connection, tracked anew */
@@ -860,6 +871,8 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 		return false;
 	}
 	tracking.main_connects = e->connects;
+	tracking.watch = TransportPairCreate(&e->c.t, &tracking.c.t);
+	tracking.pending = true;	/* look at least once */
 	tracking.on = true;
 	tracking.epoch++;
 	*epoch = tracking.epoch;
@@ -879,14 +892,19 @@ PoolTrackingEpoch(const RedisNode *node)
 }
 
 int
-PoolTrackingPoll(MemoryContext cxt, RedisReply **msg)
+PoolTrackingPoll(MemoryContext cxt, RedisReply **msg, bool look)
 {
 	RedisError	err;
 	int			rc;
 
 	if (!tracking.on || tracking.c.state != CONN_READY)
 		return -1;
+	/* nothing seen by PoolTrackingEnsure's poll, nothing parsed and waiting */
+	if (!look && !tracking.pending && !RespReaderBuffered(tracking.c.reader))
+		return 0;
 	rc = PoolConnTryReadOne(&tracking.c, cxt, msg, &err);
+	if (rc == 0)
+		tracking.pending = false;
 	if (rc < 0)
 	{
 		tracking_stop();

@@ -120,11 +120,12 @@ extern void PoolSubscriptionWakeOnLatch(RedisSubscription *sub);
  * session (a new one whenever anything tracked may have been lost).
  * PoolTrackingEpoch: the current session's epoch, 0 when there is none.
  * PoolTrackingPoll: one invalidation message if one has arrived, without
- * waiting (1), none (0), or tracking broken (-1, a new epoch follows).
+ * waiting (1), none (0), or tracking broken (-1, a new epoch follows);
+ * unless look, it trusts what PoolTrackingEnsure's poll() just saw.
  */
 extern bool PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err);
 extern uint64 PoolTrackingEpoch(const RedisNode *node);
-extern int	PoolTrackingPoll(MemoryContext cxt, RedisReply **msg);
+extern int	PoolTrackingPoll(MemoryContext cxt, RedisReply **msg, bool look);
 extern void PoolTrackingStop(void);
 
 #endif							/* BMFREDIS_POOL_H */

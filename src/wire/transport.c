@@ -884,6 +884,62 @@ TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 }
 
 /*
+ * Two connections watched together (the near-cache's tracked connection
+ * and the one its invalidations arrive on): an epoll set made once, so
+ * that asking whether anything arrived on either is one epoll_wait that
+ * does not wait, with nothing to set up per call.
+ */
+struct TransportPair
+{
+	WaitEventSet *wes;
+	RedisTransport *a;
+	RedisTransport *b;
+	int			a_pos;
+	int			b_pos;
+};
+
+TransportPair *
+TransportPairCreate(RedisTransport *a, RedisTransport *b)
+{
+	TransportPair *p = MemoryContextAllocZero(TopMemoryContext, sizeof(TransportPair));
+
+	p->a = a;
+	p->b = b;
+	p->wes = CreateWaitEventSet(TopMemoryContext, 2);
+	p->a_pos = AddWaitEventToSet(p->wes, WL_SOCKET_READABLE, a->sock, NULL, NULL);
+	p->b_pos = AddWaitEventToSet(p->wes, WL_SOCKET_READABLE, b->sock, NULL, NULL);
+	return p;
+}
+
+void
+TransportPairFree(TransportPair *p)
+{
+	if (p == NULL)
+		return;
+	FreeWaitEventSet(p->wes);
+	pfree(p);
+}
+
+void
+TransportPairPending(TransportPair *p, bool *a_pending, bool *b_pending)
+{
+	WaitEvent	ev[2];
+	int			n;
+	int			i;
+
+	*a_pending = p->a->ssl && SSL_pending(p->a->ssl) > 0;
+	*b_pending = p->b->ssl && SSL_pending(p->b->ssl) > 0;
+	n = WaitEventSetWait(p->wes, 0, ev, 2, PG_WAIT_EXTENSION);
+	for (i = 0; i < n; i++)
+	{
+		if (ev[i].pos == p->a_pos)
+			*a_pending = true;
+		else if (ev[i].pos == p->b_pos)
+			*b_pending = true;
+	}
+}
+
+/*
  * What has arrived, without waiting: bytes read, 0 when nothing is there,
  * -1 when the connection is gone.  Over TLS, a record that has begun to
  * arrive is read whole (within bmfredis.command_timeout).

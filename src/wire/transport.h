@@ -47,6 +47,11 @@ extern bool TransportConnect(RedisTransport *t, const RedisEndpoint *ep,
 							 TimestampTz deadline, RedisError *err);
 extern bool TransportWrite(RedisTransport *t, const char *buf, size_t len,
 						   TimestampTz deadline, RedisError *err);
+/* two connections watched together: is anything to read on either? */
+typedef struct TransportPair TransportPair;
+extern TransportPair *TransportPairCreate(RedisTransport *a, RedisTransport *b);
+extern void TransportPairFree(TransportPair *p);
+extern void TransportPairPending(TransportPair *p, bool *a_pending, bool *b_pending);
 extern ssize_t TransportTryRead(RedisTransport *t, char *buf, size_t cap,
 								RedisError *err);
 extern ssize_t TransportRead(RedisTransport *t, char *buf, size_t cap,

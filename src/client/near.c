@@ -183,8 +183,8 @@ apply_invalidation(const RedisReply *msg)
 
 /*
  * Apply what has arrived; false when tracking broke (everything dropped).
- * look: read the socket even if the last poll() saw nothing (after a
- * round trip, during which invalidations may have come).
+ * look: read the socket even if the last look (PoolTrackingEnsure's or
+ * PoolTrackingLook's epoll_wait) saw nothing there.
  */
 static bool
 drain(bool look)
@@ -382,31 +382,6 @@ drop_placeholder(const char *key, size_t len, uint64 seq)
 		remove_entry(e);
 }
 
-/* CLIENT CACHING yes: the next command's keys are tracked (OPTIN) */
-static void
-add_caching_yes(RedisBatch *b)
-{
-	RedisArgs	a;
-
-	RedisArgsInit(&a, 3);
-	RedisArgsAdd(&a, "CLIENT", 6);
-	RedisArgsAdd(&a, "CACHING", 7);
-	RedisArgsAdd(&a, "yes", 3);
-	RedisBatchAdd(b, &a);
-}
-
-/* After a tracked read: a refused CACHING means nothing was tracked. */
-static bool
-tracked(const RedisReply *caching)
-{
-	if (caching->type != RESP_ERROR)
-		return true;
-	PoolTrackingStop();
-	RedisNearForgetAll();
-	near.epoch = 0;
-	return false;
-}
-
 bool
 RedisNearGet(const char *key, size_t len, RedisReply **reply)
 {
@@ -431,9 +406,8 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 		return true;
 	}
 
-	/* a miss: GET and PTTL, tracked */
+	/* a miss: GET and PTTL (the connection tracks what it reads) */
 	RedisBatchInit(&b);
-	add_caching_yes(&b);
 	RedisArgsInit(&a, 2);
 	RedisArgsAdd(&a, "GET", 3);
 	RedisArgsAdd(&a, key, len);
@@ -449,12 +423,12 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 		*reply = NULL;
 		return true;			/* a miss, as the policy said */
 	}
-	(void) drain(true);
-	if (tracked(replies[0]))
-		keep(key, len, seq, epoch, replies[1], replies[2], now, node);
-	if (replies[1]->type == RESP_ERROR)
-		RedisRaiseReplyError(replies[1], "GET");
-	*reply = replies[1]->type == RESP_NIL ? NULL : replies[1];
+	PoolTrackingLook();
+	(void) drain(false);
+	keep(key, len, seq, epoch, replies[0], replies[1], now, node);
+	if (replies[0]->type == RESP_ERROR)
+		RedisRaiseReplyError(replies[0], "GET");
+	*reply = replies[0]->type == RESP_NIL ? NULL : replies[0];
 	return true;
 }
 
@@ -497,9 +471,8 @@ RedisNearMget(int n, const char *const *keys, const size_t *lens,
 	if (nmiss == 0)
 		return true;
 
-	/* the misses: one MGET, tracked, and their PTTLs */
+	/* the misses: one MGET and their PTTLs */
 	RedisBatchInit(&b);
-	add_caching_yes(&b);
 	RedisArgsInit(&a, nmiss + 1);
 	RedisArgsAdd(&a, "MGET", 4);
 	for (i = 0; i < nmiss; i++)
@@ -522,14 +495,14 @@ RedisNearMget(int n, const char *const *keys, const size_t *lens,
 		}
 		return true;			/* misses, as the policy said */
 	}
-	RedisExpectArray(r[1], nmiss, 0, "MGET");
-	(void) drain(true);
-	if (tracked(r[0]))
-		for (i = 0; i < nmiss; i++)
-			keep(keys[miss[i]], lens[miss[i]], seqs[miss[i]], epoch,
-				 r[1]->element[i], r[2 + i], now, node);
+	RedisExpectArray(r[0], nmiss, 0, "MGET");
+	PoolTrackingLook();
+	(void) drain(false);
 	for (i = 0; i < nmiss; i++)
-		replies[miss[i]] = r[1]->element[i]->type == RESP_NIL ? NULL : r[1]->element[i];
+		keep(keys[miss[i]], lens[miss[i]], seqs[miss[i]], epoch,
+			 r[0]->element[i], r[1 + i], now, node);
+	for (i = 0; i < nmiss; i++)
+		replies[miss[i]] = r[0]->element[i]->type == RESP_NIL ? NULL : r[0]->element[i];
 	return true;
 }
 

@@ -69,10 +69,12 @@ static PoolEntry *pool_find(const char *name);
 /*
  * Client-side caching (the near-cache): one connection subscribed to
  * __redis__:invalidate, to which Redis redirects the invalidations of the
- * keys the node's pooled connection read with CLIENT CACHING yes
- * (CLIENT TRACKING on REDIRECT <id> OPTIN: RESP2, which Debian's hiredis
- * reads).  epoch changes whenever what Redis tracks for us may have been
- * lost: either connection made again or broken, the node changed.
+ * keys the node's pooled connection reads (CLIENT TRACKING on REDIRECT
+ * <id>, default mode: RESP2, which Debian's hiredis reads; every read of
+ * that connection is tracked once the near-cache has been used, which
+ * spares each miss a CLIENT CACHING yes).  epoch changes whenever what
+ * Redis tracks for us may have been lost: either connection made again
+ * or broken, the node changed.
  */
 typedef struct PoolTracking
 {
@@ -815,8 +817,8 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	StringInfoData cmd;
 	RedisReply *reply;
 	char		id[24];
-	const char *argv[6];
-	size_t		lens[6];
+	const char *argv[5];
+	size_t		lens[5];
 	int			i;
 
 	/*
@@ -845,18 +847,17 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	if (!tracking_connect(node, err))
 		return false;
 
-	/* the pooled connection reports what it reads with CACHING yes to it */
+	/* the pooled connection reports what it reads to it */
 	snprintf(id, sizeof(id), INT64_FORMAT, tracking.client_id);
 	argv[0] = "CLIENT";
 	argv[1] = "TRACKING";
 	argv[2] = "on";
 	argv[3] = "REDIRECT";
 	argv[4] = id;
-	argv[5] = "OPTIN";
-	for (i = 0; i < 6; i++)
+	for (i = 0; i < 5; i++)
 		lens[i] = strlen(argv[i]);
 	initStringInfo(&cmd);
-	RespFormat(&cmd, 6, argv, lens);
+	RespFormat(&cmd, 5, argv, lens);
 	if (!PoolExec(node, &cmd, 1, POOL_IDEMPOTENT, 0, CurrentMemoryContext, &reply, err))
 	{
 		tracking_stop();
@@ -877,6 +878,17 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	tracking.epoch++;
 	*epoch = tracking.epoch;
 	return true;
+}
+
+void
+PoolTrackingLook(void)
+{
+	bool		main_pending;
+
+	if (tracking.on && tracking.watch)
+		TransportPairPending(tracking.watch, &main_pending, &tracking.pending);
+	else
+		tracking.pending = true;
 }
 
 uint64

@@ -115,8 +115,8 @@ extern void PoolSubscriptionWakeOnLatch(RedisSubscription *sub);
 
 /*
  * Client-side caching.  PoolTrackingEnsure: the node's pooled connection
- * tracks what it reads with CLIENT CACHING yes, and redirects the
- * invalidations to a connection of their own; *epoch names this tracking
+ * tracks what it reads, and redirects the invalidations to a connection
+ * of their own; *epoch names this tracking
  * session (a new one whenever anything tracked may have been lost).
  * PoolTrackingEpoch: the current session's epoch, 0 when there is none.
  * PoolTrackingPoll: one invalidation message if one has arrived, without
@@ -127,5 +127,7 @@ extern bool PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError 
 extern uint64 PoolTrackingEpoch(const RedisNode *node);
 extern int	PoolTrackingPoll(MemoryContext cxt, RedisReply **msg, bool look);
 extern void PoolTrackingStop(void);
+/* look (one epoll_wait) whether invalidations have arrived since */
+extern void PoolTrackingLook(void);
 
 #endif							/* BMFREDIS_POOL_H */

@@ -53,3 +53,83 @@ bench_near() {
 		"near-cache off" "$(printf '%s\n' "${r[@]}" | median)" "<= 1.1"
 	pin 0,1
 }
+
+# pgbench: one redis_cached product page per transaction over 10,000
+# watched products, 1% of them (100 rows) updated each second meanwhile,
+# near-cache on against off, and against memcache_get of the same pages;
+# then the stale count: a session with the near-cache on reads every page,
+# 100 products change, and it reads every page again: each must match the
+# table.
+near_pgbench_setup() {
+	psql -X -q -d bench >/dev/null <<'SQL'
+CREATE EXTENSION IF NOT EXISTS pgmemcache;
+DROP TABLE IF EXISTS near_products;
+CREATE TABLE near_products (id int PRIMARY KEY, title text, price numeric, version int NOT NULL DEFAULT 1);
+INSERT INTO near_products SELECT i, 'product ' || i, i % 100 + 0.99 FROM generate_series(1, 10000) i;
+SELECT redis_watch('near_products', 'near_product', ARRAY['npage:{id}']);
+SELECT count(memcache_set('npage:' || id, row_to_json(p)::text)) FROM near_products p;
+SQL
+	cat >"$BMF_WORK/near_cached.sql" <<'SQL'
+\set id random(1, 10000)
+SELECT redis_cached('npage:' || :id, '1 hour', 'SELECT title, price, version FROM near_products WHERE id = ' || :id);
+SQL
+	cat >"$BMF_WORK/near_memcache.sql" <<'SQL'
+\set id random(1, 10000)
+SELECT memcache_get('npage:' || :id);
+SQL
+}
+
+# 100 rows a second, until the file $1 goes away
+near_updater() {
+	while [ -e "$1" ]; do
+		psql -X -q -d bench -c "UPDATE near_products SET version = version + 1
+			WHERE id IN (SELECT 1 + (random() * 9999)::int FROM generate_series(1, 10))" >/dev/null 2>&1
+		sleep 0.1
+	done
+}
+
+near_tps() {
+	PGOPTIONS="-c bmfredis.near_cache=$3" pgbench -n -c "$2" -j "$2" -T "$4" -f "$1" bench 2>/dev/null |
+		sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1
+}
+
+bench_near_pgbench() {
+	local secs=$1 c i on off mc flag
+	local -A v_on v_off v_mc r_on r_mc
+	near_pgbench_setup
+	flag=$BMF_WORK/near_updating
+	touch "$flag"
+	near_updater "$flag" &
+	local upd=$!
+	for i in $(seq 1 "$BMF_BENCH_RUNS"); do
+		for c in 4 8; do
+			off=$(near_tps "$BMF_WORK/near_cached.sql" "$c" off "$secs")
+			on=$(near_tps "$BMF_WORK/near_cached.sql" "$c" on "$secs")
+			mc=$(near_tps "$BMF_WORK/near_memcache.sql" "$c" off "$secs")
+			v_on[$c]+="$on "; v_off[$c]+="$off "; v_mc[$c]+="$mc "
+			r_on[$c]+="$(ratio "$on" "$off") "; r_mc[$c]+="$(ratio "$on" "$mc") "
+		done
+	done
+	rm -f "$flag"
+	wait "$upd"
+	med() { tr ' ' '\n' <<<"$1" | grep . | median; }
+	for c in 4 8; do
+		record "pgbench $c clients, redis_cached page, near off" "$(med "${v_off[$c]}")" tps
+		record "pgbench $c clients, memcache_get of the page" "$(med "${v_mc[$c]}")" tps
+		record "pgbench $c clients, redis_cached page, near on" "$(med "${v_on[$c]}")" tps \
+			"near off, $c clients" "$(med "${r_on[$c]}")" ">= 3"
+		record "  the same, against memcache_get" "" "" "memcache_get, $c clients" "$(med "${r_mc[$c]}")"
+	done
+	# the stale count, after the updates
+	local stale
+	stale=$(psql -X -q -At -d bench <<'SQL' | tail -1
+SET bmfredis.near_cache = on;
+SELECT count(redis_cached('npage:' || id, '1 hour', 'SELECT title, price, version FROM near_products WHERE id = ' || id)) FROM near_products \gset
+\! psql -X -q -d bench -c "UPDATE near_products SET version = version + 1 WHERE id % 100 = 7"
+SELECT count(*) FROM near_products p
+ WHERE (redis_cached('npage:' || id, '1 hour', 'SELECT title, price, version FROM near_products WHERE id = ' || id)->0->>'version')::int
+       IS DISTINCT FROM p.version;
+SQL
+)
+	record "stale pages after 100 updates, near-cache on" "$stale" pages "" "" "0"
+}

@@ -105,6 +105,16 @@ q "SELECT redis_cache_set('product:' || i, 'title ' || i) FROM generate_series(1
 redis-cli -p "$mport" WAIT 1 2000 >/dev/null
 is "the replica has the cached rows" "$(redis-cli -p "$rport" GET bmfredis:product:7)" "title 7"
 
+# a session with the near-cache holds product:15 across the failover
+psql -X -q -A -t -d "$BMF_DB" >"$BMF_WORK/near-failover.out" 2>&1 <<SQL &
+SET bmfredis.near_cache = on;
+SELECT redis_cache_get('product:15');
+\\! while [ ! -e "$BMF_WORK/near-go" ]; do sleep 0.1; done
+SELECT redis_cache_get('product:15');
+SQL
+nearpid=$!
+sleep 0.5
+
 # the master dies; changes keep committing
 "$BMF_REDISCTL" -n sm kill
 start=$(ms_now)
@@ -122,6 +132,12 @@ done
 is "invalidations committed while the master was dead reach the promoted node" \
 	"$(redis-cli -p "$rport" EXISTS bmfredis:product:1 bmfredis:product:5 bmfredis:product:10)" "0"
 is "  and untouched rows stay cached" "$(redis-cli -p "$rport" GET bmfredis:product:15)" "title 15"
+redis-cli -p "$rport" SET bmfredis:product:15 "changed on the new master" >/dev/null
+touch "$BMF_WORK/near-go"
+wait $nearpid
+is "a near-cache copy made on the old master is not served after the failover" \
+	"$(cat "$BMF_WORK/near-failover.out")" "title 15
+changed on the new master"
 out=$(q "SELECT redis_cache_get('product:3') IS NULL; SELECT redis_cache_set('after', 'on the new master');
 SELECT node FROM redis_connections();")
 is "a backend reconnects to the promoted node" "$out" "t

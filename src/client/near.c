@@ -281,10 +281,10 @@ keep(const char *key, size_t len, uint64 seq, uint64 epoch,
 	}
 	if (near.epoch != epoch || PoolTrackingEpoch(node) != epoch ||
 		(value->type != RESP_STRING && value->type != RESP_NIL) ||
-		pttl->type != RESP_INTEGER ||
+		pttl->type != RESP_INTEGER || pttl->integer == 0 || pttl->integer < -2 ||
 		(value->type == RESP_STRING && pttl->integer == -2))
 	{
-		/* tracking changed under the read, or the key expired meanwhile */
+		/* tracking changed under the read, or the key expires (or expired) now */
 		near.stats.rejections++;
 		remove_entry(e);
 		return;

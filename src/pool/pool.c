@@ -844,8 +844,19 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	}
 	if (e->c.state == CONN_READY && TransportPeerClosed(&e->c.t))
 		PoolConnClose(&e->c);	/* a new connection, tracked anew */
-	if (!tracking_connect(node, err))
+
+	/* a node backing off is not tried here either: fail fast */
+	if (e->down_until > GetCurrentTimestamp())
+	{
+		down_error(e, node->ep.name, GetCurrentTimestamp(), err);
 		return false;
+	}
+	if (!tracking_connect(node, err))
+	{
+		e->last_used = GetCurrentTimestamp();
+		mark_failure(e, err);
+		return false;
+	}
 
 	/* the pooled connection reports what it reads to it */
 	snprintf(id, sizeof(id), INT64_FORMAT, tracking.client_id);

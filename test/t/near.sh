@@ -143,3 +143,21 @@ t
 100
 "uno"'
 is "  (the 100 hits sent no GET)" "$(( $(cat "$BMF_WORK/g1") - $(cat "$BMF_WORK/g0") ))" "0"
+
+# Redis gone: reads fail fast (the node's backoff holds for the tracking
+# connection too), and after it restarts (empty) no copy of before is served
+$R cli SET nr:gone g >/dev/null
+start=$(ms_now)
+out=$(near "SET bmfredis.on_error = 'ignore';
+SELECT redis_cache_get('gone');
+\\! $R stop
+SELECT count(redis_cache_get('gone' || g)) FROM generate_series(1, 50) g;
+\\! $R start
+SELECT pg_sleep(0.3);
+SELECT redis_cache_get('gone') IS NULL;")
+took=$(( $(ms_now) - start ))
+is "with Redis stopped, 50 reads that miss answer NULL; restarted empty, the old copy is not served" "$out" "g
+0
+
+t"
+check "  quickly ($took ms, connect_timeout is 2 s)" [ "$took" -lt 3000 ]

@@ -161,3 +161,11 @@ is "with Redis stopped, 50 reads that miss answer NULL; restarted empty, the old
 
 t"
 check "  quickly ($took ms, connect_timeout is 2 s)" [ "$took" -lt 3000 ]
+
+q "INSERT INTO pages VALUES (2, 'two')" >/dev/null
+$R cli SET nr:page:2 '"cached two"' >/dev/null
+out=$(near "SELECT redis_cache_get('page:2');
+UPDATE pages SET title = 'deux' WHERE id = 2;
+SELECT redis_cache_get('page:2') IS NULL;")
+is "this backend's own UPDATE of a watched row drops its copy at COMMIT" "$out" '"cached two"
+t'

@@ -12,7 +12,7 @@ PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for Postgr
 
 # One regression suite per feature; they need a running Redis (test/run
 # starts one and points the server's bmfredis.* settings at it).
-REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats locks cached
+REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats locks cached near_cache
 REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
 
 # Concurrency specs, in test/isolation/specs (run by test/run, and by

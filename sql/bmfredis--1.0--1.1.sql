@@ -706,6 +706,8 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION bmfredis.check_capabilities(regrole, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION bmfredis.check_capabilities(regrole, text[]) IS
+'Checks a redis_grant/redis_revoke call: known capability names, and that the caller owns the extension';
 
 CREATE FUNCTION redis_grant(role regrole, VARIADIC capabilities text[])
 RETURNS text[]

@@ -461,7 +461,8 @@ PoolConnAlive(Conn *e)
 
 /*
  * One reply, whenever it comes (a subscription's next message): 1 with
- * *msg set; 0 when none came by the deadline; -1 on a failure.
+ * *msg set; 0 when none came by the deadline; -1 on a failure.  A
+ * deadline of 0 does not wait at all: only what has already arrived.
  */
 int
 PoolConnReadOne(Conn *c, TimestampTz deadline, MemoryContext cxt,
@@ -479,35 +480,21 @@ PoolConnReadOne(Conn *c, TimestampTz deadline, MemoryContext cxt,
 			return -1;
 		if (rc > 0)
 			return 1;
-		n = TransportRead(&c->t, read_buffer, sizeof(read_buffer),
-						  wait_first, deadline, err);
-		wait_first = false;
-		if (n < 0)
-			return err->status == RS_TIMEOUT ? 0 : -1;
-		if (!RespReaderFeed(c->reader, read_buffer, n, err))
-			return -1;
-	}
-}
-
-int
-PoolConnTryReadOne(Conn *c, MemoryContext cxt, RedisReply **msg, RedisError *err)
-{
-	for (;;)
-	{
-		int			rc;
-		ssize_t		n;
-
-		rc = RespReaderGet(c->reader, cxt, bmf_max_value_size, msg, err);
-		if (rc < 0)
-			return -1;
-		if (rc > 0)
-			return 1;
-		n = TransportTryRead(&c->t, read_buffer, sizeof(read_buffer), err);
-		if (n == 0)
-			return 0;
-		if (n < 0)
-			return -1;
-		if (!RespReaderFeed(c->reader, read_buffer, n, err))
+		if (deadline == 0)
+		{
+			n = TransportTryRead(&c->t, read_buffer, sizeof(read_buffer), err);
+			if (n == 0)
+				return 0;
+		}
+		else
+		{
+			n = TransportRead(&c->t, read_buffer, sizeof(read_buffer),
+							  wait_first, deadline, err);
+			wait_first = false;
+			if (n < 0 && err->status == RS_TIMEOUT)
+				return 0;
+		}
+		if (n < 0 || !RespReaderFeed(c->reader, read_buffer, n, err))
 			return -1;
 	}
 }

@@ -51,12 +51,10 @@ extern bool PoolConnExchangeOnce(Conn *c, const RedisEndpoint *ep,
 								 const StringInfoData *cmds, int ncmds,
 								 TimestampTz deadline, RedisReply **replies,
 								 RedisError *err);
-/* one reply whenever it comes: 1 *msg set, 0 none by the deadline, -1 failure */
+/* one reply whenever it comes: 1 *msg set, 0 none by the deadline (0: do
+ * not wait), -1 failure */
 extern int	PoolConnReadOne(Conn *c, TimestampTz deadline, MemoryContext cxt,
 							RedisReply **msg, RedisError *err);
-/* a reply already arrived, without waiting: 1 *msg set, 0 none, -1 failure */
-extern int	PoolConnTryReadOne(Conn *c, MemoryContext cxt, RedisReply **msg,
-							   RedisError *err);
 /* is an idle connection still alive (PING)?  closes it when not */
 extern bool PoolConnAlive(Conn *c);
 /* AUTH [username] password into buf, if there is a password */

@@ -925,7 +925,7 @@ PoolTrackingPoll(MemoryContext cxt, RedisReply **msg, bool look)
 	/* nothing seen by PoolTrackingEnsure's poll, nothing parsed and waiting */
 	if (!look && !tracking.pending && !RespReaderBuffered(tracking.c.reader))
 		return 0;
-	rc = PoolConnTryReadOne(&tracking.c, cxt, msg, &err);
+	rc = PoolConnReadOne(&tracking.c, 0, cxt, msg, &err);
 	if (rc == 0)
 		tracking.pending = false;
 	if (rc < 0)

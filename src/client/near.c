@@ -19,8 +19,12 @@
  * at once, without waiting for Redis to say so.
  *
  * What is kept is bounded by bmfredis.near_cache_size (least recently
- * used values go first).  Only the node of this backend's calls, outside
- * cluster mode, and keys shorter than NEAR_KEY_MAX.
+ * used values go first), and only keys shorter than NEAR_KEY_MAX.
+ *
+ * In cluster mode each master a key is read from is tracked on its own
+ * (an entry belongs to its node's session), a MOVED or ASK drops what
+ * that node gave, and missing keys are not kept: a slot handed over
+ * while empty sends no invalidation of the keys it may hold later.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,11 +37,14 @@
 
 #include "base/guc.h"
 #include "base/stats.h"
+#include "base/wait.h"
 #include "client/client.h"
+#include "client/cluster.h"
 #include "client/internal.h"
 #include "pool/pool.h"
 
 #define NEAR_KEY_MAX 256
+#define NEAR_NODES_MAX 16		/* as many as the pool tracks */
 
 typedef enum NearState
 {
@@ -53,6 +60,7 @@ typedef struct NearEntry
 	char	   *value;			/* NUL-terminated copy */
 	size_t		len;
 	TimestampTz expires;
+	uint64		epoch;			/* the tracking session it was read under */
 	uint64		seq;			/* of the read that made the placeholder */
 	dlist_node	lru;			/* VALID entries, most recent first */
 } NearEntry;
@@ -63,9 +71,14 @@ static struct
 	HTAB	   *hash;
 	dlist_head	lru;
 	size_t		bytes;
-	uint64		epoch;			/* tracking session the entries belong to */
 	uint64		seq;
-	char		node[POOL_NAME_LEN];
+	char		node[POOL_NAME_LEN];	/* of this backend's calls */
+	int			nsessions;
+	struct
+	{
+		char		name[POOL_NAME_LEN];
+		uint64		epoch;		/* the entries of this node are in it */
+	}			sessions[NEAR_NODES_MAX];
 	MemoryContext msgcxt;
 	RedisNearStats stats;
 }			near;
@@ -132,6 +145,27 @@ RedisNearForgetAll(void)
 	dlist_init(&near.lru);
 }
 
+/* Drop what one node's tracking session gave (all of it outside a cluster) */
+static void
+forget_epoch(uint64 epoch, bool cluster)
+{
+	HASH_SEQ_STATUS seq;
+	NearEntry  *e;
+
+	if (near.hash == NULL)
+		return;
+	if (!cluster)
+	{
+		RedisNearForgetAll();
+		return;
+	}
+	near.stats.full_flushes++;
+	hash_seq_init(&seq, near.hash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->epoch == epoch)
+			remove_entry(e);	/* dynahash allows removing the current one */
+}
+
 static NearEntry *
 find(const char *key, size_t len)
 {
@@ -181,24 +215,42 @@ apply_invalidation(const RedisReply *msg)
 			RedisNearForget(keys->element[i]->str, keys->element[i]->len);
 }
 
+/* The session near knows for a node: what its entries were read under */
+static int
+session_of(const char *name)
+{
+	int			i;
+
+	for (i = 0; i < near.nsessions; i++)
+		if (strcmp(near.sessions[i].name, name) == 0)
+			return i;
+	if (near.nsessions == NEAR_NODES_MAX)
+		return -1;
+	strlcpy(near.sessions[i].name, name, sizeof(near.sessions[i].name));
+	near.sessions[i].epoch = 0;
+	return near.nsessions++;
+}
+
 /*
- * Apply what has arrived; false when tracking broke (everything dropped).
- * look: read the socket even if the last look (PoolTrackingEnsure's or
- * PoolTrackingLook's epoll_wait) saw nothing there.
+ * Apply what the node's tracking connection has for us; false when
+ * tracking broke (what the node gave dropped).  look: read the socket
+ * even if the last look (PoolTrackingEnsure's or PoolTrackingLook's
+ * epoll_wait) saw nothing there.
  */
 static bool
-drain(bool look)
+drain(const RedisNode *node, int s, bool cluster, bool look)
 {
 	RedisReply *msg;
 	int			rc;
 	bool		ok = true;
 
-	while ((rc = PoolTrackingPoll(near.msgcxt, &msg, look)) > 0)
+	while ((rc = PoolTrackingPoll(node, near.msgcxt, &msg, look)) > 0)
 		apply_invalidation(msg);
 	if (rc < 0)
 	{
-		RedisNearForgetAll();
-		near.epoch = 0;
+		if (near.sessions[s].epoch != 0)
+			forget_epoch(near.sessions[s].epoch, cluster);
+		near.sessions[s].epoch = 0;
 		ok = false;
 	}
 	MemoryContextReset(near.msgcxt);
@@ -269,7 +321,7 @@ as_reply(const NearEntry *e)
 static void
 keep(const char *key, size_t len, uint64 seq, uint64 epoch,
 	 const RedisReply *value, const RedisReply *pttl, TimestampTz sent,
-	 const RedisNode *node)
+	 const RedisNode *node, bool cluster)
 {
 	NearEntry  *e = find(key, len);
 	int64		ttl_ms;
@@ -279,7 +331,7 @@ keep(const char *key, size_t len, uint64 seq, uint64 epoch,
 		near.stats.rejections++;
 		return;
 	}
-	if (near.epoch != epoch || PoolTrackingEpoch(node) != epoch ||
+	if (e->epoch != epoch || PoolTrackingEpoch(node) != epoch ||
 		(value->type != RESP_STRING && value->type != RESP_NIL) ||
 		pttl->type != RESP_INTEGER || pttl->integer == 0 || pttl->integer < -2 ||
 		(value->type == RESP_STRING && pttl->integer == -2))
@@ -287,6 +339,11 @@ keep(const char *key, size_t len, uint64 seq, uint64 epoch,
 		/* tracking changed under the read, or the key expires (or expired) now */
 		near.stats.rejections++;
 		remove_entry(e);
+		return;
+	}
+	if (value->type == RESP_NIL && cluster)
+	{
+		remove_entry(e);		/* see the top of the file */
 		return;
 	}
 	ttl_ms = bmf_near_cache_max_age;
@@ -311,41 +368,78 @@ keep(const char *key, size_t len, uint64 seq, uint64 epoch,
 }
 
 /*
- * Ready to serve from memory: the caller's node, in the current tracking
- * session, with what has arrived applied.  NULL when the near-cache cannot
- * take the read (cluster mode, tracking refused or broken just now).
+ * The node of this backend's calls (the seed in cluster mode, its slot map
+ * known), or NULL when the near-cache cannot take the read.  A new node
+ * (bmfredis.host changed, a Sentinel failover) starts from nothing.
  */
 static const RedisNode *
-begin(uint64 *epoch)
+caller(void)
 {
 	const RedisNode *node = RedisCallerNode();
 	RedisError	err;
 
-	if (node->cluster)
-		return NULL;
 	if (strcmp(node->ep.name, near.node) != 0)
 	{
-		RedisNearForgetAll();
+		RedisNearDisconnect();
 		strlcpy(near.node, node->ep.name, sizeof(near.node));
 	}
-	if (!PoolTrackingEnsure(node, epoch, &err))
+	if (RedisNodeIsCluster(node) &&
+		!RedisClusterEnsureMap(node, BmfDeadline(bmf_command_timeout), &err))
 		return NULL;			/* the ordinary read reports what failed */
-	ensure_hash();
-	if (*epoch != near.epoch)
-	{
-		RedisNearForgetAll();
-		ensure_hash();
-		near.epoch = *epoch;
-	}
-	if (!drain(false))
-		return NULL;
-	ensure_hash();				/* a FLUSHALL may have dropped it */
 	return node;
+}
+
+/* The node that serves key: the caller's, or in a cluster its slot's. */
+static const RedisNode *
+key_node(const RedisNode *caller_node, const char *key, size_t len)
+{
+	if (!RedisNodeIsCluster(caller_node))
+		return caller_node;
+	return RedisClusterNodeForSlot(RedisKeySlot(key, len));
+}
+
+/*
+ * Ready to serve node's keys from memory: its tracking session current,
+ * what it has sent applied.  false when the near-cache cannot take the
+ * read (tracking refused or broken just now).
+ */
+static bool
+begin(const RedisNode *node, bool cluster, uint64 *epoch)
+{
+	RedisError	err;
+	int			s;
+
+	if (!PoolTrackingEnsure(node, epoch, &err))
+		return false;			/* the ordinary read reports what failed */
+	ensure_hash();
+	if ((s = session_of(node->ep.name)) < 0)
+		return false;
+	if (near.sessions[s].epoch != *epoch)
+	{
+		if (near.sessions[s].epoch != 0)
+			forget_epoch(near.sessions[s].epoch, cluster);
+		near.sessions[s].epoch = *epoch;
+	}
+	if (!drain(node, s, cluster, false))
+		return false;
+	ensure_hash();				/* a FLUSHALL may have dropped it */
+	return true;
+}
+
+/* After the read's reply: what the node sent meanwhile, applied */
+static void
+settle(const RedisNode *node, bool cluster)
+{
+	int			s = session_of(node->ep.name);
+
+	PoolTrackingLook(node);
+	if (s >= 0)
+		(void) drain(node, s, cluster, false);
 }
 
 /* A hit's entry, or NULL after leaving a placeholder (*seq) for the read. */
 static NearEntry *
-lookup(const char *key, size_t len, TimestampTz now, uint64 *seq)
+lookup(const char *key, size_t len, TimestampTz now, uint64 epoch, uint64 *seq)
 {
 	NearEntry  *e = find(key, len);
 	char		k[NEAR_KEY_MAX];
@@ -353,13 +447,14 @@ lookup(const char *key, size_t len, TimestampTz now, uint64 *seq)
 
 	if (e && e->state == NEAR_VALID)
 	{
-		if (now < e->expires)
+		if (now < e->expires && e->epoch == epoch)
 		{
 			dlist_move_head(&near.lru, &e->lru);
 			near.stats.hits++;
 			return e;
 		}
-		near.stats.evictions_lifetime++;
+		if (e->epoch == epoch)
+			near.stats.evictions_lifetime++;
 		remove_entry(e);
 	}
 	memset(k, 0, sizeof(k));
@@ -368,6 +463,7 @@ lookup(const char *key, size_t len, TimestampTz now, uint64 *seq)
 	/* found: another read's placeholder, left by an error; this one wins */
 	e->state = NEAR_FETCHING;
 	e->value = NULL;
+	e->epoch = epoch;
 	e->seq = *seq = ++near.seq;
 	near.stats.misses++;
 	return NULL;
@@ -382,40 +478,86 @@ drop_placeholder(const char *key, size_t len, uint64 seq)
 		remove_entry(e);
 }
 
+/* A cluster's redirect: the slot is elsewhere now; drop what node gave */
+static bool
+redirected(const RedisReply *r, uint64 epoch)
+{
+	if (r->type != RESP_ERROR ||
+		!(RespErrorIs(r, "MOVED") || RespErrorIs(r, "ASK")))
+		return false;
+	RedisClusterMapStale();
+	forget_epoch(epoch, true);
+	return true;
+}
+
+/*
+ * GET and PTTL of each key (pairs), or MGET and the PTTLs: one batch, for
+ * one node.  A cluster node refuses MGET across slots: pairs there.
+ */
+static void
+fetch_batch(RedisBatch *b, bool pairs, int n, const int *which,
+			const char *const *keys, const size_t *lens)
+{
+	RedisArgs	a;
+	int			i;
+
+	RedisBatchInit(b);
+	if (!pairs)
+	{
+		RedisArgsInit(&a, n + 1);
+		RedisArgsAdd(&a, "MGET", 4);
+		for (i = 0; i < n; i++)
+			RedisArgsAdd(&a, keys[which[i]], lens[which[i]]);
+		RedisBatchAdd(b, &a);
+	}
+	for (i = 0; i < n; i++)
+	{
+		if (pairs)
+		{
+			RedisArgsInit(&a, 2);
+			RedisArgsAdd(&a, "GET", 3);
+			RedisArgsAdd(&a, keys[which[i]], lens[which[i]]);
+			RedisBatchAdd(b, &a);
+		}
+		RedisArgsInit(&a, 2);
+		RedisArgsAdd(&a, "PTTL", 4);
+		RedisArgsAdd(&a, keys[which[i]], lens[which[i]]);
+		RedisBatchAdd(b, &a);
+	}
+}
+
 bool
 RedisNearGet(const char *key, size_t len, RedisReply **reply)
 {
+	const RedisNode *cnode;
 	const RedisNode *node;
+	bool		cluster;
 	RedisError	err;
 	uint64		epoch;
 	NearEntry  *e;
 	TimestampTz now;
 	RedisBatch	b;
-	RedisArgs	a;
 	RedisReply **replies;
 	uint64		seq;
+	int			only = 0;
 
 	if (len >= NEAR_KEY_MAX || !prefix_allowed(key, len))
 		return false;
-	if ((node = begin(&epoch)) == NULL)
+	if ((cnode = caller()) == NULL)
+		return false;
+	cluster = RedisNodeIsCluster(cnode);
+	node = key_node(cnode, key, len);
+	if (!begin(node, cluster, &epoch))
 		return false;
 	now = GetCurrentTimestamp();
-	if ((e = lookup(key, len, now, &seq)) != NULL)
+	if ((e = lookup(key, len, now, epoch, &seq)) != NULL)
 	{
 		*reply = as_reply(e);
 		return true;
 	}
 
 	/* a miss: GET and PTTL (the connection tracks what it reads) */
-	RedisBatchInit(&b);
-	RedisArgsInit(&a, 2);
-	RedisArgsAdd(&a, "GET", 3);
-	RedisArgsAdd(&a, key, len);
-	RedisBatchAdd(&b, &a);
-	RedisArgsInit(&a, 2);
-	RedisArgsAdd(&a, "PTTL", 4);
-	RedisArgsAdd(&a, key, len);
-	RedisBatchAdd(&b, &a);
+	fetch_batch(&b, true, 1, &only, &key, &len);
 	replies = RedisPipelineNode(node, REDIS_READ, REDIS_IDEMPOTENT, &b, 0, &err);
 	if (replies == NULL)
 	{
@@ -423,12 +565,57 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 		*reply = NULL;
 		return true;			/* a miss, as the policy said */
 	}
-	PoolTrackingLook();
-	(void) drain(false);
-	keep(key, len, seq, epoch, replies[0], replies[1], now, node);
+	if (cluster && redirected(replies[0], epoch))
+		return false;			/* read through the cluster's routing */
+	settle(node, cluster);
+	keep(key, len, seq, epoch, replies[0], replies[1], now, node, cluster);
 	if (replies[0]->type == RESP_ERROR)
 		RedisRaiseReplyError(replies[0], "GET");
 	*reply = replies[0]->type == RESP_NIL ? NULL : replies[0];
+	return true;
+}
+
+/*
+ * The misses which[0..n) of one node, read in one round trip, kept and
+ * answered; false after a redirect (the caller reads them all as usual).
+ */
+static bool
+fetch_misses(const RedisNode *node, bool cluster, uint64 epoch, int n,
+			 const int *which, const char *const *keys, const size_t *lens,
+			 const uint64 *seqs, TimestampTz now, RedisReply **replies)
+{
+	RedisError	err;
+	RedisBatch	b;
+	RedisReply **r;
+	int			i;
+
+	fetch_batch(&b, cluster, n, which, keys, lens);
+	r = RedisPipelineNode(node, REDIS_READ, REDIS_IDEMPOTENT, &b, 0, &err);
+	if (r == NULL)
+	{
+		for (i = 0; i < n; i++)
+		{
+			drop_placeholder(keys[which[i]], lens[which[i]], seqs[which[i]]);
+			replies[which[i]] = NULL;
+		}
+		return true;			/* misses, as the policy said */
+	}
+	for (i = 0; cluster && i < n; i++)
+		if (redirected(r[2 * i], epoch))
+			return false;
+	if (!cluster)
+		RedisExpectArray(r[0], n, 0, "MGET");
+	settle(node, cluster);
+	for (i = 0; i < n; i++)
+	{
+		/* MGET answers nil for a key of another type; so does this */
+		RedisReply *v = cluster ? r[2 * i] : r[0]->element[i];
+		RedisReply *pttl = cluster ? r[2 * i + 1] : r[1 + i];
+
+		keep(keys[which[i]], lens[which[i]], seqs[which[i]], epoch, v, pttl, now,
+			 node, cluster);
+		replies[which[i]] = v->type == RESP_STRING ? v : NULL;
+	}
 	return true;
 }
 
@@ -436,73 +623,69 @@ bool
 RedisNearMget(int n, const char *const *keys, const size_t *lens,
 			  RedisReply **replies)
 {
-	const RedisNode *node;
-	RedisError	err;
-	uint64		epoch;
+	const RedisNode *cnode;
+	const RedisNode **nodes = palloc(sizeof(RedisNode *) * n);
+	const RedisNode **distinct = palloc(sizeof(RedisNode *) * n);
+	uint64	   *epochs = palloc(sizeof(uint64) * n);
+	uint64	   *seqs = palloc0(sizeof(uint64) * n);	/* 0: no placeholder */
+	int		   *which = palloc(sizeof(int) * n);
+	bool		cluster;
 	TimestampTz now;
-	uint64	   *seqs = palloc(sizeof(uint64) * n);
-	int		   *miss = palloc(sizeof(int) * n);
-	int			nmiss = 0;
-	RedisBatch	b;
-	RedisArgs	a;
-	RedisReply **r;
+	int			ndistinct = 0;
 	int			i;
+	int			d;
 
 	for (i = 0; i < n; i++)
 		if (lens[i] >= NEAR_KEY_MAX || !prefix_allowed(keys[i], lens[i]))
 			return false;
-	if ((node = begin(&epoch)) == NULL)
+	if ((cnode = caller()) == NULL)
 		return false;
-	now = GetCurrentTimestamp();
+	cluster = RedisNodeIsCluster(cnode);
+
+	/* every node ready (its invalidations applied) before any lookup */
 	for (i = 0; i < n; i++)
 	{
-		NearEntry  *e = lookup(keys[i], lens[i], now, &seqs[i]);
-
-		if (e)
+		nodes[i] = key_node(cnode, keys[i], lens[i]);
+		for (d = 0; d < ndistinct && distinct[d] != nodes[i]; d++)
+			;
+		if (d == ndistinct)
 		{
-			/* a copy: keeping the misses below may evict this entry */
-			replies[i] = e->nil ? NULL : as_reply(e);
-			if (replies[i])
-				replies[i]->str = pnstrdup(e->value, e->len);
+			if (!begin(nodes[i], cluster, &epochs[d]))
+				return false;
+			distinct[ndistinct++] = nodes[i];
 		}
-		else
-			miss[nmiss++] = i;
 	}
-	if (nmiss == 0)
-		return true;
+	now = GetCurrentTimestamp();
+	for (d = 0; d < ndistinct; d++)
+	{
+		int			m = 0;
 
-	/* the misses: one MGET and their PTTLs */
-	RedisBatchInit(&b);
-	RedisArgsInit(&a, nmiss + 1);
-	RedisArgsAdd(&a, "MGET", 4);
-	for (i = 0; i < nmiss; i++)
-		RedisArgsAdd(&a, keys[miss[i]], lens[miss[i]]);
-	RedisBatchAdd(&b, &a);
-	for (i = 0; i < nmiss; i++)
-	{
-		RedisArgsInit(&a, 2);
-		RedisArgsAdd(&a, "PTTL", 4);
-		RedisArgsAdd(&a, keys[miss[i]], lens[miss[i]]);
-		RedisBatchAdd(&b, &a);
-	}
-	r = RedisPipelineNode(node, REDIS_READ, REDIS_IDEMPOTENT, &b, 0, &err);
-	if (r == NULL)
-	{
-		for (i = 0; i < nmiss; i++)
+		for (i = 0; i < n; i++)
 		{
-			drop_placeholder(keys[miss[i]], lens[miss[i]], seqs[miss[i]]);
-			replies[miss[i]] = NULL;
+			NearEntry  *e;
+
+			if (nodes[i] != distinct[d])
+				continue;
+			e = lookup(keys[i], lens[i], now, epochs[d], &seqs[i]);
+			if (e == NULL)
+				which[m++] = i;
+			else
+			{
+				/* a copy: keeping the misses below may evict this entry */
+				replies[i] = e->nil ? NULL : as_reply(e);
+				if (replies[i])
+					replies[i]->str = pnstrdup(e->value, e->len);
+			}
 		}
-		return true;			/* misses, as the policy said */
+		if (m > 0 && !fetch_misses(distinct[d], cluster, epochs[d], m, which,
+								   keys, lens, seqs, now, replies))
+		{
+			for (i = 0; i < n; i++)
+				if (seqs[i] != 0)
+					drop_placeholder(keys[i], lens[i], seqs[i]);
+			return false;
+		}
 	}
-	RedisExpectArray(r[0], nmiss, 0, "MGET");
-	PoolTrackingLook();
-	(void) drain(false);
-	for (i = 0; i < nmiss; i++)
-		keep(keys[miss[i]], lens[miss[i]], seqs[miss[i]], epoch,
-			 r[0]->element[i], r[1 + i], now, node);
-	for (i = 0; i < nmiss; i++)
-		replies[miss[i]] = r[0]->element[i]->type == RESP_NIL ? NULL : r[0]->element[i];
 	return true;
 }
 
@@ -510,7 +693,7 @@ void
 RedisNearDisconnect(void)
 {
 	RedisNearForgetAll();
-	near.epoch = 0;
+	near.nsessions = 0;
 	PoolTrackingStop();
 }
 

@@ -67,22 +67,26 @@ static bool exit_hook_registered = false;
 static PoolEntry *pool_find(const char *name);
 
 /*
- * Client-side caching (the near-cache): one connection subscribed to
- * __redis__:invalidate, to which Redis redirects the invalidations of the
- * keys the node's pooled connection reads (CLIENT TRACKING on REDIRECT
- * <id>, default mode: RESP2, which Debian's hiredis reads; every read of
- * that connection is tracked once the near-cache has been used, which
- * spares each miss a CLIENT CACHING yes).  epoch changes whenever what
- * Redis tracks for us may have been lost: either connection made again
- * or broken, the node changed.
+ * Client-side caching (the near-cache): per node, one connection
+ * subscribed to __redis__:invalidate, to which Redis redirects the
+ * invalidations of the keys the node's pooled connection reads (CLIENT
+ * TRACKING on REDIRECT <id>, default mode: RESP2, which Debian's hiredis
+ * reads; every read of that connection is tracked once the near-cache has
+ * been used, which spares each miss a CLIENT CACHING yes).  One node
+ * outside cluster mode, each master read from in it.  epoch names a
+ * tracking session, unique across the nodes: a new one whenever what
+ * Redis tracks for us may have been lost (either connection made again or
+ * broken).
  */
+#define POOL_TRACKING_MAX 16
+
 typedef struct PoolTracking
 {
 	Conn		c;
 	char		name[POOL_NAME_LEN];	/* the node whose entry is tracked */
 	int64		client_id;		/* of c, the redirect target */
 	uint64		main_connects;	/* the entry's connects when tracking began */
-	uint64		epoch;
+	uint64		epoch;			/* 0 while off */
 	bool		on;
 	bool		inited;			/* c initialized (a zeroed Conn holds fd 0) */
 	bool		pending;		/* the last look saw invalidations waiting */
@@ -90,18 +94,46 @@ typedef struct PoolTracking
 	int64		messages;
 } PoolTracking;
 
-static PoolTracking tracking;
+static PoolTracking trackings[POOL_TRACKING_MAX];
+static int	ntrackings = 0;
+static uint64 last_epoch = 0;
 
 static void
-tracking_stop(void)
+tracking_stop(PoolTracking *t)
 {
-	if (!tracking.inited)
+	if (!t->inited)
 		return;
-	TransportPairFree(tracking.watch);
-	tracking.watch = NULL;
-	PoolConnClose(&tracking.c);
-	tracking.on = false;
-	tracking.epoch++;
+	TransportPairFree(t->watch);
+	t->watch = NULL;
+	PoolConnClose(&t->c);
+	t->on = false;
+	t->epoch = 0;
+}
+
+/* The node's tracking, or a free one for it when make (NULL: none free). */
+static PoolTracking *
+tracking_find(const char *name, bool make)
+{
+	PoolTracking *free_one = NULL;
+	int			i;
+
+	for (i = 0; i < ntrackings; i++)
+	{
+		if (strcmp(trackings[i].name, name) == 0)
+			return &trackings[i];
+		if (!trackings[i].on && free_one == NULL)
+			free_one = &trackings[i];
+	}
+	if (!make)
+		return NULL;
+	if (free_one == NULL && ntrackings < POOL_TRACKING_MAX)
+		free_one = &trackings[ntrackings++];
+	if (free_one)
+	{
+		tracking_stop(free_one);
+		strlcpy(free_one->name, name, sizeof(free_one->name));
+	}
+	return free_one;
 }
 
 void
@@ -478,6 +510,7 @@ PoolDisconnectAll(void)
 	HASH_SEQ_STATUS seq;
 	PoolEntry  *e;
 	int			n = 0;
+	int			i;
 
 	if (pool == NULL)
 		return 0;
@@ -489,9 +522,12 @@ PoolDisconnectAll(void)
 		PoolConnClose(&e->c);
 		e->unread = 0;
 	}
-	if (tracking.inited && TransportIsOpen(&tracking.c.t))
-		n++;
-	tracking_stop();
+	for (i = 0; i < ntrackings; i++)
+	{
+		if (trackings[i].inited && TransportIsOpen(&trackings[i].c.t))
+			n++;
+		tracking_stop(&trackings[i]);
+	}
 	return n;
 }
 
@@ -502,6 +538,7 @@ PoolList(PoolInfo **infos)
 	PoolEntry  *e;
 	int			n = 0;
 	int			cap;
+	int			i;
 
 	*infos = NULL;
 	if (pool == NULL)
@@ -539,19 +576,22 @@ PoolList(PoolInfo **infos)
 		info->down_until = e->down_until;
 		strlcpy(info->last_error, e->last_error, sizeof(info->last_error));
 	}
-	if (tracking.on)
+	for (i = 0; i < ntrackings; i++)
 	{
+		PoolTracking *t = &trackings[i];
 		PoolInfo   *info;
 
+		if (!t->on)
+			continue;
 		*infos = repalloc(*infos, sizeof(PoolInfo) * (n + 1));
 		info = &(*infos)[n++];
 		memset(info, 0, sizeof(PoolInfo));
-		snprintf(info->node, sizeof(info->node), "%s (tracking)", tracking.name);
-		info->state = tracking.c.state == CONN_READY ? "tracking" : "closed";
-		info->db = tracking.c.db;
-		info->since = tracking.c.since;
-		info->last_used = tracking.c.since;
-		info->commands = tracking.messages;
+		snprintf(info->node, sizeof(info->node), "%s (tracking)", t->name);
+		info->state = t->c.state == CONN_READY ? "tracking" : "closed";
+		info->db = t->c.db;
+		info->since = t->c.since;
+		info->last_used = t->c.since;
+		info->commands = t->messages;
 	}
 	return n;
 }
@@ -765,18 +805,17 @@ PoolSubscriptionWakeOnLatch(RedisSubscription *sub)
 
 /* CLIENT ID and SUBSCRIBE __redis__:invalidate on a new tracking connection */
 static bool
-tracking_connect(const RedisNode *node, RedisError *err)
+tracking_connect(PoolTracking *t, const RedisNode *node, RedisError *err)
 {
 	StringInfoData cmds;
 	RedisReply *replies[2];
 	const char *argv[2];
 	size_t		lens[2];
 
-	tracking_stop();
-	PoolConnInit(&tracking.c);
-	tracking.inited = true;
-	strlcpy(tracking.name, node->ep.name, sizeof(tracking.name));
-	if (!PoolConnConnect(&tracking.c, node, err))
+	tracking_stop(t);
+	PoolConnInit(&t->c);
+	t->inited = true;
+	if (!PoolConnConnect(&t->c, node, err))
 		return false;
 	initStringInfo(&cmds);
 	argv[0] = "CLIENT";
@@ -789,10 +828,10 @@ tracking_connect(const RedisNode *node, RedisError *err)
 	argv[1] = "__redis__:invalidate";
 	lens[1] = strlen(argv[1]);
 	RespFormat(&cmds, 2, argv, lens);
-	if (!PoolConnExchange(&tracking.c, &cmds, 2, BmfDeadline(bmf_command_timeout),
+	if (!PoolConnExchange(&t->c, &cmds, 2, BmfDeadline(bmf_command_timeout),
 						  CurrentMemoryContext, replies, err))
 	{
-		tracking_stop();
+		tracking_stop(t);
 		return false;
 	}
 	if (replies[0]->type != RESP_INTEGER || replies[1]->type != RESP_ARRAY)
@@ -803,17 +842,17 @@ tracking_connect(const RedisNode *node, RedisError *err)
 					  node->ep.name,
 					  replies[0]->type == RESP_ERROR ? replies[0]->str :
 					  replies[1]->type == RESP_ERROR ? replies[1]->str : "unexpectedly");
-		tracking_stop();
+		tracking_stop(t);
 		return false;
 	}
-	tracking.client_id = replies[0]->integer;
+	t->client_id = replies[0]->integer;
 	return true;
 }
 
-bool
-PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
+/* The pooled connection redirects what it reads to t: CLIENT TRACKING on */
+static bool
+tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 {
-	PoolEntry  *e = pool_entry(node->ep.name);
 	StringInfoData cmd;
 	RedisReply *reply;
 	char		id[24];
@@ -821,24 +860,60 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	size_t		lens[5];
 	int			i;
 
+	snprintf(id, sizeof(id), INT64_FORMAT, t->client_id);
+	argv[0] = "CLIENT";
+	argv[1] = "TRACKING";
+	argv[2] = "on";
+	argv[3] = "REDIRECT";
+	argv[4] = id;
+	for (i = 0; i < 5; i++)
+		lens[i] = strlen(argv[i]);
+	initStringInfo(&cmd);
+	RespFormat(&cmd, 5, argv, lens);
+	if (!PoolExec(node, &cmd, 1, POOL_IDEMPOTENT, 0, CurrentMemoryContext, &reply, err))
+		return false;
+	if (reply->type == RESP_ERROR)
+	{
+		RedisErrorSet(err, RS_REPLY, ERRCODE_FEATURE_NOT_SUPPORTED,
+					  "Redis refused client-side caching",
+					  "%s: CLIENT TRACKING answered %s", node->ep.name, reply->str);
+		return false;
+	}
+	return true;
+}
+
+bool
+PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
+{
+	PoolEntry  *e = pool_entry(node->ep.name);
+	PoolTracking *t = tracking_find(node->ep.name, true);
+
+	if (t == NULL)
+	{
+		RedisErrorSet(err, RS_CONNECT, ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+					  "too many Redis nodes tracked",
+					  "The near-cache tracks at most %d nodes a backend.",
+					  POOL_TRACKING_MAX);
+		return false;
+	}
+
 	/*
 	 * Still the same session?  The pooled connection is looked at too, in
 	 * the same poll() as the invalidations: killed, it takes what Redis
 	 * tracked for it along, and a hit would not otherwise touch it.
 	 */
-	if (tracking.on && strcmp(tracking.name, node->ep.name) == 0 &&
-		tracking.c.state == CONN_READY && e->c.state == CONN_READY &&
-		e->connects == tracking.main_connects &&
+	if (t->on && t->c.state == CONN_READY && e->c.state == CONN_READY &&
+		e->connects == t->main_connects &&
 		e->c.generation == bmfredis_config_generation)
 	{
 		bool		main_pending;
 		bool		messages;
 
-		TransportPairPending(tracking.watch, &main_pending, &messages);
-		tracking.pending = messages;
+		TransportPairPending(t->watch, &main_pending, &messages);
+		t->pending = messages;
 		if (!main_pending || !TransportPeerClosed(&e->c.t))
 		{
-			*epoch = tracking.epoch;
+			*epoch = t->epoch;
 			return true;
 		}
 	}
@@ -851,96 +926,82 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 		down_error(e, node->ep.name, GetCurrentTimestamp(), err);
 		return false;
 	}
-	if (!tracking_connect(node, err))
+	if (!tracking_connect(t, node, err))
 	{
 		e->last_used = GetCurrentTimestamp();
 		mark_failure(e, err);
 		return false;
 	}
-
-	/* the pooled connection reports what it reads to it */
-	snprintf(id, sizeof(id), INT64_FORMAT, tracking.client_id);
-	argv[0] = "CLIENT";
-	argv[1] = "TRACKING";
-	argv[2] = "on";
-	argv[3] = "REDIRECT";
-	argv[4] = id;
-	for (i = 0; i < 5; i++)
-		lens[i] = strlen(argv[i]);
-	initStringInfo(&cmd);
-	RespFormat(&cmd, 5, argv, lens);
-	if (!PoolExec(node, &cmd, 1, POOL_IDEMPOTENT, 0, CurrentMemoryContext, &reply, err))
+	if (!tracking_redirect(t, node, err))
 	{
-		tracking_stop();
+		tracking_stop(t);
 		return false;
 	}
-	if (reply->type == RESP_ERROR)
-	{
-		RedisErrorSet(err, RS_REPLY, ERRCODE_FEATURE_NOT_SUPPORTED,
-					  "Redis refused client-side caching",
-					  "%s: CLIENT TRACKING answered %s", node->ep.name, reply->str);
-		tracking_stop();
-		return false;
-	}
-	tracking.main_connects = e->connects;
-	tracking.watch = TransportPairCreate(&e->c.t, &tracking.c.t);
-	tracking.pending = true;	/* look at least once */
-	tracking.on = true;
-	tracking.epoch++;
-	*epoch = tracking.epoch;
+	t->main_connects = e->connects;
+	t->watch = TransportPairCreate(&e->c.t, &t->c.t);
+	t->pending = true;			/* look at least once */
+	t->on = true;
+	t->epoch = ++last_epoch;
+	*epoch = t->epoch;
 	return true;
 }
 
 void
-PoolTrackingLook(void)
+PoolTrackingLook(const RedisNode *node)
 {
+	PoolTracking *t = tracking_find(node->ep.name, false);
 	bool		main_pending;
 
-	if (tracking.on && tracking.watch)
-		TransportPairPending(tracking.watch, &main_pending, &tracking.pending);
-	else
-		tracking.pending = true;
+	if (t && t->on && t->watch)
+		TransportPairPending(t->watch, &main_pending, &t->pending);
+	else if (t)
+		t->pending = true;
 }
 
 uint64
 PoolTrackingEpoch(const RedisNode *node)
 {
 	PoolEntry  *e = pool_find(node->ep.name);
+	PoolTracking *t = tracking_find(node->ep.name, false);
 
-	if (!tracking.on || e == NULL || strcmp(tracking.name, node->ep.name) != 0 ||
-		tracking.c.state != CONN_READY || e->c.state != CONN_READY ||
-		e->connects != tracking.main_connects)
+	if (t == NULL || !t->on || e == NULL ||
+		t->c.state != CONN_READY || e->c.state != CONN_READY ||
+		e->connects != t->main_connects)
 		return 0;
-	return tracking.epoch;
+	return t->epoch;
 }
 
 int
-PoolTrackingPoll(MemoryContext cxt, RedisReply **msg, bool look)
+PoolTrackingPoll(const RedisNode *node, MemoryContext cxt, RedisReply **msg,
+				 bool look)
 {
+	PoolTracking *t = tracking_find(node->ep.name, false);
 	RedisError	err;
 	int			rc;
 
-	if (!tracking.on || tracking.c.state != CONN_READY)
+	if (t == NULL || !t->on || t->c.state != CONN_READY)
 		return -1;
 	/* nothing seen by PoolTrackingEnsure's poll, nothing parsed and waiting */
-	if (!look && !tracking.pending && !RespReaderBuffered(tracking.c.reader))
+	if (!look && !t->pending && !RespReaderBuffered(t->c.reader))
 		return 0;
-	rc = PoolConnReadOne(&tracking.c, 0, cxt, msg, &err);
+	rc = PoolConnReadOne(&t->c, 0, cxt, msg, &err);
 	if (rc == 0)
-		tracking.pending = false;
+		t->pending = false;
 	if (rc < 0)
 	{
-		tracking_stop();
+		tracking_stop(t);
 		return -1;
 	}
 	if (rc > 0)
-		tracking.messages++;
+		t->messages++;
 	return rc;
 }
 
 void
 PoolTrackingStop(void)
 {
-	tracking_stop();
-}
+	int			i;
 
+	for (i = 0; i < ntrackings; i++)
+		tracking_stop(&trackings[i]);
+}

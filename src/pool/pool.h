@@ -114,20 +114,22 @@ extern void PoolSubscriptionClose(RedisSubscription *sub);
 extern void PoolSubscriptionWakeOnLatch(RedisSubscription *sub);
 
 /*
- * Client-side caching.  PoolTrackingEnsure: the node's pooled connection
- * tracks what it reads, and redirects the invalidations to a connection
- * of their own; *epoch names this tracking
- * session (a new one whenever anything tracked may have been lost).
- * PoolTrackingEpoch: the current session's epoch, 0 when there is none.
- * PoolTrackingPoll: one invalidation message if one has arrived, without
- * waiting (1), none (0), or tracking broken (-1, a new epoch follows);
- * unless look, it trusts what PoolTrackingEnsure's poll() just saw.
+ * Client-side caching, per node.  PoolTrackingEnsure: the node's pooled
+ * connection tracks what it reads, and redirects the invalidations to a
+ * connection of their own; *epoch names this tracking session (unique
+ * across nodes; a new one whenever anything tracked may have been lost).
+ * PoolTrackingEpoch: the node's current session, 0 when there is none.
+ * PoolTrackingPoll: one invalidation message of the node's if one has
+ * arrived, without waiting (1), none (0), or tracking broken (-1, a new
+ * epoch follows); unless look, it trusts what PoolTrackingEnsure's or
+ * PoolTrackingLook's poll() just saw.  PoolTrackingStop: every node's.
  */
 extern bool PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err);
 extern uint64 PoolTrackingEpoch(const RedisNode *node);
-extern int	PoolTrackingPoll(MemoryContext cxt, RedisReply **msg, bool look);
+extern int	PoolTrackingPoll(const RedisNode *node, MemoryContext cxt,
+							 RedisReply **msg, bool look);
 extern void PoolTrackingStop(void);
-/* look (one epoll_wait) whether invalidations have arrived since */
-extern void PoolTrackingLook(void);
+/* look (one epoll_wait) whether the node's invalidations have arrived since */
+extern void PoolTrackingLook(const RedisNode *node);
 
 #endif							/* BMFREDIS_POOL_H */

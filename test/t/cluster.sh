@@ -241,6 +241,59 @@ for _ in $(seq 1 100); do
 done
 is "  which delivers it once the migration ends" "$(ccli EXISTS 'bmfredis:{hm}a' 'bmfredis:{hm}b')" "0"
 
+# the near-cache: each master tracked on its own connection; another
+# client's writes on any master are seen; a killed tracking connection
+# drops that master's copies; a MOVED drops what the old node gave
+nearq() { printf 'SET bmfredis.near_cache = on;\n%s\n' "$1" | psql -X -q -A -t -v ON_ERROR_STOP=1 -d bmf_cluster 2>&1; }
+every_node CONFIG RESETSTAT
+q "SELECT redis_cache_set('nc:' || i, 'a' || i) FROM generate_series(1, 30) i" >/dev/null
+nk() { local i; for i in $(seq 1 30); do printf ' %s' "bmfredis:nc:$i"; done; }
+out=$(nearq "SELECT string_agg(redis_cache_get('nc:' || i), ',' ORDER BY i) FROM generate_series(1, 30) i;
+SELECT string_agg(redis_cache_get('nc:' || i), ',' ORDER BY i) FROM generate_series(1, 30) i, generate_series(1, 3) r;
+SELECT count(*) FROM redis_connections() WHERE node LIKE '% (tracking)' AND state = 'tracking';
+\\! for i in \$(seq 1 30); do redis-cli -c -p ${ports[0]} SET bmfredis:nc:\$i b\$i >/dev/null; done
+SELECT string_agg(redis_cache_get('nc:' || i), ',' ORDER BY i) FROM generate_series(1, 30) i;
+SELECT redis_cache_get('nc:none') IS NULL, redis_cache_get('nc:none') IS NULL;
+SELECT string_agg(coalesce(v, '-'), ',') FROM unnest(redis_cache_mget(ARRAY(SELECT 'nc:' || i FROM generate_series(1, 30) i) || 'nc:none'::text)) v;")
+want_a=$(seq 1 30 | sed 's/^/a/' | paste -sd,); want_b=$(seq 1 30 | sed 's/^/b/' | paste -sd,)
+is "near-cache in a cluster: 30 keys over the masters read, then again" "$(sed -n 1p <<<"$out")" "$want_a"
+is "  a tracking connection on each master" "$(sed -n 3p <<<"$out")" "3"
+is "  another client's writes on every master are seen" "$(sed -n 4p <<<"$out")" "$want_b"
+is "  mget over the masters: the kept values, the missing key" "$(sed -n 6p <<<"$out")" "$want_b,-"
+is "  GETs that reached the cluster: 30 + 30 after the writes + 2 + 1 (a missing key is not kept)" \
+	"$(cmdcalls get)" "63"
+
+holder() { local p; for p in $(masters); do [ "$(redis-cli -p "$p" GET "bmfredis:nc:$1")" = "b$1" ] && echo "$p"; done; }
+src=$(holder 1)
+for other_key in $(seq 2 30); do other=$(holder "$other_key"); [ "$other" != "$src" ] && break; done
+every_node CONFIG RESETSTAT
+out=$(nearq "SELECT redis_cache_get('nc:1'), redis_cache_get('nc:$other_key');
+\\! redis-cli -p $src CLIENT KILL TYPE pubsub >/dev/null
+\\! redis-cli -p $src SET bmfredis:nc:1 c1 >/dev/null
+SELECT redis_cache_get('nc:1'), redis_cache_get('nc:$other_key');")
+is "  one master's tracking connection killed: its key is read anew, the other's still kept" \
+	"$out" "b1|b$other_key
+c1|b$other_key"
+is "  (GETs: 2, then 1 on the killed master's node only)" \
+	"$(redis-cli -p "$src" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_get:calls=\([0-9]*\).*/\1/p') $(redis-cli -p "$other" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_get:calls=\([0-9]*\).*/\1/p')" "2 1"
+
+slot=$(ccli CLUSTER KEYSLOT bmfredis:nc:1)
+dst=$(masters | grep -v "^$src\$" | head -1)
+srcid=$(redis-cli -p "$src" CLUSTER MYID); dstid=$(redis-cli -p "$dst" CLUSTER MYID)
+out=$(nearq "SELECT redis_cache_get('nc:1');
+SELECT value FROM redis_stats WHERE name = 'near_cache_full_flushes';
+\\! redis-cli -p $dst CLUSTER SETSLOT $slot IMPORTING $srcid >/dev/null
+\\! redis-cli -p $src CLUSTER SETSLOT $slot MIGRATING $dstid >/dev/null
+\\! redis-cli -p $src MIGRATE 127.0.0.1 $dst bmfredis:nc:1 0 5000 >/dev/null
+\\! for p in $(masters | tr '\n' ' '); do redis-cli -p \$p CLUSTER SETSLOT $slot NODE $dstid >/dev/null; done
+\\! redis-cli -p $dst SET bmfredis:nc:1 d1 >/dev/null
+SELECT redis_cache_get('nc:1');
+SELECT redis_cache_get('nc:1');
+SELECT value FROM redis_stats WHERE name = 'near_cache_full_flushes';")
+is "  a key's slot moved to another master and written there: the new value" \
+	"$(sed -n '1p;3p;4p' <<<"$out" | paste -sd' ')" "c1 d1 d1"
+is "  the MOVED dropped what the old node gave" "$(( $(sed -n 5p <<<"$out") - $(sed -n 2p <<<"$out") ))" "1"
+
 # the suites, against the cluster
 pgxs=$(dirname "$(dirname "$(pg_config --pgxs)")")
 mkdir -p "$BMF_WORK/cluster-regress"

@@ -30,6 +30,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "lib/ilist.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -243,9 +244,13 @@ drain(const RedisNode *node, int s, bool cluster, bool look)
 	RedisReply *msg;
 	int			rc;
 	bool		ok = true;
+	bool		read = false;
 
 	while ((rc = PoolTrackingPoll(node, near.msgcxt, &msg, look)) > 0)
+	{
 		apply_invalidation(msg);
+		read = true;
+	}
 	if (rc < 0)
 	{
 		if (near.sessions[s].epoch != 0)
@@ -253,8 +258,34 @@ drain(const RedisNode *node, int s, bool cluster, bool look)
 		near.sessions[s].epoch = 0;
 		ok = false;
 	}
-	MemoryContextReset(near.msgcxt);
+	if (read)
+		MemoryContextReset(near.msgcxt);
 	return ok;
+}
+
+/*
+ * Admission: a key is kept from its second read on.  The first read of a
+ * key this backend does not hold goes to Redis as an ordinary read,
+ * untracked and without the PTTL, so a stream of keys read once costs
+ * what it costs with the near-cache off (the doorkeeper of TinyLFU).  A
+ * direct-mapped table of key hashes: a collision at worst admits a key on
+ * its first read, or on its third.
+ */
+#define NEAR_SEEN 8192			/* 32 kB */
+
+static uint32 near_seen[NEAR_SEEN];	/* 0: empty */
+
+static bool
+admitted(const char *key, size_t len)
+{
+	uint32		h = hash_bytes((const unsigned char *) key, (int) len);
+	uint32	   *slot = &near_seen[h % NEAR_SEEN];
+
+	h |= 1;						/* never 0 (the index is taken before) */
+	if (*slot == h)
+		return true;
+	*slot = h;
+	return false;
 }
 
 static bool
@@ -478,6 +509,14 @@ drop_placeholder(const char *key, size_t len, uint64 seq)
 		remove_entry(e);
 }
 
+/* A read that could not be tracked: counted, and its placeholder dropped */
+static void
+reject(const char *key, size_t len, uint64 seq)
+{
+	near.stats.rejections++;
+	drop_placeholder(key, len, seq);
+}
+
 /* A cluster's redirect: the slot is elsewhere now; drop what node gave */
 static bool
 redirected(const RedisReply *r, uint64 epoch)
@@ -491,9 +530,24 @@ redirected(const RedisReply *r, uint64 epoch)
 }
 
 /*
- * GET and PTTL of each key (pairs), or MGET and the PTTLs: one batch, for
- * one node.  A cluster node refuses MGET across slots: pairs there.
+ * The batch that reads keys to keep them, for one node: CLIENT CACHING yes
+ * (tracking is OPTIN: the command after it is tracked), then MGET and the
+ * PTTLs; or, with pairs, CLIENT CACHING yes, GET and PTTL for each key (a
+ * cluster node refuses an MGET across slots).
  */
+#define FETCH_PAIR 3			/* CACHING, GET, PTTL */
+
+static void
+add2(RedisBatch *b, const char *cmd, const char *arg, size_t len)
+{
+	RedisArgs	a;
+
+	RedisArgsInit(&a, 2);
+	RedisArgsAdd(&a, cmd, strlen(cmd));
+	RedisArgsAdd(&a, arg, len);
+	RedisBatchAdd(b, &a);
+}
+
 static void
 fetch_batch(RedisBatch *b, bool pairs, int n, const int *which,
 			const char *const *keys, const size_t *lens)
@@ -504,6 +558,11 @@ fetch_batch(RedisBatch *b, bool pairs, int n, const int *which,
 	RedisBatchInit(b);
 	if (!pairs)
 	{
+		RedisArgsInit(&a, 3);
+		RedisArgsAdd(&a, "CLIENT", 6);
+		RedisArgsAdd(&a, "CACHING", 7);
+		RedisArgsAdd(&a, "yes", 3);
+		RedisBatchAdd(b, &a);
 		RedisArgsInit(&a, n + 1);
 		RedisArgsAdd(&a, "MGET", 4);
 		for (i = 0; i < n; i++)
@@ -514,16 +573,22 @@ fetch_batch(RedisBatch *b, bool pairs, int n, const int *which,
 	{
 		if (pairs)
 		{
-			RedisArgsInit(&a, 2);
-			RedisArgsAdd(&a, "GET", 3);
-			RedisArgsAdd(&a, keys[which[i]], lens[which[i]]);
+			RedisArgsInit(&a, 3);
+			RedisArgsAdd(&a, "CLIENT", 6);
+			RedisArgsAdd(&a, "CACHING", 7);
+			RedisArgsAdd(&a, "yes", 3);
 			RedisBatchAdd(b, &a);
+			add2(b, "GET", keys[which[i]], lens[which[i]]);
 		}
-		RedisArgsInit(&a, 2);
-		RedisArgsAdd(&a, "PTTL", 4);
-		RedisArgsAdd(&a, keys[which[i]], lens[which[i]]);
-		RedisBatchAdd(b, &a);
+		add2(b, "PTTL", keys[which[i]], lens[which[i]]);
 	}
+}
+
+/* CLIENT CACHING yes answered OK: the read after it is tracked */
+static bool
+caching_on(const RedisReply *r)
+{
+	return r->type == RESP_STATUS && r->len == 2 && memcmp(r->str, "OK", 2) == 0;
 }
 
 bool
@@ -543,6 +608,11 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 
 	if (len >= NEAR_KEY_MAX || !prefix_allowed(key, len))
 		return false;
+	if (find(key, len) == NULL && !admitted(key, len))
+	{
+		near.stats.misses++;
+		return false;			/* a first read: an ordinary one */
+	}
 	if ((cnode = caller()) == NULL)
 		return false;
 	cluster = RedisNodeIsCluster(cnode);
@@ -565,13 +635,16 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 		*reply = NULL;
 		return true;			/* a miss, as the policy said */
 	}
-	if (cluster && redirected(replies[0], epoch))
+	if (cluster && redirected(replies[1], epoch))
 		return false;			/* read through the cluster's routing */
 	settle(node, cluster);
-	keep(key, len, seq, epoch, replies[0], replies[1], now, node, cluster);
-	if (replies[0]->type == RESP_ERROR)
-		RedisRaiseReplyError(replies[0], "GET");
-	*reply = replies[0]->type == RESP_NIL ? NULL : replies[0];
+	if (caching_on(replies[0]))
+		keep(key, len, seq, epoch, replies[1], replies[2], now, node, cluster);
+	else
+		reject(key, len, seq);
+	if (replies[1]->type == RESP_ERROR)
+		RedisRaiseReplyError(replies[1], "GET");
+	*reply = replies[1]->type == RESP_NIL ? NULL : replies[1];
 	return true;
 }
 
@@ -601,19 +674,23 @@ fetch_misses(const RedisNode *node, bool cluster, uint64 epoch, int n,
 		return true;			/* misses, as the policy said */
 	}
 	for (i = 0; cluster && i < n; i++)
-		if (redirected(r[2 * i], epoch))
+		if (redirected(r[3 * i + 1], epoch))
 			return false;
 	if (!cluster)
-		RedisExpectArray(r[0], n, 0, "MGET");
+		RedisExpectArray(r[1], n, 0, "MGET");
 	settle(node, cluster);
 	for (i = 0; i < n; i++)
 	{
 		/* MGET answers nil for a key of another type; so does this */
-		RedisReply *v = cluster ? r[2 * i] : r[0]->element[i];
-		RedisReply *pttl = cluster ? r[2 * i + 1] : r[1 + i];
+		RedisReply *caching = cluster ? r[3 * i] : r[0];
+		RedisReply *v = cluster ? r[3 * i + 1] : r[1]->element[i];
+		RedisReply *pttl = cluster ? r[3 * i + 2] : r[2 + i];
 
-		keep(keys[which[i]], lens[which[i]], seqs[which[i]], epoch, v, pttl, now,
-			 node, cluster);
+		if (caching_on(caching))
+			keep(keys[which[i]], lens[which[i]], seqs[which[i]], epoch, v, pttl,
+				 now, node, cluster);
+		else
+			reject(keys[which[i]], lens[which[i]], seqs[which[i]]);
 		replies[which[i]] = v->type == RESP_STRING ? v : NULL;
 	}
 	return true;
@@ -635,9 +712,18 @@ RedisNearMget(int n, const char *const *keys, const size_t *lens,
 	int			i;
 	int			d;
 
+	bool		known = false;
+
 	for (i = 0; i < n; i++)
 		if (lens[i] >= NEAR_KEY_MAX || !prefix_allowed(keys[i], lens[i]))
 			return false;
+	for (i = 0; i < n; i++)
+		known |= (find(keys[i], lens[i]) != NULL) | admitted(keys[i], lens[i]);
+	if (!known)
+	{
+		near.stats.misses += n;
+		return false;			/* all first reads: an ordinary MGET */
+	}
 	if ((cnode = caller()) == NULL)
 		return false;
 	cluster = RedisNodeIsCluster(cnode);

@@ -69,10 +69,10 @@ static PoolEntry *pool_find(const char *name);
 /*
  * Client-side caching (the near-cache): per node, one connection
  * subscribed to __redis__:invalidate, to which Redis redirects the
- * invalidations of the keys the node's pooled connection reads (CLIENT
- * TRACKING on REDIRECT <id>, default mode: RESP2, which Debian's hiredis
- * reads; every read of that connection is tracked once the near-cache has
- * been used, which spares each miss a CLIENT CACHING yes).  One node
+ * invalidations of the keys the node's pooled connection reads after a
+ * CLIENT CACHING yes (CLIENT TRACKING on REDIRECT <id> OPTIN; RESP2, which
+ * Debian's hiredis reads; only what the near-cache keeps is tracked, so
+ * Redis' tracking table holds no key of the other reads).  One node
  * outside cluster mode, each master read from in it.  epoch names a
  * tracking session, unique across the nodes: a new one whenever what
  * Redis tracks for us may have been lost (either connection made again or
@@ -91,6 +91,7 @@ typedef struct PoolTracking
 	bool		inited;			/* c initialized (a zeroed Conn holds fd 0) */
 	bool		pending;		/* the last look saw invalidations waiting */
 	TransportPair *watch;		/* the entry's connection and c, watched together */
+	PoolEntry  *entry;			/* the tracked entry (pool entries stay put) */
 	int64		messages;
 } PoolTracking;
 
@@ -849,15 +850,15 @@ tracking_connect(PoolTracking *t, const RedisNode *node, RedisError *err)
 	return true;
 }
 
-/* The pooled connection redirects what it reads to t: CLIENT TRACKING on */
+/* The pooled connection redirects to t what it is asked to track */
 static bool
 tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 {
 	StringInfoData cmd;
 	RedisReply *reply;
 	char		id[24];
-	const char *argv[5];
-	size_t		lens[5];
+	const char *argv[6];
+	size_t		lens[6];
 	int			i;
 
 	snprintf(id, sizeof(id), INT64_FORMAT, t->client_id);
@@ -866,10 +867,11 @@ tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 	argv[2] = "on";
 	argv[3] = "REDIRECT";
 	argv[4] = id;
-	for (i = 0; i < 5; i++)
+	argv[5] = "OPTIN";
+	for (i = 0; i < 6; i++)
 		lens[i] = strlen(argv[i]);
 	initStringInfo(&cmd);
-	RespFormat(&cmd, 5, argv, lens);
+	RespFormat(&cmd, 6, argv, lens);
 	if (!PoolExec(node, &cmd, 1, POOL_IDEMPOTENT, 0, CurrentMemoryContext, &reply, err))
 		return false;
 	if (reply->type == RESP_ERROR)
@@ -885,24 +887,16 @@ tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 bool
 PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 {
-	PoolEntry  *e = pool_entry(node->ep.name);
-	PoolTracking *t = tracking_find(node->ep.name, true);
-
-	if (t == NULL)
-	{
-		RedisErrorSet(err, RS_CONNECT, ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-					  "too many Redis nodes tracked",
-					  "The near-cache tracks at most %d nodes a backend.",
-					  POOL_TRACKING_MAX);
-		return false;
-	}
+	PoolTracking *t = tracking_find(node->ep.name, false);
+	PoolEntry  *e;
 
 	/*
 	 * Still the same session?  The pooled connection is looked at too, in
-	 * the same poll() as the invalidations: killed, it takes what Redis
-	 * tracked for it along, and a hit would not otherwise touch it.
+	 * the same epoll_wait as the invalidations: killed, it takes what
+	 * Redis tracked for it along, and a hit would not otherwise touch it.
 	 */
-	if (t->on && t->c.state == CONN_READY && e->c.state == CONN_READY &&
+	if (t && t->on && t->c.state == CONN_READY &&
+		(e = t->entry)->c.state == CONN_READY &&
 		e->connects == t->main_connects &&
 		e->c.generation == bmfredis_config_generation)
 	{
@@ -916,6 +910,15 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 			*epoch = t->epoch;
 			return true;
 		}
+	}
+	e = pool_entry(node->ep.name);
+	if ((t = tracking_find(node->ep.name, true)) == NULL)
+	{
+		RedisErrorSet(err, RS_CONNECT, ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+					  "too many Redis nodes tracked",
+					  "The near-cache tracks at most %d nodes a backend.",
+					  POOL_TRACKING_MAX);
+		return false;
 	}
 	if (e->c.state == CONN_READY && TransportPeerClosed(&e->c.t))
 		PoolConnClose(&e->c);	/* a new connection, tracked anew */
@@ -938,6 +941,7 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 		return false;
 	}
 	t->main_connects = e->connects;
+	t->entry = e;
 	t->watch = TransportPairCreate(&e->c.t, &t->c.t);
 	t->pending = true;			/* look at least once */
 	t->on = true;

@@ -38,6 +38,7 @@ _PG_init(void)
 	{
 		BmfShmemInit();
 		BmfStatsShmemInit();
+		RetryColdInit();		/* after both: it reads and fills them */
 		LauncherRegister();
 	}
 }

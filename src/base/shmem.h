@@ -6,8 +6,8 @@
  *		own, in stats.c).  Present only when the library is in
  *		shared_preload_libraries; BmfShared() is NULL otherwise.
  *
- * Locking: lock protects the retry ring's positions and the namespace
- * list; workers_lock the launcher's and the workers' slots; draining is a flag that lets one process at a time send
+ * Locking: lock protects the retry ring's positions, the namespace
+ * list and the cold start's fields; workers_lock the launcher's and the workers' slots; draining is a flag that lets one process at a time send
  * the ring's entries, without holding the lock while it talks to Redis.
  *
  *-------------------------------------------------------------------------
@@ -24,6 +24,7 @@
 
 #define BMF_MAX_NAMESPACES	64
 #define BMF_PREFIX_MAX		256
+#define BMF_MAX_COLD		256
 
 /* A namespace (logical Redis database and key prefix) of a PG database. */
 typedef struct BmfNamespace
@@ -81,6 +82,15 @@ typedef struct BmfSharedState
 	/* namespaces to invalidate whole, after the ring overflowed */
 	int			nnamespaces;
 	BmfNamespace namespaces[BMF_MAX_NAMESPACES];
+	/*
+	 * A cold start (xact/durable.c): after a crash or an unclean stop what
+	 * was pending is unknown, so each database's namespace is invalidated
+	 * once, by its first process to talk to Redis (those done: cold_done).
+	 */
+	bool		cold;
+	char		cold_reason[128];
+	int			ncold_done;
+	Oid			cold_done[BMF_MAX_COLD];
 	/* the launcher and the per-database workers */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;

@@ -38,6 +38,7 @@ const char *const bmf_stat_names[STAT_COUNT] = {
 	"retry_dropped",
 	"namespace_flushes",
 	"queue_collapses",
+	"cold_starts",
 	"streams",
 	"stream_failures",
 	"publishes",

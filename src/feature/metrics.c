@@ -200,6 +200,7 @@ static const struct
 	{STAT_RETRY_DROPPED, "bmfredis_retry_dropped_total", NULL, "Retry queue overflows (each followed by a namespace flush)."},
 	{STAT_NAMESPACE_FLUSHES, "bmfredis_namespace_flushes_total", NULL, "Whole-namespace invalidations after a retry queue overflow."},
 	{STAT_QUEUE_COLLAPSES, "bmfredis_queue_collapses_total", NULL, "Transaction queues collapsed to patterns."},
+	{STAT_COLD_STARTS, "bmfredis_cold_starts_total", NULL, "Namespaces invalidated whole after a crash or an unclean stop (one per database)."},
 	{STAT_STREAMS, "bmfredis_streams_total", NULL, "Key and event streams of large transactions."},
 	{STAT_STREAM_FAILURES, "bmfredis_stream_failures_total", NULL, "Streams dropped, whose items were then sent the ordinary way."},
 	{STAT_PUBLISHES, "bmfredis_publishes_total", NULL, "Immediate publishes."},

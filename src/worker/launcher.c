@@ -538,6 +538,34 @@ start_new(BmfSharedState *sh, const Oid *requests, int nrequests, int *starting)
 }
 
 /*
+ * A cold start ends once every database that may have the extension (all
+ * but those whose worker found none) has queued its namespace's
+ * invalidation: each worker does as it starts.
+ */
+static void
+settle_cold(BmfSharedState *sh)
+{
+	Oid		   *dboids = palloc(sizeof(Oid) * sh->nworkers);
+	int			n = 0;
+	int			slots = 0;
+	int			i;
+
+	LWLockAcquire(sh->workers_lock, LW_SHARED);
+	for (i = 0; i < sh->nworkers; i++)
+	{
+		if (sh->workers[i].state == BMF_WORKER_FREE)
+			continue;
+		slots++;
+		if (!sh->workers[i].extension_absent)
+			dboids[n++] = sh->workers[i].dboid;
+	}
+	LWLockRelease(sh->workers_lock);
+	if (slots > 0)
+		RetryColdSettle(dboids, n);
+	pfree(dboids);
+}
+
+/*
  * One pass: take requests, look at each slot's worker, start what should
  * run.  scan: pg_database was read just now.
  */
@@ -556,6 +584,8 @@ launcher_pass(BmfSharedState *sh, bool scan)
 	/* databases nobody has looked at yet (or whose extension was created) */
 	if (scan || nrequests > 0)
 		start_new(sh, requests, nrequests, &starting);
+	if (sh->cold)
+		settle_cold(sh);
 }
 
 void

@@ -138,6 +138,47 @@ RetryEnqueueNamespace(int db, const char *prefix)
 
 /* ---- enqueue ---- */
 
+/*
+ * Put one entry at the ring's head; false when it does not fit (the caller
+ * holds lock exclusively).
+ */
+static bool
+ring_put(BmfSharedState *sh, char kind, int db, Oid dboid,
+		 const char *target, uint32 target_len, const char *arg, uint32 arg_len)
+{
+	uint32		need = MAXALIGN(sizeof(RingHeader) + target_len + arg_len);
+	uint32		phys = sh->head % sh->ring_size;
+	uint32		skip = 0;
+	RingHeader *h;
+
+	if (sh->ring_size - phys < need)
+		skip = sh->ring_size - phys;
+	if (need > sh->ring_size / 4 ||
+		sh->head + skip + need - sh->tail > sh->ring_size)
+		return false;
+	if (skip > 0)
+	{
+		if (skip >= sizeof(RingHeader))
+			((RingHeader *) (sh->ring + phys))->size = 0;
+		sh->head += skip;
+		phys = 0;
+	}
+	h = (RingHeader *) (sh->ring + phys);
+	h->size = need;
+	h->kind = kind;
+	h->done = false;
+	h->db = db;
+	h->dboid = dboid;
+	h->target_len = target_len;
+	h->arg_len = arg_len;
+	memcpy(sh->ring + phys + sizeof(RingHeader), target, target_len);
+	if (arg_len)
+		memcpy(sh->ring + phys + sizeof(RingHeader) + target_len, arg, arg_len);
+	sh->head += need;
+	pg_atomic_fetch_add_u32(&sh->entries, 1);
+	return true;
+}
+
 static void
 enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 			   int n, int db, const char *prefix)
@@ -150,46 +191,15 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 	for (i = 0; i < n; i++)
 	{
 		const Effect *e = &effects[i];
-		uint32		need;
-		uint32		phys;
-		uint32		skip = 0;
-		RingHeader *h;
 
-		if (done[i])
+		if (done[i] ||
+			ring_put(sh, e->kind, db, MyDatabaseId, e->target, e->target_len,
+					 e->arg, e->arg_len))
 			continue;
-		need = MAXALIGN(sizeof(RingHeader) + e->target_len + e->arg_len);
-		phys = sh->head % sh->ring_size;
-		if (sh->ring_size - phys < need)
-			skip = sh->ring_size - phys;
-		if (need > sh->ring_size / 4 ||
-			sh->head + skip + need - sh->tail > sh->ring_size)
-		{
-			if (e->kind == EFFECT_PUBLISH)
-				dropped_publishes++;
-			else
-				overflow = true;
-			continue;
-		}
-		if (skip > 0)
-		{
-			if (skip >= sizeof(RingHeader))
-				((RingHeader *) (sh->ring + phys))->size = 0;
-			sh->head += skip;
-			phys = 0;
-		}
-		h = (RingHeader *) (sh->ring + phys);
-		h->size = need;
-		h->kind = e->kind;
-		h->done = false;
-		h->db = db;
-		h->dboid = MyDatabaseId;
-		h->target_len = e->target_len;
-		h->arg_len = e->arg_len;
-		memcpy(sh->ring + phys + sizeof(RingHeader), e->target, e->target_len);
-		if (e->arg_len)
-			memcpy(sh->ring + phys + sizeof(RingHeader) + e->target_len, e->arg, e->arg_len);
-		sh->head += need;
-		pg_atomic_fetch_add_u32(&sh->entries, 1);
+		if (e->kind == EFFECT_PUBLISH)
+			dropped_publishes++;
+		else
+			overflow = true;
 	}
 	if (overflow)
 		ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
@@ -358,7 +368,7 @@ drain_namespace(int db, const char *prefix, TimestampTz deadline)
 	if (!EffectsSend(RedisNodeForDb(db), &e, 1, deadline, &done, &result, &err))
 		return false;
 	BmfStatsCount(STAT_NAMESPACE_FLUSHES, 1);
-	elog(LOG, "bmfredis: invalidated namespace \"%s\" (db %d) after the retry queue overflowed: %lld keys",
+	elog(LOG, "bmfredis: invalidated namespace \"%s\" (db %d), %lld keys: its invalidations were not kept one by one (the retry queue overflowed, or the cache started cold)",
 		 prefix, db, (long long) result.unlinked);
 	return true;
 }
@@ -827,9 +837,163 @@ RetryDiscardDatabase(Oid dboid)
 			 (long long) discarded, namespaces, dboid);
 }
 
+/* ---- across restarts (the file itself is durable.c's) ---- */
+
+/*
+ * Every entry not yet sent, as the ring holds it (header, target and
+ * argument), appended to out; how many.  Only when no other process runs:
+ * the postmaster, shutting down.
+ */
+int
+RetrySerialize(StringInfo out)
+{
+	BmfSharedState *sh = BmfShared();
+	uint64		pos;
+	int			n = 0;
+
+	if (sh == NULL)
+		return 0;
+	for (pos = sh->tail; pos < sh->head;)
+	{
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			pos += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		if (!h->done)
+		{
+			appendBinaryStringInfo(out, (const char *) h, h->size);
+			n++;
+		}
+		pos += h->size;
+	}
+	return n;
+}
+
+/*
+ * Put back n entries that RetrySerialize wrote (len bytes), checking each
+ * as it goes: false when they are not what it writes (nothing is put back
+ * then).  *lost: entries that did not fit (the ring is smaller now).
+ * Only when no other process runs: the postmaster, starting.
+ */
+bool
+RetryRestore(const char *data, Size len, int n, int *lost)
+{
+	BmfSharedState *sh = BmfShared();
+	Size		pos;
+	int			i;
+
+	*lost = 0;
+	if (sh == NULL)
+		return false;
+	for (pos = 0, i = 0; i < n; i++)
+	{
+		RingHeader	h;
+
+		if (len - pos < sizeof(RingHeader))
+			return false;
+		memcpy(&h, data + pos, sizeof(RingHeader));
+		if ((Size) h.size > len - pos || h.target_len > h.size || h.arg_len > h.size ||
+			h.size != MAXALIGN(sizeof(RingHeader) + h.target_len + h.arg_len) ||
+			h.target_len == 0 || h.done ||
+			(h.kind != EFFECT_KEY && h.kind != EFFECT_TAG && h.kind != EFFECT_PATTERN &&
+			 h.kind != EFFECT_TAG_PATTERN && h.kind != EFFECT_EXPIRE_AT &&
+			 h.kind != EFFECT_PUBLISH))
+			return false;
+		pos += h.size;
+	}
+	if (pos != len)
+		return false;
+	for (pos = 0, i = 0; i < n; i++)
+	{
+		RingHeader	h;
+		const char *p = data + pos;
+
+		memcpy(&h, p, sizeof(RingHeader));
+		if (!ring_put(sh, h.kind, h.db, h.dboid, p + sizeof(RingHeader), h.target_len,
+					  p + sizeof(RingHeader) + h.target_len, h.arg_len))
+			(*lost)++;
+		pos += h.size;
+	}
+	sh->generation++;
+	return true;
+}
+
+/* ---- the cold start (durable.c decides it; each database acts here) ---- */
+
+void
+RetryColdCheck(void)
+{
+	static bool checked = false;
+	BmfSharedState *sh = BmfShared();
+	bool		queued = false;
+	char		reason[sizeof(sh->cold_reason)];
+	int			i;
+
+	if (checked || sh == NULL)
+		return;
+	checked = true;				/* once a process: the state began before it */
+	if (!sh->cold || !OidIsValid(MyDatabaseId))
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->ncold_done && sh->cold_done[i] != MyDatabaseId; i++)
+		;
+	if (sh->cold && i == sh->ncold_done)
+	{
+		if (sh->ncold_done < BMF_MAX_COLD)
+			sh->cold_done[sh->ncold_done++] = MyDatabaseId;
+		queued = ns_add(sh->namespaces, &sh->nnamespaces, BmfDb(), bmf_key_prefix);
+		strlcpy(reason, sh->cold_reason, sizeof(reason));
+		sh->generation++;
+	}
+	LWLockRelease(sh->lock);
+	if (!queued)
+		return;
+	BmfStatsCount(STAT_COLD_STARTS, 1);
+	ereport(LOG,
+			(errmsg("bmfredis: every key under prefix \"%s\" (Redis database %d) will be invalidated once Redis answers, before this database reads from it",
+					bmf_key_prefix, BmfDb()),
+			 errdetail("The cache starts cold: %s, so what committed transactions had still to send is unknown.",
+					   reason)));
+	BmfWakeWorker(MyDatabaseId);
+}
+
+void
+RetryColdSettle(const Oid *dboids, int n)
+{
+	BmfSharedState *sh = BmfShared();
+	int			i;
+	int			j;
+
+	if (sh == NULL || !sh->cold)
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < n; i++)
+	{
+		for (j = 0; j < sh->ncold_done && sh->cold_done[j] != dboids[i]; j++)
+			;
+		if (j == sh->ncold_done)
+			break;
+	}
+	if (i == n && sh->cold)
+	{
+		sh->cold = false;
+		sh->ncold_done = 0;
+	}
+	LWLockRelease(sh->lock);
+	if (i == n)
+		elog(LOG, "bmfredis: every database with the extension has queued its cold-start invalidation");
+}
+
 static bool
 before_call(const RedisNode *node)
 {
+	RetryColdCheck();
 	if (!RetryIsBacklogged())
 		return true;
 	if (!PoolNodeIsDown(node->ep.name, NULL))

@@ -13,6 +13,7 @@
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "xact/effects.h"
 
 /*
@@ -46,5 +47,23 @@ extern void RetryDiscardDatabase(Oid dboid);
 
 /* the client hook: drain before this backend uses Redis again */
 extern void RetryInstallHook(void);
+
+/*
+ * Across a restart (durable.c): the entries not yet sent, as bytes, and
+ * back; only in the postmaster, while no other process runs.
+ */
+extern int	RetrySerialize(StringInfo out);
+extern bool RetryRestore(const char *data, Size len, int n, int *lost);
+
+/*
+ * After a crash or an unclean stop (durable.c): the first process of each
+ * database to talk to Redis queues the invalidation of its namespace.
+ * Cheap when there is nothing to do.  RetryColdInit: from _PG_init when
+ * preloading.
+ */
+extern void RetryColdCheck(void);
+extern void RetryColdInit(void);
+/* the launcher: every database with a worker has checked; the state ends */
+extern void RetryColdSettle(const Oid *dboids, int n);
 
 #endif							/* BMFREDIS_RETRY_H */

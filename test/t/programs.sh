@@ -15,7 +15,7 @@ functions() { sed -n -E 's/^[[:space:]]*([A-Za-z_][A-Za-z0-9_-]*)\(\)[[:space:]]
 PGBIN=$(pg_config --bindir)
 builtins=" $(compgen -b | tr '\n' ' ') $(compgen -k | tr '\n' ' ') "
 # our own programs, run by path: scripts in the repository, test binaries
-own=" $(find test bench demo debian -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel fuzz_reply fuzz_template fuzz_url "
+own=" $(find test bench demo debian -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel fuzz_reply fuzz_template fuzz_url syscall "
 
 # the package a program comes from on this machine, or from the map
 package_of() {

@@ -145,11 +145,13 @@ DROP ROLE bmf_cached_user;
 -- Redis away: the query's answer, a WARNING, never an ERROR
 \! $BMF_REDISCTL stop
 \set VERBOSITY terse
+SET bmfredis.near_cache = off;	-- the ordinary read's own message
 SET bmfredis.on_error = 'error';
 SELECT redis_cached('product:1:title', '1 hour', 'SELECT ''from the database''');
 SET bmfredis.on_error = 'ignore';
 SELECT redis_cached('product:1:title', '1 hour', 'SELECT ''silently''');
 RESET bmfredis.on_error;
+RESET bmfredis.near_cache;
 \set VERBOSITY default
 \! $BMF_REDISCTL start
 SET bmfredis.retry_backoff_base = 1;

@@ -2,6 +2,8 @@
 -- degrade to a miss, writes report false, COMMIT is never affected, and
 -- the next call after the backoff reconnects.
 SET bmfredis.key_prefix = 'fault:';
+-- round trips under faults (the near-cache's own are test/t/near.sh's)
+SET bmfredis.near_cache = off;
 SET bmfredis.retry_backoff_base = '200ms';
 SET bmfredis.retry_backoff_max = '400ms';
 SET bmfredis.connect_timeout = '500ms';

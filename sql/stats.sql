@@ -19,7 +19,7 @@ SELECT name, value FROM redis_stats
                 'latency_read_calls', 'latency_write_calls', 'latency_publish_calls',
                 'latency_invalidate_calls', 'errors_reply')
  ORDER BY name;
-SELECT DISTINCT scope FROM redis_stats;
+SELECT DISTINCT scope FROM redis_stats WHERE name NOT LIKE 'near\_cache\_%';
 SELECT count(*) = 3 AS percentiles_for_reads FROM redis_stats WHERE name LIKE 'latency_read_%';
 SELECT hit_rate FROM redis_health();
 -- errors by kind

@@ -99,6 +99,10 @@ char	   *bmf_channel_prefix = NULL;
 int			bmf_max_pending_messages = 10000;
 bool		bmf_announce_invalidations = false;
 bool		bmf_stream_invalidations = true;
+char	   *bmf_stream_channels = NULL;
+char	   *bmf_stream_key_prefix = NULL;
+int			bmf_stream_maxlen = 100000;
+bool		bmf_stream_also_publish = true;
 
 int			bmf_cached_wait = 5000;
 int			bmf_cached_lease = 30000;
@@ -701,6 +705,39 @@ define_invalidation_gucs(void)
 							NULL, NULL, NULL);
 }
 
+/* bmfredis.stream_channels: a comma-separated list of non-empty patterns */
+static bool
+check_stream_channels(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	(void) extra;
+	(void) source;
+	if (p == NULL || *p == '\0')
+		return true;
+	for (;;)
+	{
+		const char *end = strchr(p, ',');
+		size_t		n = end ? (size_t) (end - p) : strlen(p);
+
+		while (n > 0 && *p == ' ')
+		{
+			p++;
+			n--;
+		}
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if (n == 0)
+		{
+			GUC_check_errdetail("An empty pattern: patterns are separated by single commas.");
+			return false;
+		}
+		if (!end)
+			return true;
+		p = end + 1;
+	}
+}
+
 static void
 define_pubsub_gucs(void)
 {
@@ -726,6 +763,30 @@ define_pubsub_gucs(void)
 							 "Whether a transaction queuing many keys or change events sends them inside MULTI while it runs, so that COMMIT sends only EXEC.",
 							 "Redis holds the queued commands (about 100 bytes a key, a message per event) until the transaction ends; nothing runs before COMMIT.",
 							 &bmf_stream_invalidations, true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("bmfredis.stream_channels",
+							   "Channels whose messages are also appended to a Redis Stream (comma-separated Redis glob patterns).",
+							   "Each channel's messages go, at COMMIT and through the retry queue, to the stream <bmfredis.stream_key_prefix><channel> with XADD, where a consumer group gets every committed one even if it was down.",
+							   &bmf_stream_channels, "",
+							   PGC_SUSET, 0,
+							   check_stream_channels, NULL, NULL);
+	DefineCustomStringVariable("bmfredis.stream_key_prefix",
+							   "Prefix of the Redis Streams that bmfredis.stream_channels fill.",
+							   "Keep it outside bmfredis.key_prefix: a namespace invalidation deletes every key under that.",
+							   &bmf_stream_key_prefix, "stream:",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.stream_maxlen",
+							"Approximate length past which a stream's oldest entries go (XADD MAXLEN ~); 0: none go.",
+							NULL,
+							&bmf_stream_maxlen, 100000, 0, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("bmfredis.stream_also_publish",
+							 "Whether messages that go to a stream are also published on pub/sub.",
+							 NULL,
+							 &bmf_stream_also_publish, true,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 }

@@ -111,6 +111,11 @@ extern char *bmf_channel_prefix;
 extern int	bmf_max_pending_messages;
 extern bool bmf_announce_invalidations;
 extern bool bmf_stream_invalidations;
+/* Redis Streams: channels appended with XADD */
+extern char *bmf_stream_channels;
+extern char *bmf_stream_key_prefix;
+extern int	bmf_stream_maxlen;
+extern bool bmf_stream_also_publish;
 
 /* read-through caching (redis_cached) */
 extern int	bmf_cached_wait;	/* ms */

@@ -463,10 +463,50 @@ scan_reply_ok(const RedisReply *reply)
 	return true;
 }
 
+/* UNLINK what a SCAN found (un), counted */
+static bool
+unlink_found(const RedisNode *node, RedisBatch *b, RedisArgs *un,
+			 TimestampTz deadline, EffectsResult *result, RedisError *err)
+{
+	RedisReply **rr;
+
+	RedisBatchReset(b);
+	RedisBatchAdd(b, un);
+	rr = RedisPipelineNode(node, REDIS_QUIET, REDIS_IDEMPOTENT, b, deadline, err);
+	if (rr == NULL)
+		return false;
+	if (rr[0]->type == RESP_INTEGER)
+		result->unlinked += rr[0]->integer;
+	else if (rr[0]->type == RESP_ERROR)
+		note_error(result, rr[0]);
+	return true;
+}
+
+/*
+ * A namespace invalidation (keep: its key prefix) leaves the locks and
+ * semaphores under that prefix alone (<prefix>lock:{…}, <prefix>sem:{…},
+ * with their fences and queues): they are not cached data, and deleting
+ * a held lock would let a second holder in.
+ */
+static bool
+kept_key(const RedisReply *k, const char *keep, uint32 keep_len)
+{
+	const char *rest;
+	size_t		n;
+
+	if (keep == NULL || k->len < keep_len || memcmp(k->str, keep, keep_len) != 0)
+		return false;
+	rest = k->str + keep_len;
+	n = k->len - keep_len;
+	return (n >= 6 && memcmp(rest, "lock:{", 6) == 0) ||
+		(n >= 5 && memcmp(rest, "sem:{", 5) == 0);
+}
+
 static bool
 scan_pattern(const RedisNode *node, const RedisNode *scan_node,
-			 const char *pattern, uint32 len, bool tags, TimestampTz deadline,
-			 EffectsResult *result, RedisError *err)
+			 const char *pattern, uint32 len, bool tags, const char *keep,
+			 uint32 keep_len, TimestampTz deadline, EffectsResult *result,
+			 RedisError *err)
 {
 	char	   *cursor = pstrdup("0");
 
@@ -539,26 +579,14 @@ scan_pattern(const RedisNode *node, const RedisNode *scan_node,
 		else if (keys->elements > 0)
 		{
 			RedisArgs	un;
-			RedisReply *r;
 
 			RedisArgsInit(&un, keys->elements + 1);
 			RedisArgsAdd(&un, "UNLINK", 6);
 			for (i = 0; i < keys->elements; i++)
-				RedisArgsAdd(&un, keys->element[i]->str, keys->element[i]->len);
-			RedisBatchReset(&b);
-			RedisBatchAdd(&b, &un);
-			{
-				RedisReply **rr = RedisPipelineNode(node, REDIS_QUIET, REDIS_IDEMPOTENT,
-													&b, deadline, err);
-
-				if (rr == NULL)
-					return false;
-				r = rr[0];
-			}
-			if (r->type == RESP_INTEGER)
-				result->unlinked += r->integer;
-			else if (r->type == RESP_ERROR)
-				note_error(result, r);
+				if (!kept_key(keys->element[i], keep, keep_len))
+					RedisArgsAdd(&un, keys->element[i]->str, keys->element[i]->len);
+			if (un.argc > 1 && !unlink_found(node, &b, &un, deadline, result, err))
+				return false;
 		}
 		cursor = reply->element[0]->str;
 		if (strcmp(cursor, "0") == 0)
@@ -568,21 +596,24 @@ scan_pattern(const RedisNode *node, const RedisNode *scan_node,
 
 /* SCAN on the node, or on every master of a cluster. */
 static bool
-scan_everywhere(const RedisNode *node, const char *pattern, uint32 len,
-				bool tags, TimestampTz deadline, EffectsResult *result,
-				RedisError *err)
+scan_everywhere(const RedisNode *node, const Effect *e, TimestampTz deadline,
+				EffectsResult *result, RedisError *err)
 {
+	bool		tags = e->kind == EFFECT_TAG_PATTERN;
+	const char *keep = e->arg_len > 0 ? e->arg : NULL;	/* a namespace's prefix */
 	const RedisNode **masters;
 	int			n;
 	int			i;
 
 	if (!node->cluster)
-		return scan_pattern(node, node, pattern, len, tags, deadline, result, err);
+		return scan_pattern(node, node, e->target, e->target_len, tags, keep,
+							e->arg_len, deadline, result, err);
 	if (!RedisClusterEnsureMap(node, deadline, err))
 		return false;
 	n = RedisClusterMasters(&masters);
 	for (i = 0; i < n; i++)
-		if (!scan_pattern(node, masters[i], pattern, len, tags, deadline, result, err))
+		if (!scan_pattern(node, masters[i], e->target, e->target_len, tags, keep,
+						  e->arg_len, deadline, result, err))
 			return false;
 	return true;
 }
@@ -602,6 +633,19 @@ settle_publish(Planned *p, RedisReply *r, void *arg)
 	st->done[p->which[0]] = true;
 }
 
+/* A message appended to a stream: it is there once Redis gave its id */
+static void
+settle_xadd(Planned *p, RedisReply *r, void *arg)
+{
+	SettleState *st = (SettleState *) arg;
+
+	if (r->type == RESP_ERROR)
+		note_error(st->result, r);
+	else
+		st->result->appended++;
+	st->done[p->which[0]] = true;
+}
+
 /* An UNLINK with room for bmfredis.unlink_batch keys, to be added */
 static void
 unlink_args(RedisArgs *a)
@@ -616,6 +660,27 @@ publish_args(RedisArgs *a, const Effect *e)
 	RedisArgsInit(a, 3);
 	RedisArgsAdd(a, "PUBLISH", 7);
 	RedisArgsAdd(a, e->target, e->target_len);
+	RedisArgsAdd(a, e->arg, e->arg_len);
+}
+
+/*
+ * XADD <stream> [MAXLEN ~ n] * message <message>: the cap is the one in
+ * force where it is sent (the worker's, for what the retry queue holds).
+ */
+static void
+xadd_args(RedisArgs *a, const Effect *e)
+{
+	RedisArgsInit(a, 8);
+	RedisArgsAdd(a, "XADD", 4);
+	RedisArgsAdd(a, e->target, e->target_len);
+	if (bmf_stream_maxlen > 0)
+	{
+		RedisArgsAdd(a, "MAXLEN", 6);
+		RedisArgsAdd(a, "~", 1);
+		RedisArgsAddInt(a, bmf_stream_maxlen);	/* copied */
+	}
+	RedisArgsAdd(a, "*", 1);
+	RedisArgsAdd(a, "message", 7);
 	RedisArgsAdd(a, e->arg, e->arg_len);
 }
 
@@ -719,7 +784,16 @@ cluster_tags(const RedisNode *node, const Effect *effects, int n, bool *done,
 	return ok;
 }
 
-/* Step 4: the publishes, in their order, after every invalidation. */
+static void
+settle_message(Planned *p, RedisReply *r, void *arg)
+{
+	if (p->kind == EFFECT_XADD)
+		settle_xadd(p, r, arg);
+	else
+		settle_publish(p, r, arg);
+}
+
+/* Step 4: the publishes and stream appends, in their order, after every invalidation. */
 static bool
 publishes(const RedisNode *node, const Effect *effects, int n, Planned **plans,
 		  int *cap, SettleState *st, TimestampTz deadline, RedisError *err)
@@ -732,14 +806,17 @@ publishes(const RedisNode *node, const Effect *effects, int n, Planned **plans,
 		const Effect *e = &effects[i];
 		Planned    *p;
 
-		if (e->kind != EFFECT_PUBLISH)
+		if (e->kind != EFFECT_PUBLISH && e->kind != EFFECT_XADD)
 			continue;
-		p = plan_new(plans, &nplans, cap, EFFECT_PUBLISH, 1);
-		publish_args(&p->args, e);
+		p = plan_new(plans, &nplans, cap, e->kind, 1);
+		if (e->kind == EFFECT_XADD)
+			xadd_args(&p->args, e);
+		else
+			publish_args(&p->args, e);
 		p->which[p->nwhich++] = i;
 	}
 	return nplans == 0 ||
-		run_planned(node, *plans, nplans, 0, deadline, settle_publish, st, err);
+		run_planned(node, *plans, nplans, 0, deadline, settle_message, st, err);
 }
 
 bool
@@ -779,8 +856,7 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 
 		if (e->kind != EFFECT_PATTERN && e->kind != EFFECT_TAG_PATTERN)
 			continue;
-		ok = scan_everywhere(node, e->target, e->target_len,
-							 e->kind == EFFECT_TAG_PATTERN, deadline, result, err);
+		ok = scan_everywhere(node, e, deadline, result, err);
 		done[i] = ok;
 	}
 	/* 4. publishes */
@@ -835,11 +911,14 @@ stream_batch(RedisBatch *b, const Effect *effects, int n)
 			RedisArgsAdd(&unlink, e->target, e->target_len);
 			nkeys++;
 		}
-		else if (e->kind == EFFECT_PUBLISH)
+		else if (e->kind == EFFECT_PUBLISH || e->kind == EFFECT_XADD)
 		{
 			RedisArgs	a;
 
-			publish_args(&a, e);
+			if (e->kind == EFFECT_XADD)
+				xadd_args(&a, e);
+			else
+				publish_args(&a, e);
 			RedisBatchAdd(b, &a);
 		}
 	}

@@ -21,10 +21,13 @@ typedef enum EffectKind
 {
 	EFFECT_KEY = 'k',			/* UNLINK target (a full key) */
 	EFFECT_TAG = 't',			/* remove every key of tag index target */
-	EFFECT_PATTERN = 'p',		/* SCAN MATCH target, UNLINK what matches */
+	EFFECT_PATTERN = 'p',		/* SCAN MATCH target, UNLINK what matches;
+								 * with arg (a namespace's prefix), not its
+								 * locks and semaphores */
 	EFFECT_TAG_PATTERN = 'q',	/* EFFECT_TAG for every tag index matching */
 	EFFECT_EXPIRE_AT = 'x',		/* PEXPIREAT target arg LT */
-	EFFECT_PUBLISH = 'm'		/* PUBLISH target arg */
+	EFFECT_PUBLISH = 'm',		/* PUBLISH target arg */
+	EFFECT_XADD = 's'			/* XADD target MAXLEN ~ n * message arg */
 } EffectKind;
 
 typedef struct Effect
@@ -41,6 +44,7 @@ typedef struct EffectsResult
 {
 	int64		unlinked;		/* keys removed */
 	int64		published;		/* messages sent */
+	int64		appended;		/* messages appended to streams */
 	int64		receivers;		/* sum of PUBLISH replies */
 	int			failed;			/* effects not confirmed */
 	int			error_replies;	/* effects Redis refused (not retried) */

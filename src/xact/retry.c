@@ -196,7 +196,7 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 			ring_put(sh, e->kind, db, MyDatabaseId, e->target, e->target_len,
 					 e->arg, e->arg_len))
 			continue;
-		if (e->kind == EFFECT_PUBLISH)
+		if (e->kind == EFFECT_PUBLISH || e->kind == EFFECT_XADD)
 			dropped_publishes++;
 		else
 			overflow = true;
@@ -244,7 +244,7 @@ enqueue_local(const Effect *effects, const bool *done, int n, int db,
 			continue;
 		if (local_n >= bmf_max_pending_keys)
 		{
-			if (e->kind == EFFECT_PUBLISH)
+			if (e->kind == EFFECT_PUBLISH || e->kind == EFFECT_XADD)
 				dropped_publishes++;
 			else
 				overflow = true;
@@ -363,8 +363,8 @@ drain_namespace(int db, const char *prefix, TimestampTz deadline)
 	e.kind = EFFECT_PATTERN;
 	e.target = pat.data;
 	e.target_len = pat.len;
-	e.arg = NULL;
-	e.arg_len = 0;
+	e.arg = prefix;				/* locks and semaphores under it stay */
+	e.arg_len = strlen(prefix);
 	if (!EffectsSend(RedisNodeForDb(db), &e, 1, deadline, &done, &result, &err))
 		return false;
 	BmfStatsCount(STAT_NAMESPACE_FLUSHES, 1);
@@ -903,7 +903,7 @@ RetryRestore(const char *data, Size len, int n, int *lost)
 			h.target_len == 0 || h.done ||
 			(h.kind != EFFECT_KEY && h.kind != EFFECT_TAG && h.kind != EFFECT_PATTERN &&
 			 h.kind != EFFECT_TAG_PATTERN && h.kind != EFFECT_EXPIRE_AT &&
-			 h.kind != EFFECT_PUBLISH))
+			 h.kind != EFFECT_PUBLISH && h.kind != EFFECT_XADD))
 			return false;
 		pos += h.size;
 	}

@@ -66,6 +66,7 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 
+#include "base/glob.h"
 #include "base/guc.h"
 #include "base/sqlutil.h"
 #include "base/stats.h"
@@ -539,6 +540,7 @@ collapse(void)
 }
 
 static void add_summaries(Effect *effects, int *n);
+static Effect *with_streams(Effect *effects, int *n);
 static void add_effects_range(const QSet *s, char kind, int from, int to,
 							  Effect *effects, int *n);
 
@@ -578,7 +580,7 @@ stream_items(StreamKind kind, bool all, bool summaries, int *n)
 	if (summaries)
 		add_summaries(effects, n);
 	st->streamed = end;
-	return effects;
+	return kind == STREAM_KEYS ? effects : with_streams(effects, n);
 }
 
 /*
@@ -983,6 +985,75 @@ add_announcements(Effect *effects, int *n)
 	}
 }
 
+/* Does bmfredis.stream_channels name channel? */
+static bool
+streamed_channel(const char *channel, size_t len)
+{
+	const char *p = bmf_stream_channels;
+
+	while (p && *p)
+	{
+		const char *end = strchr(p, ',');
+		size_t		n = end ? (size_t) (end - p) : strlen(p);
+
+		while (n > 0 && *p == ' ')
+		{
+			p++;
+			n--;
+		}
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if (n > 0 && BmfGlobMatch(p, n, channel, len))
+			return true;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/*
+ * The publishes of effects[0..*n) whose channel bmfredis.stream_channels
+ * names, each followed by its append to the channel's stream (XADD), or
+ * replaced by it without bmfredis.stream_also_publish.  The array itself
+ * when no channel goes to a stream.
+ */
+static Effect *
+with_streams(Effect *effects, int *n)
+{
+	Effect	   *out;
+	int			m = 0;
+	int			i;
+
+	if (bmf_stream_channels == NULL || bmf_stream_channels[0] == '\0')
+		return effects;
+	out = palloc(sizeof(Effect) * Max(2 * *n, 1));
+	for (i = 0; i < *n; i++)
+	{
+		const Effect *e = &effects[i];
+		Effect	   *x;
+		StringInfoData key;
+
+		if (e->kind != EFFECT_PUBLISH || !streamed_channel(e->target, e->target_len))
+		{
+			out[m++] = *e;
+			continue;
+		}
+		if (bmf_stream_also_publish)
+			out[m++] = *e;
+		initStringInfo(&key);
+		appendStringInfoString(&key, bmf_stream_key_prefix);
+		appendBinaryStringInfo(&key, e->target, e->target_len);
+		x = &out[m++];
+		*x = *e;
+		x->kind = EFFECT_XADD;
+		x->target = key.data;
+		x->target_len = key.len;
+	}
+	*n = m;
+	return out;
+}
+
 /*
  * The queue as effects, in the order EffectsSend wants them: keys (unless
  * a stream sent them), the other invalidations and announcements (with
@@ -1015,7 +1086,7 @@ queue_effects(bool keys, bool others, bool publishes, int *n)
 		add_effects(&q.publishes, EFFECT_PUBLISH, effects, n);
 		add_summaries(effects, n);
 	}
-	return effects;
+	return with_streams(effects, n);
 }
 
 /*

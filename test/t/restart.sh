@@ -86,6 +86,8 @@ done
 
 # --- a damaged queue file
 seed
+$RS cli SET 'bmfredis:lock:{held}' other-server PX 60000 >/dev/null
+$RS cli ZADD 'bmfredis:sem:{pool}' 1 holder >/dev/null
 $RS pause
 for i in $(seq 1 10); do echo "UPDATE items SET v = v + 1 WHERE id = $i;"; done |
 	psql -X -q -d bmf_restart >/dev/null 2>&1
@@ -102,6 +104,8 @@ wait_sent
 is "  once Redis answers, the whole namespace is gone (the damaged entries' keys with it)" \
 	"$(keys_left 1 1000) $($RS cli EXISTS bmfredis:other)" "0 0"
 is "  counted once for the database" "$(q "SELECT value FROM redis_stats WHERE name = 'cold_starts'")" "1"
+is "  but a lock and a semaphore held under the prefix are kept" \
+	"$($RS cli GET 'bmfredis:lock:{held}') $($RS cli ZCARD 'bmfredis:sem:{pool}')" "other-server 1"
 rm -f "$queue_file.damaged"
 
 # --- a backend killed while its COMMIT's send waits on a frozen Redis

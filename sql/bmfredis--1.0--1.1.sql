@@ -646,6 +646,8 @@ VALUES
     ('{admin}', 'FUNCTION @extschema@.redis_unwatch(regclass, text)', 'EXECUTE'),
     ('{admin}', 'FUNCTION @extschema@.redis_rewatch(regclass)', 'EXECUTE'),
     ('{admin}', 'FUNCTION @extschema@.redis_cache_trigger()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_consume_stream(text, regclass, text, text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_stop_consuming(text)', 'EXECUTE'),
     ('{admin}', 'TABLE @extschema@.redis_privileges', 'SELECT')
 $$;
 COMMENT ON FUNCTION bmfredis.capability_objects() IS
@@ -803,6 +805,100 @@ COMMENT ON FUNCTION bmfredis_fdw_validator(text[], oid) IS
 CREATE FOREIGN DATA WRAPPER bmfredis VALIDATOR bmfredis_fdw_validator;
 COMMENT ON FOREIGN DATA WRAPPER bmfredis IS
 'Where Redis is (servers) and as which Redis user each role talks to it (user mappings); name the server in bmfredis.server';
+
+------------------------------------------------------------------------
+-- Redis Streams into PostgreSQL: what the database's worker consumes
+------------------------------------------------------------------------
+-- The worker reads each stream with a consumer group and acknowledges an
+-- entry once its row (in target) or its NOTIFY committed: exactly once
+-- per entry id with a table, at least once with a NOTIFY alone.
+
+CREATE TABLE bmfredis.stream_consumers (
+    stream text PRIMARY KEY CHECK (stream OPERATOR(pg_catalog.<>) ''),
+    target regclass,
+    notify text,
+    group_name text NOT NULL DEFAULT 'bmfredis' CHECK (group_name OPERATOR(pg_catalog.<>) ''),
+    CHECK (target IS NOT NULL OR notify IS NOT NULL)
+);
+COMMENT ON TABLE bmfredis.stream_consumers IS
+'Redis Streams the database''s bmfredis worker consumes: each entry into target (a row) and/or notify (a NOTIFY), acknowledged once committed';
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.stream_consumers', '');
+
+CREATE FUNCTION redis_consume_stream(stream text, target regclass DEFAULT NULL,
+                                     notify text DEFAULT NULL, group_name text DEFAULT 'bmfredis')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF stream IS NULL OR stream = '' THEN
+        RAISE EXCEPTION 'the stream must be named'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF target IS NULL AND notify IS NULL THEN
+        RAISE EXCEPTION 'stream "%" would go nowhere', stream
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name a table (target), a NOTIFY channel (notify), or both.';
+    END IF;
+    IF notify = '' OR group_name IS NULL OR group_name = '' THEN
+        RAISE EXCEPTION 'the notify channel and the group name cannot be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF target IS NOT NULL THEN
+        SELECT string_agg(want.col || ' ' || want.types, ', ' ORDER BY want.ord) INTO missing
+          FROM (VALUES (1, 'stream', 'text'), (2, 'entry_id', 'text'), (3, 'message', 'text, json or jsonb'))
+               AS want(ord, col, types)
+         WHERE NOT EXISTS (
+               SELECT FROM pg_attribute a
+                WHERE a.attrelid = target AND a.attname = want.col AND a.attnum > 0
+                  AND NOT a.attisdropped
+                  AND a.atttypid = ANY (CASE want.col WHEN 'message'
+                                        THEN '{text,json,jsonb}'::regtype[]
+                                        ELSE '{text}'::regtype[] END));
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'table % cannot hold stream entries', target
+                USING ERRCODE = 'invalid_table_definition',
+                      DETAIL = format('It lacks: %s.', missing),
+                      HINT = 'Entries go into columns stream text, entry_id text and message (text, json or jsonb), with a unique index on (stream, entry_id).';
+        END IF;
+        IF NOT EXISTS (
+               SELECT FROM pg_index i
+                WHERE i.indrelid = target AND i.indisunique AND i.indpred IS NULL
+                  AND i.indnkeyatts = 2 AND i.indexprs IS NULL
+                  AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+                         FROM pg_attribute a
+                        WHERE a.attrelid = target
+                          AND a.attnum = ANY ((i.indkey::int2[])[0:1]))
+                      = '{entry_id,stream}') THEN
+            RAISE EXCEPTION 'table % has no unique index on (stream, entry_id)', target
+                USING ERRCODE = 'invalid_table_definition',
+                      HINT = 'It is what stores each entry once, even when Redis delivers it again: add PRIMARY KEY (stream, entry_id).';
+        END IF;
+    END IF;
+    INSERT INTO bmfredis.stream_consumers AS c (stream, target, notify, group_name)
+    VALUES (stream, target, notify, group_name)
+    ON CONFLICT ON CONSTRAINT stream_consumers_pkey DO UPDATE
+       SET target = excluded.target, notify = excluded.notify, group_name = excluded.group_name;
+END
+$$;
+COMMENT ON FUNCTION redis_consume_stream(text, regclass, text, text) IS
+'The database''s bmfredis worker consumes the Redis Stream with a consumer group: each entry into target (exactly once) and/or as NOTIFY notify, acknowledged once committed';
+REVOKE ALL ON FUNCTION redis_consume_stream(text, regclass, text, text) FROM PUBLIC;
+
+CREATE FUNCTION redis_stop_consuming(stream text)
+RETURNS boolean
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (DELETE FROM bmfredis.stream_consumers c
+                   WHERE c.stream = redis_stop_consuming.stream RETURNING 1)
+    SELECT count(*) > 0 FROM gone
+$$;
+COMMENT ON FUNCTION redis_stop_consuming(text) IS
+'The worker stops consuming the stream (its consumer group stays in Redis, with what it has not read)';
+REVOKE ALL ON FUNCTION redis_stop_consuming(text) FROM PUBLIC;
 
 DO $$
 BEGIN

@@ -17,7 +17,8 @@
  * postmaster death.
  *
  * Each pass: look at the database (extension, settings), drain the retry
- * queue, run the scheduled invalidations; then relay messages until the
+ * queue, run the scheduled invalidations, consume the streams of
+ * bmfredis.stream_consumers (inbox.c); then relay messages until the
  * next pass (bmfredis.worker_naptime) or until woken (a backend queued a
  * retry, SIGHUP, the launcher).  Redis faults are paced by the pool's
  * backoff and never end the worker.
@@ -52,6 +53,7 @@
 #include "base/guc.h"
 #include "base/wait.h"
 #include "client/client.h"
+#include "feature/inbox.h"
 #include "feature/invalidate.h"
 #include "pool/pool.h"
 #include "worker/launcher.h"
@@ -243,6 +245,7 @@ bmfredis_worker_main(Datum arg)
 		if (now >= next_pass)
 		{
 			database_pass(settings, true);
+			InboxPass();
 			next_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bmf_worker_naptime);
 		}
 		channels = RelaySync(relay);

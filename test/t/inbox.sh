@@ -64,6 +64,7 @@ is "  nothing applied twice (the trigger ran once per entry)" "$(q "SELECT count
 for i in $(seq 301 400); do echo "XADD payments:in * message '{\"n\":$i}'"; done | $R cli >/dev/null
 sleep 1
 pid=$(worker_pid)
+echo "$pid" >>"$BMF_WORK/killed.pids"	# not a death test/run should report
 kill -KILL "$pid" 2>/dev/null
 for _ in $(seq 1 300); do q "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
 check "killed with SIGKILL mid-batch (pid $pid): after the crash restart the rest lands" wait_rows 400

@@ -283,8 +283,8 @@ static int
 store_entries(const Consumer *c, const RedisReply *entries)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	int			stored = 0;
-	size_t		i;
+	volatile int stored = 0;
+	volatile size_t i;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -296,7 +296,7 @@ store_entries(const Consumer *c, const RedisReply *entries)
 		ResourceOwner owner = CurrentResourceOwner;
 		MemoryContext old = CurrentMemoryContext;
 		char	   *id;
-		bool		ok = true;
+		volatile bool ok = true;
 
 		if (e->type != RESP_ARRAY || e->elements != 2 || e->element[0]->type != RESP_STRING)
 			break;

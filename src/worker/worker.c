@@ -205,7 +205,7 @@ bmfredis_worker_main(Datum arg)
 	}
 	ereport(LOG,
 			(errmsg("bmfredis worker serving database \"%s\"", PoolDatabaseName())));
-	RetryColdCheck();			/* after a crash: this database's namespace */
+	RetryColdCheck(true);		/* after a crash: this database's namespace */
 	if (strcmp(version, BMFREDIS_VERSION) != 0)
 		ereport(LOG,
 				(errmsg("bmfredis in database \"%s\" has SQL objects of version %s, and the library is version %s",

@@ -22,8 +22,9 @@
  * queue cannot be trusted or does not fit.  Each database's namespace
  * (bmfredis.db and bmfredis.key_prefix, as its first process sees them) is
  * then invalidated once, before that database reads from Redis: its
- * worker does it as it starts, or any backend's first Redis call, whichever
- * comes first (retry.c, RetryColdCheck).  A standby, which commits nothing,
+ * worker does it as it starts, and a backend whose first Redis call comes
+ * before that does it too, for its own prefix and its settings' before
+ * any SET (retry.c, RetryColdCheck).  A standby, which commits nothing,
  * does not start cold.
  *
  * File layout: DurableHeader, the entries as the ring holds them, the

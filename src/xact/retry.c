@@ -45,6 +45,7 @@
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "base/guc.h"
@@ -926,12 +927,31 @@ RetryRestore(const char *data, Size len, int n, int *lost)
 
 /* ---- the cold start (durable.c decides it; each database acts here) ---- */
 
+/*
+ * The namespaces a cold start invalidates for this process: its own, and
+ * the one its settings had before any SET in the session (the database's,
+ * or the role's), which is what other sessions of the database use.
+ */
+static bool
+cold_namespaces(BmfSharedState *sh)
+{
+	const char *reset_prefix = GetConfigOptionResetString("bmfredis.key_prefix");
+	const char *reset_db = GetConfigOptionResetString("bmfredis.db");
+	bool		queued = false;
+
+	if (reset_prefix && reset_db)
+		queued |= ns_add(sh->namespaces, &sh->nnamespaces, atoi(reset_db), reset_prefix);
+	queued |= ns_add(sh->namespaces, &sh->nnamespaces, BmfDb(), bmf_key_prefix);
+	return queued;
+}
+
 void
-RetryColdCheck(void)
+RetryColdCheck(bool worker)
 {
 	static bool checked = false;
 	BmfSharedState *sh = BmfShared();
 	bool		queued = false;
+	bool		first = false;
 	char		reason[sizeof(sh->cold_reason)];
 	int			i;
 
@@ -943,18 +963,21 @@ RetryColdCheck(void)
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	for (i = 0; i < sh->ncold_done && sh->cold_done[i] != MyDatabaseId; i++)
 		;
-	if (sh->cold && i == sh->ncold_done)
+	/* the worker, with the database's settings, always; a backend if first */
+	if (sh->cold && (worker || i == sh->ncold_done))
 	{
-		if (sh->ncold_done < BMF_MAX_COLD)
+		first = (i == sh->ncold_done);
+		if (first && sh->ncold_done < BMF_MAX_COLD)
 			sh->cold_done[sh->ncold_done++] = MyDatabaseId;
-		queued = ns_add(sh->namespaces, &sh->nnamespaces, BmfDb(), bmf_key_prefix);
+		queued = cold_namespaces(sh);
 		strlcpy(reason, sh->cold_reason, sizeof(reason));
 		sh->generation++;
 	}
 	LWLockRelease(sh->lock);
 	if (!queued)
 		return;
-	BmfStatsCount(STAT_COLD_STARTS, 1);
+	if (first)
+		BmfStatsCount(STAT_COLD_STARTS, 1);	/* once a database */
 	ereport(LOG,
 			(errmsg("bmfredis: every key under prefix \"%s\" (Redis database %d) will be invalidated once Redis answers, before this database reads from it",
 					bmf_key_prefix, BmfDb()),
@@ -993,7 +1016,7 @@ RetryColdSettle(const Oid *dboids, int n)
 static bool
 before_call(const RedisNode *node)
 {
-	RetryColdCheck();
+	RetryColdCheck(false);
 	if (!RetryIsBacklogged())
 		return true;
 	if (!PoolNodeIsDown(node->ep.name, NULL))

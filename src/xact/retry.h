@@ -56,12 +56,13 @@ extern int	RetrySerialize(StringInfo out);
 extern bool RetryRestore(const char *data, Size len, int n, int *lost);
 
 /*
- * After a crash or an unclean stop (durable.c): the first process of each
- * database to talk to Redis queues the invalidation of its namespace.
- * Cheap when there is nothing to do.  RetryColdInit: from _PG_init when
- * preloading.
+ * After a crash or an unclean stop (durable.c): the first backend of each
+ * database to talk to Redis queues the invalidation of its namespaces (its
+ * own, and its settings' before any SET), and the database's worker that
+ * of the database's settings as it starts.  Cheap when there is nothing to
+ * do.  RetryColdInit: from _PG_init when preloading.
  */
-extern void RetryColdCheck(void);
+extern void RetryColdCheck(bool worker);
 extern void RetryColdInit(void);
 /* the launcher: every database with a worker has checked; the state ends */
 extern void RetryColdSettle(const Oid *dboids, int n);

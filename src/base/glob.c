@@ -127,3 +127,27 @@ BmfGlobMatch(const char *pattern, size_t plen, const char *str, size_t slen)
 		p++;
 	return p == pend;
 }
+
+bool
+BmfListNext(const char **p, const char **item, size_t *len)
+{
+	const char *s = *p;
+	const char *end;
+	size_t		n;
+
+	if (s == NULL)
+		return false;
+	end = strchr(s, ',');
+	n = end ? (size_t) (end - s) : strlen(s);
+	while (n > 0 && *s == ' ')
+	{
+		s++;
+		n--;
+	}
+	while (n > 0 && s[n - 1] == ' ')
+		n--;
+	*item = s;
+	*len = n;
+	*p = end ? end + 1 : NULL;
+	return true;
+}

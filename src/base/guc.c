@@ -45,6 +45,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "base/glob.h"
 #include "base/guc.h"
 #include "base/url.h"
 
@@ -710,32 +711,20 @@ static bool
 check_stream_channels(char **newval, void **extra, GucSource source)
 {
 	const char *p = *newval;
+	const char *item;
+	size_t		n;
 
 	(void) extra;
 	(void) source;
 	if (p == NULL || *p == '\0')
 		return true;
-	for (;;)
-	{
-		const char *end = strchr(p, ',');
-		size_t		n = end ? (size_t) (end - p) : strlen(p);
-
-		while (n > 0 && *p == ' ')
-		{
-			p++;
-			n--;
-		}
-		while (n > 0 && p[n - 1] == ' ')
-			n--;
+	while (BmfListNext(&p, &item, &n))
 		if (n == 0)
 		{
 			GUC_check_errdetail("An empty pattern: patterns are separated by single commas.");
 			return false;
 		}
-		if (!end)
-			return true;
-		p = end + 1;
-	}
+	return true;
 }
 
 static void

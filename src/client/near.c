@@ -36,6 +36,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "base/glob.h"
 #include "base/guc.h"
 #include "base/stats.h"
 #include "base/wait.h"
@@ -293,6 +294,8 @@ prefix_allowed(const char *key, size_t len)
 {
 	size_t		plen = strlen(bmf_key_prefix);
 	const char *p = bmf_near_cache_prefixes;
+	const char *item;
+	size_t		n;
 
 	if (p == NULL || *p == '\0')
 		return true;
@@ -300,24 +303,9 @@ prefix_allowed(const char *key, size_t len)
 		return false;
 	key += plen;
 	len -= plen;
-	while (*p)
-	{
-		const char *end = strchr(p, ',');
-		size_t		n = end ? (size_t) (end - p) : strlen(p);
-
-		while (n > 0 && *p == ' ')
-		{
-			p++;
-			n--;
-		}
-		while (n > 0 && p[n - 1] == ' ')
-			n--;
-		if (n > 0 && n <= len && memcmp(key, p, n) == 0)
+	while (BmfListNext(&p, &item, &n))
+		if (n > 0 && n <= len && memcmp(key, item, n) == 0)
 			return true;
-		if (!end)
-			break;
-		p = end + 1;
-	}
 	return false;
 }
 

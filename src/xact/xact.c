@@ -990,25 +990,12 @@ static bool
 streamed_channel(const char *channel, size_t len)
 {
 	const char *p = bmf_stream_channels;
+	const char *item;
+	size_t		n;
 
-	while (p && *p)
-	{
-		const char *end = strchr(p, ',');
-		size_t		n = end ? (size_t) (end - p) : strlen(p);
-
-		while (n > 0 && *p == ' ')
-		{
-			p++;
-			n--;
-		}
-		while (n > 0 && p[n - 1] == ' ')
-			n--;
-		if (n > 0 && BmfGlobMatch(p, n, channel, len))
+	while (BmfListNext(&p, &item, &n))
+		if (n > 0 && BmfGlobMatch(item, n, channel, len))
 			return true;
-		if (!end)
-			break;
-		p = end + 1;
-	}
 	return false;
 }
 

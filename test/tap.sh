@@ -29,6 +29,18 @@ tap_need() {
 		exit 0
 	done
 }
+# tap_ioredis: ioredis (the Node services' client), from the npm registry,
+# into the work directory once, on NODE_PATH; a test that cannot get it
+# ends with one failure saying why
+tap_ioredis() {
+	mkdir -p "$BMF_WORK/node"
+	if ! (cd "$BMF_WORK/node" && [ -d node_modules/ioredis ] ||
+		npm install --loglevel=error --no-audit --no-fund ioredis@5 >"$BMF_WORK/npm.log" 2>&1); then
+		not_ok "npm install ioredis" "$(tail -5 "$BMF_WORK/npm.log")"
+		exit 0
+	fi
+	export NODE_PATH=$BMF_WORK/node/node_modules
+}
 # a fresh database with the extension, for one shell test
 tap_db() {
 	BMF_DB=${1:-bmf_t}

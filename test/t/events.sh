@@ -8,13 +8,7 @@
 tap_need node=nodejs npm=npm
 tap_db bmf_events
 
-# ioredis, from the npm registry, into the work directory
-mkdir -p "$BMF_WORK/node"
-if ! (cd "$BMF_WORK/node" && npm install --loglevel=error --no-audit --no-fund ioredis@5 >"$BMF_WORK/npm.log" 2>&1); then
-	not_ok "npm install ioredis" "$(tail -5 "$BMF_WORK/npm.log")"
-	exit 0
-fi
-export NODE_PATH=$BMF_WORK/node/node_modules
+tap_ioredis
 
 qs >/dev/null <<'SQL'
 CREATE TABLE products (id int PRIMARY KEY, shop_id int, title text, price numeric(10, 2), secret text);

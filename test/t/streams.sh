@@ -9,13 +9,7 @@
 tap_need node=nodejs npm=npm
 tap_db bmf_streams
 R=$BMF_REDISCTL
-mkdir -p "$BMF_WORK/node"
-if ! (cd "$BMF_WORK/node" && [ -d node_modules/ioredis ] ||
-	npm install --loglevel=error --no-audit --no-fund ioredis@5 >"$BMF_WORK/npm.log" 2>&1); then
-	not_ok "npm install ioredis" "$(tail -5 "$BMF_WORK/npm.log")"
-	exit 0
-fi
-export NODE_PATH=$BMF_WORK/node/node_modules
+tap_ioredis
 port=$($R port)
 consume() { node "$BMF_ROOT/test/stream_consumer.js" "$port" "$@"; }
 q "ALTER DATABASE bmf_streams SET bmfredis.stream_channels = 'payment:*, product:*'" >/dev/null

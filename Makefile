@@ -7,12 +7,12 @@ OBJS = src/bmfredis.o \
 	$(patsubst $(SRCROOT)%.c,%.o,$(foreach l,$(LAYERS),$(sort $(wildcard $(SRCROOT)src/$(l)/*.c))))
 
 EXTENSION = bmfredis
-DATA = sql/bmfredis--1.0.sql sql/bmfredis--1.1.sql sql/bmfredis--1.0--1.1.sql
+DATA = sql/bmfredis--1.0.sql sql/bmfredis--1.1.sql sql/bmfredis--1.0--1.1.sql sql/bmfredis--1.1--1.2.sql
 PGFILEDESC = "bmfredis - Redis cache, invalidation, pub/sub and locks for PostgreSQL"
 
 # One regression suite per feature; they need a running Redis (test/run
 # starts one and points the server's bmfredis.* settings at it).
-REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch cascade schedule bulk publish stats locks cached near_cache
+REGRESS = cache ttl prefix bad_input admin faults invalidate tags pattern watch partitions cascade schedule bulk publish stats locks cached near_cache
 REGRESS_OPTS = --load-extension=bmfredis --inputdir=. --outputdir=results
 
 # Concurrency specs, in test/isolation/specs (run by test/run, and by
@@ -41,6 +41,8 @@ endif
 # PGXS tracks no header dependencies: a struct that changes size in a
 # header must rebuild every object that uses it (shared memory layout!).
 $(OBJS): $(wildcard $(srcdir)/src/*/*.h)
+# the version the library says it is comes from the control file
+src/worker/worker.o: $(srcdir)/bmfredis.control
 
 # The Debian package (debian/), in the parent directory:
 # postgresql-15-bmfredis_<version>_amd64.deb.  test/run package builds it

@@ -29,18 +29,22 @@ tap_need() {
 		exit 0
 	done
 }
-# tap_ioredis: ioredis (the Node services' client), from the npm registry,
-# into the work directory once, on NODE_PATH; a test that cannot get it
-# ends with one failure saying why
-tap_ioredis() {
+# tap_npm PACKAGE@VERSION...: Node packages from the npm registry, into
+# the work directory once, on NODE_PATH; a test that cannot get them ends
+# with one failure saying why.  tap_ioredis: ioredis (the Node services'
+# client), which most of them need.
+tap_npm() {
+	local p missing=()
 	mkdir -p "$BMF_WORK/node"
-	if ! (cd "$BMF_WORK/node" && [ -d node_modules/ioredis ] ||
-		npm install --loglevel=error --no-audit --no-fund ioredis@5 >"$BMF_WORK/npm.log" 2>&1); then
-		not_ok "npm install ioredis" "$(tail -5 "$BMF_WORK/npm.log")"
+	for p in "$@"; do [ -d "$BMF_WORK/node/node_modules/${p%@*}" ] || missing+=("$p"); done
+	if [ ${#missing[@]} -gt 0 ] && ! (cd "$BMF_WORK/node" &&
+		npm install --loglevel=error --no-audit --no-fund "${missing[@]}" >"$BMF_WORK/npm.log" 2>&1); then
+		not_ok "npm install ${missing[*]}" "$(tail -5 "$BMF_WORK/npm.log")"
 		exit 0
 	fi
 	export NODE_PATH=$BMF_WORK/node/node_modules
 }
+tap_ioredis() { tap_npm ioredis@5; }
 # a fresh database with the extension, for one shell test
 tap_db() {
 	BMF_DB=${1:-bmf_t}
@@ -72,4 +76,19 @@ server_reset() {
 	for a in "$@"; do args+=(-c "ALTER SYSTEM RESET $a"); done
 	psql -X -q -d postgres "${args[@]}" -c "SELECT pg_reload_conf()" >/dev/null
 	sleep 0.5
+}
+# tap_cold_mark [LOG]: where the server log is now; tap_cold_over MARK
+# [LOG]: after a crash, wait (up to 60 s) until the cold start that began
+# since MARK is over: every database queued its namespace (the launcher
+# says so) and nothing waits any more in this test's database.  LOG: the main test server's by default.
+tap_cold_mark() { grep -c 'queued its cold-start invalidation' "${1:-$BMF_WORK/pgdata.log}"; }
+tap_cold_over() {
+	local i log=${2:-$BMF_WORK/pgdata.log}
+	for i in $(seq 1 600); do
+		[ "$(grep -c 'queued its cold-start invalidation' "$log")" -gt "$1" ] &&
+			[ "$(q "SELECT retry_pending FROM redis_workers() WHERE database = current_database()" 2>/dev/null)" = 0 ] &&
+			return 0
+		sleep 0.1
+	done
+	return 1
 }

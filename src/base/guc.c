@@ -88,6 +88,7 @@ int			bmf_array_batch = 10000;
 bool		bmf_near_cache = false;
 int			bmf_near_cache_size = 16 * 1024 * 1024;
 int			bmf_near_cache_max_age = 60 * 1000;
+int			bmf_near_cache_max_lag = 10;
 char	   *bmf_near_cache_prefixes = NULL;
 int			bmf_log_commands = 0;
 
@@ -615,6 +616,12 @@ define_behaviour_gucs(void)
 							"Longest time a value stays in the near-cache, whatever its TTL in Redis.",
 							NULL,
 							&bmf_near_cache_max_age, 60 * 1000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.near_cache_max_lag",
+							"Longest time a write Redis acknowledged can go unseen by a near-cache hit.",
+							"A hit is served from memory only if the backend has read everything Redis sent its tracking connection up to this long ago (a PING on that connection, sent ahead while hits come); otherwise it waits for one round trip first.  0: every hit waits for one.",
+							&bmf_near_cache_max_lag, 10, 0, 60 * 60 * 1000,
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("bmfredis.near_cache_prefixes",

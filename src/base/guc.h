@@ -95,6 +95,7 @@ extern int	bmf_array_batch;	/* keys per command of an array call */
 extern bool bmf_near_cache;
 extern int	bmf_near_cache_size;	/* bytes */
 extern int	bmf_near_cache_max_age;	/* ms */
+extern int	bmf_near_cache_max_lag;	/* ms */
 extern char *bmf_near_cache_prefixes;
 
 /* debug: the level each Redis command is logged at; 0: not logged */

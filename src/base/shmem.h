@@ -91,6 +91,13 @@ typedef struct BmfSharedState
 	char		cold_reason[128];
 	int			ncold_done;
 	Oid			cold_done[BMF_MAX_COLD];
+	uint32		cold_epoch;		/* bumped whenever a cold start begins */
+	/*
+	 * The server started as a standby (or for archive recovery): no cold
+	 * start of its own, but one when it leaves recovery (a promotion), since
+	 * what the old primary had still to send is unknown.
+	 */
+	bool		cold_at_promotion;
 	/* the launcher and the per-database workers */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;

@@ -47,6 +47,7 @@ const char *const bmf_stat_names[STAT_COUNT] = {
 	"locks_acquired",
 	"lock_waits",
 	"lock_timeouts",
+	"locks_lost",
 	"errors_connect",
 	"errors_timeout",
 	"errors_io",

@@ -10,6 +10,8 @@
  */
 #include "postgres.h"
 
+#include <time.h>
+
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -17,6 +19,15 @@
 #include "utils/timestamp.h"
 
 #include "base/wait.h"
+
+int64
+BmfMonotonicUs(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* now + timeout_ms */
 TimestampTz

@@ -12,6 +12,9 @@
 
 #include "datatype/timestamp.h"
 
+/* a monotonic clock, in microseconds (elapsed time, immune to clock steps) */
+extern int64 BmfMonotonicUs(void);
+
 /* now + timeout_ms */
 extern TimestampTz BmfDeadline(int timeout_ms);
 

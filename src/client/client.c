@@ -319,13 +319,13 @@ node_send(const RedisNode *node, const RedisBatch *b, int flags,
 	return !scripts || ClientRetryNoscript(node, b, replies, flags, deadline, err);
 }
 
-static bool
-run_before_call_hook(const RedisNode *node)
+RedisBacklog
+RedisBeforeCall(const RedisNode *node)
 {
-	bool		clear;
+	RedisBacklog clear;
 
 	if (redis_before_call_hook == NULL || in_before_call_hook)
-		return true;
+		return REDIS_BACKLOG_NONE;
 	in_before_call_hook = true;
 	PG_TRY();
 	{
@@ -378,7 +378,8 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	TimestampTz t0;
 
 	Assert(b->n > 0);
-	if (!run_before_call_hook(node) && (policy == REDIS_READ || policy == REDIS_SOFT))
+	if (RedisBeforeCall(node) == REDIS_BACKLOG_WAITING &&
+		(policy == REDIS_READ || policy == REDIS_SOFT))
 	{
 		/* the real cause when Redis is away; else, the backlog is being sent */
 		if (!PoolDownError(node->ep.name, err))

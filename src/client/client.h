@@ -183,6 +183,7 @@ typedef struct RedisNearStats
 	int64		invalidations;
 	int64		full_flushes;
 	int64		rejections;
+	int64		syncs;			/* hits that waited for a sync (max_lag) */
 } RedisNearStats;
 
 extern bool RedisNearGet(const char *key, size_t len, RedisReply **reply);
@@ -227,11 +228,20 @@ extern void RedisUnsubscribe(RedisSubscription *sub);
 /*
  * Called before every command or pipeline, unless already inside it: the
  * transaction layer uses it to re-send invalidations that failed earlier,
- * before this backend reads anything from Redis again.  It returns false
- * when some are still waiting; a cache read then is a miss, as a value
- * read now could be one those invalidations are about to remove.
+ * before this backend reads anything from Redis again.  It says whether
+ * nothing was waiting, whatever was waiting has just been sent, or some
+ * are still waiting; a cache read then is a miss, as a value read now
+ * could be one those invalidations are about to remove.  RedisBeforeCall
+ * runs it (the near-cache, whose hits send no command, asks it itself).
  */
-typedef bool (*RedisBeforeCallHook) (const RedisNode *node);
+typedef enum RedisBacklog
+{
+	REDIS_BACKLOG_NONE,
+	REDIS_BACKLOG_SENT,
+	REDIS_BACKLOG_WAITING
+} RedisBacklog;
+typedef RedisBacklog (*RedisBeforeCallHook) (const RedisNode *node);
+extern RedisBacklog RedisBeforeCall(const RedisNode *node);
 extern RedisBeforeCallHook redis_before_call_hook;
 
 

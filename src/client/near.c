@@ -62,6 +62,7 @@ typedef struct NearEntry
 	char	   *value;			/* NUL-terminated copy */
 	size_t		len;
 	TimestampTz expires;
+	int64		fetched;		/* when its read was sent (BmfMonotonicUs) */
 	uint64		epoch;			/* the tracking session it was read under */
 	uint64		seq;			/* of the read that made the placeholder */
 	dlist_node	lru;			/* VALID entries, most recent first */
@@ -233,6 +234,16 @@ session_of(const char *name)
 	return near.nsessions++;
 }
 
+/* Tracking broke: drop what the node's session gave; false */
+static bool
+lost(int s, bool cluster)
+{
+	if (near.sessions[s].epoch != 0)
+		forget_epoch(near.sessions[s].epoch, cluster);
+	near.sessions[s].epoch = 0;
+	return false;
+}
+
 /*
  * Apply what the node's tracking connection has for us; false when
  * tracking broke (what the node gave dropped).  look: read the socket
@@ -244,24 +255,117 @@ drain(const RedisNode *node, int s, bool cluster, bool look)
 {
 	RedisReply *msg;
 	int			rc;
-	bool		ok = true;
 	bool		read = false;
 
-	while ((rc = PoolTrackingPoll(node, near.msgcxt, &msg, look)) > 0)
+	while ((rc = PoolTrackingPoll(node, near.msgcxt, &msg, look, 0)) > 0)
 	{
-		apply_invalidation(msg);
+		if (rc == 1)
+			apply_invalidation(msg);
 		read = true;
-	}
-	if (rc < 0)
-	{
-		if (near.sessions[s].epoch != 0)
-			forget_epoch(near.sessions[s].epoch, cluster);
-		near.sessions[s].epoch = 0;
-		ok = false;
 	}
 	if (read)
 		MemoryContextReset(near.msgcxt);
-	return ok;
+	return rc < 0 ? lost(s, cluster) : true;
+}
+
+/*
+ * Wait until a sync sent at need or later has been answered, applying the
+ * invalidations that come before its answer.  false when tracking broke
+ * or Redis did not answer within bmfredis.command_timeout (the pool then
+ * leaves the node alone for its backoff): what the node gave is dropped,
+ * and the read goes the ordinary way.
+ */
+static bool
+sync_node(const RedisNode *node, int s, bool cluster, int64 need)
+{
+	TimestampTz deadline = BmfDeadline(bmf_command_timeout);
+	int64		synced;
+	int64		ping_sent;
+	RedisReply *msg;
+	int			rc;
+
+	near.stats.syncs++;
+	for (;;)
+	{
+		PoolTrackingSyncState(node, &synced, &ping_sent);
+		if (synced >= need)
+			break;
+		/* one in flight sent too early is answered first: then another */
+		if (ping_sent == 0 && !PoolTrackingPing(node))
+			rc = -1;
+		else
+			rc = PoolTrackingPoll(node, near.msgcxt, &msg, true, deadline);
+		if (rc == 1)
+			apply_invalidation(msg);
+		else if (rc <= 0)
+		{
+			MemoryContextReset(near.msgcxt);
+			return lost(s, cluster);
+		}
+	}
+	MemoryContextReset(near.msgcxt);
+	return true;
+}
+
+/*
+ * The bound on staleness (bmfredis.near_cache_max_lag): a kept key of the
+ * node's among keys[0..n) (those nodes[] gives the node, when nodes) is
+ * served only if everything Redis wrote to the tracking connection until
+ * max_lag ago has been read (a sync answered), or the key itself was read
+ * since; otherwise one sync first.  While hits come, a sync is sent ahead
+ * whenever the last is half max_lag old, so that they never wait.  false
+ * when tracking broke (what the node gave is dropped).
+ */
+static bool
+ready(const RedisNode *node, bool cluster, uint64 epoch, int n,
+	  const char *const *keys, const size_t *lens,
+	  const RedisNode *const *nodes, int64 now_us)
+{
+	int64		lag = (int64) bmf_near_cache_max_lag * 1000;
+	int64		synced;
+	int64		ping_sent;
+	int			s = session_of(node->ep.name);
+	int			i;
+
+	if (s < 0)
+		return false;
+	PoolTrackingSyncState(node, &synced, &ping_sent);
+	for (i = 0; i < n; i++)
+	{
+		NearEntry  *e;
+
+		if (nodes && nodes[i] != node)
+			continue;
+		e = find(keys[i], lens[i]);
+		if (e && e->state == NEAR_VALID && e->epoch == epoch &&
+			now_us - Max(synced, e->fetched) > lag)
+			return sync_node(node, s, cluster, now_us - lag);
+	}
+	if (lag > 0 && ping_sent == 0 && now_us - synced > lag / 2 &&
+		!PoolTrackingPing(node))
+		return lost(s, cluster);
+	return true;
+}
+
+/*
+ * No hit while invalidations that committed earlier wait to be sent (the
+ * retry queue): a copy could be what they remove.  Whatever this call
+ * found waiting, the copies go (their invalidations may not be here yet).
+ */
+static bool
+backlog_clear(const RedisNode *node)
+{
+	switch (RedisBeforeCall(node))
+	{
+		case REDIS_BACKLOG_NONE:
+			return true;
+		case REDIS_BACKLOG_SENT:
+			RedisNearForgetAll();
+			return true;
+		default:
+			RedisNearForgetAll();
+			return false;
+	}
 }
 
 /*
@@ -340,7 +444,7 @@ as_reply(const NearEntry *e)
 static void
 keep(const char *key, size_t len, uint64 seq, uint64 epoch,
 	 const RedisReply *value, const RedisReply *pttl, TimestampTz sent,
-	 const RedisNode *node, bool cluster)
+	 int64 sent_us, const RedisNode *node, bool cluster)
 {
 	NearEntry  *e = find(key, len);
 	int64		ttl_ms;
@@ -380,6 +484,7 @@ keep(const char *key, size_t len, uint64 seq, uint64 epoch,
 		e->len = value->len;
 	}
 	e->expires = TimestampTzPlusMilliseconds(sent, ttl_ms);
+	e->fetched = sent_us;
 	dlist_push_head(&near.lru, &e->lru);
 	near.bytes += entry_bytes(e);
 	near.stats.entries++;
@@ -478,6 +583,7 @@ lookup(const char *key, size_t len, TimestampTz now, uint64 epoch, uint64 *seq)
 	}
 	memset(k, 0, sizeof(k));
 	memcpy(k, key, len);
+	ensure_hash();				/* a FLUSHALL another node sent dropped it */
 	e = hash_search(near.hash, k, HASH_ENTER, &found);
 	/* found: another read's placeholder, left by an error; this one wins */
 	e->state = NEAR_FETCHING;
@@ -589,6 +695,7 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 	uint64		epoch;
 	NearEntry  *e;
 	TimestampTz now;
+	int64		now_us;
 	RedisBatch	b;
 	RedisReply **replies;
 	uint64		seq;
@@ -601,13 +708,16 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 		near.stats.misses++;
 		return false;			/* a first read: an ordinary one */
 	}
-	if ((cnode = caller()) == NULL)
+	if ((cnode = caller()) == NULL || !backlog_clear(cnode))
 		return false;
 	cluster = RedisNodeIsCluster(cnode);
 	node = key_node(cnode, key, len);
 	if (!begin(node, cluster, &epoch))
 		return false;
 	now = GetCurrentTimestamp();
+	now_us = BmfMonotonicUs();
+	if (!ready(node, cluster, epoch, 1, &key, &len, NULL, now_us))
+		return false;
 	if ((e = lookup(key, len, now, epoch, &seq)) != NULL)
 	{
 		*reply = as_reply(e);
@@ -627,7 +737,7 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 		return false;			/* read through the cluster's routing */
 	settle(node, cluster);
 	if (caching_on(replies[0]))
-		keep(key, len, seq, epoch, replies[1], replies[2], now, node, cluster);
+		keep(key, len, seq, epoch, replies[1], replies[2], now, now_us, node, cluster);
 	else
 		reject(key, len, seq);
 	if (replies[1]->type == RESP_ERROR)
@@ -643,7 +753,7 @@ RedisNearGet(const char *key, size_t len, RedisReply **reply)
 static bool
 fetch_misses(const RedisNode *node, bool cluster, uint64 epoch, int n,
 			 const int *which, const char *const *keys, const size_t *lens,
-			 const uint64 *seqs, TimestampTz now, RedisReply **replies)
+			 const uint64 *seqs, TimestampTz now, int64 now_us, RedisReply **replies)
 {
 	RedisError	err;
 	RedisBatch	b;
@@ -676,7 +786,7 @@ fetch_misses(const RedisNode *node, bool cluster, uint64 epoch, int n,
 
 		if (caching_on(caching))
 			keep(keys[which[i]], lens[which[i]], seqs[which[i]], epoch, v, pttl,
-				 now, node, cluster);
+				 now, now_us, node, cluster);
 		else
 			reject(keys[which[i]], lens[which[i]], seqs[which[i]]);
 		replies[which[i]] = v->type == RESP_STRING ? v : NULL;
@@ -696,6 +806,7 @@ RedisNearMget(int n, const char *const *keys, const size_t *lens,
 	int		   *which = palloc(sizeof(int) * n);
 	bool		cluster;
 	TimestampTz now;
+	int64		now_us;
 	int			ndistinct = 0;
 	int			i;
 	int			d;
@@ -712,7 +823,7 @@ RedisNearMget(int n, const char *const *keys, const size_t *lens,
 		near.stats.misses += n;
 		return false;			/* all first reads: an ordinary MGET */
 	}
-	if ((cnode = caller()) == NULL)
+	if ((cnode = caller()) == NULL || !backlog_clear(cnode))
 		return false;
 	cluster = RedisNodeIsCluster(cnode);
 
@@ -730,6 +841,10 @@ RedisNearMget(int n, const char *const *keys, const size_t *lens,
 		}
 	}
 	now = GetCurrentTimestamp();
+	now_us = BmfMonotonicUs();
+	for (d = 0; d < ndistinct; d++)
+		if (!ready(distinct[d], cluster, epochs[d], n, keys, lens, nodes, now_us))
+			return false;
 	for (d = 0; d < ndistinct; d++)
 	{
 		int			m = 0;
@@ -752,7 +867,7 @@ RedisNearMget(int n, const char *const *keys, const size_t *lens,
 			}
 		}
 		if (m > 0 && !fetch_misses(distinct[d], cluster, epochs[d], m, which,
-								   keys, lens, seqs, now, replies))
+								   keys, lens, seqs, now, now_us, replies))
 		{
 			for (i = 0; i < n; i++)
 				if (seqs[i] != 0)

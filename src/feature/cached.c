@@ -43,6 +43,10 @@
  * store is a compare-and-set on the SHA1 of the value it replaced, so an
  * invalidation during the recomputation wins.
  *
+ * On a standby (in recovery) redis_cached serves hits but never stores:
+ * replay lags the primary, so its snapshot may predate a change whose
+ * invalidation the primary has already sent.
+ *
  * Redis down, or still catching up on invalidations: the query runs and
  * its answer is returned, with a WARNING unless bmfredis.on_error is
  * ignore; never an ERROR from the cache layer.  A transaction that has
@@ -58,6 +62,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "common/jsonapi.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -548,6 +553,14 @@ attempt(CachedCall *c, text *key, char **json)
 	/* a miss: someone computing ("") or nobody (nil) */
 	if (IsolationUsesXactSnapshot())
 		return -1;				/* our snapshot predates any lease: never store */
+
+	/*
+	 * A standby's snapshot can be older than an invalidation the primary
+	 * already sent (replay lags the primary's COMMIT): what it computes is
+	 * returned, never stored.
+	 */
+	if (RecoveryInProgress())
+		return -1;
 	if (r->type == RESP_NIL)
 	{
 		int			got = take_lease(c, &value);

@@ -97,7 +97,7 @@ load_consumers(MemoryContext cxt)
 			if (target)
 				c->insert_sql = MemoryContextStrdup(cxt, psprintf(
 					"INSERT INTO %s (stream, entry_id, message) VALUES ($1, $2, $3::%s) "
-					"ON CONFLICT DO NOTHING", target, type ? type : "text"));
+					"ON CONFLICT (stream, entry_id) DO NOTHING", target, type ? type : "text"));
 			{
 				MemoryContext o = MemoryContextSwitchTo(cxt);
 

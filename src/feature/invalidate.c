@@ -73,13 +73,13 @@ InvalidateNow(const RedisNode *node, Effect *effects, int n)
 					BmfDeadline(bmf_command_timeout), done, &result, &err))
 	{
 		BmfStatsCount(STAT_INVALIDATIONS_SENT, n);
-		if (result.error_replies > 0)
-			ereport(ERROR,
-					(errcode(RedisReplyErrorCode(result.first_error)),
-					 errmsg("Redis refused an invalidation"),
-					 errdetail_internal("%s", result.first_error)));
 		return result.unlinked;
 	}
+	if (err.status == RS_REPLY)
+		ereport(ERROR,
+				(errcode(RedisReplyErrorCode(result.first_error)),
+				 errmsg("Redis refused an invalidation"),
+				 errdetail_internal("%s", result.first_error)));
 	/* a mapped role's send is Redis' ACL check: without it, nothing is queued */
 	RedisReportFailure(node != RedisDefaultNode() ? REDIS_STRICT : REDIS_WRITE,
 					   REDIS_IDEMPOTENT, &err, "invalidation");
@@ -258,8 +258,8 @@ invalidate_pattern_now(const char *pattern, size_t len)
 	e.kind = EFFECT_PATTERN;
 	e.target = pat.data;
 	e.target_len = pat.len;
-	e.arg = NULL;
-	e.arg_len = 0;
+	e.arg = bmf_key_prefix;		/* its locks and semaphores stay */
+	e.arg_len = strlen(bmf_key_prefix);
 	if (!EffectsSend(RedisCallerNode(), &e, 1, 0x7FFFFFFFFFFFFFFF, &done,
 					 &result, &err))
 		RedisReportFailure(REDIS_STRICT, REDIS_IDEMPOTENT, &err, "SCAN");

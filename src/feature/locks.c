@@ -804,6 +804,95 @@ redis_semaphore_refresh(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(false);
 }
 
+/* ---- confirmation before COMMIT ---- */
+
+/*
+ * Still ours, each of entries[0..n) (locks and permits): extended by its
+ * TTL in one pipeline, so that it also outlives what follows (the COMMIT).
+ * One that was lost (its TTL ran out, Redis restarted without it, another
+ * session holds it) is an ERROR: the work it guarded may have overlapped
+ * another holder's, and must not commit.  So is a Redis that cannot be
+ * asked: locks never degrade.  when: "before COMMIT", "after the statement".
+ */
+static void
+confirm_held(List *entries, const char *when)
+{
+	RedisBatch	b;
+	RedisReply **replies;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (entries == NIL)
+		return;
+	RedisBatchInit(&b);
+	foreach(lc, entries)
+	{
+		Held	   *h = lfirst(lc);
+		RedisArgs	a;
+		char		ttl[24];
+		char		fence_ttl[24];
+
+		pg_lltoa(h->ttl_ms, ttl);
+		pg_lltoa(h->ttl_ms + FENCE_KEEP_MS, fence_ttl);
+		RedisArgsInit(&a, 8);
+		if (h->kind == 'l')
+		{
+			RedisArgsScript(&a, &extend_script, 2);
+			RedisArgsAddStr(&a, h->key);
+			RedisArgsAddStr(&a, lock_key("lock", h->name, ":fence"));
+			RedisArgsAddStr(&a, h->token);
+			RedisArgsAddStr(&a, pstrdup(ttl));
+			RedisArgsAddStr(&a, pstrdup(fence_ttl));
+		}
+		else
+		{
+			RedisArgsScript(&a, &sem_refresh_script, 1);
+			RedisArgsAddStr(&a, h->key);
+			RedisArgsAddStr(&a, h->token);
+			RedisArgsAddStr(&a, pstrdup(ttl));
+		}
+		RedisBatchAdd(&b, &a);
+	}
+	replies = RedisPipeline(REDIS_STRICT, REDIS_IDEMPOTENT, &b, 0, NULL);
+	foreach(lc, entries)
+	{
+		Held	   *h = lfirst(lc);
+
+		if (replies[i]->type == RESP_ERROR)
+			RedisRaiseReplyError(replies[i], h->kind == 'l' ? "lock extend" : "semaphore refresh");
+		if (replies[i]->type != RESP_INTEGER || replies[i]->integer != 1)
+		{
+			const char *what = h->kind == 'l' ? "lock" : "semaphore permit";
+			char	   *name = pstrdup(h->name);
+			int64		ttl = h->ttl_ms;
+
+			forget(h);			/* not ours: nothing to release */
+			BmfStatsCount(STAT_LOCKS_LOST, 1);
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("Redis %s \"%s\" was lost %s", what, name, when),
+					 errdetail("It was taken with a TTL of %lld ms, which ran out while the transaction ran (or Redis restarted without it, or another session took it), so the work it guarded may have overlapped another holder's; the transaction is rolled back.",
+							   (long long) ttl),
+					 errhint("Give the lock a TTL longer than the work, or extend it while the work runs (redis_lock_extend, redis_semaphore_refresh).")));
+		}
+		i++;
+	}
+}
+
+/* The transaction's locks and permits, confirmed before it commits. */
+static void
+confirm_xact_held(void)
+{
+	List	   *mine = NIL;
+	ListCell   *lc;
+
+	foreach(lc, held)
+		if (((Held *) lfirst(lc))->xact)
+			mine = lappend(mine, lfirst(lc));
+	confirm_held(mine, "before COMMIT");
+	list_free(mine);
+}
+
 /* ---- scopes ---- */
 
 /*
@@ -931,6 +1020,10 @@ lock_xact_callback(XactEvent event, void *arg)
 						 errdetail("They are released when the transaction ends, and a prepared transaction ends elsewhere."),
 						 errhint("Use session-level locks (redis_lock) and release them yourself.")));
 			break;
+		case XACT_EVENT_PRE_COMMIT:
+			if (holds_xact_locks())
+				confirm_xact_held();
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
@@ -1047,11 +1140,15 @@ redis_locks(PG_FUNCTION_ARGS)
 
 /*
  * redis_with_lock(name, ttl, wait, query) -> bigint: run query while
- * holding the lock, release it however the query ends; returns the rows
- * the query processed.  The query runs with the caller's privileges.
- * While it runs the lock is held at transaction scope, so an error that
- * aborts the transaction (or the subtransaction of a caught exception)
- * releases it through the usual callbacks; on success it is released here.
+ * holding the lock; returns the rows the query processed.  The query runs
+ * with the caller's privileges.  The lock is held at transaction scope:
+ * what the query did is seen by others only at COMMIT, so the lock is
+ * released at COMMIT or ROLLBACK (or at the abort of the subtransaction
+ * of a caught exception), never before.  It is confirmed (and extended
+ * by its TTL) when the query ends and again before COMMIT: lost to its
+ * TTL in between, the transaction fails rather than commit work another
+ * holder may have overlapped.  A lock the session already held is used
+ * as it is (and released as it would have been).
  */
 Datum
 redis_with_lock(PG_FUNCTION_ARGS)
@@ -1061,9 +1158,7 @@ redis_with_lock(PG_FUNCTION_ARGS)
 	int64		wait = ms_arg(fcinfo, 2, 10000, "lock wait");
 	text	   *query = BmfTextArg(fcinfo, 3, "query");
 	char	   *sql = text_to_cstring(query);
-	bool		already = find_held('l', name, NULL) != NULL;
 	Held	   *h = acquire_lock(name, ttl, wait, true);
-	char	   *token = pstrdup(h->token);
 	int			rc;
 	uint64		processed;
 
@@ -1076,7 +1171,7 @@ redis_with_lock(PG_FUNCTION_ARGS)
 						SPI_result_code_string(rc))));
 	processed = SPI_processed;
 	SPI_finish();
-	if (!already)
-		(void) release('l', name, token, true);
+	if (find_held('l', name, NULL) == h)
+		confirm_held(list_make1(h), "while the statement ran");
 	PG_RETURN_INT64((int64) processed);
 }

@@ -160,6 +160,7 @@ redis_stats_values(PG_FUNCTION_ARGS)
 			put(rsinfo, "near_cache_invalidations", (double) n->invalidations, "backend");
 			put(rsinfo, "near_cache_full_flushes", (double) n->full_flushes, "backend");
 			put(rsinfo, "near_cache_rejections", (double) n->rejections, "backend");
+			put(rsinfo, "near_cache_syncs", (double) n->syncs, "backend");
 		}
 	}
 	return (Datum) 0;
@@ -209,6 +210,7 @@ static const struct
 	{STAT_LOCKS_ACQUIRED, "bmfredis_locks_acquired_total", NULL, "Distributed locks acquired."},
 	{STAT_LOCK_WAITS, "bmfredis_lock_waits_total", NULL, "Lock acquisitions that had to wait."},
 	{STAT_LOCK_TIMEOUTS, "bmfredis_lock_timeouts_total", NULL, "Lock acquisitions that gave up waiting."},
+	{STAT_LOCKS_LOST, "bmfredis_locks_lost_total", NULL, "Transaction locks and permits found lost before COMMIT (the transaction failed)."},
 	{STAT_ERRORS_CONNECT, "bmfredis_errors_total", "connect", "Failed Redis calls, by kind."},
 	{STAT_ERRORS_TIMEOUT, "bmfredis_errors_total", "timeout", "Failed Redis calls, by kind."},
 	{STAT_ERRORS_IO, "bmfredis_errors_total", "io", "Failed Redis calls, by kind."},

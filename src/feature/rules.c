@@ -23,6 +23,7 @@
 #include "access/sysattr.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -417,6 +418,7 @@ compile_entity(Entity *e)
 						 errmsg("the table of entity \"%s\" no longer exists", e->name),
 						 errhint("Drop the entity with redis_unwatch() or DELETE FROM bmfredis.entities.")));
 			reldesc = RelationGetDescr(rel);
+			e->desc = CreateTupleDescCopy(reldesc);
 			e->relname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 													RelationGetRelationName(rel));
 			e->natts = reldesc->natts;
@@ -489,6 +491,38 @@ compile_entry(const char *key)
 		return NULL;
 	}
 	return e;
+}
+
+/*
+ * Is relid the entity's table, or one of its partitions or inheritance
+ * children (at any depth)?  Their triggers fire for writes aimed at them,
+ * which the table's own statement triggers do not see.  What is known is
+ * kept until the rules are compiled again (an ATTACH or DETACH
+ * invalidates the table's relcache entry, which recompiles them).
+ */
+bool
+WatchCovers(Entity *e, Oid relid)
+{
+	List	   *all;
+	ListCell   *lc;
+	int			i;
+
+	if (relid == e->relid)
+		return true;
+	for (i = 0; i < e->ndescendants; i++)
+		if (e->descendants[i] == relid)
+			return true;
+	if (!OidIsValid(e->relid))
+		return false;
+	all = find_all_inheritors(e->relid, NoLock, NULL);
+	if (!list_member_oid(all, relid))
+		return false;
+	e->ndescendants = 0;
+	e->descendants = MemoryContextAlloc(watch_rules_cxt, sizeof(Oid) * list_length(all));
+	foreach(lc, all)
+		if (lfirst_oid(lc) != e->relid)
+			e->descendants[e->ndescendants++] = lfirst_oid(lc);
+	return true;
 }
 
 /*

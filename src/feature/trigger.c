@@ -22,6 +22,7 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/sysattr.h"
+#include "access/tupconvert.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -545,11 +546,13 @@ changed_row(Rule *r, TupleTableSlot *old, TupleTableSlot *new,
  * triggers of their own.  So only a plain table without either.
  */
 static bool
-updated_cols_known(const TriggerData *td)
+updated_cols_known(const TriggerData *td, const Entity *e)
 {
 	Relation	rel = td->tg_relation;
 
+	/* (a partition's or child's attnums need not be the table's) */
 	return TRIGGER_FIRED_BY_UPDATE(td->tg_event) && td->tg_updatedcols != NULL &&
+		RelationGetRelid(rel) == e->relid &&
 		rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass &&
 		!(rel->trigdesc && rel->trigdesc->trig_update_before_row);
 }
@@ -581,21 +584,88 @@ any_updated(const TriggerData *td, const AttrNumber *cols, int ncols)
  * (their "changed" list compares them), the old rows are not read at all:
  * each new row's keys are all there is to invalidate, and its event says
  * nothing it carries changed.
+ *
+ * Fired for a write aimed at a partition or an inheritance child, the
+ * rows are in that table's layout; when it is not the table's (columns in
+ * another order, dropped columns), each row is converted to it by column
+ * name, since the rules were compiled against the table.
  */
+/*
+ * One transition table read through a read pointer of our own (other
+ * triggers reading the same table are not disturbed), into a slot in the
+ * table's layout: a partition's or child's rows converted to it (map)
+ * when theirs differs.
+ */
+typedef struct TransitionReader
+{
+	Tuplestorestate *ts;		/* NULL: not read */
+	TupleTableSlot *slot;		/* the row, in the table's layout */
+	TupleTableSlot *in;			/* read into, when converting */
+	TupleConversionMap *map;
+} TransitionReader;
+
+static void
+reader_open(TransitionReader *rd, Tuplestorestate *ts, TupleDesc from,
+			TupleDesc to, TupleConversionMap *map)
+{
+	rd->ts = ts;
+	rd->map = map;
+	rd->slot = rd->in = NULL;
+	if (ts == NULL)
+		return;
+	rd->slot = MakeSingleTupleTableSlot(to, map ? &TTSOpsVirtual : &TTSOpsMinimalTuple);
+	if (map)
+		rd->in = MakeSingleTupleTableSlot(from, &TTSOpsMinimalTuple);
+	tuplestore_select_read_pointer(ts, tuplestore_alloc_read_pointer(ts, 0));
+	tuplestore_rescan(ts);
+}
+
+static bool
+reader_next(TransitionReader *rd)
+{
+	if (rd->ts == NULL ||
+		!tuplestore_gettupleslot(rd->ts, true, false, rd->map ? rd->in : rd->slot))
+		return false;
+	if (rd->map)
+		execute_attr_map_slot(rd->map->attrMap, rd->in, rd->slot);
+	return true;
+}
+
+/* the slots may own tuples read back from disk into the rows' context */
+static void
+reader_clear(TransitionReader *rd)
+{
+	if (rd->slot)
+		ExecClearTuple(rd->slot);
+	if (rd->in)
+		ExecClearTuple(rd->in);
+}
+
+static void
+reader_close(TransitionReader *rd)
+{
+	if (rd->ts)
+		tuplestore_select_read_pointer(rd->ts, 0);
+	if (rd->slot)
+		ExecDropSingleTupleTableSlot(rd->slot);
+	if (rd->in)
+		ExecDropSingleTupleTableSlot(rd->in);
+}
+
 static void
 scan_transition_tables(Rule *r, TriggerData *td)
 {
 	TupleDesc	desc = RelationGetDescr(td->tg_relation);
 	Tuplestorestate *olds = td->tg_oldtable;
-	Tuplestorestate *news = td->tg_newtable;
 	bool		update_unread = false;
-	TupleTableSlot *os;
-	TupleTableSlot *ns;
+	TransitionReader ro;
+	TransitionReader rn;
+	TupleConversionMap *map = NULL;
 	MemoryContext rowcxt;
 	MemoryContext old;
 	uint64		n = 0;
 
-	if (olds && news && updated_cols_known(td))
+	if (olds && td->tg_newtable && updated_cols_known(td, r->ent))
 	{
 		bool		keys_fixed;
 
@@ -611,66 +681,48 @@ scan_transition_tables(Rule *r, TriggerData *td)
 			update_unread = true;
 		}
 	}
-	os = olds ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
-	ns = news ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
+	if (RelationGetRelid(td->tg_relation) != r->ent->relid)
+		map = convert_tuples_by_name(desc, r->ent->desc);	/* NULL: the same */
+	reader_open(&ro, olds, desc, r->ent->desc, map);
+	reader_open(&rn, td->tg_newtable, desc, r->ent->desc, map);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis rows",
 								   ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(rowcxt);
 
 	memset(r->summarized, 0, sizeof(r->summarized));	/* an error's leftovers */
 	distinct_ids = (XactPendingKeys() == 0);
-
-	if (olds)
-	{
-		tuplestore_select_read_pointer(olds, tuplestore_alloc_read_pointer(olds, 0));
-		tuplestore_rescan(olds);
-	}
-	if (news)
-	{
-		tuplestore_select_read_pointer(news, tuplestore_alloc_read_pointer(news, 0));
-		tuplestore_rescan(news);
-	}
 	for (;;)
 	{
-		bool		ho = olds && tuplestore_gettupleslot(olds, true, false, os);
-		bool		hn = news && tuplestore_gettupleslot(news, true, false, ns);
+		bool		ho = reader_next(&ro);
+		bool		hn = reader_next(&rn);
 
 		if (!ho && !hn)
 			break;
-		if (ho && hn && WatchColumnsDiffer(&r->id_attnum, 1, os, ns))
+		if (ho && hn && WatchColumnsDiffer(&r->id_attnum, 1, ro.slot, rn.slot))
 		{
-			changed_row(r, os, NULL, false);
-			changed_row(r, NULL, ns, false);
+			changed_row(r, ro.slot, NULL, false);
+			changed_row(r, NULL, rn.slot, false);
 		}
 		else
-			changed_row(r, ho ? os : NULL, hn ? ns : NULL, update_unread);
+			changed_row(r, ho ? ro.slot : NULL, hn ? rn.slot : NULL, update_unread);
 		if ((++n & 1023) == 0)
 		{
-			/* the slots may own tuples read back from disk into rowcxt */
-			if (os)
-				ExecClearTuple(os);
-			if (ns)
-				ExecClearTuple(ns);
+			reader_clear(&ro);
+			reader_clear(&rn);
 			MemoryContextReset(rowcxt);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
 	distinct_ids = false;
-	WatchFlushSummaries(r, desc);
-	if (olds)
-		tuplestore_select_read_pointer(olds, 0);
-	if (news)
-		tuplestore_select_read_pointer(news, 0);
-	if (os)
-		ExecClearTuple(os);
-	if (ns)
-		ExecClearTuple(ns);
+	WatchFlushSummaries(r, r->ent->desc);
+	reader_clear(&ro);
+	reader_clear(&rn);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(rowcxt);
-	if (os)
-		ExecDropSingleTupleTableSlot(os);
-	if (ns)
-		ExecDropSingleTupleTableSlot(ns);
+	reader_close(&ro);
+	reader_close(&rn);
+	if (map)
+		free_conversion_map(map);
 }
 
 /* The row of a TRUNCATE event: <channel>:truncated, no rows. */
@@ -747,7 +799,7 @@ redis_cache_trigger(PG_FUNCTION_ARGS)
 
 	distinct_ids = false;		/* whatever an error left */
 	e = WatchEntityGet(td->tg_trigger->tgargs[0], true);
-	if (e == NULL || e->relid != RelationGetRelid(td->tg_relation))
+	if (e == NULL || !WatchCovers(e, RelationGetRelid(td->tg_relation)))
 	{
 		warn_unwatched(td, e);
 		return PointerGetDatum(NULL);
@@ -811,20 +863,31 @@ redis_invalidate_entity(PG_FUNCTION_ARGS)
 	RowView		rv;
 	bool		found = false;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("entity and id must not be null")));
+				 errmsg("entity must not be null")));
 	entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	action = PG_ARGISNULL(2) ? "update" : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (strcmp(action, "create") != 0 && strcmp(action, "update") != 0 &&
-		strcmp(action, "delete") != 0)
+		strcmp(action, "delete") != 0 && strcmp(action, "truncate") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid action \"%s\"", action),
-				 errhint("The actions are create, update and delete.")));
+				 errhint("The actions are create, update, delete and truncate.")));
 	r = WatchEntityGet(entity, false);
+	if (strcmp(action, "truncate") == 0)
+	{
+		/* every row at once: whatever the templates can produce (the id is not used) */
+		WatchEmitAll(r, &visited);
+		PG_RETURN_VOID();
+	}
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("id must not be null"),
+				 errhint("Only action truncate, which invalidates every row, takes no id.")));
+	id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	rv.map = NULL;
 	rv.id = id;

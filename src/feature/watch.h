@@ -99,6 +99,10 @@ typedef struct Entity
 	AttrNumber	id_attnum;
 	int			natts;
 	ColOut	   *cols;			/* [natts], shared by the rules */
+	TupleDesc	desc;			/* the table's, as compiled (rows of its
+								 * partitions and children are converted to it) */
+	Oid		   *descendants;	/* partitions and children known (WatchCovers) */
+	int			ndescendants;
 	Rule	  **rules;
 	int			nrules;
 	Cascade    *cascades;
@@ -147,6 +151,7 @@ extern MemoryContext watch_rules_cxt;
 extern Entity *WatchEntityGet(const char *name, bool missing_ok);
 extern void WatchFlushRules(void);
 extern AttrNumber WatchFindColumn(TupleDesc desc, const char *name);
+extern bool WatchCovers(Entity *e, Oid relid);
 extern void WatchPrepareColumn(Rule *r, TupleDesc desc, AttrNumber attnum);
 extern void WatchAddAttnum(AttrNumber **list, int *n, AttrNumber a);
 

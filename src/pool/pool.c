@@ -93,6 +93,14 @@ typedef struct PoolTracking
 	TransportPair *watch;		/* the entry's connection and c, watched together */
 	PoolEntry  *entry;			/* the tracked entry (pool entries stay put) */
 	int64		messages;
+	/*
+	 * Syncs (PoolTrackingSync): a PING on c is answered after everything
+	 * Redis wrote to c before it processed the PING, invalidations
+	 * included.  ping_sent: when the PING in flight was written (0: none);
+	 * synced: when the last answered one was.  Monotonic microseconds.
+	 */
+	int64		ping_sent;
+	int64		synced;
 } PoolTracking;
 
 static PoolTracking trackings[POOL_TRACKING_MAX];
@@ -109,6 +117,8 @@ tracking_stop(PoolTracking *t)
 	PoolConnClose(&t->c);
 	t->on = false;
 	t->epoch = 0;
+	t->ping_sent = 0;
+	t->synced = 0;
 }
 
 /* The node's tracking, or a free one for it when make (NULL: none free). */
@@ -975,9 +985,18 @@ PoolTrackingEpoch(const RedisNode *node)
 	return t->epoch;
 }
 
+/* RESP2's answer to a PING on a subscribed connection: ["pong", ""] */
+static bool
+is_pong(const RedisReply *r)
+{
+	return r->type == RESP_ARRAY && r->elements == 2 &&
+		r->element[0]->type == RESP_STRING && r->element[0]->len == 4 &&
+		pg_strncasecmp(r->element[0]->str, "pong", 4) == 0;
+}
+
 int
 PoolTrackingPoll(const RedisNode *node, MemoryContext cxt, RedisReply **msg,
-				 bool look)
+				 bool look, TimestampTz deadline)
 {
 	PoolTracking *t = tracking_find(node->ep.name, false);
 	RedisError	err;
@@ -986,9 +1005,20 @@ PoolTrackingPoll(const RedisNode *node, MemoryContext cxt, RedisReply **msg,
 	if (t == NULL || !t->on || t->c.state != CONN_READY)
 		return -1;
 	/* nothing seen by PoolTrackingEnsure's poll, nothing parsed and waiting */
-	if (!look && !t->pending && !RespReaderBuffered(t->c.reader))
+	if (!look && deadline == 0 && !t->pending && !RespReaderBuffered(t->c.reader))
 		return 0;
-	rc = PoolConnReadOne(&t->c, 0, cxt, msg, &err);
+	rc = PoolConnReadOne(&t->c, deadline, cxt, msg, &err);
+	if (rc == 0 && deadline != 0)
+	{
+		/* a sync Redis did not answer: as a command that timed out */
+		RedisErrorSet(&err, RS_TIMEOUT, ERRCODE_CONNECTION_FAILURE,
+					  "Redis command timed out",
+					  "%s did not answer the near-cache's PING within bmfredis.command_timeout.",
+					  node->ep.name);
+		if (t->entry)
+			mark_failure(t->entry, &err);
+		rc = -1;
+	}
 	if (rc == 0)
 		t->pending = false;
 	if (rc < 0)
@@ -996,9 +1026,58 @@ PoolTrackingPoll(const RedisNode *node, MemoryContext cxt, RedisReply **msg,
 		tracking_stop(t);
 		return -1;
 	}
+	if (rc > 0 && is_pong(*msg))
+	{
+		/* what was written before the PING has been read: synced */
+		if (t->ping_sent == 0)
+		{
+			tracking_stop(t);	/* an answer nobody asked for: out of step */
+			return -1;
+		}
+		t->synced = t->ping_sent;
+		t->ping_sent = 0;
+		return 2;
+	}
 	if (rc > 0)
 		t->messages++;
 	return rc;
+}
+
+/*
+ * A PING on the tracking connection, not waited for: its answer (read by
+ * PoolTrackingPoll) says that everything Redis wrote there before it has
+ * been read.  One at a time; false when it could not be written (the
+ * connection is then closed, and the tracking session over).
+ */
+bool
+PoolTrackingPing(const RedisNode *node)
+{
+	PoolTracking *t = tracking_find(node->ep.name, false);
+	static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+	RedisError	err;
+	int64		now = BmfMonotonicUs();
+
+	if (t == NULL || !t->on || t->c.state != CONN_READY)
+		return false;
+	if (t->ping_sent != 0)
+		return true;			/* one is on its way */
+	if (!TransportWrite(&t->c.t, ping, sizeof(ping) - 1,
+						BmfDeadline(bmf_command_timeout), &err))
+	{
+		tracking_stop(t);
+		return false;
+	}
+	t->ping_sent = now;
+	return true;
+}
+
+void
+PoolTrackingSyncState(const RedisNode *node, int64 *synced, int64 *ping_sent)
+{
+	PoolTracking *t = tracking_find(node->ep.name, false);
+
+	*synced = (t && t->on) ? t->synced : 0;
+	*ping_sent = (t && t->on) ? t->ping_sent : 0;
 }
 
 void

@@ -120,14 +120,30 @@ extern void PoolSubscriptionWakeOnLatch(RedisSubscription *sub);
  * across nodes; a new one whenever anything tracked may have been lost).
  * PoolTrackingEpoch: the node's current session, 0 when there is none.
  * PoolTrackingPoll: one invalidation message of the node's if one has
- * arrived, without waiting (1), none (0), or tracking broken (-1, a new
- * epoch follows); unless look, it trusts what PoolTrackingEnsure's or
- * PoolTrackingLook's poll() just saw.  PoolTrackingStop: every node's.
+ * arrived (1), a sync answered (2: PoolTrackingSyncState moved on), none
+ * (0), or tracking broken (-1, a new epoch follows); with a deadline it
+ * waits for one until then, without one it does not wait, and unless
+ * look it trusts what PoolTrackingEnsure's or PoolTrackingLook's poll()
+ * just saw.  PoolTrackingStop: every node's.
+ *
+ * Syncs bound how late an invalidation can be seen.  Redis writes a
+ * writer's reply and the invalidations its write causes in the same pass
+ * of its event loop, the reply first: a reader that learns of the write
+ * by other means can look before the invalidation is on its socket (for
+ * microseconds; for as long as Redis is off the CPU when it is starved).
+ * A PING on the tracking connection is answered after everything written
+ * there before Redis read it: once its answer has been read, every write
+ * acknowledged before the PING was sent has been seen.  PoolTrackingPing
+ * sends one (not waiting; one at a time); PoolTrackingSyncState: when the
+ * last answered one was sent, and the one in flight (0: none), in
+ * BmfMonotonicUs() microseconds.
  */
 extern bool PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err);
 extern uint64 PoolTrackingEpoch(const RedisNode *node);
 extern int	PoolTrackingPoll(const RedisNode *node, MemoryContext cxt,
-							 RedisReply **msg, bool look);
+							 RedisReply **msg, bool look, TimestampTz deadline);
+extern bool PoolTrackingPing(const RedisNode *node);
+extern void PoolTrackingSyncState(const RedisNode *node, int64 *synced, int64 *ping_sent);
 extern void PoolTrackingStop(void);
 /* look (one epoll_wait) whether the node's invalidations have arrived since */
 extern void PoolTrackingLook(const RedisNode *node);

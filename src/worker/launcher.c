@@ -231,6 +231,7 @@ typedef struct KnownDb
 {
 	Oid			dboid;			/* hash key */
 	bool		absent;			/* a worker found no extension there */
+	bool		no_slot;		/* every slot was taken (logged once) */
 	bool		seen;			/* in the latest scan of pg_database */
 	bool		servable;		/* allows connections, not a template */
 	char		name[NAMEDATALEN];
@@ -280,7 +281,10 @@ scan_databases(void)
 
 		k = hash_search(known, &d->oid, HASH_ENTER, &found);
 		if (!found)
+		{
 			k->absent = false;
+			k->no_slot = false;
+		}
 		k->seen = true;
 		/* an invalid database (an interrupted DROP DATABASE) cannot be entered */
 		k->servable = d->datallowconn && !d->datistemplate && !database_is_invalid_form(d);
@@ -362,7 +366,7 @@ start_worker(BmfSharedState *sh, int i)
 	return true;
 }
 
-/* A free slot for dboid, or NULL (logged) when none is left. */
+/* A free slot for dboid, or -1 when none is left. */
 static int
 claim_slot(BmfSharedState *sh, Oid dboid)
 {
@@ -380,13 +384,7 @@ claim_slot(BmfSharedState *sh, Oid dboid)
 	}
 	LWLockRelease(sh->workers_lock);
 	if (i == sh->nworkers)
-	{
-		ereport(WARNING,
-				(errmsg("bmfredis: cannot serve database \"%s\": %d databases are served already",
-						db_name(dboid), sh->nworkers),
-				 errhint("Raise max_worker_processes (a restart).")));
 		return -1;
-	}
 	restart_at[i] = 0;
 	return i;
 }
@@ -526,9 +524,16 @@ start_new(BmfSharedState *sh, const Oid *requests, int nrequests, int *starting)
 		i = claim_slot(sh, k->dboid);
 		if (i < 0)
 		{
-			k->absent = true;	/* logged; looked at again on request */
+			/* tried again at every scan: a slot frees when a database goes */
+			if (!k->no_slot)
+				ereport(WARNING,
+						(errmsg("bmfredis: cannot serve database \"%s\": %d databases are served already",
+								k->name, sh->nworkers),
+						 errhint("Raise max_worker_processes (a restart).")));
+			k->no_slot = true;
 			continue;
 		}
+		k->no_slot = false;
 		for (j = 0; j < nrequests; j++)
 			if (requests[j] == k->dboid)
 				sh->workers[i].has_extension = true;	/* CREATE EXTENSION said so */
@@ -538,30 +543,49 @@ start_new(BmfSharedState *sh, const Oid *requests, int nrequests, int *starting)
 }
 
 /*
- * A cold start ends once every database that may have the extension (all
- * but those whose worker found none) has queued its namespace's
- * invalidation: each worker does as it starts.
+ * A cold start ends once every database that may have had pending work
+ * when it began has queued its namespace's invalidation (each worker does
+ * as it starts): those pg_database listed as servable when the launcher
+ * first saw the cold start (a database made later had nothing pending),
+ * but those whose worker found no extension and those dropped since.  Not
+ * only those holding a slot now: the launcher starts a few workers a
+ * pass, and a database still waiting for its turn (or for a free slot)
+ * has not done it yet.
  */
+static uint32 cold_epoch_seen = 0;
+static Oid *cold_must = NULL;	/* the databases of that cold start */
+static int	cold_nmust = 0;
+
 static void
 settle_cold(BmfSharedState *sh)
 {
-	Oid		   *dboids = palloc(sizeof(Oid) * sh->nworkers);
+	HASH_SEQ_STATUS seq;
+	KnownDb    *k;
+	Oid		   *dboids;
 	int			n = 0;
-	int			slots = 0;
 	int			i;
 
-	LWLockAcquire(sh->workers_lock, LW_SHARED);
-	for (i = 0; i < sh->nworkers; i++)
+	if (cold_epoch_seen != sh->cold_epoch || cold_must == NULL)
 	{
-		if (sh->workers[i].state == BMF_WORKER_FREE)
-			continue;
-		slots++;
-		if (!sh->workers[i].extension_absent)
-			dboids[n++] = sh->workers[i].dboid;
+		cold_epoch_seen = sh->cold_epoch;
+		if (cold_must)
+			pfree(cold_must);
+		cold_must = MemoryContextAlloc(TopMemoryContext,
+									   sizeof(Oid) * (hash_get_num_entries(known) + 1));
+		cold_nmust = 0;
+		hash_seq_init(&seq, known);
+		while ((k = hash_seq_search(&seq)) != NULL)
+			if (k->servable)
+				cold_must[cold_nmust++] = k->dboid;
 	}
-	LWLockRelease(sh->workers_lock);
-	if (slots > 0)
-		RetryColdSettle(dboids, n);
+	dboids = palloc(sizeof(Oid) * (cold_nmust + 1));
+	for (i = 0; i < cold_nmust; i++)
+	{
+		k = hash_search(known, &cold_must[i], HASH_FIND, NULL);
+		if (k && k->servable && !k->absent)
+			dboids[n++] = cold_must[i];
+	}
+	RetryColdSettle(dboids, n);
 	pfree(dboids);
 }
 

@@ -24,8 +24,21 @@
  * then invalidated once, before that database reads from Redis: its
  * worker does it as it starts, and a backend whose first Redis call comes
  * before that does it too, for its own prefix and its settings' before
- * any SET (retry.c, RetryColdCheck).  A standby, which commits nothing,
- * does not start cold.
+ * any SET (retry.c, RetryColdCheck).
+ *
+ * A standby commits nothing: it never starts cold on its own account (a
+ * new standby's control file, copied from a running primary by a base
+ * backup, looks like a crash) and sends no invalidation of its own.  But
+ * when it leaves recovery (a promotion, or the end of a point-in-time
+ * recovery), what the old primary had still to send, or what a restored
+ * backup is older than, is unknown: that is a cold start (RetryColdCheck
+ * notices it in whichever process runs first).
+ *
+ * A marker, pg_stat/bmfredis_retry.running, is written (durably) at every
+ * start and removed only once a shutdown has saved the queue durably: a
+ * start that finds it knows the last run ended without that save (a
+ * failed write, a full disk, a machine lost before the rename reached the
+ * disk), even when the control file says the shutdown was clean.
  *
  * File layout: DurableHeader, the entries as the ring holds them, the
  * namespaces waiting (BmfNamespace each), the databases done with a cold
@@ -39,6 +52,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/xlog.h"
 #include "catalog/pg_control.h"
 #include "common/controldata_utils.h"
 #include "miscadmin.h"
@@ -51,6 +65,7 @@
 #include "xact/retry.h"
 
 #define DURABLE_FILE PGSTAT_STAT_PERMANENT_DIRECTORY "/bmfredis_retry.queue"
+#define RUNNING_FILE PGSTAT_STAT_PERMANENT_DIRECTORY "/bmfredis_retry.running"
 #define DURABLE_MAGIC 0x51464d42	/* "BMFQ" */
 #define DURABLE_VERSION 1
 
@@ -89,13 +104,31 @@ control_unclean(uint64 *sysid)
 static void
 start_cold(BmfSharedState *sh, const char *reason)
 {
-	if (!sh->cold)
-		sh->ncold_done = 0;
-	sh->cold = true;
-	strlcpy(sh->cold_reason, reason, sizeof(sh->cold_reason));
+	RetryColdBegin(sh, reason, false);
 	ereport(LOG,
 			(errmsg("bmfredis: the cache starts cold: %s", reason),
 			 errdetail("Each database's namespace (bmfredis.key_prefix) will be invalidated once Redis answers, before the database reads from it.")));
+}
+
+/* The marker of a run whose queue is not saved yet (see the top) */
+static void
+write_marker(void)
+{
+	int			fd = OpenTransientFile(RUNNING_FILE, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+
+	if (fd < 0 || pg_fsync(fd) != 0 || CloseTransientFile(fd) != 0 ||
+		fsync_fname_ext(PGSTAT_STAT_PERMANENT_DIRECTORY, true, false, LOG) != 0)
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("bmfredis: could not write \"%s\": %m", RUNNING_FILE),
+				 errdetail("A shutdown that fails to save the retry queue will not be noticed at the next start.")));
+}
+
+static void
+remove_marker(void)
+{
+	if (unlink(RUNNING_FILE) == 0)
+		(void) fsync_fname_ext(PGSTAT_STAT_PERMANENT_DIRECTORY, true, false, LOG);
 }
 
 static pg_crc32c
@@ -169,7 +202,8 @@ save_queue(int code, Datum arg)
 	}
 	if (hdr.entries == 0 && hdr.nnamespaces == 0 && !hdr.cold)
 	{
-		(void) unlink(DURABLE_FILE);
+		if (unlink(DURABLE_FILE) == 0 || errno == ENOENT)
+			remove_marker();
 		return;
 	}
 	(void) control_unclean(&sysid);
@@ -178,10 +212,18 @@ save_queue(int code, Datum arg)
 	hdr.sysid = sysid;
 	hdr.crc = durable_crc(&hdr, payload.data, payload.len);
 	if (write_file(&hdr, &payload))
+	{
+		remove_marker();
 		ereport(LOG,
 				(errmsg("bmfredis: saved %u invalidations and messages still to send, and %u namespaces to invalidate, in \"%s\"",
 						hdr.entries, hdr.nnamespaces, DURABLE_FILE),
 				 errdetail("They are sent once PostgreSQL has started again and Redis answers.")));
+	}
+	else
+		ereport(LOG,
+				(errmsg("bmfredis: could not save the retry queue (%u invalidations and messages, %u namespaces)",
+						hdr.entries, hdr.nnamespaces),
+				 errdetail("The next start finds \"%s\" and starts the cache cold.", RUNNING_FILE)));
 }
 
 /* ---- at start ---- */
@@ -224,6 +266,7 @@ restore(BmfSharedState *sh, const char *buf, Size len, uint64 sysid,
 	if (hdr.cold)
 	{
 		sh->cold = true;
+		sh->cold_epoch++;
 		hdr.cold_reason[sizeof(hdr.cold_reason) - 1] = '\0';
 		strlcpy(sh->cold_reason, hdr.cold_reason, sizeof(sh->cold_reason));
 		sh->ncold_done = hdr.ncold_done;
@@ -279,6 +322,15 @@ load_queue(BmfSharedState *sh, uint64 sysid)
 	return LOAD_DAMAGED;
 }
 
+/* Will this start recover as a standby, or to a target (its end a promotion)? */
+static bool
+recovering_from_signal(void)
+{
+	struct stat st;
+
+	return stat(STANDBY_SIGNAL_FILE, &st) == 0 || stat(RECOVERY_SIGNAL_FILE, &st) == 0;
+}
+
 static void
 durable_startup(void)
 {
@@ -286,13 +338,28 @@ durable_startup(void)
 	BmfSharedState *sh;
 	uint64		sysid;
 	bool		unclean;
+	bool		standby;
+	struct stat st;
 
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	if (IsUnderPostmaster || (sh = BmfShared()) == NULL)
 		return;
 	unclean = control_unclean(&sysid);
-	if (started)
+	standby = recovering_from_signal();
+	if (standby)
+	{
+		/*
+		 * A standby has nothing to invalidate until it is promoted (a base
+		 * backup's control file looks like a crash: it is not one of ours).
+		 */
+		sh->cold_at_promotion = true;
+		if (!started)
+			(void) load_queue(sh, sysid);
+		ereport(LOG,
+				(errmsg("bmfredis: this server starts in recovery: its cache starts cold when it is promoted, not before")));
+	}
+	else if (started)
 	{
 		/* new shared memory after a crash: the old ring is gone */
 		if (unclean)
@@ -300,11 +367,17 @@ durable_startup(void)
 	}
 	else
 	{
+		bool		saved = stat(RUNNING_FILE, &st) != 0;
+
 		if (load_queue(sh, sysid) == LOAD_DAMAGED)
 			start_cold(sh, "the retry queue saved at the last shutdown cannot be trusted");
+		if (!saved)
+			start_cold(sh, "the last shutdown did not save the retry queue");
 		if (unclean)
 			start_cold(sh, "PostgreSQL did not shut down cleanly (a crash, or an immediate shutdown)");
 	}
+	if (!started)
+		write_marker();
 	started = true;
 	on_shmem_exit(save_queue, (Datum) 0);
 }

@@ -257,7 +257,10 @@ settle_first(Planned *p, RedisReply *r, void *arg)
 	int			i;
 
 	if (r->type == RESP_ERROR)
+	{
 		note_error(st->result, r);
+		return;					/* refused: kept for retry */
+	}
 	else if (p->kind == EFFECT_KEY && r->type == RESP_INTEGER)
 		st->result->unlinked += r->integer;
 	else if (p->kind == EFFECT_TAG && r->type == RESP_ARRAY && r->elements == 2)
@@ -286,6 +289,7 @@ empty_tags(const RedisNode *node, const char **tagkeys, const uint32 *lens,
 		   RedisError *err)
 {
 	int		   *rounds = palloc(sizeof(int) * n);
+	bool	   *refused = palloc0(sizeof(bool) * n);
 	int			i;
 	bool		more = true;
 
@@ -332,8 +336,11 @@ empty_tags(const RedisNode *node, const char **tagkeys, const uint32 *lens,
 			if (r->type != RESP_ARRAY || r->elements != 2)
 			{
 				if (r->type == RESP_ERROR)
+				{
 					note_error(result, r);
-				emptied[t] = true;
+					refused[t] = true;	/* kept for retry */
+				}
+				emptied[t] = true;	/* no more rounds */
 				continue;
 			}
 			result->unlinked += r->element[0]->integer;
@@ -347,6 +354,8 @@ empty_tags(const RedisNode *node, const char **tagkeys, const uint32 *lens,
 		for (i = 0; i < n; i++)
 			more |= !emptied[i];
 	}
+	for (i = 0; i < n; i++)
+		emptied[i] &= !refused[i];
 	return true;
 }
 
@@ -401,6 +410,7 @@ empty_registries(const RedisNode *node, const char **names, const uint32 *lens,
 			if (r->type == RESP_ERROR)
 			{
 				note_error(result, r);
+				emptied[i] = false;	/* refused: kept for retry */
 				continue;
 			}
 			if (r->type != RESP_ARRAY)
@@ -483,10 +493,13 @@ unlink_found(const RedisNode *node, RedisBatch *b, RedisArgs *un,
 }
 
 /*
- * A namespace invalidation (keep: its key prefix) leaves the locks and
- * semaphores under that prefix alone (<prefix>lock:{…}, <prefix>sem:{…},
- * with their fences and queues): they are not cached data, and deleting
- * a held lock would let a second holder in.
+ * A pattern invalidation (keep: the key prefix it was made under, "" for
+ * none) leaves the locks and semaphores under that prefix alone
+ * (<prefix>lock:{…}, <prefix>sem:{…}, with their fences and queues),
+ * whatever the pattern: they are not cached data, and deleting a held
+ * lock would let a second holder in.  The namespace after an overflow or
+ * a cold start, redis_flush_namespace(), redis_invalidate_pattern('*') and
+ * a TRUNCATE's {name} template all come here.
  */
 static bool
 kept_key(const RedisReply *k, const char *keep, uint32 keep_len)
@@ -600,7 +613,8 @@ scan_everywhere(const RedisNode *node, const Effect *e, TimestampTz deadline,
 				EffectsResult *result, RedisError *err)
 {
 	bool		tags = e->kind == EFFECT_TAG_PATTERN;
-	const char *keep = e->arg_len > 0 ? e->arg : NULL;	/* a namespace's prefix */
+	/* the prefix whose locks and semaphores a key pattern leaves alone */
+	const char *keep = tags ? NULL : e->arg_len > 0 ? e->arg : "";
 	const RedisNode **masters;
 	int			n;
 	int			i;
@@ -640,9 +654,11 @@ settle_xadd(Planned *p, RedisReply *r, void *arg)
 	SettleState *st = (SettleState *) arg;
 
 	if (r->type == RESP_ERROR)
+	{
 		note_error(st->result, r);
-	else
-		st->result->appended++;
+		return;					/* at least once: kept for retry */
+	}
+	st->result->appended++;
 	st->done[p->which[0]] = true;
 }
 
@@ -829,6 +845,7 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 	Planned    *plans = palloc(sizeof(Planned) * cap);
 	int			nplans;
 	int			i;
+	int			refusals;
 	bool		ok = true;
 
 	memset(result, 0, sizeof(EffectsResult));
@@ -856,8 +873,9 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 
 		if (e->kind != EFFECT_PATTERN && e->kind != EFFECT_TAG_PATTERN)
 			continue;
+		refusals = result->error_replies;
 		ok = scan_everywhere(node, e, deadline, result, err);
-		done[i] = ok;
+		done[i] = ok && result->error_replies == refusals;
 	}
 	/* 4. publishes */
 	if (ok)
@@ -866,6 +884,10 @@ EffectsSend(const RedisNode *node, const Effect *effects, int n,
 	for (i = 0; i < n; i++)
 		if (!done[i])
 			result->failed++;
+	if (ok && result->failed > 0)
+		RedisErrorSet(err, RS_REPLY, RedisReplyErrorCode(result->first_error),
+					  "Redis refused invalidations",
+					  "%s answered: %s", node->ep.name, result->first_error);
 	return ok && result->failed == 0;
 }
 

@@ -47,18 +47,22 @@ typedef struct EffectsResult
 	int64		appended;		/* messages appended to streams */
 	int64		receivers;		/* sum of PUBLISH replies */
 	int			failed;			/* effects not confirmed */
-	int			error_replies;	/* effects Redis refused (not retried) */
+	int			error_replies;	/* error replies Redis gave */
 	char		first_error[256];	/* the first error reply, for a WARNING */
 } EffectsResult;
 
 /*
  * Send n effects to node, in order of kind (keys and expiries, tags, tag
  * patterns, patterns, then publishes in their own order), stopping at the
- * deadline.  done[i] is set for each effect that Redis confirmed or
- * refused with an error reply (refusals are not worth retrying).  Returns
- * false, with err set, if Redis failed before everything was done.  Never
- * raises for a Redis fault; throws only for out-of-memory and, unless the
- * caller holds interrupts, for cancel.
+ * deadline.  done[i] is set for each effect that Redis confirmed, and for
+ * a PUBLISH it refused (pub/sub is at most once).  An invalidation or a
+ * stream append that Redis refused with an error reply (an ACL's NOPERM,
+ * a WRONGTYPE tag index) is not done: it is kept for retry like one Redis
+ * never got, so that a refusal is loud and never a silent stale key.
+ * Returns false, with err set (for refusals, RS_REPLY and the first
+ * error's SQLSTATE), if anything is not done.  Never raises for a Redis
+ * fault; throws only for out-of-memory and, unless the caller holds
+ * interrupts, for cancel.
  */
 extern bool EffectsSend(const RedisNode *node, const Effect *effects, int n,
 						TimestampTz deadline, bool *done,

@@ -41,6 +41,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
@@ -299,6 +300,26 @@ RetryEnqueue(const Effect *effects, const bool *done, int n, int db,
 /* ---- drain ---- */
 
 /*
+ * What Redis refuses stays queued and is tried again at every pass: said
+ * loudly, but once a minute per process, not at every pass.
+ */
+static void
+refused_warning(const EffectsResult *result)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (last != 0 && !TimestampDifferenceExceeds(last, now, 60 * 1000))
+		return;
+	last = now;
+	ereport(WARNING,
+			(errmsg("bmfredis: Redis refuses %d invalidations waiting in the retry queue of database \"%s\"",
+					result->error_replies, PoolDatabaseName()),
+			 errdetail_internal("%s", result->first_error),
+			 errhint("They are sent again until Redis takes them, and until then reads through bmfredis in this database are misses; if Redis' ACL refused them, let bmfredis' Redis user reach this database's key prefix.")));
+}
+
+/*
  * Send effects[0..n) (each with its db), in groups by db.  done[] tells
  * which were confirmed.  Returns false if Redis failed.
  */
@@ -337,8 +358,7 @@ send_grouped(const Effect *effects, const int *dbs, int n, bool *done,
 		for (j = 0; j < m; j++)
 			done[where[j]] = gdone[j];
 		if (result.error_replies > 0)
-			elog(LOG, "bmfredis: Redis refused %d retried invalidations or messages: %s",
-				 result.error_replies, result.first_error);
+			refused_warning(&result);
 	}
 	return ok;
 }
@@ -405,7 +425,7 @@ typedef struct RingBatch
 	int			n;
 	Effect	   *effects;
 	int		   *dbs;			/* each entry's logical database */
-	uint32	   *where;			/* its position in the ring */
+	uint64	   *where;			/* its position in the ring (not modulo) */
 	uint64		next;			/* where the next batch starts looking */
 } RingBatch;
 
@@ -422,14 +442,21 @@ ring_copy_out(BmfSharedState *sh, uint64 from, RingBatch *rb)
 	size_t		bytes = 0;
 	size_t		used = 0;
 
+	size_t		room;
+
 	rb->n = 0;
 	rb->effects = palloc(sizeof(Effect) * RING_BATCH_ENTRIES);
 	rb->dbs = palloc(sizeof(int) * RING_BATCH_ENTRIES);
-	rb->where = palloc(sizeof(uint32) * RING_BATCH_ENTRIES);
+	rb->where = palloc(sizeof(uint64) * RING_BATCH_ENTRIES);
+	/* nothing is allocated under the lock: an error there would keep it */
 	LWLockAcquire(sh->lock, LW_SHARED);
 	pos = Max(sh->tail, from);
 	head = sh->head;
-	copy = palloc(Min(head - pos, (uint64) RING_BATCH_BYTES + sh->ring_size / 4) + 1);
+	LWLockRelease(sh->lock);
+	room = Min(head - pos, (uint64) RING_BATCH_BYTES + sh->ring_size / 4);
+	copy = palloc(room + 1);
+	LWLockAcquire(sh->lock, LW_SHARED);
+	pos = Max(sh->tail, from);
 	while (pos < head && rb->n < RING_BATCH_ENTRIES && bytes < RING_BATCH_BYTES)
 	{
 		uint32		phys = pos % sh->ring_size;
@@ -443,6 +470,9 @@ ring_copy_out(BmfSharedState *sh, uint64 from, RingBatch *rb)
 			continue;
 		}
 		h = (RingHeader *) (sh->ring + phys);
+		if (used + h->target_len + h->arg_len > room)
+			break;				/* the next batch's */
+		rb->where[rb->n] = pos;
 		pos += h->size;
 		if (h->done || h->dboid != MyDatabaseId)
 			continue;
@@ -455,7 +485,6 @@ ring_copy_out(BmfSharedState *sh, uint64 from, RingBatch *rb)
 		e->arg = copy + used + h->target_len;
 		e->arg_len = h->arg_len;
 		rb->dbs[rb->n] = h->db;
-		rb->where[rb->n] = phys;
 		used += h->target_len + h->arg_len;
 		bytes += h->size;
 		rb->n++;
@@ -531,11 +560,24 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 		if (k > 0)
 		{
 			int			i;
+			uint32		marked = 0;
 
 			LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 			for (i = 0; i < k; i++)
-				((RingHeader *) (sh->ring + rb.where[i]))->done = true;
-			pg_atomic_fetch_sub_u32(&sh->entries, k);
+			{
+				RingHeader *h = (RingHeader *) (sh->ring + rb.where[i] % sh->ring_size);
+
+				/*
+				 * Discarded meanwhile (RetryDiscardDatabase marks and counts
+				 * too): done already, or passed by the tail, its place
+				 * maybe another entry's now.
+				 */
+				if (rb.where[i] < sh->tail || h->done)
+					continue;
+				h->done = true;
+				marked++;
+			}
+			pg_atomic_fetch_sub_u32(&sh->entries, marked);
 			advance_tail(sh);
 			sh->generation++;
 			LWLockRelease(sh->lock);
@@ -945,19 +987,65 @@ cold_namespaces(BmfSharedState *sh)
 	return queued;
 }
 
+/*
+ * A cold start begins (the caller holds sh->lock exclusively, or is the
+ * postmaster with nobody else running).  again: every database does it
+ * again, even those done with one under way.
+ */
+void
+RetryColdBegin(BmfSharedState *sh, const char *reason, bool again)
+{
+	if (!sh->cold || again)
+		sh->ncold_done = 0;
+	sh->cold = true;
+	strlcpy(sh->cold_reason, reason, sizeof(sh->cold_reason));
+	sh->cold_epoch++;
+	sh->generation++;
+}
+
+/*
+ * A standby that was promoted (or a point-in-time recovery that ended):
+ * the first process to see it begins a cold start, logged once.
+ */
+static void
+promotion_check(BmfSharedState *sh)
+{
+	bool		begun = false;
+
+	if (!sh->cold_at_promotion || RecoveryInProgress())
+		return;
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	if (sh->cold_at_promotion)
+	{
+		sh->cold_at_promotion = false;
+		RetryColdBegin(sh, "this server left recovery (a standby promoted, or a point-in-time recovery ended)", true);
+		begun = true;
+	}
+	LWLockRelease(sh->lock);
+	if (begun)
+		ereport(LOG,
+				(errmsg("bmfredis: the cache starts cold: this server left recovery (a standby promoted, or a point-in-time recovery ended)"),
+				 errdetail("What the old primary had still to send to Redis is unknown: each database's namespace (bmfredis.key_prefix) will be invalidated once Redis answers, before the database reads from it.")));
+}
+
 void
 RetryColdCheck(bool worker)
 {
-	static bool checked = false;
+	static uint32 checked_epoch = 0;
 	BmfSharedState *sh = BmfShared();
 	bool		queued = false;
 	bool		first = false;
 	char		reason[sizeof(sh->cold_reason)];
 	int			i;
 
-	if (checked || sh == NULL)
+	if (sh == NULL)
 		return;
-	checked = true;				/* once a process: the state began before it */
+	if (unlikely(sh->cold_at_promotion))
+		promotion_check(sh);
+	/* once a process and cold start: the state began before it */
+	if (checked_epoch == sh->cold_epoch)
+		return;
+	checked_epoch = sh->cold_epoch;
 	if (!sh->cold || !OidIsValid(MyDatabaseId))
 		return;
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
@@ -1013,15 +1101,15 @@ RetryColdSettle(const Oid *dboids, int n)
 		elog(LOG, "bmfredis: every database with the extension has queued its cold-start invalidation");
 }
 
-static bool
+static RedisBacklog
 before_call(const RedisNode *node)
 {
 	RetryColdCheck(false);
 	if (!RetryIsBacklogged())
-		return true;
+		return REDIS_BACKLOG_NONE;
 	if (!PoolNodeIsDown(node->ep.name, NULL))
 		RetryDrain(BmfDeadline(bmf_command_timeout), true);
-	return !RetryIsBacklogged();
+	return RetryIsBacklogged() ? REDIS_BACKLOG_WAITING : REDIS_BACKLOG_SENT;
 }
 
 void

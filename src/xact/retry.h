@@ -63,6 +63,8 @@ extern bool RetryRestore(const char *data, Size len, int n, int *lost);
  * do.  RetryColdInit: from _PG_init when preloading.
  */
 extern void RetryColdCheck(bool worker);
+struct BmfSharedState;
+extern void RetryColdBegin(struct BmfSharedState *sh, const char *reason, bool again);
 extern void RetryColdInit(void);
 /* the launcher: every database with a worker has checked; the state ends */
 extern void RetryColdSettle(const Oid *dboids, int n);

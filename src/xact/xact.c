@@ -62,6 +62,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lwlock.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -895,6 +896,12 @@ add_effects_range(const QSet *s, char kind, int from, int to, Effect *effects,
 			e->arg_len = pg_lltoa(q.expiry_ms[s->items[i].arg], ms);
 			e->arg = ms;
 		}
+		else if (kind == EFFECT_PATTERN)
+		{
+			/* the prefix it is under: its locks and semaphores stay */
+			e->arg = bmf_key_prefix;
+			e->arg_len = strlen(bmf_key_prefix);
+		}
 	}
 }
 
@@ -1105,22 +1112,33 @@ send_effects(Effect *effects, int n, TimestampTz deadline)
 		for (i = 0; i < n; i++)
 			left += !done[i];
 		BmfStatsCount(STAT_INVALIDATIONS_FAILED, left);
-		ereport(WARNING,
-				(errcode(err.sqlerrcode),
-				 errmsg("could not send %d queued Redis invalidations or messages after commit", left),
-				 errdetail_internal("%s: %s%s", err.message, err.detail,
-									err.status == RS_TIMEOUT ? " COMMIT sends for at most bmfredis.flush_timeout." : ""),
-				 errhint("The transaction is committed; they were queued for retry (%s).",
-						 RetryIsShared() ? "the database's bmfredis worker sends them when Redis answers"
-						 : "this session sends them before its next Redis call; preload bmfredis for a worker that does not wait for that")));
+		if (err.status == RS_REPLY)
+			ereport(WARNING,
+					(errcode(err.sqlerrcode),
+					 errmsg("Redis refused %d queued invalidations after commit", left),
+					 errdetail_internal("%s", err.detail),
+					 errhint("The transaction is committed.  They wait in the retry queue, sent again until Redis takes them, and until then reads through bmfredis in this database are misses: %s.",
+							 err.sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ?
+							 "let the Redis user bmfredis connects as (bmfredis.username) reach the keys under this database's bmfredis.key_prefix, with UNLINK, EVALSHA, SCAN and PEXPIREAT" :
+							 "remove what Redis refused (redis-cli)")));
+		else
+			ereport(WARNING,
+					(errcode(err.sqlerrcode),
+					 errmsg("could not send %d queued Redis invalidations or messages after commit", left),
+					 errdetail_internal("%s: %s%s", err.message, err.detail,
+										err.status == RS_TIMEOUT ? " COMMIT sends for at most bmfredis.flush_timeout." : ""),
+					 errhint("The transaction is committed; they were queued for retry (%s).",
+							 RetryIsShared() ? "the database's bmfredis worker sends them when Redis answers"
+							 : "this session sends them before its next Redis call; preload bmfredis for a worker that does not wait for that")));
 		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
 		return false;
 	}
 	BmfStatsCount(STAT_INVALIDATIONS_SENT, n);
 	if (result.error_replies > 0)
 		ereport(WARNING,
-				(errmsg("Redis refused %d queued invalidations or messages", result.error_replies),
-				 errdetail_internal("%s", result.first_error)));
+				(errmsg("Redis refused %d messages published after commit", result.error_replies),
+				 errdetail_internal("%s", result.first_error),
+				 errhint("Pub/sub delivers at most once: they are not sent again.")));
 	return true;
 }
 
@@ -1249,6 +1267,14 @@ at_commit(void)
 	{
 		ErrorData  *edata;
 
+		/*
+		 * An error does not end a transaction here, so nothing else
+		 * releases what the send held: the commit callback is called with
+		 * no LWLock held, so any held now is the send's own (the retry
+		 * ring's), and must not outlive it (RetryEnqueueNamespace below
+		 * takes it exclusively).
+		 */
+		LWLockReleaseAll();
 		MemoryContextSwitchTo(old);
 		edata = CopyErrorData();
 		FlushErrorState();

@@ -8,7 +8,7 @@
 R=$BMF_REDISCTL
 bmf_start_redis acl
 aport=$BMF_REDIS_PORT
-trap 'bmf_stop_pid "$(cat "$BMF_WORK/acl.pid")" TERM; cleanup' EXIT
+trap 'cleanup end; bmf_stop_pid "$(cat "$BMF_WORK/acl.pid")" TERM' EXIT
 acl() { redis-cli -p "$aport" --user bmf --pass srv-Secret-5 --no-auth-warning "$@"; }
 redis-cli -p "$aport" ACL SETUSER bmf on '>srv-Secret-5' '~*' '&*' '+@all' >/dev/null
 redis-cli -p "$aport" ACL SETUSER tenant_a on '>pass-A-77' '~id:a:*' '&a:*' '+@all' >/dev/null
@@ -19,6 +19,10 @@ roles="ra rb rc"
 cleanup() {
 	for r in $roles; do psql -X -q -d bmf_ident -c "DROP OWNED BY $r CASCADE" >/dev/null 2>&1; done
 	for r in $roles; do psql -X -q -d postgres -c "DROP ROLE IF EXISTS $r" >/dev/null 2>&1; done
+	# its Redis stops with the test: a database left pointing at it would
+	# wait for it forever after the next cold start
+	[ "${1:-}" = end ] && psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_ident WITH (FORCE)" >/dev/null 2>&1
+	return 0
 }
 cleanup
 tap_db bmf_ident

@@ -65,11 +65,13 @@ for i in $(seq 301 400); do echo "XADD payments:in * message '{\"n\":$i}'"; done
 sleep 1
 pid=$(worker_pid)
 echo "$pid" >>"$BMF_WORK/killed.pids"	# not a death test/run should report
+cold=$(tap_cold_mark)
 kill -KILL "$pid" 2>/dev/null
 for _ in $(seq 1 300); do q "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
 check "killed with SIGKILL mid-batch (pid $pid): after the crash restart the rest lands" wait_rows 400
 is "  nothing applied twice" "$(q "SELECT count(*) || ' ' || count(DISTINCT n) FROM applied")" "400 400"
 is "  nothing pending" "$($R cli XPENDING payments:in bmfredis | head -1)" "0"
+check "  the cold start the crash began is over" tap_cold_over "$cold"
 q "ALTER DATABASE bmf_inbox RESET inbox.delay" >/dev/null
 
 # --- delivered again: the group rewound to the start
@@ -102,3 +104,22 @@ like "a NOTIFY-only consumer: a listener gets the message" "$out" "Asynchronous 
 is "redis_stop_consuming forgets a stream" "$(q "SELECT redis_stop_consuming('notes:in'), redis_stop_consuming('notes:in')")" "t|f"
 q "SELECT redis_stop_consuming('payments:in')" >/dev/null
 $R cli DEL payments:in notes:in >/dev/null
+
+# --- a second unique index: an entry it refuses is not acknowledged
+$R cli DEL orders:in >/dev/null
+q "CREATE TABLE order_inbox (stream text, entry_id text, message jsonb,
+	PRIMARY KEY (stream, entry_id));
+CREATE UNIQUE INDEX order_inbox_once ON order_inbox ((message->>'order'));
+SELECT redis_consume_stream('orders:in', 'order_inbox');" >/dev/null
+$R cli XADD orders:in '*' message '{"order":1}' >/dev/null
+$R cli XADD orders:in '*' message '{"order":1}' >/dev/null
+$R cli XADD orders:in '*' message '{"order":2}' >/dev/null
+sleep 3
+is "two entries that collide on another unique index: the first stored" \
+	"$(q "SELECT count(*) FROM order_inbox")" "1"
+is "  the second is not acknowledged: it and the one after it stay pending" \
+	"$($R cli XPENDING orders:in bmfredis | head -1)" "2"
+check "  with a WARNING naming the constraint" \
+	grep -q "WARNING:  bmfredis could not store entry .* of stream \"orders:in\": duplicate key value violates unique constraint \"order_inbox_once\"" "$BMF_WORK/pgdata.log"
+q "SELECT redis_stop_consuming('orders:in')" >/dev/null
+$R cli DEL orders:in >/dev/null

@@ -151,6 +151,7 @@ check "within a second of the cancel (${elapsed} ms in all)" [ "$elapsed" -lt 16
 psql -X -q -d bmf_locks -c "SELECT redis_lock('crash', '6 s')" -c "SELECT pg_sleep(30)" >/dev/null 2>&1 &
 sleep 0.5
 victim=$(q "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()")
+cold=$(tap_cold_mark)
 killed_at=$(ms_now)
 kill -KILL "$victim"
 wait
@@ -159,3 +160,63 @@ is "right after the crash the lock is still held" "$(q "SELECT redis_try_lock('c
 left=$(( 6500 - ($(ms_now) - killed_at) ))
 [ "$left" -gt 0 ] && sleep "$(awk -v ms="$left" 'BEGIN { print ms / 1000 }')"
 is "after its TTL it is free" "$(q "SELECT redis_try_lock('crash') IS NOT NULL")" "t"
+check "the cold start the crash began is over (every database invalidated its namespace)" tap_cold_over "$cold"
+
+# --- namespace-wide invalidations keep locks and semaphores
+q "SELECT redis_cache_set('plain', 'v', '1 hour')" >/dev/null
+$R cli SET 'bmfredis:lock:{orders}' holder-l PX 300000 >/dev/null
+$R cli ZADD 'bmfredis:sem:{pool}' 1 holder-s >/dev/null
+$R cli PEXPIRE 'bmfredis:sem:{pool}' 300000 >/dev/null
+held() { echo "$($R cli GET 'bmfredis:lock:{orders}') $($R cli ZCARD 'bmfredis:sem:{pool}') $(q "SELECT redis_try_lock('orders') IS NULL")"; }
+out=$(qs <<'SQL' 2>&1
+SET bmfredis.max_pending_keys = 100;
+BEGIN;
+SELECT redis_invalidate(array_agg('k' || i), false) FROM generate_series(1, 300) i;
+COMMIT;
+SQL
+)
+is "300 keys at COMMIT past max_pending_keys = 100: the namespace is flushed" "$($R cli EXISTS bmfredis:plain)" "0"
+is "  but a held lock and a semaphore stay, and redis_try_lock still fails" "$(held)" "holder-l 1 t"
+q "SELECT redis_cache_set('plain', 'v', '1 hour')" >/dev/null
+q "SELECT redis_invalidate_pattern('*')" >/dev/null
+is "redis_invalidate_pattern('*'): the cache goes" "$($R cli EXISTS bmfredis:plain)" "0"
+is "  the lock and the semaphore stay" "$(held)" "holder-l 1 t"
+q "SELECT redis_cache_set('plain', 'v', '1 hour')" >/dev/null
+q "SELECT redis_flush_namespace()" >/dev/null
+is "redis_flush_namespace(): the cache goes" "$($R cli EXISTS bmfredis:plain)" "0"
+is "  the lock and the semaphore stay" "$(held)" "holder-l 1 t"
+$R cli DEL 'bmfredis:lock:{orders}' 'bmfredis:sem:{pool}' >/dev/null
+
+# --- a lock lost before COMMIT fails the transaction
+q "CREATE TABLE guarded (n int)" >/dev/null
+out=$(qv <<'SQL'
+SELECT redis_with_lock('short', '1 s', '1 s', 'INSERT INTO guarded SELECT 1 FROM pg_sleep(2)');
+SQL
+)
+like "redis_with_lock: a 1 s lock around a 2 s statement fails with 40001" "$out" "ERROR:  40001: Redis lock \"short\" was lost"
+is "  and its work is not committed" "$(q "SELECT count(*) FROM guarded")" "0"
+is "  counted as a lost lock" "$(q "SELECT value > 0 FROM redis_stats WHERE name = 'locks_lost'")" "t"
+out=$(qv <<'SQL'
+SELECT redis_with_lock('long', '5 s', '1 s', 'INSERT INTO guarded VALUES (2)');
+SQL
+)
+is "  one that keeps its lock commits (1 row)" "$out $(q "SELECT count(*) FROM guarded")" "1 1"
+is "  and gives the lock back at COMMIT" "$($R cli EXISTS 'bmfredis:lock:{long}')" "0"
+out=$(qv <<'SQL'
+BEGIN;
+SELECT redis_xact_lock('xl', '1 s', '1 s') IS NOT NULL;
+INSERT INTO guarded VALUES (3);
+SELECT pg_sleep(1.5);
+COMMIT;
+SQL
+)
+like "redis_xact_lock that expired before COMMIT: the COMMIT fails with 40001" "$out" "ERROR:  40001: Redis lock \"xl\" was lost before COMMIT"
+is "  and the row is not there" "$(q "SELECT count(*) FROM guarded WHERE n = 3")" "0"
+out=$(qv <<'SQL'
+BEGIN;
+SELECT redis_xact_lock('xl2', '1 s', '1 s') IS NOT NULL;
+INSERT INTO guarded VALUES (4);
+COMMIT;
+SQL
+)
+is "  one still held commits" "$(q "SELECT count(*) FROM guarded WHERE n = 4")" "1"

@@ -218,7 +218,7 @@ refute "no backend crashed" grep -Eq "terminated by signal (4|6|7|8|11)[^0-9]" "
 out=$(qs 2>&1 <<EOF
 SET bmfredis.on_error = 'warning';
 SELECT redis_cache_set('before', 'on sr');
-\\! for i in \$(seq 1 100); do [ "\$(redis-cli -p ${sports[0]} SENTINEL FAILOVER mymaster)" = OK ] && break; sleep 0.1; done
+\\! for i in \$(seq 1 300); do [ "\$(redis-cli -p ${sports[0]} SENTINEL FAILOVER mymaster)" = OK ] && break; sleep 0.1; done
 \\! for i in \$(seq 1 300); do [ "\$(redis-cli -p $rport ROLE | head -1)" = slave ] && break; sleep 0.1; done
 SELECT redis_cache_set('during', 'x');
 SELECT pg_sleep(1);

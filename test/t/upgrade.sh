@@ -1,8 +1,10 @@
 # upgrade: 1.0's SQL objects, with rules, cascades, watched tables (both
 # modes), scheduled invalidations, stored payloads and grants, updated with
 # ALTER EXTENSION bmfredis UPDATE: everything still works, and the schema
-# is the one a fresh install of 1.1 makes (pg_dump --binary-upgrade
+# is the one a fresh install makes (pg_dump --binary-upgrade
 # --schema-only of both, the comparison postgresql-unit and pg_cron use).
+# 1.1 with a watched partitioned table, updated to 1.2: the partitions get
+# their triggers, and the keys writes aimed at them left stale go once.
 # Then pg_dump and restore into a new database, and pg_upgrade into a new
 # cluster: the rules and triggers come back working.  On a server of its
 # own (it is stopped for pg_upgrade).
@@ -39,13 +41,13 @@ is "  1.0's objects work with this library: redis_health() (fewer columns in 1.0
 for _ in $(seq 1 100); do grep -q 'has SQL objects of version 1.0' "$BMF_WORK/upold.log" && break; sleep 0.1; done
 like "  and the database's worker logs that its objects are older than the library, and what to run" \
 	"$(grep -A2 'has SQL objects of version 1.0' "$BMF_WORK/upold.log")" \
-	'LOG:  bmfredis in database "up" has SQL objects of version 1\.0, and the library is version 1\.1.*HINT:  Run ALTER EXTENSION bmfredis UPDATE in that database\.'
+	'LOG:  bmfredis in database "up" has SQL objects of version 1\.0, and the library is version 1\.2.*HINT:  Run ALTER EXTENSION bmfredis UPDATE in that database\.'
 cd "$BMF_ROOT" || exit 1
 
 # --- the update
 out=$(q "ALTER EXTENSION bmfredis UPDATE" 2>&1)
 is "ALTER EXTENSION bmfredis UPDATE" "$out" ""
-is "  is 1.1" "$(q "SELECT extversion FROM pg_extension WHERE extname = 'bmfredis'")" "1.1"
+is "  is 1.2 (1.0, then 1.1, then 1.2)" "$(q "SELECT extversion FROM pg_extension WHERE extname = 'bmfredis'")" "1.2"
 is "  each entity's rule became its rule default, with its table and mode" \
 	"$(q "SELECT string_agg(e.entity || '/' || r.name || '/' || e.mode, ' ' ORDER BY e.entity) FROM bmfredis.entities e JOIN bmfredis.cache_rules r USING (entity)")" \
 	"category/default/statement payment/default/row product/default/statement purchase/default/statement shop/default/statement user/default/statement"
@@ -72,7 +74,31 @@ out=$(q "SELECT redis_watch('products', 'product', rule => 'events', columns => 
 is "  and a named rule can be added to a migrated entity" "$out" ""
 is "  the database's worker serves it" "$(for _ in $(seq 1 50); do s=$(q "SELECT state FROM redis_workers() WHERE database = 'up'"); [ "$s" = running ] && break; sleep 0.1; done; echo "$s")" "running"
 
-# --- the schema: an updated 1.0 against a fresh 1.1
+# --- 1.1 with a partitioned table watched, updated: the partitions get
+# their triggers, and what writes aimed at them left stale is invalidated
+psql -X -q -d postgres -c "CREATE DATABASE ext_part" >/dev/null
+BMF_DB=ext_part qs >/dev/null <<'SQL'
+CREATE EXTENSION bmfredis VERSION '1.1';
+CREATE TABLE orders (id int NOT NULL, region text NOT NULL) PARTITION BY LIST (region);
+CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
+INSERT INTO orders VALUES (1, 'eu');
+SELECT redis_watch('orders', 'order', ARRAY['order:{id}']);
+SQL
+redis-cli -p "$BMF_REDIS_PORT" SET bmfredis:order:1 stale >/dev/null
+BMF_DB=ext_part q "UPDATE orders_eu SET region = 'eu' WHERE id = 1" >/dev/null
+is "1.1: a write aimed at a partition of a watched table leaves its key (the defect 1.2 fixes)" \
+	"$(redis-cli -p "$BMF_REDIS_PORT" GET bmfredis:order:1)" "stale"
+is "  ALTER EXTENSION bmfredis UPDATE to 1.2" "$(BMF_DB=ext_part q "ALTER EXTENSION bmfredis UPDATE" 2>&1)" ""
+is "  invalidates the entity's keys once (writes aimed at partitions were not seen)" \
+	"$(redis-cli -p "$BMF_REDIS_PORT" EXISTS bmfredis:order:1)" "0"
+is "  and gives the partition the table's triggers" \
+	"$(BMF_DB=ext_part q "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders_eu'::regclass AND tgname LIKE 'bmfredis%'")" "4"
+redis-cli -p "$BMF_REDIS_PORT" SET bmfredis:order:1 cached >/dev/null
+BMF_DB=ext_part q "UPDATE orders_eu SET region = 'eu' WHERE id = 1" >/dev/null
+is "  so a write aimed at the partition now invalidates" "$(redis-cli -p "$BMF_REDIS_PORT" EXISTS bmfredis:order:1)" "0"
+psql -X -q -d postgres -c "DROP DATABASE ext_part" >/dev/null
+
+# --- the schema: an updated 1.0 against a fresh install
 psql -X -q -d postgres -c "CREATE DATABASE ext10" -c "CREATE DATABASE ext11" >/dev/null
 psql -X -q -d ext10 -c "CREATE EXTENSION bmfredis VERSION '1.0'" -c "ALTER EXTENSION bmfredis UPDATE" >/dev/null
 psql -X -q -d ext11 -c "CREATE EXTENSION bmfredis" >/dev/null
@@ -84,7 +110,7 @@ schema() {	# the extension's objects as pg_upgrade sees them, without OIDs
 schema ext10 >"$BMF_WORK/ext10.sql"
 schema ext11 >"$BMF_WORK/ext11.sql"
 d=$(diff -u "$BMF_WORK/ext11.sql" "$BMF_WORK/ext10.sql" | head -40)
-is "the updated schema is the one a fresh 1.1 install makes (pg_dump --binary-upgrade --schema-only)" "$d" ""
+is "the updated schema is the one a fresh install makes (pg_dump --binary-upgrade --schema-only)" "$d" ""
 check "  (and the dump holds the extension's objects: $(grep -c 'ALTER EXTENSION bmfredis ADD' "$BMF_WORK/ext11.sql") of them)" \
 	[ "$(grep -c 'ALTER EXTENSION bmfredis ADD' "$BMF_WORK/ext11.sql")" -gt 50 ]
 

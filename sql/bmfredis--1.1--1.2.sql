@@ -1,0 +1,296 @@
+-- bmfredis 1.1 -> 1.2 (ALTER EXTENSION bmfredis UPDATE)
+\echo Use "ALTER EXTENSION bmfredis UPDATE" to load this file. \quit
+
+------------------------------------------------------------------------
+-- Every write path to a watched table's rows: partitions and inheritance
+-- children.  PostgreSQL fires a statement trigger only for the table a
+-- statement names: an UPDATE aimed at a partition (or a child) never
+-- reaches the parent's.  So each partition and child of a watched table
+-- gets the same statement triggers, now and whenever one is created or
+-- attached later (an event trigger); one that leaves (DETACH, NO
+-- INHERIT, DROP) takes its rows out of the entity, and invalidates it.
+------------------------------------------------------------------------
+
+CREATE TABLE bmfredis.watched_descendants (
+    relation    regclass PRIMARY KEY,
+    entity      text NOT NULL REFERENCES bmfredis.entities ON DELETE CASCADE ON UPDATE CASCADE
+);
+COMMENT ON TABLE bmfredis.watched_descendants IS
+'The partitions and inheritance children of watched tables that carry the entity''s triggers too (writes aimed at them are watched)';
+SELECT pg_catalog.pg_extension_config_dump('bmfredis.watched_descendants', '');
+GRANT SELECT ON bmfredis.watched_descendants TO PUBLIC;
+
+-- The triggers of one table (the watched table or one of its descendants).
+CREATE FUNCTION bmfredis.make_watch_triggers(tbl regclass, entity text, mode text, update_of text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trig name;
+BEGIN
+    FOR trig IN SELECT t.tgname FROM pg_trigger t
+                 WHERE t.tgrelid = make_watch_triggers.tbl AND t.tgname LIKE 'bmfredis\_watch%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trig, tbl);
+    END LOOP;
+    IF mode = 'row' THEN
+        EXECUTE format('CREATE TRIGGER bmfredis_watch AFTER INSERT OR UPDATE%s OR DELETE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       update_of, tbl, entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_statement AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, entity);
+    ELSE
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_insert AFTER INSERT ON %s '
+                       'REFERENCING NEW TABLE AS bmfredis_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_update AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS bmfredis_old NEW TABLE AS bmfredis_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, entity);
+        EXECUTE format('CREATE TRIGGER bmfredis_watch_delete AFTER DELETE ON %s '
+                       'REFERENCING OLD TABLE AS bmfredis_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                       tbl, entity);
+    END IF;
+    EXECUTE format('CREATE TRIGGER bmfredis_watch_truncate AFTER TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.redis_cache_trigger(%L)',
+                   tbl, entity);
+END
+$$;
+COMMENT ON FUNCTION bmfredis.make_watch_triggers(regclass, text, text, text) IS
+'Makes the watch triggers of one table for an entity (its own table, or a partition or child of it)';
+
+-- The descendants of a watched table as they are now: triggers for the
+-- new ones, none left on those that went.  invalidate: rows that joined
+-- or left the entity (DDL did it) invalidate it whole, as TRUNCATE does.
+-- Like make_watch_triggers, it runs with the caller's rights (CREATE and
+-- DROP TRIGGER need the table's owner; the invalidation, the invalidate
+-- capability), so it is not kept from PUBLIC: it reaches nothing the
+-- caller could not.
+CREATE FUNCTION bmfredis.cover_descendants(tbl regclass, invalidate boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ent record;
+    now_ regclass[];
+    d regclass;
+    trig name;
+    has_rows boolean;
+    moved boolean := false;
+BEGIN
+    SELECT e.entity, e.mode INTO ent FROM bmfredis.entities e WHERE e.relation = cover_descendants.tbl;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    now_ := ARRAY(WITH RECURSIVE down(relid) AS (
+                      SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = cover_descendants.tbl
+                      UNION
+                      SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
+                  SELECT relid::regclass FROM down);
+    IF cardinality(now_) > 0 AND ent.mode = 'row' THEN
+        RAISE EXCEPTION 'table % is watched in row mode and has partitions or inheritance children (%)',
+                        tbl, array_to_string(now_, ', ')
+            USING ERRCODE = '0A000',
+                  DETAIL = 'Writes aimed at them would not be seen: row triggers are not inherited by inheritance children.',
+                  HINT = format('Watch it in statement mode: SELECT redis_watch(%L, %L, ..., mode => ''statement'').', tbl::text, ent.entity);
+    END IF;
+    -- those that left (DETACH, NO INHERIT): their triggers go, the entity is invalidated
+    FOR d IN SELECT w.relation FROM bmfredis.watched_descendants w
+              WHERE w.entity = ent.entity AND w.relation <> ALL (now_) LOOP
+        FOR trig IN SELECT t.tgname FROM pg_trigger t
+                     WHERE t.tgrelid = d AND t.tgname LIKE 'bmfredis\_watch%' LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', trig, d);
+        END LOOP;
+        DELETE FROM bmfredis.watched_descendants w WHERE w.relation = d;
+        moved := true;
+    END LOOP;
+    -- those that are new (CREATE ... PARTITION OF, ATTACH, INHERITS, INHERIT)
+    FOR d IN SELECT r FROM unnest(now_) r
+              WHERE NOT EXISTS (SELECT FROM bmfredis.watched_descendants w WHERE w.relation = r) LOOP
+        IF (SELECT c.relkind FROM pg_class c WHERE c.oid = d) = 'f' THEN
+            RAISE EXCEPTION 'foreign table % cannot be a partition or child of watched table %', d, tbl
+                USING ERRCODE = '0A000',
+                      DETAIL = 'bmfredis watches writes with statement triggers that read transition tables, which foreign tables do not have.',
+                      HINT = format('Stop watching %s (redis_unwatch) before attaching it.', tbl::text);
+        END IF;
+        PERFORM bmfredis.make_watch_triggers(d, ent.entity, 'statement', '');
+        INSERT INTO bmfredis.watched_descendants (relation, entity) VALUES (d, ent.entity);
+        IF (SELECT c.relkind FROM pg_class c WHERE c.oid = d) = 'r' THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM ONLY %s)', d) INTO has_rows;
+            moved := moved OR has_rows;
+        END IF;
+    END LOOP;
+    IF moved AND invalidate THEN
+        PERFORM @extschema@.redis_invalidate_entity(ent.entity, NULL, 'truncate');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION bmfredis.cover_descendants(regclass, boolean) IS
+'Gives the partitions and inheritance children of a watched table its triggers, takes them from those that left, and invalidates the entity when rows joined or left it';
+
+CREATE OR REPLACE FUNCTION redis_rewatch(tbl regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ent record;
+    watched text[];
+    update_of text := '';
+BEGIN
+    SELECT e.entity, e.mode INTO ent FROM bmfredis.entities e WHERE e.relation = redis_rewatch.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not watched', tbl USING ERRCODE = '42704',
+            HINT = 'Watch it with redis_watch().';
+    END IF;
+    watched := @extschema@.redis_rule_check(ent.entity);
+    IF watched IS NOT NULL THEN
+        SELECT ' OF ' || string_agg(quote_ident(c), ', ') INTO update_of FROM unnest(watched) AS c;
+    END IF;
+    PERFORM bmfredis.make_watch_triggers(tbl, ent.entity, ent.mode, update_of);
+    PERFORM bmfredis.cover_descendants(tbl, false);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION redis_unwatch(tbl regclass, rule text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ent text;
+    trig record;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be null' USING ERRCODE = '22004';
+    END IF;
+    SELECT e.entity INTO ent FROM bmfredis.entities e WHERE e.relation = redis_unwatch.tbl;
+    IF rule IS NOT NULL THEN
+        DELETE FROM bmfredis.cache_rules r WHERE r.entity = ent AND r.name = redis_unwatch.rule;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'table % has no rule "%"', tbl, rule USING ERRCODE = '42704',
+                HINT = 'Its rules are in bmfredis.cache_rules.';
+        END IF;
+        IF EXISTS (SELECT FROM bmfredis.cache_rules r WHERE r.entity = ent) THEN
+            PERFORM @extschema@.redis_rewatch(tbl);
+            RETURN;
+        END IF;
+        RAISE NOTICE 'that was the last rule of entity "%": table % is no longer watched', ent, tbl;
+    END IF;
+    FOR trig IN SELECT t.tgname, t.tgrelid::regclass AS rel FROM pg_trigger t
+                 WHERE (t.tgrelid = redis_unwatch.tbl
+                        OR t.tgrelid IN (SELECT w.relation FROM bmfredis.watched_descendants w
+                                          WHERE w.entity = ent))
+                   AND t.tgname LIKE 'bmfredis\_watch%' LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trig.tgname, trig.rel);
+    END LOOP;
+    DELETE FROM bmfredis.entities e WHERE e.relation = redis_unwatch.tbl;
+END
+$$;
+
+-- DDL that changes which tables descend from a watched one
+CREATE FUNCTION bmfredis.watch_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl regclass;
+BEGIN
+    IF pg_catalog.to_regclass('bmfredis.entities') IS NULL
+       OR NOT EXISTS (SELECT FROM bmfredis.entities) THEN
+        RETURN;
+    END IF;
+    FOR tbl IN
+        WITH RECURSIVE cmd AS (
+            SELECT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+             WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objsubid = 0),
+        up(relid) AS (
+            SELECT cmd.objid FROM cmd
+            UNION
+            SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.relid)
+        SELECT e.relation FROM bmfredis.entities e WHERE e.relation::oid IN (SELECT up.relid FROM up)
+        UNION
+        SELECT e.relation FROM bmfredis.watched_descendants w JOIN bmfredis.entities e USING (entity)
+         WHERE w.relation::oid IN (SELECT cmd.objid FROM cmd)
+    LOOP
+        PERFORM bmfredis.cover_descendants(tbl, true);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION bmfredis.watch_ddl() IS
+'Event trigger function: partitions and inheritance children created, attached or detached under a watched table get (or lose) its triggers';
+
+CREATE EVENT TRIGGER bmfredis_watch_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION bmfredis.watch_ddl();
+
+CREATE OR REPLACE FUNCTION bmfredis.forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    gone record;
+BEGIN
+    -- the extension's own tables may be going too (DROP EXTENSION, DROP SCHEMA)
+    IF pg_catalog.to_regclass('bmfredis.entities') IS NULL THEN
+        RETURN;
+    END IF;
+    -- a dropped partition or child takes its rows out of a table that stays
+    FOR gone IN
+        DELETE FROM bmfredis.watched_descendants w
+         USING pg_catalog.pg_event_trigger_dropped_objects() d
+         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND d.objsubid OPERATOR(pg_catalog.=) 0
+           AND w.relation::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
+        RETURNING w.entity
+    LOOP
+        IF EXISTS (SELECT FROM bmfredis.entities e
+                    WHERE e.entity OPERATOR(pg_catalog.=) gone.entity
+                      AND NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                                       WHERE d.objid OPERATOR(pg_catalog.=) e.relation::pg_catalog.oid)) THEN
+            PERFORM @extschema@.redis_invalidate_entity(gone.entity, NULL, 'truncate');
+        END IF;
+    END LOOP;
+    FOR gone IN
+        DELETE FROM bmfredis.entities e
+         USING pg_catalog.pg_event_trigger_dropped_objects() d
+         WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND d.objsubid OPERATOR(pg_catalog.=) 0
+           AND e.relation::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
+        RETURNING e.entity, d.object_identity
+    LOOP
+        RAISE NOTICE 'bmfredis forgets entity "%": its table % was dropped', gone.entity, gone.object_identity;
+    END LOOP;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION bmfredis.watch_ddl() FROM PUBLIC;
+
+COMMENT ON FUNCTION redis_invalidate_entity(text, text, text) IS
+'Applies an entity''s cache rules and cascades by hand, as invalidateCache.product(id, ''update''); action truncate (no id) invalidates every row; sent at COMMIT';
+
+-- Tables watched before 1.2 get their partitions' and children's
+-- triggers now; their keys are invalidated once (writes aimed at a
+-- partition were not seen until now).  A table watched in row mode with
+-- children keeps working as before, with a WARNING.
+DO $$
+DECLARE
+    tbl regclass;
+BEGIN
+    FOR tbl IN SELECT e.relation FROM bmfredis.entities e WHERE e.relation IS NOT NULL LOOP
+        BEGIN
+            PERFORM bmfredis.cover_descendants(tbl, true);
+        EXCEPTION WHEN feature_not_supported THEN
+            RAISE WARNING 'bmfredis: writes aimed at the children of % are not watched', tbl
+                USING DETAIL = 'It is watched in row mode, whose triggers children do not inherit.',
+                      HINT = 'Watch it in statement mode (redis_watch(..., mode => ''statement'')).';
+        END;
+    END LOOP;
+END
+$$;

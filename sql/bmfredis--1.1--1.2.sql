@@ -68,8 +68,12 @@ COMMENT ON FUNCTION bmfredis.make_watch_triggers(regclass, text, text, text) IS
 -- Like make_watch_triggers, it runs with the caller's rights (CREATE and
 -- DROP TRIGGER need the table's owner; the invalidation, the invalidate
 -- capability), so it is not kept from PUBLIC: it reaches nothing the
--- caller could not.
-CREATE FUNCTION bmfredis.cover_descendants(tbl regclass, invalidate boolean)
+-- caller could not.  A descendant it cannot cover (the table watched in
+-- row mode, a foreign table, a table that is an entity of its own) is an
+-- ERROR when strict (redis_watch, CREATE of the descendant), otherwise a
+-- WARNING that writes aimed at it are not watched (ALTER TABLE, the
+-- upgrade): refusing every later ALTER of the table would be worse.
+CREATE FUNCTION bmfredis.cover_descendants(tbl regclass, invalidate boolean, strict boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -92,6 +96,12 @@ BEGIN
                       SELECT i.inhrelid FROM pg_inherits i JOIN down ON i.inhparent = down.relid)
                   SELECT relid::regclass FROM down);
     IF cardinality(now_) > 0 AND ent.mode = 'row' THEN
+        IF NOT strict THEN
+            RAISE WARNING 'bmfredis: writes aimed at the children of % are not watched (%)', tbl, array_to_string(now_, ', ')
+                USING DETAIL = 'It is watched in row mode, whose triggers children do not inherit.',
+                      HINT = format('Watch it in statement mode: SELECT redis_watch(%L, %L, ..., mode => ''statement'').', tbl::text, ent.entity);
+            RETURN;
+        END IF;
         RAISE EXCEPTION 'table % is watched in row mode and has partitions or inheritance children (%)',
                         tbl, array_to_string(now_, ', ')
             USING ERRCODE = '0A000',
@@ -112,10 +122,26 @@ BEGIN
     FOR d IN SELECT r FROM unnest(now_) r
               WHERE NOT EXISTS (SELECT FROM bmfredis.watched_descendants w WHERE w.relation = r) LOOP
         IF (SELECT c.relkind FROM pg_class c WHERE c.oid = d) = 'f' THEN
+            IF NOT strict THEN
+                RAISE WARNING 'bmfredis: writes aimed at foreign table %, a partition or child of watched table %, are not watched', d, tbl
+                    USING DETAIL = 'bmfredis watches writes with statement triggers that read transition tables, which foreign tables do not have.';
+                CONTINUE;
+            END IF;
             RAISE EXCEPTION 'foreign table % cannot be a partition or child of watched table %', d, tbl
                 USING ERRCODE = '0A000',
                       DETAIL = 'bmfredis watches writes with statement triggers that read transition tables, which foreign tables do not have.',
                       HINT = format('Stop watching %s (redis_unwatch) before attaching it.', tbl::text);
+        END IF;
+        IF EXISTS (SELECT FROM bmfredis.entities e WHERE e.relation = d) THEN
+            IF NOT strict THEN
+                RAISE WARNING 'bmfredis: writes aimed at % are watched as its own entity only, not as part of watched table %', d, tbl
+                    USING DETAIL = 'A table carries the watch triggers of one entity.';
+                CONTINUE;
+            END IF;
+            RAISE EXCEPTION 'table % is watched itself and cannot be a partition or child of watched table %', d, tbl
+                USING ERRCODE = '0A000',
+                      DETAIL = 'A table carries the watch triggers of one entity: writes aimed at it would be seen by one of the two only.',
+                      HINT = format('Stop watching one of them (redis_unwatch), or watch only %s.', tbl::text);
         END IF;
         PERFORM bmfredis.make_watch_triggers(d, ent.entity, 'statement', '');
         INSERT INTO bmfredis.watched_descendants (relation, entity) VALUES (d, ent.entity);
@@ -129,7 +155,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION bmfredis.cover_descendants(regclass, boolean) IS
+COMMENT ON FUNCTION bmfredis.cover_descendants(regclass, boolean, boolean) IS
 'Gives the partitions and inheritance children of a watched table its triggers, takes them from those that left, and invalidates the entity when rows joined or left it';
 
 CREATE OR REPLACE FUNCTION redis_rewatch(tbl regclass)
@@ -148,6 +174,14 @@ BEGIN
             HINT = 'Watch it with redis_watch().';
     END IF;
     watched := @extschema@.redis_rule_check(ent.entity);
+    IF EXISTS (SELECT FROM bmfredis.watched_descendants w WHERE w.relation = redis_rewatch.tbl
+                  AND w.entity <> ent.entity) THEN
+        RAISE EXCEPTION 'table % is a partition or child of a watched table, and carries its triggers', tbl
+            USING ERRCODE = '0A000',
+                  DETAIL = format('Writes aimed at it are watched as entity "%s" already; a table carries the watch triggers of one entity.',
+                                  (SELECT w.entity FROM bmfredis.watched_descendants w WHERE w.relation = redis_rewatch.tbl)),
+                  HINT = 'Add the keys to that entity''s rules instead (redis_watch on the watched table, with another rule name).';
+    END IF;
     IF watched IS NOT NULL THEN
         SELECT ' OF ' || string_agg(quote_ident(c), ', ') INTO update_of FROM unnest(watched) AS c;
     END IF;
@@ -218,7 +252,8 @@ BEGIN
         SELECT e.relation FROM bmfredis.watched_descendants w JOIN bmfredis.entities e USING (entity)
          WHERE w.relation::oid IN (SELECT cmd.objid FROM cmd)
     LOOP
-        PERFORM bmfredis.cover_descendants(tbl, true);
+        -- refused when the command made the descendant; otherwise a WARNING
+        PERFORM bmfredis.cover_descendants(tbl, true, TG_TAG LIKE 'CREATE %');
     END LOOP;
 END
 $$;
@@ -277,20 +312,15 @@ COMMENT ON FUNCTION redis_invalidate_entity(text, text, text) IS
 
 -- Tables watched before 1.2 get their partitions' and children's
 -- triggers now; their keys are invalidated once (writes aimed at a
--- partition were not seen until now).  A table watched in row mode with
--- children keeps working as before, with a WARNING.
+-- partition were not seen until now).  What cannot be covered (a table
+-- watched in row mode with children, a foreign partition, a child that is
+-- an entity of its own) keeps working as before, with a WARNING naming it.
 DO $$
 DECLARE
     tbl regclass;
 BEGIN
     FOR tbl IN SELECT e.relation FROM bmfredis.entities e WHERE e.relation IS NOT NULL LOOP
-        BEGIN
-            PERFORM bmfredis.cover_descendants(tbl, true);
-        EXCEPTION WHEN feature_not_supported THEN
-            RAISE WARNING 'bmfredis: writes aimed at the children of % are not watched', tbl
-                USING DETAIL = 'It is watched in row mode, whose triggers children do not inherit.',
-                      HINT = 'Watch it in statement mode (redis_watch(..., mode => ''statement'')).';
-        END;
+        PERFORM bmfredis.cover_descendants(tbl, true, false);
     END LOOP;
 END
 $$;

@@ -134,6 +134,33 @@ SELECT count(*) FROM bmfredis.entities WHERE entity = 'thing';
 DROP TABLE things_child;
 SELECT redis_watch('things', 'thing', ARRAY['thing:{id}'], mode => 'row');
 CREATE TABLE things_child2 () INHERITS (things);
+
+-- an ALTER TABLE of a table watched in row mode that has children (only
+-- an upgrade from 1.1 leaves one) is not refused: a WARNING says why
+ALTER EVENT TRIGGER bmfredis_watch_ddl DISABLE;
+CREATE TABLE things_child3 () INHERITS (things);
+ALTER EVENT TRIGGER bmfredis_watch_ddl ENABLE;
+ALTER TABLE things ADD COLUMN note text;
+DROP TABLE things_child3;
+
+-- a table that is an entity of its own carries one entity's triggers: it
+-- cannot also be a watched table's child (refused when made, a WARNING on
+-- ALTER ... INHERIT, and redis_watch of a covered child is refused)
+CREATE TABLE gadgets (id int PRIMARY KEY, name text);
+SELECT redis_watch('gadgets', 'gadget', ARRAY['gadget:{id}']);
+CREATE TABLE gadgets_old (id int NOT NULL, name text);
+SELECT redis_watch('gadgets_old', 'old_gadget', ARRAY['old_gadget:{id}']);
+ALTER TABLE gadgets_old INHERIT gadgets;
+SELECT tgrelid::regclass AS relation, tgname, encode(tgargs, 'escape') AS entity FROM pg_trigger
+ WHERE tgname = 'bmfredis_watch_update' AND tgrelid IN ('gadgets'::regclass, 'gadgets_old'::regclass)
+ ORDER BY 1;
+ALTER TABLE gadgets_old NO INHERIT gadgets;
+CREATE TABLE gadgets_new () INHERITS (gadgets);
+SELECT redis_watch('gadgets_new', 'new_gadget', ARRAY['new_gadget:{id}']);
+SELECT relation, entity FROM bmfredis.watched_descendants WHERE relation = 'gadgets_new'::regclass;
+SELECT redis_unwatch('gadgets_old');
+SELECT redis_unwatch('gadgets');
+DROP TABLE gadgets_new, gadgets_old, gadgets;
 \set VERBOSITY terse
 
 -- unwatch drops the triggers of the table and of its partitions

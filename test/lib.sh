@@ -21,7 +21,7 @@ BMF_TEST_PACKAGES="$BMF_PACKAGES redis-sentinel node=nodejs npm=npm"
 BMF_FUZZ_PACKAGES="clang libclang-rt-14-dev"
 BMF_PACKAGE_PACKAGES="debhelper dpkg-dev postgresql-server-dev-all"
 BMF_VALGRIND_PACKAGES="$BMF_PACKAGES valgrind"
-BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-15-pgmemcache gnuplot-nox"
+BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-15-pgmemcache gnuplot-nox node=nodejs npm=npm"
 # BMF_SERVER=valkey runs Valkey 8 (bookworm-backports) instead of Redis as
 # every test server; redis-cli stays the client either way
 BMF_SERVER=${BMF_SERVER:-redis}

@@ -537,6 +537,7 @@ attempt(CachedCall *c, text *key, char **json)
 		BmfStatsCount(STAT_CACHE_HITS, 1);
 		*json = r->str;
 		if (bmf_cached_early_beta > 0 && !IsolationUsesXactSnapshot() &&
+			!RecoveryInProgress() &&
 			rr[1]->type == RESP_INTEGER && rr[2]->type == RESP_STRING &&
 			recompute_early(rr[1]->integer, strtoll(rr[2]->str, NULL, 10)))
 		{

@@ -290,6 +290,15 @@ store_entries(const Consumer *c, const RedisReply *entries)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+
+	/*
+	 * Deferred constraints (a DEFERRABLE foreign key, a constraint trigger)
+	 * are checked at each entry's INSERT, inside its subtransaction, so that
+	 * one that fails stops the stream at that entry with its WARNING rather
+	 * than failing the whole batch at COMMIT.
+	 */
+	if (SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not make the inbox's constraints immediate");
 	for (i = 0; i < entries->elements; i++)
 	{
 		const RedisReply *e = entries->element[i];

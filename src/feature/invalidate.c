@@ -380,7 +380,7 @@ InvalidateRunScheduled(void)
 	MemoryContext old = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	int			count = 0;
-	bool		failed = false;
+	volatile bool failed = false;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(old);
@@ -425,9 +425,21 @@ InvalidateRunScheduled(void)
 			EffectsResult result;
 			RedisError	err;
 
-			if (!EffectsSend(RedisNodeForDb(dbs[i]), &effects[i], 1,
-							 BmfDeadline(bmf_command_timeout), &done, &result, &err))
-				failed = true;
+			if (EffectsSend(RedisNodeForDb(dbs[i]), &effects[i], 1,
+							BmfDeadline(bmf_command_timeout), &done, &result, &err))
+				continue;
+			if (err.status == RS_REPLY)
+			{
+				/*
+				 * Refused (its ACL, a key of the wrong type): the retry
+				 * queue takes it (and makes it its database's namespace),
+				 * so that the ones due after it are not held back.
+				 */
+				done = false;
+				RetryEnqueue(&effects[i], &done, 1, dbs[i], bmf_key_prefix);
+				continue;
+			}
+			failed = true;
 		}
 		SPI_finish();
 		if (failed)

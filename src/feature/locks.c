@@ -70,6 +70,7 @@
 #include "base/stats.h"
 #include "base/wait.h"
 #include "client/client.h"
+#include "xact/xact.h"
 
 PG_FUNCTION_INFO_V1(redis_lock);
 PG_FUNCTION_INFO_V1(redis_try_lock);
@@ -1025,8 +1026,15 @@ lock_xact_callback(XactEvent event, void *arg)
 				confirm_xact_held();
 			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (holds_xact_locks())
+			{
+				/* the work's invalidations out first, then the lock */
+				XactSendCommitted();
+				release_quietly(true, InvalidSubTransactionId);
+			}
+			break;
+		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			if (holds_xact_locks())
 				release_quietly(true, InvalidSubTransactionId);

@@ -87,7 +87,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* The control file: did the last run end without a shutdown checkpoint? */
 static bool
-control_unclean(uint64 *sysid)
+control_unclean(uint64 *sysid, bool *was_recovering)
 {
 	bool		crc_ok;
 	ControlFileData *cf = get_controlfile(DataDir, &crc_ok);
@@ -97,6 +97,10 @@ control_unclean(uint64 *sysid)
 	/* a primary that was running, stopping or recovering from a crash */
 	unclean = (cf->state == DB_IN_PRODUCTION || cf->state == DB_SHUTDOWNING ||
 			   cf->state == DB_IN_CRASH_RECOVERY);
+	/* a standby (or an archive recovery) when it stopped */
+	if (was_recovering)
+		*was_recovering = (cf->state == DB_SHUTDOWNED_IN_RECOVERY ||
+						   cf->state == DB_IN_ARCHIVE_RECOVERY);
 	pfree(cf);
 	return unclean;
 }
@@ -174,6 +178,15 @@ write_file(const DurableHeader *hdr, const StringInfoData *payload)
 	return durable_rename(tmp, DURABLE_FILE, LOG) == 0;
 }
 
+/* Will this start recover as a standby, or to a target (its end a promotion)? */
+static bool
+recovering_from_signal(void)
+{
+	struct stat st;
+
+	return stat(STANDBY_SIGNAL_FILE, &st) == 0 || stat(RECOVERY_SIGNAL_FILE, &st) == 0;
+}
+
 static void
 save_queue(int code, Datum arg)
 {
@@ -192,7 +205,13 @@ save_queue(int code, Datum arg)
 	hdr.nnamespaces = sh->nnamespaces;
 	appendBinaryStringInfo(&payload, (const char *) sh->namespaces,
 						   sizeof(BmfNamespace) * sh->nnamespaces);
-	if (sh->cold)
+	/* promoted, and stopped before any process began the cold start */
+	if (sh->cold_at_promotion && !recovering_from_signal())
+	{
+		sh->cold_at_promotion = false;
+		RetryColdBegin(sh, "this server left recovery (a standby promoted, or a point-in-time recovery ended)", true);
+	}
+	if (sh->cold && !recovering_from_signal())
 	{
 		hdr.cold = 1;
 		hdr.ncold_done = sh->ncold_done;
@@ -206,7 +225,7 @@ save_queue(int code, Datum arg)
 			remove_marker();
 		return;
 	}
-	(void) control_unclean(&sysid);
+	(void) control_unclean(&sysid, NULL);
 	hdr.magic = DURABLE_MAGIC;
 	hdr.version = DURABLE_VERSION;
 	hdr.sysid = sysid;
@@ -322,14 +341,6 @@ load_queue(BmfSharedState *sh, uint64 sysid)
 	return LOAD_DAMAGED;
 }
 
-/* Will this start recover as a standby, or to a target (its end a promotion)? */
-static bool
-recovering_from_signal(void)
-{
-	struct stat st;
-
-	return stat(STANDBY_SIGNAL_FILE, &st) == 0 || stat(RECOVERY_SIGNAL_FILE, &st) == 0;
-}
 
 static void
 durable_startup(void)
@@ -338,6 +349,7 @@ durable_startup(void)
 	BmfSharedState *sh;
 	uint64		sysid;
 	bool		unclean;
+	bool		was_recovering;
 	bool		standby;
 	struct stat st;
 
@@ -345,7 +357,7 @@ durable_startup(void)
 		prev_shmem_startup_hook();
 	if (IsUnderPostmaster || (sh = BmfShared()) == NULL)
 		return;
-	unclean = control_unclean(&sysid);
+	unclean = control_unclean(&sysid, &was_recovering);
 	standby = recovering_from_signal();
 	if (standby)
 	{
@@ -356,6 +368,8 @@ durable_startup(void)
 		sh->cold_at_promotion = true;
 		if (!started)
 			(void) load_queue(sh, sysid);
+		/* a cold state saved by a primary this was made from is not ours */
+		sh->cold = false;
 		ereport(LOG,
 				(errmsg("bmfredis: this server starts in recovery: its cache starts cold when it is promoted, not before")));
 	}
@@ -375,6 +389,8 @@ durable_startup(void)
 			start_cold(sh, "the last shutdown did not save the retry queue");
 		if (unclean)
 			start_cold(sh, "PostgreSQL did not shut down cleanly (a crash, or an immediate shutdown)");
+		else if (was_recovering)
+			start_cold(sh, "this server was a standby (or in recovery) when it stopped, and starts as a primary");
 	}
 	if (!started)
 		write_marker();

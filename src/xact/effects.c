@@ -995,8 +995,22 @@ EffectsStreamFinish(const RedisNode *node, const char *tag,
 		return false;
 	}
 	for (i = 0; i < (int) exec->elements; i++)
+	{
+		/*
+		 * A command EXEC ran and Redis refused (an ACL changed since, a key
+		 * of the wrong type): the stream failed, so its items go at COMMIT
+		 * the ordinary way, where what is refused again waits for retry.
+		 */
+		if (exec->element[i]->type == RESP_ERROR)
+		{
+			RedisErrorSet(err, RS_REPLY, ERRCODE_CONNECTION_EXCEPTION,
+						  "Redis refused part of a stream",
+						  "%s", exec->element[i]->str);
+			return false;
+		}
 		if (exec->element[i]->type == RESP_INTEGER)
 			*counted += exec->element[i]->integer;
+	}
 	return true;
 }
 

@@ -99,6 +99,12 @@ RetryIsShared(void)
 
 /* ---- namespaces ---- */
 
+/*
+ * This process's database must start cold but its namespace found no room
+ * in the shared list: it reads nothing from Redis until it has queued it.
+ */
+static bool cold_blocked = false;
+
 static bool
 ns_add(BmfNamespace *list, int *n, int db, const char *prefix)
 {
@@ -300,8 +306,10 @@ RetryEnqueue(const Effect *effects, const bool *done, int n, int db,
 /* ---- drain ---- */
 
 /*
- * What Redis refuses stays queued and is tried again at every pass: said
- * loudly, but once a minute per process, not at every pass.
+ * What Redis refuses in the shared queue becomes its database's namespace
+ * (drain_shared): the namespace's invalidation is tried at every pass until
+ * Redis takes it, and reads in the database miss meanwhile.  Said loudly,
+ * but once a minute per process, not at every pass.
  */
 static void
 refused_warning(const EffectsResult *result)
@@ -316,7 +324,27 @@ refused_warning(const EffectsResult *result)
 			(errmsg("bmfredis: Redis refuses %d invalidations waiting in the retry queue of database \"%s\"",
 					result->error_replies, PoolDatabaseName()),
 			 errdetail_internal("%s", result->first_error),
-			 errhint("They are sent again until Redis takes them, and until then reads through bmfredis in this database are misses; if Redis' ACL refused them, let bmfredis' Redis user reach this database's key prefix.")));
+			 errhint("The database's whole namespace (bmfredis.key_prefix) is invalidated instead, tried again until Redis takes it; until then reads through bmfredis in this database are misses.  If Redis' ACL refused them, let bmfredis' Redis user reach this database's key prefix.")));
+}
+
+/*
+ * What Redis refused becomes the namespace it is under (the caller holds
+ * the lock).  Only this database's own namespace, and only for a target
+ * under it: a worker whose settings lag an ALTER DATABASE (it restarts
+ * soon) must not flush another namespace and call the refused one done.
+ * A message appended to a stream cannot be made coarser: it is dropped,
+ * as PUBLISH's refusals are.  false: it stays in the queue.
+ */
+static bool
+refused_to_namespace(BmfSharedState *sh, const Effect *e, int db, const char *prefix)
+{
+	size_t		plen = prefix ? strlen(prefix) : 0;
+
+	if (e->kind == EFFECT_XADD || e->kind == EFFECT_PUBLISH)
+		return true;
+	if (plen == 0 || e->target_len < plen || memcmp(e->target, prefix, plen) != 0)
+		return false;
+	return ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
 }
 
 /*
@@ -325,7 +353,7 @@ refused_warning(const EffectsResult *result)
  */
 static bool
 send_grouped(const Effect *effects, const int *dbs, int n, bool *done,
-			 TimestampTz deadline)
+			 bool *refused, TimestampTz deadline)
 {
 	bool	   *handled = palloc0(sizeof(bool) * n);
 	int			i;
@@ -356,7 +384,14 @@ send_grouped(const Effect *effects, const int *dbs, int n, bool *done,
 		gdone = palloc(sizeof(bool) * m);
 		ok = EffectsSend(RedisNodeForDb(db), group, m, deadline, gdone, &result, &err);
 		for (j = 0; j < m; j++)
+		{
 			done[where[j]] = gdone[j];
+			/* every one was answered: what is not done, Redis refused */
+			if (refused)
+				refused[where[j]] = !ok && err.status == RS_REPLY && !gdone[j];
+		}
+		if (!ok && err.status == RS_REPLY)
+			ok = true;			/* Redis answered: go on */
 		if (result.error_replies > 0)
 			refused_warning(&result);
 	}
@@ -387,7 +422,11 @@ drain_namespace(int db, const char *prefix, TimestampTz deadline)
 	e.arg = prefix;				/* locks and semaphores under it stay */
 	e.arg_len = strlen(prefix);
 	if (!EffectsSend(RedisNodeForDb(db), &e, 1, deadline, &done, &result, &err))
+	{
+		if (err.status == RS_REPLY)
+			refused_warning(&result);
 		return false;
+	}
 	BmfStatsCount(STAT_NAMESPACE_FLUSHES, 1);
 	elog(LOG, "bmfredis: invalidated namespace \"%s\" (db %d), %lld keys: its invalidations were not kept one by one (the retry queue overflowed, or the cache started cold)",
 		 prefix, db, (long long) result.unlinked);
@@ -547,25 +586,46 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 	{
 		RingBatch	rb;
 		bool	   *done;
+		bool	   *refused;
+		bool		ok;
 		int			k;
+		int			i;
+		int			nmarked = 0;
 
 		ring_copy_out(sh, from, &rb);
 		if (rb.n == 0)
 			break;
 		done = palloc0(sizeof(bool) * rb.n);
-		send_grouped(rb.effects, rb.dbs, rb.n, done, deadline);
-		/* in order: a message never overtakes one that failed before it */
+		refused = palloc0(sizeof(bool) * rb.n);
+		ok = send_grouped(rb.effects, rb.dbs, rb.n, done, refused, deadline);
+
+		/*
+		 * Redis failed: what it confirmed before is done, in order (a
+		 * message never overtakes one that failed before it).  Redis
+		 * answered: all of it was sent, so mark everything it took (or the
+		 * messages after a refusal would go again at every pass), and an
+		 * invalidation it refused (its ACL, a key of the wrong type, a
+		 * command it does not know) becomes the namespace of its database:
+		 * coarser, never lost, and never blocking the queue behind it.
+		 */
 		for (k = 0; k < rb.n && done[k]; k++)
 			;
-		if (k > 0)
+		for (i = k; !ok && i < rb.n; i++)
+			done[i] = false;
+		for (i = 0; i < rb.n; i++)
+			nmarked += done[i] || refused[i];
+		if (nmarked > 0)
 		{
-			int			i;
 			uint32		marked = 0;
+			const char *prefix = GetConfigOptionResetString("bmfredis.key_prefix");
 
 			LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-			for (i = 0; i < k; i++)
+			for (i = 0; i < rb.n; i++)
 			{
 				RingHeader *h = (RingHeader *) (sh->ring + rb.where[i] % sh->ring_size);
+
+				if (!done[i] && !refused[i])
+					continue;
 
 				/*
 				 * Discarded meanwhile (RetryDiscardDatabase marks and counts
@@ -574,6 +634,8 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 				 */
 				if (rb.where[i] < sh->tail || h->done)
 					continue;
+				if (refused[i] && !refused_to_namespace(sh, &rb.effects[i], rb.dbs[i], prefix))
+					continue;	/* it stays, tried again */
 				h->done = true;
 				marked++;
 			}
@@ -581,9 +643,9 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 			advance_tail(sh);
 			sh->generation++;
 			LWLockRelease(sh->lock);
-			BmfStatsCount(STAT_INVALIDATIONS_RETRIED, k);
+			BmfStatsCount(STAT_INVALIDATIONS_RETRIED, marked);
 		}
-		if (k < rb.n)
+		if (!ok)
 			return;				/* Redis failed; try again later */
 		from = rb.next;
 	}
@@ -613,7 +675,7 @@ drain_local(TimestampTz deadline)
 			effects[i].arg_len = local_q[i].arg_len;
 			dbs[i] = local_q[i].db;
 		}
-		send_grouped(effects, dbs, local_n, done, deadline);
+		send_grouped(effects, dbs, local_n, done, NULL, deadline);
 		for (i = 0; i < local_n; i++)
 		{
 			if (done[i])
@@ -768,6 +830,8 @@ RetryIsBacklogged(void)
 {
 	BmfSharedState *sh = BmfShared();
 
+	if (cold_blocked)
+		return true;			/* a cold start that found no room to queue */
 	if (sh)
 		return shared_backlogged(sh);
 	return local_n > 0 || local_nns > 0;
@@ -979,11 +1043,11 @@ cold_namespaces(BmfSharedState *sh)
 {
 	const char *reset_prefix = GetConfigOptionResetString("bmfredis.key_prefix");
 	const char *reset_db = GetConfigOptionResetString("bmfredis.db");
-	bool		queued = false;
+	bool		queued = true;
 
 	if (reset_prefix && reset_db)
-		queued |= ns_add(sh->namespaces, &sh->nnamespaces, atoi(reset_db), reset_prefix);
-	queued |= ns_add(sh->namespaces, &sh->nnamespaces, BmfDb(), bmf_key_prefix);
+		queued &= ns_add(sh->namespaces, &sh->nnamespaces, atoi(reset_db), reset_prefix);
+	queued &= ns_add(sh->namespaces, &sh->nnamespaces, BmfDb(), bmf_key_prefix);
 	return queued;
 }
 
@@ -1017,8 +1081,10 @@ promotion_check(BmfSharedState *sh)
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
 	if (sh->cold_at_promotion)
 	{
-		sh->cold_at_promotion = false;
 		RetryColdBegin(sh, "this server left recovery (a standby promoted, or a point-in-time recovery ended)", true);
+		/* the new epoch before the flag: a reader that sees one sees both */
+		pg_write_barrier();
+		sh->cold_at_promotion = false;
 		begun = true;
 	}
 	LWLockRelease(sh->lock);
@@ -1042,6 +1108,7 @@ RetryColdCheck(bool worker)
 		return;
 	if (unlikely(sh->cold_at_promotion))
 		promotion_check(sh);
+	pg_read_barrier();
 	/* once a process and cold start: the state began before it */
 	if (checked_epoch == sh->cold_epoch)
 		return;
@@ -1055,13 +1122,20 @@ RetryColdCheck(bool worker)
 	if (sh->cold && (worker || i == sh->ncold_done))
 	{
 		first = (i == sh->ncold_done);
-		if (first && sh->ncold_done < BMF_MAX_COLD)
-			sh->cold_done[sh->ncold_done++] = MyDatabaseId;
 		queued = cold_namespaces(sh);
+		/* done only once queued: with no room, this process tries again */
+		if (queued && first && sh->ncold_done < BMF_MAX_COLD)
+			sh->cold_done[sh->ncold_done++] = MyDatabaseId;
 		strlcpy(reason, sh->cold_reason, sizeof(reason));
 		sh->generation++;
 	}
 	LWLockRelease(sh->lock);
+	cold_blocked = (first || worker) && !queued;
+	if (cold_blocked)
+	{
+		checked_epoch = 0;
+		return;
+	}
 	if (!queued)
 		return;
 	if (first)

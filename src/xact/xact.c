@@ -1290,6 +1290,21 @@ at_commit(void)
 	RESUME_INTERRUPTS();
 }
 
+/*
+ * Send what the committed transaction queued now, for a callback that must
+ * come after it (locks.c gives its transaction locks back only then, so
+ * that the next holder cannot read what the transaction invalidates); the
+ * callback of our own that follows finds nothing left.
+ */
+void
+XactSendCommitted(void)
+{
+	if (!q.active)
+		return;
+	at_commit();
+	reset_queue();
+}
+
 static void
 xact_callback(XactEvent event, void *arg)
 {

@@ -41,6 +41,7 @@ extern void XactQueuePublish(const char *channel, size_t clen,
 							 const char *message, size_t mlen);
 
 extern bool XactHasPending(void);
+extern void XactSendCommitted(void);
 extern int	XactPendingPublishes(void);
 
 /*

@@ -123,3 +123,24 @@ check "  with a WARNING naming the constraint" \
 	grep -q "WARNING:  bmfredis could not store entry .* of stream \"orders:in\": duplicate key value violates unique constraint \"order_inbox_once\"" "$BMF_WORK/pgdata.log"
 q "SELECT redis_stop_consuming('orders:in')" >/dev/null
 $R cli DEL orders:in >/dev/null
+
+# --- a deferred foreign key: checked at the entry, not at the batch's COMMIT
+$R cli DEL deferred:in >/dev/null
+q "CREATE TABLE known_orders (id int PRIMARY KEY);
+INSERT INTO known_orders VALUES (1);
+CREATE TABLE deferred_inbox (stream text, entry_id text, message jsonb,
+	order_id int GENERATED ALWAYS AS ((message->>'order')::int) STORED
+		REFERENCES known_orders DEFERRABLE INITIALLY DEFERRED,
+	PRIMARY KEY (stream, entry_id));
+SELECT redis_consume_stream('deferred:in', 'deferred_inbox');" >/dev/null
+$R cli XADD deferred:in '*' message '{"order":1}' >/dev/null
+$R cli XADD deferred:in '*' message '{"order":2}' >/dev/null
+$R cli XADD deferred:in '*' message '{"order":1}' >/dev/null
+sleep 3
+is "a DEFERRABLE INITIALLY DEFERRED foreign key refuses the second entry: the first is stored" \
+	"$(q "SELECT count(*) FROM deferred_inbox")" "1"
+is "  the refused one and the one after it stay pending" "$($R cli XPENDING deferred:in bmfredis | head -1)" "2"
+check "  with a WARNING naming the constraint (the worker did not fail the batch)" \
+	grep -q "WARNING:  bmfredis could not store entry .* of stream \"deferred:in\": insert or update on table \"deferred_inbox\" violates foreign key constraint" "$BMF_WORK/pgdata.log"
+q "SELECT redis_stop_consuming('deferred:in')" >/dev/null
+$R cli DEL deferred:in >/dev/null

@@ -138,12 +138,49 @@ check "  the worker logged why" grep -q "bmfredis: every key under prefix \"bmfr
 
 # --- an immediate shutdown
 seed
+cold=$(tap_cold_mark "$pglog")
 bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -w -t 60 stop -m immediate >/dev/null 2>&1
 bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -l "$pglog" -w -t 60 start >/dev/null 2>&1
 check "an immediate shutdown: the next start is cold" grep -q "bmfredis: the cache starts cold: PostgreSQL did not shut down cleanly" "$pglog"
 wait_sent
 is "  the namespace is invalidated once Redis answers" "$(keys_left 1 1000) $($RS cli EXISTS bmfredis:other)" "0 0"
+# (a cold start not over at a clean shutdown goes on after the start)
+check "  the cold start is over" tap_cold_over "$cold" "$pglog"
 seed
 pg_restart fast
 wait_sent
 is "  and a clean restart after it is not cold again" "$(keys_left 1 1000) $($RS cli EXISTS bmfredis:other)" "1000 1"
+
+# --- five databases, each its own prefix: a cold start covers every one
+for i in 1 2 3 4 5; do
+	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_many$i" -c "CREATE DATABASE bmf_many$i" >/dev/null
+	psql -X -q -d bmf_many$i -c "CREATE EXTENSION bmfredis" -c "ALTER DATABASE bmf_many$i SET bmfredis.key_prefix = 'many$i:'" >/dev/null
+done
+many_left() { local i n=0; for i in 1 2 3 4 5; do n=$((n + $($RS cli EXISTS "many$i:k"))); done; echo $n; }
+for i in 1 2 3 4 5; do $RS cli SET "many$i:k" v >/dev/null; done
+q "CHECKPOINT" >/dev/null	# synchronous_commit is off here: keep the CREATE EXTENSIONs
+bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -w -t 60 stop -m immediate >/dev/null 2>&1
+bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -l "$pglog" -w -t 60 start >/dev/null 2>&1
+wait_pg
+for _ in $(seq 1 300); do [ "$(many_left)" = 0 ] && break; sleep 0.1; done
+is "an immediate shutdown with six databases: every database's namespace is invalidated (no session in any)" "$(many_left)" "0"
+for _ in $(seq 1 100); do [ "$(q "SELECT value FROM redis_stats WHERE name = 'cold_starts'")" = 6 ] && break; sleep 0.1; done
+is "  counted once per database" "$(q "SELECT value FROM redis_stats WHERE name = 'cold_starts'")" "6"
+
+# --- a shutdown whose save of the queue fails: the next start is cold
+seed
+$RS pause
+for i in $(seq 1 10); do echo "UPDATE items SET v = v + 1 WHERE id = $i;"; done |
+	psql -X -q -d bmf_restart >/dev/null 2>&1
+chmod 555 "$BMF_PGDATA/pg_stat"
+bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -w -t 60 stop -m fast >/dev/null 2>&1
+check "a fast stop that cannot write the queue (pg_stat read-only) leaves no queue file" test ! -e "$queue_file"
+check "  but the marker of a running server" test -e "$BMF_PGDATA/pg_stat/bmfredis_retry.running"
+chmod 700 "$BMF_PGDATA/pg_stat"
+bmf_as_user "$pgbin/pg_ctl" -D "$BMF_PGDATA" -l "$pglog" -w -t 60 start >/dev/null 2>&1
+check "  the next start is cold, saying why" grep -q "bmfredis: the cache starts cold: the last shutdown did not save the retry queue" "$pglog"
+$RS resume
+wait_sent
+is "  once Redis answers, the namespace is gone (the 10 unsaved invalidations' keys with it)" \
+	"$(keys_left 1 1000) $($RS cli EXISTS bmfredis:other)" "0 0"
+for i in 1 2 3 4 5; do psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_many$i WITH (FORCE)" >/dev/null 2>&1; done

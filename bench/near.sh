@@ -182,20 +182,16 @@ SQL
 }
 
 bench_near_lag() {
-	local lag out busy=() i v_lag v_strict v_look r10 r0 stale p50 max look strict lagv
+	local lag out i v_lag v_strict v_look r10 r0 stale p50 max look strict lagv
 	redis-cli -p "$BMF_REDIS_PORT" EXISTS bmfredis:bench:k | grep -q 1 || near_setup
-	for _ in $(seq 1 "$(getconf _NPROCESSORS_ONLN)"); do
-		sh -c 'while :; do :; done' &
-		busy+=($!)
-	done
+	bmf_busy_start
 	for lag in 1h 10 0; do
 		out=$(near_lag_rounds "$lag")
 		read -r stale p50 max <<<"$out"
 		record "near-cache read right after an outside SET, CPU starved, max_lag $lag: stale reads of 1,000" "${stale:-?}" reads
 		record "  their staleness after the acknowledgement, median / max" "${p50:-?} / ${max:-?}" ms
 	done
-	kill "${busy[@]}" 2>/dev/null
-	wait "${busy[@]}" 2>/dev/null
+	bmf_busy_stop
 	pin "$BENCH_CPU"
 	v_look=(); v_lag=(); v_strict=(); r10=(); r0=()
 	for i in $(seq 1 "$BMF_BENCH_RUNS"); do

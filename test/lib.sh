@@ -386,6 +386,24 @@ bmf_pg_reload() {
 	sleep 0.3
 }
 
+# bmf_busy_start: a busy loop on every core (a Redis starved of CPU is
+# late with what it writes); bmf_busy_stop ends them.  Their PIDs are in
+# BMF_BUSY (and tracked, so that bmf_cleanup stops them too).
+BMF_BUSY=()
+bmf_busy_start() {
+	local _
+	for _ in $(seq 1 "$(getconf _NPROCESSORS_ONLN)"); do
+		sh -c 'while :; do :; done' &
+		BMF_BUSY+=($!)
+		bmf_track $!
+	done
+}
+bmf_busy_stop() {
+	[ ${#BMF_BUSY[@]} -gt 0 ] && kill "${BMF_BUSY[@]}" 2>/dev/null
+	BMF_BUSY=()
+	return 0
+}
+
 # export what the SQL suites and shell tests use to reach the servers
 bmf_export_env() {
 	export BMF_WORK BMF_REDIS_PORT BMF_SERVER

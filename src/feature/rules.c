@@ -518,10 +518,13 @@ WatchCovers(Entity *e, Oid relid)
 	if (!list_member_oid(all, relid))
 		return false;
 	e->ndescendants = 0;
+	if (e->descendants)
+		pfree(e->descendants);
 	e->descendants = MemoryContextAlloc(watch_rules_cxt, sizeof(Oid) * list_length(all));
 	foreach(lc, all)
 		if (lfirst_oid(lc) != e->relid)
 			e->descendants[e->ndescendants++] = lfirst_oid(lc);
+	list_free(all);
 	return true;
 }
 

@@ -11,13 +11,13 @@
 # busy, a backend SIGKILLed (PostgreSQL restarts its processes), an
 # immediate shutdown and start.  Expected: 0 violations, and afterwards
 # every cached row equal to its table's.
-#   BMF_COHERENCE_SEED (default 1), BMF_COHERENCE_SECONDS (default 30)
+#   BMF_COHERENCE_SEED (default 1), BMF_COHERENCE_SECONDS (default 20)
 . "$(dirname "$0")/../tap.sh"
 tap_need node=nodejs npm=npm
 tap_npm ioredis@5 pg@8
 pgbin=$(pg_config --bindir)
 seed=${BMF_COHERENCE_SEED:-1}
-seconds=${BMF_COHERENCE_SECONDS:-30}
+seconds=${BMF_COHERENCE_SECONDS:-20}
 RANDOM=$seed
 
 bmf_start_redis rco
@@ -30,8 +30,7 @@ bmfredis.near_cache_max_age = '1min'" pgco
 log=$BMF_WORK/pgco.log
 sb_data=$BMF_WORK/pgco_standby
 sb_port=$(bmf_free_port)
-busy=()
-trap 'kill "${busy[@]}" 2>/dev/null; $RC resume
+trap 'bmf_busy_stop; $RC resume
 	for d in "$BMF_PGDATA" "$sb_data"; do bmf_as_user "$pgbin/pg_ctl" -D "$d" -w stop -m immediate >/dev/null 2>&1; done
 	bmf_stop_pid "$(cat "$BMF_WORK/rco.pid")" TERM' EXIT
 
@@ -83,8 +82,7 @@ while kill -0 $checker 2>/dev/null; do
 	1) $RC kill; sleep 0.2; $RC start; faults+=("Redis SIGKILL and restart") ;;
 	2) $RC cli CLIENT KILL TYPE normal >/dev/null 2>&1; faults+=("CLIENT KILL normal") ;;
 	3) $RC cli CLIENT KILL TYPE pubsub >/dev/null 2>&1; faults+=("CLIENT KILL pubsub") ;;
-	4) for _ in $(seq 1 "$(getconf _NPROCESSORS_ONLN)"); do sh -c 'while :; do :; done' & busy+=($!); done
-	   sleep 2; kill "${busy[@]}" 2>/dev/null; busy=(); faults+=("every core busy 2 s") ;;
+	4) bmf_busy_start; sleep 2; bmf_busy_stop; faults+=("every core busy 2 s") ;;
 	5) if [ $((round % 3)) = 0 ]; then
 		pid=$(q "SELECT pid FROM pg_stat_activity WHERE datname LIKE 'coh_%' AND backend_type = 'client backend' LIMIT 1")
 		[ -n "$pid" ] && kill -KILL "$pid" && faults+=("backend SIGKILL") && pg_up

@@ -51,12 +51,8 @@ SELECT name || '=' || value FROM redis_stats WHERE name IN ('near_cache_hits', '
 SQL
 }
 
-busy=()
-for _ in $(seq 1 "$(getconf _NPROCESSORS_ONLN)"); do
-	sh -c 'while :; do :; done' &
-	busy+=($!)
-done
-trap 'kill "${busy[@]}" 2>/dev/null' EXIT
+bmf_busy_start
+trap bmf_busy_stop EXIT
 node "$BMF_ROOT/test/near_writer.js" "$port" 30 "$keys" >"$BMF_WORK/writer.out" 2>&1 &
 writer=$!
 sleep 0.5
@@ -80,7 +76,7 @@ while kill -0 $r1 2>/dev/null || kill -0 $r2 2>/dev/null; do
 	i=$((i + 1))
 done
 wait $r1 $r2
-kill "${busy[@]}" 2>/dev/null
+bmf_busy_stop
 kill -TERM $writer 2>/dev/null
 wait $writer 2>/dev/null
 writes=$(tail -1 "$BMF_WORK/writer.out")

@@ -324,3 +324,15 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A confinement changed by redis_confine_channels reaches sessions already
+-- open at their next call: the same relcache invalidation as the rules.
+CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmfredis.role_channels
+    FOR EACH STATEMENT EXECUTE FUNCTION redis_rules_changed();
+
+-- redis_invalidate_at and redis_invalidate_tag_at ran as their owner, so a
+-- role with a user mapping scheduled as the server's identity, past its
+-- own Redis user's ACL.  They run as the caller now; the C code writes the
+-- schedule row (a table granted to nobody) as the extension's owner.
+ALTER FUNCTION redis_invalidate_at(text, timestamptz) SECURITY INVOKER;
+ALTER FUNCTION redis_invalidate_tag_at(text, timestamptz) SECURITY INVOKER;

@@ -164,6 +164,7 @@ extern const RedisNode *RedisDefaultNode(void);
  */
 extern const RedisNode *RedisCallerNode(void);
 extern bool RedisCallerIsMapped(void);
+extern const char *RedisCallerMappedUser(void);
 
 /*
  * The near-cache (near.c): RedisNearGet answers a GET of key (the Redis

@@ -177,6 +177,18 @@ mapping_options(Oid role, ForeignServer *fs, bool *found)
 	return options;
 }
 
+/*
+ * The Redis user this session's current role talks as through its user
+ * mapping, if the last call resolved one (never raises: for messages).
+ */
+const char *
+RedisCallerMappedUser(void)
+{
+	if (caller.mapped && caller.role == GetUserId())
+		return caller.user[0] ? caller.user : "default";
+	return NULL;
+}
+
 bool
 RedisCallerIsMapped(void)
 {
@@ -251,6 +263,23 @@ RedisCallerNode(void)
 			strlcpy(caller.user, defGetString(d), sizeof(caller.user));
 		else if (strcmp(d->defname, "password") == 0)
 			caller.password = MemoryContextStrdup(TopMemoryContext, defGetString(d));
+	}
+	/*
+	 * A non-superuser's mapping must authenticate: without a password the
+	 * connection would be Redis' default user, which is someone else (as
+	 * postgres_fdw requires a password of non-superusers).
+	 */
+	if ((caller.password == NULL || caller.password[0] == '\0') && !superuser_arg(role))
+	{
+		caller.role = InvalidOid;	/* ask again next time */
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("the user mapping of role \"%s\" for bmfredis server \"%s\" has no password",
+						GetUserNameFromId(role, false), fs->servername),
+				 errdetail("Without one, bmfredis would talk to Redis as its default user, not as \"%s\".",
+						   caller.user[0] ? caller.user : "the mapping's user"),
+				 errhint("ALTER USER MAPPING FOR %s SERVER %s OPTIONS (ADD password '...').",
+						 GetUserNameFromId(role, false), fs->servername)));
 	}
 	caller.node.username = caller.user;
 	caller.node.password = caller.password ? caller.password : "";

@@ -174,7 +174,11 @@ RedisRaiseReplyError(const RedisReply *reply, const char *command)
 			break;
 		case ERRCODE_INSUFFICIENT_PRIVILEGE:
 			msg = "permission denied by Redis ACL";
-			hint = "Grant the Redis user of bmfredis this command and the keys under bmfredis.key_prefix.";
+			if (RedisCallerMappedUser() != NULL)
+				hint = psprintf("This role talks to Redis as \"%s\" (its user mapping): that Redis user needs this command and these keys, or the call is not this role's to make.",
+								RedisCallerMappedUser());
+			else
+				hint = "Grant the Redis user of bmfredis (bmfredis.username) this command and the keys under bmfredis.key_prefix.";
 			break;
 		case ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION:
 			msg = "Redis requires authentication";

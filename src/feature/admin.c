@@ -73,6 +73,24 @@ info_value(const char *info, const char *key)
  * Cluster mode: the cluster's own verdict (CLUSTER INFO of the node that
  * answered INFO); a cluster whose state is not ok is not healthy.
  */
+/*
+ * Health is bmfredis' own connection's: PING and INFO go as the server's
+ * identity, so that a monitoring role (an exporter's, a pg_monitor member)
+ * needs no user mapping of its own when bmfredis.server is set.  They
+ * read nothing of the cache.
+ */
+static RedisReply *
+server_command(int flags, const RedisArgs *args, RedisError *err)
+{
+	RedisBatch	b;
+	RedisReply **r;
+
+	RedisBatchInit(&b);
+	RedisBatchAdd(&b, args);
+	r = RedisPipelineNode(RedisDefaultNode(), REDIS_QUIET, flags, &b, 0, err);
+	return r ? r[0] : NULL;
+}
+
 static void
 cluster_health(Datum *values)
 {
@@ -84,7 +102,7 @@ cluster_health(Datum *values)
 	RedisArgsInit(&args, 2);
 	RedisArgsAddStr(&args, "CLUSTER");
 	RedisArgsAddStr(&args, "INFO");
-	reply = RedisCommand(REDIS_QUIET, REDIS_IDEMPOTENT | REDIS_ERRORS_OK, &args, &err);
+	reply = server_command(REDIS_IDEMPOTENT | REDIS_ERRORS_OK, &args, &err);
 	if (reply == NULL || reply->type != RESP_STRING)
 		return;
 	state = info_value(reply->str, "cluster_state");
@@ -231,8 +249,7 @@ health_server(Datum *values, bool *nulls)
 	RedisArgsInit(&args, 1);
 	RedisArgsAddStr(&args, "PING");
 	t0 = GetCurrentTimestamp();
-	reply = RedisCommand(REDIS_QUIET, REDIS_IDEMPOTENT | REDIS_FORCE | REDIS_ERRORS_OK,
-						 &args, &err);
+	reply = server_command(REDIS_IDEMPOTENT | REDIS_FORCE | REDIS_ERRORS_OK, &args, &err);
 	TimestampDifference(t0, GetCurrentTimestamp(), &secs, &usecs);
 
 	values[0] = BoolGetDatum(false);
@@ -253,7 +270,7 @@ health_server(Datum *values, bool *nulls)
 
 	RedisArgsInit(&args, 1);
 	RedisArgsAddStr(&args, "INFO");
-	reply = RedisCommand(REDIS_QUIET, REDIS_IDEMPOTENT | REDIS_ERRORS_OK, &args, &err);
+	reply = server_command(REDIS_IDEMPOTENT | REDIS_ERRORS_OK, &args, &err);
 	if (reply == NULL || reply->type != RESP_STRING)
 		values[1] = CStringGetTextDatum(reply == NULL ?
 										psprintf("INFO failed: %s", err.detail) :

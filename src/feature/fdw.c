@@ -18,6 +18,7 @@
 #include "commands/defrem.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(bmfredis_fdw_validator);
@@ -92,6 +93,7 @@ bmfredis_fdw_validator(PG_FUNCTION_ARGS)
 	List	   *list = untransformRelOptions(PG_GETARG_DATUM(0));
 	Oid			context = PG_GETARG_OID(1);
 	ListCell   *lc;
+	bool		has_password = false;
 
 	foreach(lc, list)
 	{
@@ -116,6 +118,19 @@ bmfredis_fdw_validator(PG_FUNCTION_ARGS)
 					 errhint("bmfredis takes no options here.")));
 		}
 		check_value(d);
+		has_password |= strcmp(d->defname, "password") == 0 && defGetString(d)[0] != '\0';
 	}
+
+	/*
+	 * A user mapping without a password would connect as Redis' default
+	 * user: only a superuser may make one (and it serves superusers only;
+	 * identity.c refuses it for other roles at connect).
+	 */
+	if (context == UserMappingRelationId && !has_password && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("a user mapping of bmfredis needs a password"),
+				 errdetail("Without one, bmfredis would talk to Redis as its default user, which is another identity."),
+				 errhint("Give the mapping's Redis user a password: OPTIONS (user '...', password '...').")));
 	PG_RETURN_VOID();
 }

@@ -350,9 +350,51 @@ redis_invalidate_at(PG_FUNCTION_ARGS)
 	RedisCheckKey("Redis key", VARSIZE_ANY_EXHDR(key));
 	initStringInfo(&k);
 	RedisKeyPrefixed(&k, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+
+	/*
+	 * COMMIT and the worker send as the server's identity: a role with a
+	 * user mapping sends the expiry now too, as its own Redis user, for
+	 * Redis' ACL to refuse a key the role may not touch (as redis_invalidate
+	 * does).  PEXPIREAT ... LT only ever shortens what is there.
+	 */
+	if (RedisCallerIsMapped())
+	{
+		Effect		e;
+		char		ms[24];
+
+		e.kind = EFFECT_EXPIRE_AT;
+		e.target = k.data;
+		e.target_len = k.len;
+		e.arg_len = pg_lltoa(BmfTimestampToUnixMs(at, "invalidation time"), ms);
+		e.arg = ms;
+		(void) InvalidateNow(RedisCallerNode(), &e, 1);
+	}
 	XactQueueExpireAt(k.data, k.len, BmfTimestampToUnixMs(at, "invalidation time"));
 	schedule(EFFECT_KEY, k.data, k.len, at);
 	PG_RETURN_VOID();
+}
+
+/*
+ * Whether the caller's own Redis user may write key (a mapped role's
+ * scheduled work goes out later as the server's): SETRANGE with nothing to
+ * write changes no key and creates none, but Redis' ACL checks it as a
+ * write first.  An ERROR (42501) when it may not.
+ */
+static void
+check_caller_may_write(const char *key, size_t len)
+{
+	RedisArgs	a;
+	RedisReply *r;
+
+	RedisArgsInit(&a, 4);
+	RedisArgsAdd(&a, "SETRANGE", 8);
+	RedisArgsAdd(&a, key, len);
+	RedisArgsAdd(&a, "0", 1);
+	RedisArgsAdd(&a, "", 0);
+	r = RedisCommand(REDIS_STRICT, REDIS_IDEMPOTENT | REDIS_ERRORS_OK, &a, NULL);
+	/* a tag index is a sorted set: WRONGTYPE means the ACL let it through */
+	if (r->type == RESP_ERROR && strncmp(r->str, "WRONGTYPE", 9) != 0)
+		RedisRaiseReplyError(r, "tag invalidation");
 }
 
 Datum
@@ -365,6 +407,8 @@ redis_invalidate_tag_at(PG_FUNCTION_ARGS)
 	RedisCheckKey("tag", VARSIZE_ANY_EXHDR(tag));
 	initStringInfo(&k);
 	RedisTagKey(&k, VARDATA_ANY(tag), VARSIZE_ANY_EXHDR(tag));
+	if (RedisCallerIsMapped())
+		check_caller_may_write(k.data, k.len);
 	schedule(EFFECT_TAG, k.data, k.len, at);
 	PG_RETURN_VOID();
 }

@@ -69,21 +69,49 @@ is "  and talks to the server the foreign server names" "$(acl GET id:a:1)" "A"
 is "ra (tenant_a) reads and writes its keys" "$(as ra "SELECT redis_cache_set('a:2', 'A2'), redis_cache_get('a:1')")" "t|A"
 is "rb (tenant_b) reads and writes its keys" "$(as rb "SELECT redis_cache_set('b:2', 'B2'), redis_cache_get('b:1')")" "t|B"
 like "ra cannot read rb's keys (Redis' ACL: 42501)" "$(as ra "SELECT redis_cache_get('b:1')")" "permission denied by Redis ACL"
+like "  the hint names ra's own Redis user, not bmfredis'" "$(PGUSER=ra qv <<<"SELECT redis_cache_get('b:1');")" \
+	"HINT:  This role talks to Redis as \"tenant_a\" \(its user mapping\)"
 like "ra cannot write them" "$(as ra "SELECT redis_cache_set('b:1', 'forged')")" "permission denied by Redis ACL"
 like "rb cannot read ra's" "$(as rb "SELECT redis_cache_get('a:1')")" "permission denied by Redis ACL"
 like "ra cannot invalidate rb's key now" "$(as ra "SELECT redis_invalidate('b:1', true)")" "Redis refused an invalidation"
 like "  nor at COMMIT (sent now too, as its own user, for the ACL to decide)" \
 	"$(as ra "BEGIN; SELECT redis_invalidate('b:1'); COMMIT;")" "Redis refused an invalidation"
 like "  nor by tag" "$(as ra "SELECT redis_invalidate_tag('b:things', true)")" "Redis refused an invalidation"
-is "rb's key is still there" "$(acl GET id:b:1)" "B"
+like "  nor at a time (redis_invalidate_at: sent now too, as its own user)" \
+	"$(as ra "SELECT redis_invalidate_at('b:1', now() + interval '1 hour')")" "Redis refused an invalidation"
+is "  so nothing of it is scheduled" "$(q "SELECT count(*) FROM bmfredis.scheduled_invalidations WHERE target LIKE 'id:b:%'")" "0"
+like "  nor a tag at a time (redis_invalidate_tag_at)" \
+	"$(as ra "SELECT redis_invalidate_tag_at('b:things', now() + interval '1 hour')")" "permission denied by Redis ACL"
+is "  nothing of that scheduled either" "$(q "SELECT count(*) FROM bmfredis.scheduled_invalidations WHERE target LIKE 'id:tag:%'")" "0"
+is "rb's key is still there, with no TTL" "$(acl GET id:b:1) $(acl PTTL id:b:1)" "B -1"
+as ra "SELECT redis_invalidate_at('a:1', now() + interval '1 hour')" >/dev/null
+is "ra schedules its own key's invalidation" \
+	"$(q "SELECT count(*) FROM bmfredis.scheduled_invalidations WHERE target = 'id:a:1'") $(acl PTTL id:a:1 | awk '{print ($1 > 0)}')" "1 1"
+q "DELETE FROM bmfredis.scheduled_invalidations" >/dev/null
+acl PERSIST id:a:1 >/dev/null
 is "ra invalidates its own at COMMIT" "$(as ra "BEGIN; SELECT redis_invalidate('a:2'); COMMIT;"; acl EXISTS id:a:2)" "
 0"
 like "rc, with no user mapping, is refused (28000) with how to map it" "$(PGUSER=rc qv <<<"SELECT redis_cache_get('a:1');")" \
 	"28000: role \"rc\" has no user mapping for bmfredis server \"redis_acl\".*CREATE USER MAPPING FOR rc SERVER redis_acl"
+q "SELECT redis_grant('rc', 'monitor')" >/dev/null
+is "rc, unmapped but with monitor, checks health (as the server's identity: an exporter needs no mapping)" \
+	"$(as rc "SELECT healthy, status FROM redis_health()")" "t|connected"
 is "each identity has its own connection in the pool" \
 	"$(as ra "SELECT redis_cache_get('a:1'); SELECT node FROM redis_connections() ORDER BY 1")" "A
 127.0.0.1:$aport#tenant_a"
 like "ra's publishes go through &a:* (Redis refuses b:*)" "$(as ra "SELECT redis_publish('b:news', 'x', true)")" "permission denied by Redis ACL"
+
+# --- a mapping without a password would be Redis' default user
+q "GRANT USAGE ON FOREIGN SERVER redis_acl TO ra" >/dev/null
+out=$(PGUSER=ra qv <<<"ALTER USER MAPPING FOR CURRENT_USER SERVER redis_acl OPTIONS (DROP password);")
+like "a non-superuser cannot drop its mapping's password (2F003)" "$out" "2F003: a user mapping of bmfredis needs a password"
+q "REVOKE USAGE ON FOREIGN SERVER redis_acl FROM ra" >/dev/null
+q "ALTER USER MAPPING FOR rb SERVER redis_acl OPTIONS (DROP password)" >/dev/null
+like "  a superuser may make one, but a non-superuser's calls through it are refused (28000)" \
+	"$(PGUSER=rb qv <<<"SELECT redis_cache_get('b:1');")" \
+	"28000: the user mapping of role \"rb\" for bmfredis server \"redis_acl\" has no password"
+q "ALTER USER MAPPING FOR rb SERVER redis_acl OPTIONS (ADD password 'pass-B-88')" >/dev/null
+is "  with its password back, rb reads again" "$(as rb "SELECT redis_cache_get('b:1')")" "B"
 
 # --- SECURITY DEFINER: the definer's mapping, as postgres_fdw does
 q "CREATE FUNCTION read_a(k text) RETURNS text LANGUAGE sql SECURITY DEFINER AS \$\$ SELECT redis_cache_get(k) \$\$;

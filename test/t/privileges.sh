@@ -146,6 +146,17 @@ wait $lp
 is "redis_listen('*') returns a confined role only its channels' messages" "$(cat "$BMF_WORK/listen.out")" "app:one
 orders:12"
 q "SELECT redis_confine_channels('app', NULL)" >/dev/null
+# an open session (a pool's) that published before sees a confinement made
+# since at its next call
+out=$(PGUSER=app psql -X -q -A -t -d "$BMF_DB" 2>&1 <<SQL
+SELECT redis_publish('payment:succeeded', 'before', true) >= 0;
+\! psql -X -q -U postgres -d $BMF_DB -c "SELECT redis_confine_channels('app', ARRAY['app:*'])" >/dev/null
+SELECT redis_publish('payment:succeeded', 'after', true) >= 0;
+SQL
+)
+like "a session open before redis_confine_channels is confined at its next call" "$out" "^t
+.*permission denied to publish on channel \"payment:succeeded\""
+q "SELECT redis_confine_channels('app', NULL)" >/dev/null
 
 # --- change events go to roles that may read the table
 q "CREATE TABLE secrets (id int PRIMARY KEY, owner_email text);

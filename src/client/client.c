@@ -516,6 +516,13 @@ RedisReply *
 RedisCommand(RedisPolicy policy, int flags, const RedisArgs *args,
 			 RedisError *err)
 {
+	return RedisCommandNode(RedisCallerNode(), policy, flags, args, err);
+}
+
+RedisReply *
+RedisCommandNode(const RedisNode *node, RedisPolicy policy, int flags,
+				 const RedisArgs *args, RedisError *err)
+{
 	RedisBatch	b;
 	RedisReply **replies;
 	RedisError	local;
@@ -527,8 +534,7 @@ RedisCommand(RedisPolicy policy, int flags, const RedisArgs *args,
 		strlcpy(command, args->script->name, sizeof(command));
 	else
 		strlcpy(command, args->argv[0], Min(sizeof(command), args->lens[0] + 1));
-	replies = exec_batch(RedisCallerNode(), policy, flags, &b, 0,
-						 err ? err : &local, command);
+	replies = exec_batch(node, policy, flags, &b, 0, err ? err : &local, command);
 	pfree(b.buf.data);
 	if (replies == NULL)
 		return NULL;

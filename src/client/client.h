@@ -118,6 +118,10 @@ extern void RedisBatchReset(RedisBatch *b);
 extern RedisReply *RedisCommand(RedisPolicy policy, int flags,
 								const RedisArgs *args, RedisError *err);
 
+/* The same on a given node (the server's identity, whoever calls) */
+extern RedisReply *RedisCommandNode(const RedisNode *node, RedisPolicy policy, int flags,
+									const RedisArgs *args, RedisError *err);
+
 /* Run a pipeline; NULL as for RedisCommand.  deadline 0: command timeout */
 extern RedisReply **RedisPipeline(RedisPolicy policy, int flags,
 								  const RedisBatch *b, TimestampTz deadline,

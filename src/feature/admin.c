@@ -82,13 +82,7 @@ info_value(const char *info, const char *key)
 static RedisReply *
 server_command(int flags, const RedisArgs *args, RedisError *err)
 {
-	RedisBatch	b;
-	RedisReply **r;
-
-	RedisBatchInit(&b);
-	RedisBatchAdd(&b, args);
-	r = RedisPipelineNode(RedisDefaultNode(), REDIS_QUIET, flags, &b, 0, err);
-	return r ? r[0] : NULL;
+	return RedisCommandNode(RedisDefaultNode(), REDIS_QUIET, flags, args, err);
 }
 
 static void

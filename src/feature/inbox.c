@@ -36,6 +36,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "base/guc.h"
 #include "base/wait.h"
@@ -279,6 +280,59 @@ store_entry(const Consumer *c, const char *id, const char *message)
  * first that fails; how many are stored (committed), or -1 when the
  * transaction itself failed.
  */
+
+/*
+ * An entry the table refuses is tried at every pass: its WARNING is said
+ * once, then again every REFUSED_REPEAT_MIN minutes with how many passes
+ * refused it meanwhile (the passes between are DEBUG1).  Returns 0: say
+ * it (first time, or another entry); > 0: quiet; < 0: say it again, with
+ * minus the count.  A few streams at most per worker.
+ */
+#define REFUSED_REPEAT_MIN	5
+#define REFUSED_SLOTS		16
+
+typedef struct Refused
+{
+	char		stream[128];
+	char		id[64];
+	TimestampTz said;
+	int			since;
+} Refused;
+
+static Refused refused_slots[REFUSED_SLOTS];
+
+static int
+refused_again(const char *stream, const char *id)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Refused    *r = NULL;
+	int			i;
+
+	for (i = 0; i < REFUSED_SLOTS && r == NULL; i++)
+		if (strncmp(refused_slots[i].stream, stream, sizeof(refused_slots[i].stream) - 1) == 0)
+			r = &refused_slots[i];
+	for (i = 0; i < REFUSED_SLOTS && r == NULL; i++)
+		if (refused_slots[i].stream[0] == '\0')
+			r = &refused_slots[i];
+	if (r == NULL)
+		r = &refused_slots[now % REFUSED_SLOTS];
+	if (strcmp(r->stream, stream) != 0 || strcmp(r->id, id) != 0)
+	{
+		strlcpy(r->stream, stream, sizeof(r->stream));
+		strlcpy(r->id, id, sizeof(r->id));
+		r->said = now;
+		r->since = 0;
+		return 0;
+	}
+	r->since++;
+	if (!TimestampDifferenceExceeds(r->said, now, REFUSED_REPEAT_MIN * 60 * 1000))
+		return r->since;
+	r->said = now;
+	i = r->since;
+	r->since = 0;
+	return -i;
+}
+
 static int
 store_entries(const Consumer *c, const RedisReply *entries)
 {
@@ -305,6 +359,7 @@ store_entries(const Consumer *c, const RedisReply *entries)
 		ResourceOwner owner = CurrentResourceOwner;
 		MemoryContext old = CurrentMemoryContext;
 		char	   *id;
+		int			refused;
 		volatile bool ok = true;
 
 		if (e->type != RESP_ARRAY || e->elements != 2 || e->element[0]->type != RESP_STRING)
@@ -330,11 +385,15 @@ store_entries(const Consumer *c, const RedisReply *entries)
 			edata = CopyErrorData();
 			FlushErrorState();
 			RollbackAndReleaseCurrentSubTransaction();
-			ereport(WARNING,
+			refused = refused_again(c->stream, id);
+			ereport(refused > 0 ? DEBUG1 : WARNING,
 					(errmsg("bmfredis could not store entry %s of stream \"%s\": %s",
 							id, c->stream, edata->message),
-					 errdetail("It stays pending in consumer group \"%s\" and is tried again on the next pass; the entries after it wait.",
-							   c->group),
+					 refused < 0 ?
+					 errdetail("It is still pending in consumer group \"%s\", refused at every pass since this was last said (%d times); the entries after it wait.",
+							   c->group, -refused) :
+					 errdetail("It stays pending in consumer group \"%s\" and is tried again on the next pass (said again every %d minutes while it is refused); the entries after it wait.",
+							   c->group, REFUSED_REPEAT_MIN),
 					 errhint("Fix the cause, or skip the entry: XACK %s %s %s in Redis.",
 							 c->stream, c->group, id)));
 			FreeErrorData(edata);

@@ -709,6 +709,28 @@ draining_exit(int code, Datum arg)
 	i_am_draining = false;
 }
 
+/*
+ * When this process's drain emptied what its database had waiting: said
+ * once (the outage's WARNINGs said it began; this says it is over).
+ */
+static TimestampTz backlog_since = 0;
+
+static void
+drained_log(void)
+{
+	long		secs;
+	int			usecs;
+
+	if (backlog_since == 0 || RetryIsBacklogged())
+		return;
+	TimestampDifference(backlog_since, GetCurrentTimestamp(), &secs, &usecs);
+	backlog_since = 0;
+	ereport(LOG,
+			(errmsg("bmfredis: everything database \"%s\" had waiting for Redis is sent (it waited %ld s or more)",
+					PoolDatabaseName(), secs),
+			 errdetail("Reads through bmfredis in this database go to Redis again.")));
+}
+
 void
 RetryDrain(TimestampTz deadline, bool wait)
 {
@@ -719,7 +741,12 @@ RetryDrain(TimestampTz deadline, bool wait)
 	TimestampTz wait_until;
 
 	if (!RetryIsBacklogged())
+	{
+		backlog_since = 0;		/* another process sent it */
 		return;
+	}
+	if (backlog_since == 0)
+		backlog_since = GetCurrentTimestamp();
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis retry drain",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -769,6 +796,7 @@ RetryDrain(TimestampTz deadline, bool wait)
 			PG_END_TRY();
 			pg_atomic_clear_flag(&sh->draining);
 			i_am_draining = false;
+			drained_log();
 		}
 	}
 	else

@@ -87,6 +87,8 @@ sleep 3
 check "an entry that is not JSON for a jsonb column: a WARNING naming it and how to skip it" \
 	grep -q "WARNING:  bmfredis could not store entry .* of stream \"payments:in\": invalid input syntax for type json" "$BMF_WORK/pgdata.log"
 is "  it stays pending, and the two read after it wait with it" "$(rows) $($R cli XPENDING payments:in bmfredis | head -1)" "400 400 3"
+is "  said once, not at every pass (again every 5 minutes while refused)" \
+	"$(grep -c 'WARNING:  bmfredis could not store entry .* of stream "payments:in": invalid input syntax' "$BMF_WORK/pgdata.log")" "1"
 bad=$($R cli XPENDING payments:in bmfredis - + 1 | head -1)
 $R cli XACK payments:in bmfredis "$bad" >/dev/null
 check "  skipped by hand (XACK), the rest follows" wait_rows 402

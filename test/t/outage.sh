@@ -49,6 +49,8 @@ stale=${out%%|*}
 is "no stale value is read right after Redis comes back" "$stale" "0"
 check "the changed products were invalidated (${out#*|} of 200)" [ "${out#*|}" -gt 0 ]
 is "the retry queue is empty" "$(q "SELECT retry_pending + retry_namespaces FROM redis_health()")" "0"
+check "  and the server log says the outage's backlog is sent" \
+	grep -q 'LOG:  bmfredis: everything database "bmf_outage" had waiting for Redis is sent' "$BMF_WORK/pgdata.log"
 n=$($R cli EVAL "local n = 0 for _, k in ipairs(redis.call('KEYS', 'out:product:*')) do n = n + 1 end return n" 0)
 echo "# $n product keys left in Redis"
 

@@ -336,3 +336,12 @@ CREATE TRIGGER rules_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON bmf
 -- schedule row (a table granted to nobody) as the extension's owner.
 ALTER FUNCTION redis_invalidate_at(text, timestamptz) SECURITY INVOKER;
 ALTER FUNCTION redis_invalidate_tag_at(text, timestamptz) SECURITY INVOKER;
+
+-- The functions 1.2 replaced keep 1.1's comments unless restated: say
+-- what they do now.
+COMMENT ON FUNCTION redis_rewatch(regclass) IS
+'Makes the table''s watch triggers again from its rules, and those of its partitions and inheritance children';
+COMMENT ON FUNCTION redis_unwatch(regclass, text) IS
+'Drops the watch triggers of the table and of its partitions and children, the entity, its rules and its cascades; with a rule name, only that rule';
+COMMENT ON FUNCTION bmfredis.forget_dropped_tables() IS
+'Event trigger function: forgets the entities of dropped tables, and invalidates an entity whose partition or child was dropped';

@@ -345,3 +345,174 @@ COMMENT ON FUNCTION redis_unwatch(regclass, text) IS
 'Drops the watch triggers of the table and of its partitions and children, the entity, its rules and its cascades; with a rule name, only that rule';
 COMMENT ON FUNCTION bmfredis.forget_dropped_tables() IS
 'Event trigger function: forgets the entities of dropped tables, and invalidates an entity whose partition or child was dropped';
+
+------------------------------------------------------------------------
+-- The admin capability manages what bmfredis does with the tables its
+-- holder owns.  Before 1.2 a non-superuser with admin could call
+-- redis_watch and redis_consume_stream but not write the tables they keep
+-- their rules in ("permission denied for table entities"), so delegating
+-- it needed a superuser.  Now admin is granted INSERT, UPDATE and DELETE
+-- on them, and row-level security confines each write to the rows of
+-- tables the role owns (or whose owner role it is a member of), as
+-- PostgreSQL confines CREATE TRIGGER: rules, cascades, descendants and
+-- stream consumers of someone else's table stay theirs.  Reading the
+-- rules stays open (the triggers of every writer read them).  Superusers
+-- and the extension's owner, who owns these tables, are not confined.
+------------------------------------------------------------------------
+
+-- May the current role change what bmfredis does with table rel?  (No
+-- table, an entity without one or a NOTIFY-only consumer, is anyone's.)
+CREATE FUNCTION bmfredis.manages(rel regclass)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT rel IS NULL
+        OR EXISTS (SELECT FROM pg_class c
+                    WHERE c.oid OPERATOR(pg_catalog.=) rel
+                      AND pg_has_role(current_user, c.relowner, 'USAGE'))
+$$;
+COMMENT ON FUNCTION bmfredis.manages(regclass) IS
+'True when the current role owns the table (or is a member of its owner): the rows of bmfredis'' rules tables it may write';
+
+-- The same for a row being written: false is an ERROR saying why.
+CREATE FUNCTION bmfredis.check_manages(rel regclass, what text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF bmfredis.manages(rel) THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'must be owner of table % to change its %', rel, what
+        USING ERRCODE = '42501',
+              DETAIL = format('Table %s is owned by role %s; bmfredis lets a role with the admin capability manage only the tables it owns.',
+                              rel, (SELECT c.relowner::regrole FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel)),
+              HINT = 'Ask its owner or a superuser to do it, or to make you a member of the owner''s role.';
+END
+$$;
+COMMENT ON FUNCTION bmfredis.check_manages(regclass, text) IS
+'Row-level security check of bmfredis'' rules tables: an ERROR (42501) naming the table''s owner unless the current role owns it';
+
+-- For the rows of an entity (rules, cascades): its table's.
+CREATE FUNCTION bmfredis.entity_relation(entity text)
+RETURNS regclass
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.relation FROM bmfredis.entities e WHERE e.entity OPERATOR(pg_catalog.=) entity_relation.entity
+$$;
+COMMENT ON FUNCTION bmfredis.entity_relation(text) IS
+'The table of an entity (NULL for none), for the row-level security of the rules tables';
+
+ALTER TABLE bmfredis.entities ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read ON bmfredis.entities FOR SELECT USING (true);
+CREATE POLICY owner ON bmfredis.entities
+    USING (bmfredis.manages(relation))
+    WITH CHECK (bmfredis.check_manages(relation, 'bmfredis entity'));
+
+ALTER TABLE bmfredis.cache_rules ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read ON bmfredis.cache_rules FOR SELECT USING (true);
+CREATE POLICY owner ON bmfredis.cache_rules
+    USING (bmfredis.manages(bmfredis.entity_relation(entity)))
+    WITH CHECK (bmfredis.check_manages(bmfredis.entity_relation(entity), 'bmfredis rules'));
+
+ALTER TABLE bmfredis.cache_cascades ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read ON bmfredis.cache_cascades FOR SELECT USING (true);
+CREATE POLICY owner ON bmfredis.cache_cascades
+    USING (bmfredis.manages(bmfredis.entity_relation(entity)))
+    WITH CHECK (bmfredis.check_manages(bmfredis.entity_relation(entity), 'bmfredis cascades'));
+
+ALTER TABLE bmfredis.watched_descendants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read ON bmfredis.watched_descendants FOR SELECT USING (true);
+CREATE POLICY owner ON bmfredis.watched_descendants
+    USING (bmfredis.manages(relation))
+    WITH CHECK (bmfredis.check_manages(relation, 'bmfredis watch triggers'));
+
+-- The worker writes a stream's entries as the owner of the table they go
+-- into: so only that owner registers the table as a target.
+ALTER TABLE bmfredis.stream_consumers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY read ON bmfredis.stream_consumers FOR SELECT USING (true);
+CREATE POLICY owner ON bmfredis.stream_consumers
+    USING (bmfredis.manages(target))
+    WITH CHECK (bmfredis.check_manages(target, 'stream consumer'));
+
+CREATE OR REPLACE FUNCTION bmfredis.capability_objects(OUT needs text[], OUT object text, OUT privilege text)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+VALUES
+    ('{read}'::pg_catalog.text[], 'FUNCTION @extschema@.redis_cache_get(text)', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_get_json(text)', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_get_bytea(text)', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_mget(text[])', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_exists(text)', 'EXECUTE'),
+    ('{read}', 'FUNCTION @extschema@.redis_cache_ttl(text)', 'EXECUTE'),
+    ('{read,write}', 'FUNCTION @extschema@.redis_cached(text, interval, text, text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_set(text, text, interval, text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_set(text, bytea, interval, text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_set(text, jsonb, interval, text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_mset(text[], text[], interval)', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_del(text)', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_del(text[])', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_expire(text, interval)', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_expire_at(text, timestamptz)', 'EXECUTE'),
+    ('{write}', 'FUNCTION @extschema@.redis_cache_incr(text, bigint)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate(text, boolean)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate(text[], boolean)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_tag(text, boolean)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_tag(text[], boolean)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_at(text, timestamptz)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_tag_at(text, timestamptz)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_invalidate_entity(text, text, text)', 'EXECUTE'),
+    ('{invalidate}', 'FUNCTION @extschema@.redis_pending_invalidations()', 'EXECUTE'),
+    ('{publish}', 'FUNCTION @extschema@.redis_publish(text, text, boolean)', 'EXECUTE'),
+    ('{publish}', 'FUNCTION @extschema@.redis_publish(text, jsonb, boolean)', 'EXECUTE'),
+    ('{publish}', 'FUNCTION @extschema@.redis_publish_event(jsonb, boolean)', 'EXECUTE'),
+    ('{listen}', 'FUNCTION @extschema@.redis_listen(text[], interval, integer)', 'EXECUTE'),
+    ('{listen}', 'TABLE bmfredis.notify_payloads', 'SELECT'),
+    ('{lock}', 'FUNCTION @extschema@.redis_lock(text, interval, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_try_lock(text, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_xact_lock(text, interval, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_try_xact_lock(text, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_lock_fenced(text, interval, interval, boolean)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_unlock(text, text)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_lock_extend(text, text, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_locks()', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_with_lock(text, interval, interval, text)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_acquire(text, integer, interval, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_try_acquire(text, integer, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_xact_acquire(text, integer, interval, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_try_xact_acquire(text, integer, interval)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_release(text, text)', 'EXECUTE'),
+    ('{lock}', 'FUNCTION @extschema@.redis_semaphore_refresh(text, text, interval)', 'EXECUTE'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_health()', 'EXECUTE'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_connections()', 'EXECUTE'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_workers()', 'EXECUTE'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_stats_values()', 'EXECUTE'),
+    ('{monitor}', 'TABLE @extschema@.redis_stats', 'SELECT'),
+    ('{monitor}', 'FUNCTION @extschema@.redis_metrics()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_command(text[])', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_command(boolean, text[])', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_info(text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_invalidate_pattern(text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_flush_namespace()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_run_scheduled()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_stats_reset()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_rule_check(text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_watch(regclass, text, text[], text[], text[], name, text, text, text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_unwatch(regclass, text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_rewatch(regclass)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_cache_trigger()', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_consume_stream(text, regclass, text, text)', 'EXECUTE'),
+    ('{admin}', 'FUNCTION @extschema@.redis_stop_consuming(text)', 'EXECUTE'),
+    ('{admin}', 'TABLE @extschema@.redis_privileges', 'SELECT'),
+    ('{admin}', 'TABLE bmfredis.entities, bmfredis.cache_rules, bmfredis.cache_cascades, bmfredis.watched_descendants', 'INSERT, UPDATE, DELETE'),
+    ('{admin}', 'TABLE bmfredis.stream_consumers', 'SELECT, INSERT, UPDATE, DELETE')
+$$;
+
+-- Roles that hold admin get the new table grants now.
+SELECT bmfredis.apply_capabilities(r.role)
+  FROM (SELECT DISTINCT c.role FROM bmfredis.role_capabilities c) r;

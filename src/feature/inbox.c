@@ -20,11 +20,16 @@
  * commit and are acknowledged, it stays pending, and each pass tries it
  * again with a WARNING that says how to skip it.  Nothing is dropped.
  *
+ * The rows are written as the table's owner (who alone may register it,
+ * row-level security on bmfredis.stream_consumers): the table's triggers,
+ * defaults and checks never run with the worker's superuser rights.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
@@ -52,6 +57,7 @@ typedef struct Consumer
 	char	   *group;
 	char	   *notify;			/* NULL: none */
 	char	   *insert_sql;		/* NULL: no table */
+	Oid			owner;			/* the table's owner, who writes its rows */
 } Consumer;
 
 static char consumer_name[NAMEDATALEN + 16];
@@ -76,11 +82,12 @@ load_consumers(MemoryContext cxt)
 		SPI_processed == 1 &&
 		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0 &&
 		SPI_execute("SELECT c.stream, c.group_name, c.notify, c.target::pg_catalog.text, "
-					"       pg_catalog.format_type(a.atttypid, a.atttypmod) "
+					"       pg_catalog.format_type(a.atttypid, a.atttypmod), r.relowner "
 					"  FROM bmfredis.stream_consumers c "
 					"  LEFT JOIN pg_catalog.pg_attribute a "
 					"    ON a.attrelid OPERATOR(pg_catalog.=) c.target "
 					"   AND a.attname OPERATOR(pg_catalog.=) 'message' AND NOT a.attisdropped "
+					"  LEFT JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) c.target "
 					" ORDER BY c.stream", true, 0) == SPI_OK_SELECT)
 	{
 		for (i = 0; i < SPI_processed; i++)
@@ -96,9 +103,16 @@ load_consumers(MemoryContext cxt)
 			c->group = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 2));
 			c->notify = notify ? MemoryContextStrdup(cxt, notify) : NULL;
 			if (target)
+			{
+				bool		isnull;
+
+				c->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+				if (isnull)
+					c->owner = BOOTSTRAP_SUPERUSERID;	/* dropped meanwhile: the INSERT fails */
 				c->insert_sql = MemoryContextStrdup(cxt, psprintf(
 					"INSERT INTO %s (stream, entry_id, message) VALUES ($1, $2, $3::%s) "
 					"ON CONFLICT (stream, entry_id) DO NOTHING", target, type ? type : "text"));
+			}
 			{
 				MemoryContext o = MemoryContextSwitchTo(cxt);
 
@@ -247,12 +261,25 @@ store_entry(const Consumer *c, const char *id, const char *message)
 	{
 		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 		Datum		values[3];
+		Oid			save_userid;
+		int			save_sec;
 
 		values[0] = CStringGetTextDatum(c->stream);
 		values[1] = CStringGetTextDatum(id);
 		values[2] = CStringGetTextDatum(message);
+
+		/*
+		 * As the table's owner, as autovacuum and REFRESH MATERIALIZED VIEW
+		 * run a table's code: its triggers, defaults and checks are the
+		 * owner's, never the worker's superuser rights.  An error restores
+		 * the worker's identity with the subtransaction.
+		 */
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(c->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
 		if (SPI_execute_with_args(c->insert_sql, 3, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert the entry");
+		SetUserIdAndSecContext(save_userid, save_sec);
 		fresh = (SPI_processed == 1);
 	}
 	if (fresh && c->notify)

@@ -228,3 +228,54 @@ like "  nor publish a forged payment:succeeded" "$(as analytics "SELECT redis_pu
 like "  and the application cannot publish outside its families" "$(as app_service "SELECT redis_publish('admin:x', 'm', true)")" "permission denied to publish"
 is "  while it publishes its events" "$(as app_service "SELECT redis_publish('payment:succeeded', '{}', true) >= 0")" "t"
 is "  and the DBA administers" "$(as dba "SELECT redis_command('PING')")" "PONG"
+
+# --- admin delegated: the README's dba (admin, not a superuser) watches and
+# consumes into the tables it owns, and only those
+q "CREATE TABLE dba_shops (id int PRIMARY KEY, name text);
+CREATE TABLE dba_inbox (stream text, entry_id text, message text, writer name DEFAULT current_user,
+	PRIMARY KEY (stream, entry_id));
+CREATE FUNCTION dba_escalate() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	BEGIN
+		ALTER ROLE dba SUPERUSER;
+	EXCEPTION WHEN others THEN NULL;
+	END;
+	RETURN NEW;
+END \$\$;
+CREATE TRIGGER dba_escalate BEFORE INSERT ON dba_inbox FOR EACH ROW EXECUTE FUNCTION dba_escalate();
+ALTER TABLE dba_shops OWNER TO dba; ALTER TABLE dba_inbox OWNER TO dba; ALTER FUNCTION dba_escalate() OWNER TO dba;
+CREATE TABLE su_inbox (stream text, entry_id text, message text, PRIMARY KEY (stream, entry_id));
+SELECT redis_watch('products', 'product', ARRAY['product:{id}'])" >/dev/null
+is "admin (not a superuser) watches a table it owns" "$(as dba "SELECT redis_watch('dba_shops', 'shop', ARRAY['shop:{id}'], rule => 'pages')")" ""
+q "INSERT INTO dba_shops VALUES (1, 'a')" >/dev/null
+q "SELECT redis_cache_set('shop:1', 'cached')" >/dev/null
+q "UPDATE dba_shops SET name = 'b' WHERE id = 1" >/dev/null
+is "  and a write to it invalidates its keys" "$(q "SELECT redis_cache_get('shop:1') IS NULL")" "t"
+as dba "SELECT redis_watch('dba_shops', 'shop', tags => ARRAY['shops'], rule => 'list')" >/dev/null
+as dba "SELECT redis_unwatch('dba_shops', 'list')" >/dev/null
+is "  it adds a rule and removes it" "$(as dba "SELECT string_agg(name, ',') FROM bmfredis.cache_rules WHERE entity = 'shop'")" "pages"
+like "  but may not watch a table it does not own (42501, naming its owner)" \
+	"$(PGUSER=dba qv <<<"SELECT redis_watch('su_inbox', 'su', ARRAY['su:{id}'])")" \
+	"ERROR:  42501: must be owner of table public.su_inbox to change its bmfredis entity.*owned by role postgres"
+like "  nor add a rule to another's entity" \
+	"$(PGUSER=dba qv <<<"INSERT INTO bmfredis.cache_rules (entity, name, keys) VALUES ('product', 'mine', ARRAY['x:{id}'])")" \
+	"ERROR:  42501: must be owner of table public.products to change its bmfredis rules"
+is "  nor change one (nothing is updated)" "$(as dba "WITH u AS (UPDATE bmfredis.cache_rules SET keys = '{x}' WHERE entity = 'product' RETURNING 1) SELECT count(*) FROM u")" "0"
+is "  nor delete one" "$(as dba "WITH d AS (DELETE FROM bmfredis.entities WHERE entity = 'product' RETURNING 1) SELECT count(*) FROM d")" "0"
+like "  nor unwatch it" "$(as dba "SELECT redis_unwatch('products')")" "must be owner of relation products"
+is "  and the superuser's rule is intact" "$(q "SELECT keys::text FROM bmfredis.cache_rules WHERE entity = 'product'")" '{"product:{id}"}'
+like "admin may not make the worker write into a table it does not own" \
+	"$(PGUSER=dba qv <<<"SELECT redis_consume_stream('su:in', 'su_inbox')")" \
+	"ERROR:  42501: must be owner of table public.su_inbox to change its stream consumer"
+$R cli DEL dba:in >/dev/null
+is "  and consumes into its own" "$(as dba "SELECT redis_consume_stream('dba:in', 'dba_inbox')")" ""
+$R cli XADD dba:in '*' message hello >/dev/null
+inbox_row() {  # at most 10 s
+	for _ in $(seq 1 100); do [ "$(q "SELECT count(*) FROM dba_inbox")" = 1 ] && return 0; sleep 0.1; done
+	return 1
+}
+check "  the worker stores the entry" inbox_row
+is "  written as the table's owner, not as the worker's superuser" "$(q "SELECT writer FROM dba_inbox")" "dba"
+is "  so the table's trigger could not make its owner a superuser" "$(q "SELECT rolsuper FROM pg_roles WHERE rolname = 'dba'")" "f"
+is "  and it stops consuming its stream" "$(as dba "SELECT redis_stop_consuming('dba:in')")" "t"
+$R cli DEL dba:in >/dev/null

@@ -32,7 +32,7 @@ SELECT redis_command('GET', 'adm:x');
 SELECT redis_command('INCR', 'adm:x');
 SELECT redis_command('GET', 'adm:nope') IS NULL AS nil;
 SELECT redis_command('MGET', 'adm:x', 'adm:nope');
-SELECT redis_command('EVAL', 'return {1, {"a", false}, "b\"c"}', '0');
+SELECT redis_command(true, 'EVAL', 'return {1, {"a", false}, "b\"c"}', '0');
 
 -- administration is not for everyone
 CREATE ROLE bmf_user;
@@ -58,3 +58,10 @@ SELECT redis_command('SCRIPT', 'FLUSH');
 SELECT redis_command(true, 'SET', 'adm:forced', '1');
 SELECT redis_command(force => true, VARIADIC args => ARRAY['GET', 'adm:forced']);
 SELECT redis_command(false, 'KEYS', '*');
+-- scripts too: they can run any of those
+SELECT redis_command('EVAL', 'return redis.call(''FLUSHALL'')', '0');
+SELECT redis_command('evalsha', 'e0e1f9fabfc9d4800c877a703b823ac0578ff8db', '0');
+SELECT redis_command('FCALL', 'myfunc', '0');
+SELECT redis_command('FUNCTION', 'LOAD', 'REPLACE', '#!lua name=x');
+SELECT redis_command('SCRIPT', 'LOAD', 'return 1') IS NOT NULL AS script_load_is_fine;
+SELECT redis_command('GET', 'adm:forced') AS nothing_was_flushed;

@@ -516,3 +516,9 @@ $$;
 -- Roles that hold admin get the new table grants now.
 SELECT bmfredis.apply_capabilities(r.role)
   FROM (SELECT DISTINCT c.role FROM bmfredis.role_capabilities c) r;
+
+-- Scripts can run what redis_command refuses without force: they need it too.
+COMMENT ON FUNCTION redis_command(text[]) IS
+'Runs one raw Redis command (no key prefix, keys not confined to it) and returns its reply as text, arrays as JSON; refuses server-wide commands and scripts without force; for administrators';
+COMMENT ON FUNCTION redis_command(boolean, text[]) IS
+'redis_command, and with force => true also the commands that harm every application on the Redis (FLUSHALL, SHUTDOWN, CONFIG SET, ...) and scripts (EVAL, EVALSHA, FCALL, ...)';

@@ -45,13 +45,13 @@ SELECT redis_command('EXISTS', 'tg:tag:brief') AS index_expired;
 
 -- a tag with 100,000 keys is emptied without blocking Redis: no single
 -- command takes 50 ms (SLOWLOG), and every key goes
-SELECT redis_command('EVAL', 'for i = 1, 100000 do redis.call(''SET'', KEYS[1] .. i, ''v''); redis.call(''ZADD'', KEYS[2], ''+inf'', KEYS[1] .. i) end return 1',
+SELECT redis_command(true, 'EVAL', 'for i = 1, 100000 do redis.call(''SET'', KEYS[1] .. i, ''v''); redis.call(''ZADD'', KEYS[2], ''+inf'', KEYS[1] .. i) end return 1',
                      '2', 'tg:big:', 'tg:tag:big');
 SELECT redis_command(true, 'CONFIG', 'SET', 'slowlog-log-slower-than', '50000');
 SELECT redis_command('SLOWLOG', 'RESET');
 SELECT redis_invalidate_tag('big');
 SELECT redis_command('SLOWLOG', 'LEN') AS slow_commands;
-SELECT redis_command('EVAL', 'return #redis.call(''KEYS'', ARGV[1])', '0', 'tg:big:*') AS keys_left;
+SELECT redis_command(true, 'EVAL', 'return #redis.call(''KEYS'', ARGV[1])', '0', 'tg:big:*') AS keys_left;
 SELECT redis_command('EXISTS', 'tg:tag:big') AS index_left;
 SELECT redis_command(true, 'CONFIG', 'SET', 'slowlog-log-slower-than', '10000');
 

@@ -11,8 +11,11 @@
  * would leave the pooled connection in a state the pool does not track
  * (SUBSCRIBE, SELECT, MULTI, ...) are refused.  Commands that would harm
  * every application on the Redis (FLUSHALL, SHUTDOWN, CONFIG SET, ...)
- * run only through redis_command(force => true, ...): an administrator's
- * typo should not empty a shared Redis.
+ * run only through redis_command(force => true, ...), and so do scripts
+ * (EVAL, FCALL, ...), which can run those: an administrator's typo should
+ * not empty a shared Redis.  It is a guard against mistakes, not a bound:
+ * keys are not confined to the prefix (the Redis user of a user mapping
+ * is what bounds a role).
  *
  *-------------------------------------------------------------------------
  */
@@ -421,7 +424,7 @@ check_admin_command(const char *name, size_t len, const char *second)
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("redis_command() cannot run %s", refused_commands[i]),
 					 errdetail("It would change the state of the pooled connection."),
-					 errhint("Set bmfredis.db instead of SELECT and the bmfredis.* settings instead of AUTH; use EVAL for atomic multi-command work.")));
+					 errhint("Set bmfredis.db instead of SELECT and the bmfredis.* settings instead of AUTH; for atomic multi-command work, a script: redis_command(true, 'EVAL', ...).")));
 	}
 	if (len == 6 && pg_strncasecmp(name, "client", 6) == 0 && second &&
 		pg_strcasecmp(second, "reply") == 0)
@@ -451,7 +454,17 @@ static const struct
 	{"CLUSTER", "ADDSLOTS"}, {"CLUSTER", "DELSLOTS"}, {"CLUSTER", "SETSLOT"},
 	{"CLUSTER", "MEET"}, {"CLUSTER", "REPLICATE"}, {"CLUSTER", "FLUSHSLOTS"},
 	{"CLIENT", "KILL"}, {"CLIENT", "PAUSE"},
+	{"FUNCTION", "LOAD"},		/* LOAD REPLACE swaps another application's library */
 	{NULL, NULL}
+};
+
+/*
+ * Scripts run whatever they contain, the commands above included (EVAL
+ * "return redis.call('FLUSHALL')" 0), and a script named by its SHA1 or
+ * a function by its name cannot be read first: they need force too.
+ */
+static const char *const script_commands[] = {
+	"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO", NULL
 };
 
 static void
@@ -475,6 +488,18 @@ check_harmful_command(const char *name, size_t len, const char *second)
 				 errdetail("It acts on the whole Redis server and every application using it, not only bmfredis.key_prefix."),
 				 errhint("If that is meant, call redis_command(force => true, VARIADIC args => ARRAY[...]); "
 						 "redis_flush_namespace() empties only this database's keys.")));
+	}
+	for (i = 0; script_commands[i]; i++)
+	{
+		if (strlen(script_commands[i]) != len ||
+			pg_strncasecmp(name, script_commands[i], len) != 0)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("redis_command() refuses %s without force", script_commands[i]),
+				 errdetail("A script or function can run any command, those that act on the whole Redis server (FLUSHALL, CONFIG SET, ...) included."),
+				 errhint("If the script is meant, call redis_command(force => true, VARIADIC args => ARRAY['%s', ...]).",
+						 script_commands[i])));
 	}
 }
 

@@ -101,6 +101,13 @@ is "each identity has its own connection in the pool" \
 127.0.0.1:$aport#tenant_a"
 like "ra's publishes go through &a:* (Redis refuses b:*)" "$(as ra "SELECT redis_publish('b:news', 'x', true)")" "permission denied by Redis ACL"
 
+# --- redis_command is not bounded by the prefix; a mapping's Redis user is
+q "SELECT redis_grant('ra', 'admin')" >/dev/null
+is "ra with admin: redis_command reaches its keys" "$(as ra "SELECT redis_command('GET', 'id:a:1')")" "A"
+like "  but not rb's (its Redis user's ACL), even with force" "$(as ra "SELECT redis_command(true, 'GET', 'id:b:1')")" "permission denied by Redis ACL"
+like "  nor a script reaching past it" "$(as ra "SELECT redis_command(true, 'EVAL', 'return redis.call(''GET'', KEYS[1])', '1', 'id:b:1')")" "permission denied by Redis ACL"
+q "SELECT redis_revoke('ra', 'admin')" >/dev/null
+
 # --- a mapping without a password would be Redis' default user
 q "GRANT USAGE ON FOREIGN SERVER redis_acl TO ra" >/dev/null
 out=$(PGUSER=ra qv <<<"ALTER USER MAPPING FOR CURRENT_USER SERVER redis_acl OPTIONS (DROP password);")

@@ -20,6 +20,7 @@
 #include "base/guc.h"
 #include "base/shmem.h"
 #include "base/stats.h"
+#include "feature/privileges.h"
 #include "pool/pool.h"
 #include "worker/launcher.h"
 #include "xact/retry.h"
@@ -34,6 +35,7 @@ _PG_init(void)
 	BmfGucInit();
 	PoolInit();
 	RetryInstallHook();
+	PrivInstallHook();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		BmfShmemInit();

@@ -15,6 +15,7 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "commands/extension.h"
 #include "parser/parse_func.h"
 #include "utils/acl.h"
@@ -164,6 +165,34 @@ BmfEqualityOperator(Oid typid)
  * the namespace; a role that could not do that by hand gets an ERROR
  * instead.
  */
+/* extversion of bmfredis in this database (in a transaction), or "?" */
+void
+BmfExtensionVersion(char *out, size_t size)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	strlcpy(out, "?", size);
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("bmfredis"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			text_to_cstring_buffer(DatumGetTextPP(d), out, size);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
 static Oid
 extension_schema(Oid ext)
 {

@@ -50,4 +50,7 @@ extern void BmfCheckValueSize(size_t len);
 /* Whether the current role may execute redis_flush_namespace(). */
 extern bool BmfMayFlushNamespace(void);
 
+/* extversion of bmfredis in this database (in a transaction), or "?" */
+extern void BmfExtensionVersion(char *out, size_t size);
+
 #endif							/* BMFREDIS_SQLUTIL_H */

@@ -16,6 +16,11 @@
  *	  returns them only to a role that may SELECT the table (or all its
  *	  columns), confined or not.
  *
+ * And one thing is said: PostgreSQL's own "permission denied for function
+ * redis_cache_get" carries a hint naming redis_grant (an emit_log_hook),
+ * since 1.1 took every Redis-reaching function away from PUBLIC and an
+ * application that worked under 1.0 meets it first.
+ *
  * Superusers are neither confined nor filtered.  The bookkeeping tables are
  * read as the bootstrap superuser (they are not granted to anyone), with
  * the calling role restored by PostgreSQL on any error.
@@ -65,6 +70,52 @@ struct PrivListen
 	char	  **denied;			/* "<rule channel>:" of tables it may not read */
 	int		   *denied_lens;
 };
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * The objects capabilities cover are named redis_* (functions, the
+ * redis_stats and redis_privileges views) or are bmfredis.notify_payloads;
+ * PostgreSQL's message names the object without its schema.
+ */
+static void
+grant_hint_hook(ErrorData *edata)
+{
+	static const char *const ids[] = {
+		"permission denied for function %s", "permission denied for view %s",
+		"permission denied for table %s", NULL
+	};
+	const char *name;
+	int			i;
+
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+	if (edata->elevel != ERROR || edata->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		edata->hint != NULL || edata->message_id == NULL || edata->message == NULL)
+		return;
+	for (i = 0; ids[i]; i++)
+		if (strcmp(edata->message_id, ids[i]) == 0)
+			break;
+	if (ids[i] == NULL)
+		return;
+	name = strrchr(edata->message, ' ');
+	if (name == NULL)
+		return;
+	name++;
+	if (strncmp(name, "redis_", 6) != 0 && strcmp(name, "notify_payloads") != 0)
+		return;
+	edata->hint = pstrdup("bmfredis grants nothing that reaches Redis to PUBLIC (since 1.1): "
+						  "the extension's owner gives a role what it needs with "
+						  "SELECT redis_grant('role', 'read', 'write', ...); "
+						  "SELECT * FROM bmfredis.capability_objects() lists what each capability covers.");
+}
+
+void
+PrivInstallHook(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = grant_hint_hook;
+}
 
 static void
 relcache_callback(Datum arg, Oid relid)

@@ -22,4 +22,7 @@ extern PrivListen *PrivListenStart(void);
 /* Whether a message on channel (as Redis names it, prefix included) may be returned. */
 extern bool PrivListenAllows(const PrivListen *pl, const char *channel, size_t len);
 
+/* A hint naming redis_grant on "permission denied" for bmfredis' objects. */
+extern void PrivInstallHook(void);
+
 #endif							/* BMFREDIS_PRIVILEGES_H */

@@ -69,6 +69,7 @@
 #include "utils/timestamp.h"
 
 #include "base/shmem.h"
+#include "base/sqlutil.h"
 #include "worker/launcher.h"
 #include "xact/retry.h"
 
@@ -824,7 +825,12 @@ bmf_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 {
 	Node	   *stmt = pstmt->utilityStmt;
 	Oid			alone = database_needed_alone(stmt);
+	char		from[64] = "";
 
+	if (IsA(stmt, AlterExtensionStmt) &&
+		strcmp(((AlterExtensionStmt *) stmt)->extname, "bmfredis") == 0 &&
+		IsTransactionState())
+		BmfExtensionVersion(from, sizeof(from));
 	if (OidIsValid(alone))
 		pause_worker(alone);
 	PG_TRY();
@@ -842,6 +848,26 @@ bmf_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 			resume_worker(alone);
 	}
 	PG_END_TRY();
+
+	/*
+	 * 1.1 took every function that reaches Redis away from PUBLIC.  The
+	 * NOTICE its script raises is not seen (extension scripts run with
+	 * client_min_messages at WARNING at least), and an application that
+	 * relied on PUBLIC meets "permission denied" next: say it here.
+	 */
+	if (strcmp(from, "1.0") == 0)
+	{
+		char		to[64];
+
+		CommandCounterIncrement();
+		BmfExtensionVersion(to, sizeof(to));
+		if (strcmp(to, "1.0") != 0)
+			ereport(WARNING,
+					(errmsg("bmfredis %s no longer grants PUBLIC the functions that reach Redis", to),
+					 errdetail("Under 1.0 every role could call them; now only superusers and the roles given capabilities can, and other roles get \"permission denied for function redis_...\"."),
+					 errhint("Give each role what it needs: SELECT redis_grant('app', 'read', 'write', 'invalidate', 'publish', 'lock'); "
+							 "SELECT * FROM bmfredis.capability_objects() lists what each capability covers.")));
+	}
 
 	if (IsA(stmt, CreateExtensionStmt) &&
 		strcmp(((CreateExtensionStmt *) stmt)->extname, "bmfredis") == 0)

@@ -51,6 +51,7 @@
 #include "utils/snapmgr.h"
 
 #include "base/guc.h"
+#include "base/sqlutil.h"
 #include "base/wait.h"
 #include "client/client.h"
 #include "feature/inbox.h"
@@ -100,33 +101,6 @@ database_settings(void)
  * this worker started with?  Runs the scheduled invalidations when it is.
  * Exits the worker when it should go.
  */
-/* extversion of bmfredis in this database (in a transaction), or "?" */
-static void
-extension_version(char *out, size_t size)
-{
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	strlcpy(out, "?", size);
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("bmfredis"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			text_to_cstring_buffer(DatumGetTextPP(d), out, size);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-}
-
 static void
 database_pass(const char *settings, bool schedule)
 {
@@ -192,7 +166,7 @@ bmfredis_worker_main(Datum arg)
 	StartTransactionCommand();
 	present = OidIsValid(get_extension_oid("bmfredis", true));
 	if (present)
-		extension_version(version, sizeof(version));
+		BmfExtensionVersion(version, sizeof(version));
 	PoolNoteDatabase();
 	settings = database_settings();
 	if (present)

@@ -66,6 +66,12 @@ for who in plain aud; do
 	done
 done
 is "a role with no grants, and one in pg_read_all_settings and pg_monitor, reach nothing (${#calls[@]} calls each, every capability's functions)" "$reached" ""
+nohint=""
+for c in "${calls[@]}"; do
+	[[ $(as plain "${c#*|}") == *"HINT:  bmfredis grants nothing that reaches Redis to PUBLIC (since 1.1)"*"redis_grant("* ]] || nohint="$nohint [${c#*|}]"
+done
+is "  and each refusal hints at redis_grant (1.1 took them from PUBLIC)" "$nohint" ""
+like "  but PostgreSQL's refusals of other objects get no such hint" "$(as plain "SELECT pg_read_file('x')")" "permission denied for function pg_read_file$"
 is "  while computing helpers stay open to it" \
 	"$(as plain "SELECT redis_cache_key('a', 'b'), redis_ttl('short'), redis_event_product('created', '1')->>'type'")" \
 	"a:b|00:05:00|product:created"

@@ -46,7 +46,13 @@ cd "$BMF_ROOT" || exit 1
 
 # --- the update
 out=$(q "ALTER EXTENSION bmfredis UPDATE" 2>&1)
-is "ALTER EXTENSION bmfredis UPDATE" "$out" ""
+like "ALTER EXTENSION bmfredis UPDATE warns that PUBLIC lost the functions, with the redis_grant to run" "$out" \
+	"^WARNING:  bmfredis 1.2 no longer grants PUBLIC the functions that reach Redis
+DETAIL:  .*permission denied for function redis_.*
+HINT:  Give each role what it needs: SELECT redis_grant\\('app'"
+like "  and the application's next call is refused with that hint too" \
+	"$(psql -X -q -A -t -d up -c "CREATE ROLE up_app LOGIN" -c "SET ROLE up_app" -c "SELECT redis_cache_get('x')" 2>&1; psql -X -q -d up -c "DROP ROLE up_app" >/dev/null 2>&1)" \
+	"permission denied for function redis_cache_get.*HINT:  bmfredis grants nothing that reaches Redis to PUBLIC \\(since 1.1\\)"
 is "  is 1.2 (1.0, then 1.1, then 1.2)" "$(q "SELECT extversion FROM pg_extension WHERE extname = 'bmfredis'")" "1.2"
 is "  each entity's rule became its rule default, with its table and mode" \
 	"$(q "SELECT string_agg(e.entity || '/' || r.name || '/' || e.mode, ' ' ORDER BY e.entity) FROM bmfredis.entities e JOIN bmfredis.cache_rules r USING (entity)")" \

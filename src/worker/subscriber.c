@@ -17,7 +17,8 @@
  *	  {"bmfredis_payload": <id>, "bytes": <n>}.
  * Messages that arrive together are sent in one transaction.  After a
  * connection error it subscribes again, with backoff; when the list
- * changes (SIGHUP) it subscribes to the new one.  Every wait is
+ * changes (SIGHUP) it subscribes to the new one, and so it does when a
+ * reload changed Redis' endpoint or credentials.  Every wait is
  * interruptible and returns when the worker's latch is set, so the worker
  * does its other work in time.  Messages published while it is not
  * subscribed (between a Redis restart and the resubscription) are not
@@ -61,6 +62,7 @@ struct Relay
 {
 	RedisSubscription *sub;		/* NULL when not subscribed */
 	char	   *subscribed;		/* the list it is (or tried to be) subscribed to */
+	uint64		generation;		/* bmfredis_config_generation it subscribed under */
 	int			channels;
 	int			failures;		/* consecutive failures to subscribe */
 	int			attempts;
@@ -259,6 +261,14 @@ RelaySync(Relay *r)
 		r->failures = 0;
 		r->next_try = 0;
 	}
+	if (r->sub && r->generation != bmfredis_config_generation)
+	{
+		/* a reload changed where Redis is or who we are: the new identity */
+		elog(LOG, "bmfredis subscriber: Redis' endpoint or credentials changed; subscribing again");
+		RelayClose(r);
+		r->failures = 0;
+		r->next_try = 0;
+	}
 	if (r->subscribed == NULL || strcmp(r->subscribed, want) != 0)
 	{
 		if (r->subscribed)
@@ -285,6 +295,7 @@ RelaySync(Relay *r)
 		return 0;
 	}
 	PoolSubscriptionWakeOnLatch(r->sub);
+	r->generation = bmfredis_config_generation;
 	r->failures = 0;
 	r->channels = n;
 	elog(LOG, "bmfredis subscriber: relaying %d channels and patterns as NOTIFY in database \"%s\"",

@@ -204,6 +204,19 @@ check_not_stored_in_catalog(const char *name, const char *value, GucSource sourc
 {
 	if (source != PGC_S_TEST || value == NULL || value[0] == '\0')
 		return true;
+
+	/*
+	 * Raised here rather than through GUC_check_*, so that the server log
+	 * does not repeat the statement, secret included, as its STATEMENT:
+	 * line.  PGC_S_TEST validation runs in the statement's transaction.
+	 */
+	if (IsTransactionState())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s cannot be stored with ALTER ROLE, ALTER DATABASE or a function's SET clause", name),
+				 errdetail("Such settings are kept in pg_db_role_setting or pg_proc, which every user can read."),
+				 errhint("Put it in postgresql.conf, or use ALTER SYSTEM."),
+				 errhidestmt(true)));
 	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 	GUC_check_errmsg("%s cannot be stored with ALTER ROLE, ALTER DATABASE or a function's SET clause", name);
 	GUC_check_errdetail("Such settings are kept in pg_db_role_setting or pg_proc, which every user can read.");

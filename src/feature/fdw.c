@@ -69,22 +69,33 @@ check_value(DefElem *d)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 					 errmsg("invalid port \"%s\"", v),
-					 errhint("A port is a number from 1 to 65535.")));
+					 errhint("A port is a number from 1 to 65535."),
+					 errhidestmt(true)));
 	}
 	else if (strcmp(d->defname, "tls") == 0)
-		(void) defGetBoolean(d);
+	{
+		bool		b;
+
+		if (!parse_bool(v, &b))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("option \"tls\" requires a Boolean value"),
+					 errhidestmt(true)));
+	}
 	else if (strcmp(d->defname, "host") == 0 || strcmp(d->defname, "user") == 0)
 	{
 		if (*v == '\0' || strlen(v) >= 255)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-					 errmsg("option \"%s\" must be 1 to 254 bytes long", d->defname)));
+					 errmsg("option \"%s\" must be 1 to 254 bytes long", d->defname),
+					 errhidestmt(true)));
 	}
 	else if (strcmp(d->defname, "password") == 0 && strlen(v) >= 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("option \"password\" is too long"),
-				 errdetail("bmfredis sends passwords of at most 999 bytes.")));
+				 errdetail("bmfredis sends passwords of at most 999 bytes."),
+				 errhidestmt(true)));
 }
 
 Datum
@@ -115,7 +126,8 @@ bmfredis_fdw_validator(PG_FUNCTION_ARGS)
 					 errmsg("invalid option \"%s\" for %s of bmfredis", d->defname,
 							context_name(context)),
 					 valid.len ? errhint("Valid options here are: %s.", valid.data) :
-					 errhint("bmfredis takes no options here.")));
+					 errhint("bmfredis takes no options here."),
+					 errhidestmt(true)));
 		}
 		check_value(d);
 		has_password |= strcmp(d->defname, "password") == 0 && defGetString(d)[0] != '\0';
@@ -131,6 +143,7 @@ bmfredis_fdw_validator(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
 				 errmsg("a user mapping of bmfredis needs a password"),
 				 errdetail("Without one, bmfredis would talk to Redis as its default user, which is another identity."),
-				 errhint("Give the mapping's Redis user a password: OPTIONS (user '...', password '...').")));
+				 errhint("Give the mapping's Redis user a password: OPTIONS (user '...', password '...')."),
+				 errhidestmt(true)));
 	PG_RETURN_VOID();
 }

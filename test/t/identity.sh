@@ -138,4 +138,11 @@ is "ra's UPDATE of a watched table invalidates a key ra's Redis user may not tou
 is "rc cannot see the mappings' options" "$(as rc "SELECT count(*) FROM pg_user_mappings WHERE umoptions IS NOT NULL")" "0"
 is "  nor ra its own (PostgreSQL shows them to a mapped role only with USAGE on the server)" \
 	"$(as ra "SELECT count(*) FROM pg_user_mappings WHERE umoptions IS NOT NULL")" "0"
-refute "no password in the server log" grep -q -e "pass-A-77" -e "pass-B-88" -e "srv-Secret-5" "$BMF_WORK/pgdata.log"
+like "a mapping with a mistyped option is refused" \
+	"$(q "CREATE USER MAPPING FOR rc SERVER redis_acl OPTIONS (user 'x', passwd 'Leak-Me-1')")" 'invalid option "passwd"'
+like "  and so is a password stored with ALTER DATABASE" \
+	"$(q "ALTER DATABASE bmf_ident SET bmfredis.password = 'Leak-Me-2'")" "cannot be stored with ALTER ROLE, ALTER DATABASE"
+like "  or a mapping with a bad value" \
+	"$(q "CREATE USER MAPPING FOR rc SERVER redis_acl OPTIONS (user '', password 'Leak-Me-3')")" 'must be 1 to 254 bytes long'
+refute "no password in the server log (the refused statements are not logged)" \
+	grep -q -e "pass-A-77" -e "pass-B-88" -e "srv-Secret-5" -e "Leak-Me-" "$BMF_WORK/pgdata.log"

@@ -161,6 +161,9 @@ extern int	RedisReplyErrorCode(const char *text);
 /* The configured node (bmfredis.host/port/unix_socket, credentials). */
 extern const RedisNode *RedisDefaultNode(void);
 
+/* bmfredis.server when it names no bmfredis server, else NULL (in a transaction) */
+extern const char *RedisServerMissing(void);
+
 /*
  * The node a call made from SQL talks to: RedisDefaultNode(), or with
  * bmfredis.server and a user mapping for the current role, the same node

@@ -110,6 +110,23 @@ find_server(void)
 	return fs;
 }
 
+/*
+ * bmfredis.server when it names no bmfredis server (DROP EXTENSION ...
+ * CASCADE dropped it), else NULL.  In a transaction.
+ */
+const char *
+RedisServerMissing(void)
+{
+	ForeignServer *fs;
+
+	if (bmf_server == NULL || bmf_server[0] == '\0')
+		return NULL;
+	fs = GetForeignServerByName(bmf_server, true);
+	if (fs != NULL && strcmp(GetForeignDataWrapper(fs->fdwid)->fdwname, "bmfredis") == 0)
+		return NULL;
+	return bmf_server;
+}
+
 bool
 ClientServerOptions(ClientServerEndpoint *ep)
 {

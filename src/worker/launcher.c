@@ -49,6 +49,7 @@
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -70,6 +71,8 @@
 
 #include "base/shmem.h"
 #include "base/sqlutil.h"
+#include "base/guc.h"
+#include "client/client.h"
 #include "worker/launcher.h"
 #include "xact/retry.h"
 
@@ -826,7 +829,14 @@ bmf_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	Node	   *stmt = pstmt->utilityStmt;
 	Oid			alone = database_needed_alone(stmt);
 	char		from[64] = "";
+	bool		dropping = IsA(stmt, DropStmt) &&
+		((DropStmt *) stmt)->removeType == OBJECT_EXTENSION &&
+		names_bmfredis(((DropStmt *) stmt)->objects);
+	bool		had_server = false;
 
+	if (dropping && IsTransactionState() && bmf_server && bmf_server[0] &&
+		OidIsValid(get_extension_oid("bmfredis", true)))
+		had_server = RedisServerMissing() == NULL;
 	if (IsA(stmt, AlterExtensionStmt) &&
 		strcmp(((AlterExtensionStmt *) stmt)->extname, "bmfredis") == 0 &&
 		IsTransactionState())
@@ -868,6 +878,29 @@ bmf_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					 errhint("Give each role what it needs: SELECT redis_grant('app', 'read', 'write', 'invalidate', 'publish', 'lock'); "
 							 "SELECT * FROM bmfredis.capability_objects() lists what each capability covers.")));
 	}
+
+	/*
+	 * The foreign server bmfredis.server names belongs to the extension's
+	 * wrapper: DROP EXTENSION ... CASCADE drops it and its user mappings
+	 * (with their passwords), and the setting then names nothing.
+	 */
+	if (had_server)
+	{
+		CommandCounterIncrement();
+		if (RedisServerMissing())
+			ereport(WARNING,
+					(errmsg("dropping bmfredis dropped foreign server \"%s\" and its user mappings, which bmfredis.server names", bmf_server),
+					 errdetail("Their options, passwords included, are gone."),
+					 errhint("After CREATE EXTENSION bmfredis, make the server and its user mappings again, or reset bmfredis.server (ALTER DATABASE ... RESET bmfredis.server).")));
+	}
+	if (IsA(stmt, CreateExtensionStmt) &&
+		strcmp(((CreateExtensionStmt *) stmt)->extname, "bmfredis") == 0 &&
+		IsTransactionState() && RedisServerMissing())
+		ereport(WARNING,
+				(errmsg("bmfredis.server names server \"%s\", which does not exist", bmf_server),
+				 errdetail("Calls that reach Redis fail until it does (a DROP EXTENSION bmfredis CASCADE drops it with its user mappings)."),
+				 errhint("CREATE SERVER %s FOREIGN DATA WRAPPER bmfredis OPTIONS (host '...', port '...') and its user mappings, or reset bmfredis.server.",
+						 bmf_server)));
 
 	if (IsA(stmt, CreateExtensionStmt) &&
 		strcmp(((CreateExtensionStmt *) stmt)->extname, "bmfredis") == 0)

@@ -99,20 +99,24 @@ database_settings(void)
 /*
  * Look at the database: is the extension there, are the settings the ones
  * this worker started with?  Runs the scheduled invalidations when it is.
- * Exits the worker when it should go.
+ * Exits the worker when it should go.  Returns bmfredis.server when it
+ * names no server (nothing scheduled was run), else NULL.
  */
-static void
+static char *
 database_pass(const char *settings, bool schedule)
 {
 	bool		present;
 	char	   *now_settings;
+	char	   *missing = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	present = OidIsValid(get_extension_oid("bmfredis", true));
 	now_settings = database_settings();
-	if (present && schedule)
+	if (present && RedisServerMissing())
+		missing = MemoryContextStrdup(TopMemoryContext, RedisServerMissing());
+	if (present && schedule && missing == NULL)
 	{
 		pgstat_report_activity(STATE_RUNNING, "bmfredis: scheduled invalidations");
 		InvalidateRunScheduled();
@@ -140,6 +144,61 @@ database_pass(const char *settings, bool schedule)
 		proc_exit(0);
 	}
 	pfree(now_settings);
+	return missing;
+}
+
+/*
+ * bmfredis.server names a server that is gone (DROP EXTENSION ... CASCADE
+ * drops it with its user mappings): say so once, and wait until it is made
+ * again, the setting is reset (the worker restarts with the database's new
+ * settings) or the extension goes, instead of failing and being restarted
+ * every few seconds with the same error.
+ */
+static void
+wait_for_server(const char *settings, const char *missing)
+{
+	char	   *note = psprintf("waiting: server \"%s\" named by bmfredis.server does not exist", missing);
+
+	ereport(WARNING,
+			(errmsg("bmfredis worker for database \"%s\" waits: server \"%s\" named by bmfredis.server does not exist",
+					PoolDatabaseName(), missing),
+			 errdetail("DROP EXTENSION bmfredis CASCADE drops the server with its user mappings."),
+			 errhint("Make it again (CREATE SERVER %s FOREIGN DATA WRAPPER bmfredis OPTIONS (host '...', port '...'), and its user mappings), or reset bmfredis.server.",
+					 missing)));
+	for (;;)
+	{
+		bool		found;
+
+		LauncherReport(BMF_WORKER_RUNNING, 0, note);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 bmf_worker_naptime * 5L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (LauncherStopRequested())
+			proc_exit(0);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		/* exits when the extension was dropped or the settings changed */
+		found = database_pass(settings, false) == NULL;
+		if (found)
+		{
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			(void) RedisDefaultNode();
+			CommitTransactionCommand();
+		}
+		if (found)
+		{
+			ereport(LOG,
+					(errmsg("bmfredis worker for database \"%s\": server \"%s\" exists again",
+							PoolDatabaseName(), missing)));
+			LauncherReport(BMF_WORKER_RUNNING, 0, NULL);
+			return;
+		}
+	}
 }
 
 void
@@ -152,6 +211,7 @@ bmfredis_worker_main(Datum arg)
 	char		version[NAMEDATALEN];
 	Relay	   *relay;
 	TimestampTz next_pass = 0;
+	const char *missing;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -169,7 +229,10 @@ bmfredis_worker_main(Datum arg)
 		BmfExtensionVersion(version, sizeof(version));
 	PoolNoteDatabase();
 	settings = database_settings();
-	if (present)
+	missing = present ? RedisServerMissing() : NULL;
+	if (missing)
+		missing = MemoryContextStrdup(TopMemoryContext, missing);
+	else if (present)
 		(void) RedisDefaultNode();	/* bmfredis.server's endpoint, from the catalogs */
 	CommitTransactionCommand();
 	if (!present)
@@ -177,6 +240,8 @@ bmfredis_worker_main(Datum arg)
 		LauncherNoExtension();
 		proc_exit(0);
 	}
+	if (missing)
+		wait_for_server(settings, missing);
 	ereport(LOG,
 			(errmsg("bmfredis worker serving database \"%s\"", PoolDatabaseName())));
 	RetryColdCheck(true);		/* after a crash: this database's namespace */
@@ -218,7 +283,12 @@ bmfredis_worker_main(Datum arg)
 		}
 		if (now >= next_pass)
 		{
-			database_pass(settings, true);
+			missing = database_pass(settings, true);
+			if (missing)
+			{
+				RelayClose(relay);
+				wait_for_server(settings, missing);
+			}
 			InboxPass();
 			next_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bmf_worker_naptime);
 		}

@@ -146,3 +146,29 @@ like "  or a mapping with a bad value" \
 	"$(q "CREATE USER MAPPING FOR rc SERVER redis_acl OPTIONS (user '', password 'Leak-Me-3')")" 'must be 1 to 254 bytes long'
 refute "no password in the server log (the refused statements are not logged)" \
 	grep -q -e "pass-A-77" -e "pass-B-88" -e "srv-Secret-5" -e "Leak-Me-" "$BMF_WORK/pgdata.log"
+
+# --- DROP EXTENSION ... CASCADE takes the server and its mappings with it
+note() { q "SELECT coalesce(note, '') FROM redis_workers() WHERE database = 'bmf_ident'"; }
+mark=$(wc -l <"$BMF_WORK/pgdata.log")
+out=$(q "DROP EXTENSION bmfredis CASCADE")
+like "DROP EXTENSION ... CASCADE warns that the server bmfredis.server names went, with its mappings" "$out" \
+	'WARNING:  dropping bmfredis dropped foreign server "redis_acl" and its user mappings, which bmfredis.server names'
+out=$(q "CREATE EXTENSION bmfredis")
+like "  CREATE EXTENSION again warns that bmfredis.server names nothing, and what to do" "$out" \
+	'WARNING:  bmfredis.server names server "redis_acl", which does not exist.*HINT:  CREATE SERVER redis_acl'
+like "  a call says so too" "$(q "SELECT redis_cache_get('a:1')")" 'server "redis_acl" named by bmfredis.server does not exist'
+waiting() {  # the worker waits, at most 10 s
+	for _ in $(seq 1 100); do [[ $(note) == waiting:* ]] && return 0; sleep 0.1; done
+	return 1
+}
+check "  the database's worker waits for it (redis_workers says so)" waiting
+sleep 6
+since=$(tail -n +"$mark" "$BMF_WORK/pgdata.log")
+is "  saying it once, not failing and restarting every few seconds" \
+	"$(grep -c 'bmfredis worker for database "bmf_ident" waits: server "redis_acl"' <<<"$since") $(grep -c 'bmfredis worker for database "bmf_ident" restarts' <<<"$since")" "1 0"
+q "CREATE SERVER redis_acl FOREIGN DATA WRAPPER bmfredis OPTIONS (host '127.0.0.1', port '$aport');
+SELECT redis_grant('ra', 'read')" >/dev/null
+served() { for _ in $(seq 1 100); do [ -z "$(note)" ] && return 0; sleep 0.1; done; return 1; }
+check "  made again, the worker serves the database" served
+is "  and calls work (as the server's identity)" "$(q "SELECT redis_cache_get('a:1')")" "A"
+like "  while a role needs its mapping again" "$(as ra "SELECT redis_cache_get('a:1')")" "28000|no user mapping|CREATE USER MAPPING"

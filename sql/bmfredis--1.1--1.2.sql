@@ -513,7 +513,42 @@ VALUES
     ('{admin}', 'TABLE bmfredis.stream_consumers', 'SELECT, INSERT, UPDATE, DELETE')
 $$;
 
--- Roles that hold admin get the new table grants now.
+-- redis_health() says which other databases share this one's namespace
+-- (the same Redis and key prefix): a new OUT column, so it is made again
+-- (its grants to monitor come back below).
+DROP FUNCTION redis_health();
+CREATE FUNCTION redis_health(
+    OUT healthy boolean,
+    OUT status text,
+    OUT latency_ms double precision,
+    OUT version text,
+    OUT role text,
+    OUT used_memory bigint,
+    OUT used_memory_human text,
+    OUT connected_clients integer,
+    OUT uptime_seconds bigint,
+    OUT node text,
+    OUT key_prefix text,
+    OUT hit_rate double precision,
+    OUT retry_pending bigint,
+    OUT retry_namespaces integer,
+    OUT worker_pid integer,
+    OUT subscriber_pid integer,
+    OUT server text,
+    OUT maxmemory bigint,
+    OUT memory_used_fraction double precision,
+    OUT maxmemory_policy text,
+    OUT evicted_keys bigint,
+    OUT memory_note text,
+    OUT prefix_shared_with text[])
+RETURNS record
+AS 'MODULE_PATHNAME', 'redis_health'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION redis_health() IS
+'Health of the Redis server from PING and INFO (server, version, memory and eviction, with a note when cache writes are about to fail), and the other databases sharing this one''s key prefix on it; never raises for a Redis fault';
+REVOKE ALL ON FUNCTION redis_health() FROM PUBLIC;
+
+-- Roles that hold admin get the new table grants now (and monitor, redis_health again).
 SELECT bmfredis.apply_capabilities(r.role)
   FROM (SELECT DISTINCT c.role FROM bmfredis.role_capabilities c) r;
 

@@ -126,6 +126,46 @@ BmfWorkerPid(Oid dboid, int *channels)
 	return pid;
 }
 
+void
+BmfSetNamespace(Oid dboid, uint64 hash)
+{
+	BmfSharedState *sh = BmfShared();
+	BmfDbWorker *w;
+
+	if (sh == NULL)
+		return;
+	LWLockAcquire(sh->workers_lock, LW_EXCLUSIVE);
+	w = BmfWorkerSlot(sh, dboid);
+	if (w)
+		w->ns_hash = hash;
+	LWLockRelease(sh->workers_lock);
+}
+
+int
+BmfNamespaceSharers(uint64 hash, Oid self, Oid *out, int max)
+{
+	BmfSharedState *sh = BmfShared();
+	int			n = 0;
+	int			i;
+
+	if (sh == NULL)
+		return -1;
+	LWLockAcquire(sh->workers_lock, LW_SHARED);
+	for (i = 0; i < sh->nworkers; i++)
+	{
+		BmfDbWorker *w = &sh->workers[i];
+
+		if (w->state == BMF_WORKER_FREE || w->extension_absent || w->dboid == self ||
+			w->ns_hash == 0 || w->ns_hash != hash)
+			continue;
+		if (n < max)
+			out[n] = w->dboid;
+		n++;
+	}
+	LWLockRelease(sh->workers_lock);
+	return n;
+}
+
 /* Set the latch of a database's worker, if it has one. */
 void
 BmfWakeWorker(Oid dboid)

@@ -66,6 +66,7 @@ typedef struct BmfDbWorker
 	bool		has_extension;	/* known to have it (a worker ran, or CREATE EXTENSION) */
 	bool		warned;			/* "no worker slot" was logged */
 	char		note[128];		/* why it is not running, for redis_workers() */
+	uint64		ns_hash;		/* its Redis node and key prefix, hashed; 0: unknown */
 } BmfDbWorker;
 
 typedef struct BmfSharedState
@@ -117,6 +118,16 @@ extern BmfSharedState *BmfShared(void);
  * and the channels it relays; BmfWakeWorker: set that worker's latch.
  */
 extern BmfDbWorker *BmfWorkerSlot(BmfSharedState *sh, Oid dboid);
+/*
+ * The namespace (Redis node and key prefix) each database's worker serves,
+ * hashed: databases that share one read each other's values and cold-start
+ * each other's keys.  BmfSetNamespace records a worker's; BmfNamespaceSharers
+ * fills out[] with up to max other databases whose worker serves hash and
+ * returns how many there are (-1: no shared memory, not preloaded).
+ */
+extern void BmfSetNamespace(Oid dboid, uint64 hash);
+extern int	BmfNamespaceSharers(uint64 hash, Oid self, Oid *out, int max);
+
 extern pid_t BmfWorkerPid(Oid dboid, int *channels);
 extern void BmfWakeWorker(Oid dboid);
 

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 
 #include "client/reply.h"
 #include "pool/node.h"
@@ -160,6 +161,14 @@ extern int	RedisReplyErrorCode(const char *text);
 
 /* The configured node (bmfredis.host/port/unix_socket, credentials). */
 extern const RedisNode *RedisDefaultNode(void);
+
+/*
+ * The namespace (default node and key prefix) hashed, and the other
+ * databases whose workers serve the same one: their names into *names (in
+ * a transaction), how many, or -1 without shared memory (not preloaded).
+ */
+extern uint64 RedisNamespaceHash(void);
+extern int	RedisNamespaceSharers(List **names);
 
 /* bmfredis.server when it names no bmfredis server, else NULL (in a transaction) */
 extern const char *RedisServerMissing(void);

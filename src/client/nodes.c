@@ -10,9 +10,13 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 
 #include "base/guc.h"
+#include "base/shmem.h"
 #include "base/url.h"
 #include "client/client.h"
 #include "client/cluster.h"
@@ -94,6 +98,44 @@ RedisDefaultNode(void)
 		built_db = BmfDb();
 	}
 	return &node;
+}
+
+/*
+ * The namespace this process's calls use, hashed: the default node's name
+ * (its endpoint and database number) and bmfredis.key_prefix.
+ */
+uint64
+RedisNamespaceHash(void)
+{
+	char	   *ns = psprintf("%s|%s", RedisNodeName(RedisDefaultNode()),
+							  bmf_key_prefix ? bmf_key_prefix : "");
+	uint64		h = hash_bytes_extended((const unsigned char *) ns, strlen(ns), 0);
+
+	pfree(ns);
+	return h == 0 ? 1 : h;
+}
+
+/*
+ * The other databases that share it (names, in a transaction, into
+ * *names): their workers serve the same node and prefix.  Returns how
+ * many, or -1 when that cannot be known (not preloaded).
+ */
+int
+RedisNamespaceSharers(List **names)
+{
+	Oid			oids[16];
+	int			n = BmfNamespaceSharers(RedisNamespaceHash(), MyDatabaseId, oids, lengthof(oids));
+	int			i;
+
+	*names = NIL;
+	for (i = 0; i < Min(n, (int) lengthof(oids)); i++)
+	{
+		char	   *name = get_database_name(oids[i]);
+
+		if (name)
+			*names = lappend(*names, name);
+	}
+	return n;
 }
 
 const RedisNode *

@@ -70,7 +70,7 @@ info_value(const char *info, const char *key)
 	return NULL;
 }
 
-#define HEALTH_COLS 22
+#define HEALTH_COLS 23
 
 /*
  * Cluster mode: the cluster's own verdict (CLUSTER INFO of the node that
@@ -301,6 +301,23 @@ redis_health(PG_FUNCTION_ARGS)
 		int			n = RedisClusterMasters(&masters);
 
 		values[9] = CStringGetTextDatum(psprintf("%s (%d master%s)", name, n, n == 1 ? "" : "s"));
+	}
+	if (tupdesc->natts >= 23)
+	{
+		List	   *sharers;
+		int			n = RedisNamespaceSharers(&sharers);
+
+		if (n >= 0)
+		{
+			Datum	   *names = palloc(sizeof(Datum) * Max(list_length(sharers), 1));
+			ListCell   *lc;
+			int			i = 0;
+
+			foreach(lc, sharers)
+				names[i++] = CStringGetTextDatum(lfirst(lc));
+			values[22] = PointerGetDatum(construct_array(names, i, TEXTOID, -1, false, TYPALIGN_INT));
+			nulls[22] = false;
+		}
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -893,6 +893,37 @@ bmf_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					 errdetail("Their options, passwords included, are gone."),
 					 errhint("After CREATE EXTENSION bmfredis, make the server and its user mappings again, or reset bmfredis.server (ALTER DATABASE ... RESET bmfredis.server).")));
 	}
+	/*
+	 * A database without a key prefix of its own shares "bmfredis:" with
+	 * every other such database on the same Redis (a pg_restore into a new
+	 * database does it silently): each reads the other's values, and one's
+	 * cold start invalidates the other's keys.
+	 */
+	if (IsA(stmt, CreateExtensionStmt) &&
+		strcmp(((CreateExtensionStmt *) stmt)->extname, "bmfredis") == 0 &&
+		IsTransactionState() && !RedisServerMissing())
+	{
+		List	   *sharers;
+		int			n = RedisNamespaceSharers(&sharers);
+
+		if (n > 0)
+		{
+			StringInfoData names;
+			ListCell   *lc;
+
+			initStringInfo(&names);
+			foreach(lc, sharers)
+				appendStringInfo(&names, "%s\"%s\"", names.len ? ", " : "", (char *) lfirst(lc));
+			ereport(WARNING,
+					(errmsg("bmfredis in database \"%s\" shares its key prefix \"%s\" on Redis %s with %d other database(s): %s",
+							get_database_name(MyDatabaseId), bmf_key_prefix,
+							RedisNodeName(RedisDefaultNode()), n, names.data),
+					 errdetail("Each reads the values the other cached, and a cold start of one invalidates the other's keys."),
+					 errhint("Give each database a prefix of its own: ALTER DATABASE %s SET bmfredis.key_prefix = '%s:'.",
+							 quote_identifier(get_database_name(MyDatabaseId)),
+							 get_database_name(MyDatabaseId))));
+		}
+	}
 	if (IsA(stmt, CreateExtensionStmt) &&
 		strcmp(((CreateExtensionStmt *) stmt)->extname, "bmfredis") == 0 &&
 		IsTransactionState() && RedisServerMissing())

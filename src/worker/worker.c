@@ -51,6 +51,7 @@
 #include "utils/snapmgr.h"
 
 #include "base/guc.h"
+#include "base/shmem.h"
 #include "base/sqlutil.h"
 #include "base/wait.h"
 #include "client/client.h"
@@ -289,6 +290,7 @@ bmfredis_worker_main(Datum arg)
 				RelayClose(relay);
 				wait_for_server(settings, missing);
 			}
+			BmfSetNamespace(MyDatabaseId, RedisNamespaceHash());
 			InboxPass();
 			next_pass = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), bmf_worker_naptime);
 		}

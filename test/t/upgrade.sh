@@ -124,7 +124,20 @@ check "  (and the dump holds the extension's objects: $(grep -c 'ALTER EXTENSION
 "$pgbin/pg_dump" -d up -f "$BMF_WORK/up.sql"
 psql -X -q -d postgres -c "CREATE DATABASE up_restored" >/dev/null
 out=$(psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d up_restored -f "$BMF_WORK/up.sql" 2>&1)
-is "pg_dump of a database that uses bmfredis restores into a new one" "$out" ""
+like "pg_dump of a database that uses bmfredis restores into a new one, warning that the two now share a namespace" "$out" \
+	'^[^\n]*WARNING:  bmfredis in database "up_restored" shares its key prefix "bmfredis:" on Redis 127.0.0.1:[0-9]+ with [0-9] other database\(s\): [^\n]*"up"[^\n]*
+DETAIL:  Each reads the values the other cached, and a cold start of one invalidates the other.s keys.
+HINT:  Give each database a prefix of its own: ALTER DATABASE up_restored SET bmfredis.key_prefix = .up_restored:.\.$'
+shared() {  # until the restored database's worker is counted too, at most 10 s
+	for _ in $(seq 1 100); do
+		[[ $(psql -X -A -t -d up -c "SELECT prefix_shared_with FROM redis_health()") == *up_restored* ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "  and redis_health() in either names the other (prefix_shared_with)" shared
+is "  while a database with a prefix of its own shares with none" \
+	"$(psql -X -q -A -t -d up -c "SET bmfredis.key_prefix = 'up_own:'" -c "SELECT prefix_shared_with FROM redis_health()")" "{}"
 is "  with its entities, rules, cascades and schedules" \
 	"$(psql -X -A -t -d up_restored -c "SELECT (SELECT count(*) FROM bmfredis.entities) || ' ' || (SELECT count(*) FROM bmfredis.cache_rules) || ' ' || (SELECT count(*) FROM bmfredis.cache_cascades) || ' ' || (SELECT count(*) FROM bmfredis.scheduled_invalidations)")" \
 	"6 7 3 1"

@@ -821,6 +821,87 @@ launcher_xact_callback(XactEvent event, void *arg)
 		extension_created = extension_dropped = false;
 }
 
+/*
+ * 1.1 took every function that reaches Redis away from PUBLIC.  The
+ * NOTICE its script raises is not seen (extension scripts run with
+ * client_min_messages at WARNING at least), and an application that
+ * relied on PUBLIC meets "permission denied" next: say it at the update.
+ */
+static void
+warn_updated_from_1_0(void)
+{
+	char		to[64];
+
+	CommandCounterIncrement();
+	BmfExtensionVersion(to, sizeof(to));
+	if (strcmp(to, "1.0") != 0)
+		ereport(WARNING,
+				(errmsg("bmfredis %s no longer grants PUBLIC the functions that reach Redis", to),
+				 errdetail("Under 1.0 every role could call them; now only superusers and the roles given capabilities can, and other roles get \"permission denied for function redis_...\"."),
+				 errhint("Give each role what it needs: SELECT redis_grant('app', 'read', 'write', 'invalidate', 'publish', 'lock'); "
+						 "SELECT * FROM bmfredis.capability_objects() lists what each capability covers.")));
+}
+
+/*
+ * The foreign server bmfredis.server names belongs to the extension's
+ * wrapper: DROP EXTENSION ... CASCADE drops it and its user mappings
+ * (with their passwords), and the setting then names nothing.
+ */
+static void
+warn_server_dropped(void)
+{
+	CommandCounterIncrement();
+	if (RedisServerMissing())
+		ereport(WARNING,
+				(errmsg("dropping bmfredis dropped foreign server \"%s\" and its user mappings, which bmfredis.server names", bmf_server),
+				 errdetail("Their options, passwords included, are gone."),
+				 errhint("After CREATE EXTENSION bmfredis, make the server and its user mappings again, or reset bmfredis.server (ALTER DATABASE ... RESET bmfredis.server).")));
+}
+
+/*
+ * After CREATE EXTENSION: bmfredis.server naming nothing (left from a DROP
+ * EXTENSION ... CASCADE); or a key prefix shared with another database on
+ * the same Redis (a database without one of its own shares "bmfredis:"
+ * with every other such database, and a pg_restore into a new database
+ * does it silently): each reads the other's values, and one's cold start
+ * invalidates the other's keys.
+ */
+static void
+warn_at_create(void)
+{
+	List	   *sharers;
+	int			n;
+	char	   *db = get_database_name(MyDatabaseId);
+
+	if (RedisServerMissing())
+	{
+		ereport(WARNING,
+				(errmsg("bmfredis.server names server \"%s\", which does not exist", bmf_server),
+				 errdetail("Calls that reach Redis fail until it does (a DROP EXTENSION bmfredis CASCADE drops it with its user mappings)."),
+				 errhint("CREATE SERVER %s FOREIGN DATA WRAPPER bmfredis OPTIONS (host '...', port '...') and its user mappings, or reset bmfredis.server.",
+						 quote_identifier(bmf_server))));
+		return;
+	}
+	n = RedisNamespaceSharers(&sharers);
+	if (n > 0)
+	{
+		StringInfoData names;
+		ListCell   *lc;
+
+		initStringInfo(&names);
+		foreach(lc, sharers)
+			appendStringInfo(&names, "%s\"%s\"", names.len ? ", " : "", (char *) lfirst(lc));
+		if (n > list_length(sharers))
+			appendStringInfo(&names, ", ...");
+		ereport(WARNING,
+				(errmsg("bmfredis in database \"%s\" shares its key prefix \"%s\" on Redis %s with %d other database(s): %s",
+						db, bmf_key_prefix, RedisNodeName(RedisDefaultNode()), n, names.data),
+				 errdetail("Each reads the values the other cached, and a cold start of one invalidates the other's keys."),
+				 errhint("Give each database a prefix of its own: ALTER DATABASE %s SET bmfredis.key_prefix = %s.",
+						 quote_identifier(db), quote_literal_cstr(psprintf("%s:", db)))));
+	}
+}
+
 static void
 bmf_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				 ProcessUtilityContext context, ParamListInfo params,
@@ -859,79 +940,14 @@ bmf_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	}
 	PG_END_TRY();
 
-	/*
-	 * 1.1 took every function that reaches Redis away from PUBLIC.  The
-	 * NOTICE its script raises is not seen (extension scripts run with
-	 * client_min_messages at WARNING at least), and an application that
-	 * relied on PUBLIC meets "permission denied" next: say it here.
-	 */
 	if (strcmp(from, "1.0") == 0)
-	{
-		char		to[64];
-
-		CommandCounterIncrement();
-		BmfExtensionVersion(to, sizeof(to));
-		if (strcmp(to, "1.0") != 0)
-			ereport(WARNING,
-					(errmsg("bmfredis %s no longer grants PUBLIC the functions that reach Redis", to),
-					 errdetail("Under 1.0 every role could call them; now only superusers and the roles given capabilities can, and other roles get \"permission denied for function redis_...\"."),
-					 errhint("Give each role what it needs: SELECT redis_grant('app', 'read', 'write', 'invalidate', 'publish', 'lock'); "
-							 "SELECT * FROM bmfredis.capability_objects() lists what each capability covers.")));
-	}
-
-	/*
-	 * The foreign server bmfredis.server names belongs to the extension's
-	 * wrapper: DROP EXTENSION ... CASCADE drops it and its user mappings
-	 * (with their passwords), and the setting then names nothing.
-	 */
+		warn_updated_from_1_0();
 	if (had_server)
-	{
-		CommandCounterIncrement();
-		if (RedisServerMissing())
-			ereport(WARNING,
-					(errmsg("dropping bmfredis dropped foreign server \"%s\" and its user mappings, which bmfredis.server names", bmf_server),
-					 errdetail("Their options, passwords included, are gone."),
-					 errhint("After CREATE EXTENSION bmfredis, make the server and its user mappings again, or reset bmfredis.server (ALTER DATABASE ... RESET bmfredis.server).")));
-	}
-	/*
-	 * A database without a key prefix of its own shares "bmfredis:" with
-	 * every other such database on the same Redis (a pg_restore into a new
-	 * database does it silently): each reads the other's values, and one's
-	 * cold start invalidates the other's keys.
-	 */
+		warn_server_dropped();
 	if (IsA(stmt, CreateExtensionStmt) &&
 		strcmp(((CreateExtensionStmt *) stmt)->extname, "bmfredis") == 0 &&
-		IsTransactionState() && !RedisServerMissing())
-	{
-		List	   *sharers;
-		int			n = RedisNamespaceSharers(&sharers);
-
-		if (n > 0)
-		{
-			StringInfoData names;
-			ListCell   *lc;
-
-			initStringInfo(&names);
-			foreach(lc, sharers)
-				appendStringInfo(&names, "%s\"%s\"", names.len ? ", " : "", (char *) lfirst(lc));
-			ereport(WARNING,
-					(errmsg("bmfredis in database \"%s\" shares its key prefix \"%s\" on Redis %s with %d other database(s): %s",
-							get_database_name(MyDatabaseId), bmf_key_prefix,
-							RedisNodeName(RedisDefaultNode()), n, names.data),
-					 errdetail("Each reads the values the other cached, and a cold start of one invalidates the other's keys."),
-					 errhint("Give each database a prefix of its own: ALTER DATABASE %s SET bmfredis.key_prefix = '%s:'.",
-							 quote_identifier(get_database_name(MyDatabaseId)),
-							 get_database_name(MyDatabaseId))));
-		}
-	}
-	if (IsA(stmt, CreateExtensionStmt) &&
-		strcmp(((CreateExtensionStmt *) stmt)->extname, "bmfredis") == 0 &&
-		IsTransactionState() && RedisServerMissing())
-		ereport(WARNING,
-				(errmsg("bmfredis.server names server \"%s\", which does not exist", bmf_server),
-				 errdetail("Calls that reach Redis fail until it does (a DROP EXTENSION bmfredis CASCADE drops it with its user mappings)."),
-				 errhint("CREATE SERVER %s FOREIGN DATA WRAPPER bmfredis OPTIONS (host '...', port '...') and its user mappings, or reset bmfredis.server.",
-						 bmf_server)));
+		IsTransactionState())
+		warn_at_create();
 
 	if (IsA(stmt, CreateExtensionStmt) &&
 		strcmp(((CreateExtensionStmt *) stmt)->extname, "bmfredis") == 0)

@@ -191,6 +191,7 @@ SQL
 is "trap operators and functions in public and evil (they even catch unqualified calls)" "$out" "traps set"
 out=$(qs <<'SQL'
 SET search_path = public, evil;
+SET bmfredis.key_prefix = 'hostile:';
 CREATE EXTENSION bmfredis SCHEMA public;
 SELECT 'installed';
 SQL

@@ -109,6 +109,8 @@ RedisReportFailure(RedisPolicy policy, int flags, const RedisError *err,
 			 errhint("bmfredis retries after a backoff; see redis_connections().") :
 			 err->status == RS_CONNECT ?
 			 errhint("Check that Redis runs where bmfredis.host and bmfredis.port (or bmfredis.url, or the sentinels) say; redis_health() shows what bmfredis sees.") :
+			 err->status == RS_TIMEOUT && err->node_alive ?
+			 errhint("The command was too large for its time; the setting named above gives it (SET bmfredis.command_timeout = '60s' for this session).") :
 			 err->status == RS_TIMEOUT ?
 			 errhint("Redis is slow or frozen; the setting named above gives its time.") : 0));
 }

@@ -213,6 +213,19 @@ mark_failure(PoolEntry *e, const RedisError *err)
 	int64		delay;
 	int			shift = Min(e->failures, 30);
 
+	/*
+	 * A command that timed out while its bytes were still moving (a value
+	 * of hundreds of MB) says nothing against the node: its connection is
+	 * closed (the exchange is cut), but the next call is not refused.
+	 */
+	if (err->status == RS_TIMEOUT && err->node_alive)
+	{
+		e->errors++;
+		snprintf(e->last_error, sizeof(e->last_error), "%s: %s",
+				 err->message, err->detail);
+		return;
+	}
+
 	e->failures++;
 	e->errors++;
 	delay = (int64) bmf_retry_backoff_base << shift;
@@ -225,21 +238,49 @@ mark_failure(PoolEntry *e, const RedisError *err)
 			 err->message, err->detail);
 }
 
-/* A command's timeout: the node and the time, and the setting when it is one. */
+/*
+ * A command's timeout: the node and the time, and the setting when it is
+ * one.  And whether bytes were still moving when it came: a last transfer
+ * within the last quarter of the call's time (at most 250 ms before the
+ * deadline) cut a transfer still under way (a value of hundreds of MB),
+ * while a frozen or unreachable server stalls the socket right after the
+ * request went out (or after the socket buffers filled).
+ */
+#define ALIVE_WINDOW_MS 250
+
 static void
-command_timeout_detail(RedisError *err, const char *name, bool deadline_given,
-					   TimestampTz started, TimestampTz deadline)
+command_timeout_detail(RedisError *err, const RedisTransport *t, const char *name,
+					   bool deadline_given, TimestampTz started, TimestampTz deadline)
 {
+	if (err->status == RS_TIMEOUT && t->last_moved >= started &&
+		deadline - t->last_moved <= Min(ALIVE_WINDOW_MS * INT64CONST(1000), (deadline - started) / 4))
+		err->node_alive = true;
+	if (err->status == RS_TIMEOUT && strstr(err->detail, "Sending") != NULL)
+	{
+		if (deadline_given)
+			snprintf(err->detail, sizeof(err->detail),
+					 "Sending to %s did not finish within the %ld ms this call allowed%s.",
+					 name, (long) ((deadline - started) / 1000),
+					 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
+		else
+			snprintf(err->detail, sizeof(err->detail),
+					 "Sending to %s did not finish within bmfredis.command_timeout (%d ms)%s.",
+					 name, bmf_command_timeout,
+					 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
+		return;
+	}
 	if (err->status != RS_TIMEOUT || strstr(err->detail, "No reply") == NULL)
 		return;
 	if (deadline_given)
 		snprintf(err->detail, sizeof(err->detail),
-				 "No reply from %s within the %ld ms this call allowed.",
-				 name, (long) ((deadline - started) / 1000));
+				 "No reply from %s within the %ld ms this call allowed%s.",
+				 name, (long) ((deadline - started) / 1000),
+				 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
 	else
 		snprintf(err->detail, sizeof(err->detail),
-				 "No reply from %s within bmfredis.command_timeout (%d ms).",
-				 name, bmf_command_timeout);
+				 "No reply from %s within bmfredis.command_timeout (%d ms)%s.",
+				 name, bmf_command_timeout,
+				 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
 }
 
 static bool
@@ -375,7 +416,7 @@ pool_receive(PoolEntry *e, const RedisNode *node, const StringInfoData *cmds,
 	}
 	if (!ok)
 	{
-		command_timeout_detail(err, node->ep.name, deadline_given, started, deadline);
+		command_timeout_detail(err, &e->c.t, node->ep.name, deadline_given, started, deadline);
 		return pool_fail(e, err);
 	}
 	if (RespReaderBuffered(e->c.reader) > 0)
@@ -415,7 +456,7 @@ PoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 	deadline = call_deadline(deadline, fresh, now);
 	if (!PoolConnSend(&e->c, cmds, deadline, err))
 	{
-		command_timeout_detail(err, node->ep.name, given, now, deadline);
+		command_timeout_detail(err, &e->c.t, node->ep.name, given, now, deadline);
 		return pool_fail(e, err);
 	}
 	return pool_receive(e, node, cmds, ncmds, flags, fresh, given, now, deadline,

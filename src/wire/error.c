@@ -18,6 +18,7 @@ RedisErrorSet(RedisError *err, RedisStatus status, int sqlerrcode,
 
 	err->status = status;
 	err->sqlerrcode = sqlerrcode;
+	err->node_alive = false;
 	strlcpy(err->message, message, sizeof(err->message));
 	va_start(ap, fmt);
 	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);

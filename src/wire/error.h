@@ -34,6 +34,9 @@ typedef struct RedisError
 	RedisStatus status;
 	int			sqlerrcode;
 	bool		maybe_sent;		/* the command may have reached the server */
+	bool		node_alive;		/* a timeout while bytes were still moving:
+								 * the node answers, the exchange was too
+								 * big for its time (not a reason to back off) */
 	char		message[128];	/* primary message: stable, no addresses */
 	char		detail[512];	/* where and why: node, errno text, reply */
 } RedisError;

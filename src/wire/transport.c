@@ -74,6 +74,8 @@ TransportInit(RedisTransport *t)
 	t->read_first = false;
 	t->probes = 0;
 	t->wake_on_latch = false;
+	t->moved = false;
+	t->last_moved = 0;
 }
 
 bool
@@ -143,6 +145,11 @@ transport_wait(RedisTransport *t, uint32 events, TimestampTz deadline)
 		WaitEvent	ev;
 		int			rc;
 
+		if (t->moved)
+		{
+			t->last_moved = now;
+			t->moved = false;
+		}
 		if (now >= deadline)
 			return 0;
 		timeout_ms = (long) ((deadline - now + 999) / 1000);
@@ -168,6 +175,7 @@ transport_wait(RedisTransport *t, uint32 events, TimestampTz deadline)
 			return ev.events;
 	}
 }
+
 
 static bool
 set_socket_options(pgsocket sock, bool tcp)
@@ -643,6 +651,7 @@ tls_write(RedisTransport *t, const char *buf, size_t len, TimestampTz deadline,
 		if (n > 0)
 		{
 			off += n;
+			t->moved = true;
 			continue;
 		}
 		want = tls_io_error(t, n, "send to", err);
@@ -689,7 +698,10 @@ tls_read(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 		errno = 0;
 		n = SSL_read(t->ssl, buf, (int) Min(cap, (size_t) INT_MAX));
 		if (n > 0)
+		{
+			t->moved = true;
 			return n;
+		}
 		want = tls_io_error(t, n, "receive from", err);
 		if (want == 0)
 			return -1;
@@ -784,6 +796,7 @@ TransportWrite(RedisTransport *t, const char *buf, size_t len,
 		if (n > 0)
 		{
 			off += n;
+			t->moved = true;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -862,7 +875,10 @@ TransportRead(RedisTransport *t, char *buf, size_t cap, bool wait_first,
 			optimistic = false;
 		}
 		if (n > 0)
+		{
+			t->moved = true;
 			return n;
+		}
 		if (n == 0)
 		{
 			RedisErrorSet(err, RS_IO, ERRCODE_CONNECTION_FAILURE,

@@ -40,6 +40,10 @@ typedef struct RedisTransport
 	bool		wake_on_latch;	/* a wait ends when the latch is set (as if
 								 * its deadline passed): for a worker
 								 * listening on this connection */
+	bool		moved;			/* bytes went either way since the last wait */
+	TimestampTz last_moved;		/* when a wait last found that they had: a
+								 * timeout soon after it cut a transfer
+								 * still under way (pool.c) */
 } RedisTransport;
 
 extern void TransportInit(RedisTransport *t);

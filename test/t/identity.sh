@@ -96,6 +96,8 @@ like "rc, with no user mapping, is refused (28000) with how to map it" "$(PGUSER
 q "SELECT redis_grant('rc', 'monitor')" >/dev/null
 is "rc, unmapped but with monitor, checks health (as the server's identity: an exporter needs no mapping)" \
 	"$(as rc "SELECT healthy, status FROM redis_health()")" "t|connected"
+is "  and reads every monitoring view (metrics, stats, connections, workers)" \
+	"$(as rc "SELECT (SELECT count(*) > 0 FROM redis_metrics()) AND (SELECT count(*) > 0 FROM redis_stats) AND (SELECT count(*) >= 0 FROM redis_connections()) AND (SELECT count(*) > 0 FROM redis_workers())")" "t"
 is "each identity has its own connection in the pool" \
 	"$(as ra "SELECT redis_cache_get('a:1'); SELECT node FROM redis_connections() ORDER BY 1")" "A
 127.0.0.1:$aport#tenant_a"

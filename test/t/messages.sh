@@ -67,3 +67,34 @@ out=$(qv <<<"SET bmfredis.on_error = 'error'; SELECT redis_disconnect(); SELECT 
 $R start
 like "a refused connect hints at bmfredis.host and port" "$out" \
 	"HINT:  Check that Redis runs where bmfredis.host and bmfredis.port \(or bmfredis.url, or the sentinels\) say"
+
+# a value too big for its time (the issue's 400 MB): the timeout cuts a
+# transfer under way, which says nothing against Redis, so the session's
+# next call is served, not refused for a backoff
+out=$(qv <<SQL
+SET bmfredis.command_timeout = '100ms'; SET bmfredis.on_error = 'error';
+SELECT redis_cache_set('small', 'v');
+SELECT redis_cache_set('big', repeat('x', 400 * 1024 * 1024));
+SELECT redis_cache_get('small');
+SELECT failures, down_until IS NULL AS up FROM redis_connections();
+SQL
+)
+like "a 400 MB write cut by command_timeout says the node is not marked down, and what to raise" "$out" \
+	"ERROR:  08006: Redis command timed out
+DETAIL:  Sending to 127\.0\.0\.1:[0-9]+ did not finish within bmfredis\.command_timeout \(100 ms\); bytes were still moving, so the node is not marked down\.
+HINT:  .*"
+like "  and the session's next call is served (no failure counted, no backoff)" "$out" "
+v
+0\|t$"
+# while a frozen Redis with the same short timeout still backs off
+out=$(qv <<SQL
+SET bmfredis.command_timeout = '100ms'; SET bmfredis.on_error = 'error';
+SELECT redis_cache_get('small');
+\! $R pause
+SELECT redis_cache_get('small');
+\! $R resume
+SELECT failures > 0 AS backing_off FROM redis_connections();
+SQL
+)
+like "  while a frozen Redis, at the same timeout, is still marked down" "$out" "No reply from .*
+t$"

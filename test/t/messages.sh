@@ -76,7 +76,7 @@ SET bmfredis.command_timeout = '100ms'; SET bmfredis.on_error = 'error';
 SELECT redis_cache_set('small', 'v');
 SELECT redis_cache_set('big', repeat('x', 400 * 1024 * 1024));
 SELECT redis_cache_get('small');
-SELECT failures, down_until IS NULL AS up FROM redis_connections();
+SELECT failures, retry_after IS NULL AS up FROM redis_connections();
 SQL
 )
 like "a 400 MB write cut by command_timeout says the node is not marked down, and what to raise" "$out" \

@@ -360,20 +360,28 @@ COMMENT ON FUNCTION bmfredis.forget_dropped_tables() IS
 -- and the extension's owner, who owns these tables, are not confined.
 ------------------------------------------------------------------------
 
--- May the current role change what bmfredis does with table rel?  (No
--- table, an entity without one or a NOTIFY-only consumer, is anyone's.)
+-- May the current role change what bmfredis does with table rel?  It must
+-- own it (or be a member of its owner), and it must be a table: a view's
+-- functions would run as whoever reads the entity (redis_invalidate_entity,
+-- a cascade).  An entity without a table is the extension owner's.
 CREATE FUNCTION bmfredis.manages(rel regclass)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT rel IS NULL
-        OR EXISTS (SELECT FROM pg_class c
-                    WHERE c.oid OPERATOR(pg_catalog.=) rel
-                      AND pg_has_role(current_user, c.relowner, 'USAGE'))
+    SELECT CASE WHEN rel IS NULL THEN
+                EXISTS (SELECT FROM pg_extension x
+                         WHERE x.extname OPERATOR(pg_catalog.=) 'bmfredis'
+                           AND pg_has_role(current_user, x.extowner, 'USAGE'))
+           ELSE
+                EXISTS (SELECT FROM pg_class c
+                         WHERE c.oid OPERATOR(pg_catalog.=) rel
+                           AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,f}'::pg_catalog."char"[])
+                           AND pg_has_role(current_user, c.relowner, 'USAGE'))
+           END
 $$;
 COMMENT ON FUNCTION bmfredis.manages(regclass) IS
-'True when the current role owns the table (or is a member of its owner): the rows of bmfredis'' rules tables it may write';
+'True when the current role owns the table (or is a member of its owner; for no table, of the extension''s owner): the rows of bmfredis'' rules tables it may write';
 
 -- The same for a row being written: false is an ERROR saying why.
 CREATE FUNCTION bmfredis.check_manages(rel regclass, what text)
@@ -384,6 +392,14 @@ AS $$
 BEGIN
     IF bmfredis.manages(rel) THEN
         RETURN true;
+    ELSIF rel IS NULL THEN
+        RAISE EXCEPTION 'only the owner of extension bmfredis may change % without a table', what
+            USING ERRCODE = '42501';
+    ELSIF (SELECT c.relkind FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel)
+          OPERATOR(pg_catalog.<>) ALL ('{r,p,f}'::pg_catalog."char"[]) THEN
+        RAISE EXCEPTION '% is not a table', rel
+            USING ERRCODE = '42809',
+                  DETAIL = 'bmfredis entities are tables (plain, partitioned or foreign).';
     END IF;
     RAISE EXCEPTION 'must be owner of table % to change its %', rel, what
         USING ERRCODE = '42501',
@@ -394,6 +410,26 @@ END
 $$;
 COMMENT ON FUNCTION bmfredis.check_manages(regclass, text) IS
 'Row-level security check of bmfredis'' rules tables: an ERROR (42501) naming the table''s owner unless the current role owns it';
+
+-- A cascade reads the rows of its target as the target's owner: like a
+-- foreign key (REFERENCES), it needs the right to read them.
+CREATE FUNCTION bmfredis.check_reads(rel regclass)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF rel IS NULL OR bmfredis.manages(rel) OR has_table_privilege(current_user, rel, 'SELECT') THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'permission denied to cascade into table %', rel
+        USING ERRCODE = '42501',
+              DETAIL = 'A cascade reads the rows of its target table.',
+              HINT = format('Its owner can GRANT SELECT ON %s to you.', rel);
+END
+$$;
+COMMENT ON FUNCTION bmfredis.check_reads(regclass) IS
+'Row-level security check of bmfredis.cache_cascades: the current role may read the target''s table';
 
 -- For the rows of an entity (rules, cascades): its table's.
 CREATE FUNCTION bmfredis.entity_relation(entity text)
@@ -422,21 +458,167 @@ ALTER TABLE bmfredis.cache_cascades ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read ON bmfredis.cache_cascades FOR SELECT USING (true);
 CREATE POLICY owner ON bmfredis.cache_cascades
     USING (bmfredis.manages(bmfredis.entity_relation(entity)))
-    WITH CHECK (bmfredis.check_manages(bmfredis.entity_relation(entity), 'bmfredis cascades'));
+    WITH CHECK (bmfredis.check_manages(bmfredis.entity_relation(entity), 'bmfredis cascades')
+                AND bmfredis.check_reads(bmfredis.entity_relation(target)));
 
+-- A descendant row names the descendant and the entity it joins: both must
+-- be the role's (the event triggers act on it as the extension's owner).
 ALTER TABLE bmfredis.watched_descendants ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read ON bmfredis.watched_descendants FOR SELECT USING (true);
 CREATE POLICY owner ON bmfredis.watched_descendants
-    USING (bmfredis.manages(relation))
-    WITH CHECK (bmfredis.check_manages(relation, 'bmfredis watch triggers'));
+    USING (bmfredis.manages(relation) AND bmfredis.manages(bmfredis.entity_relation(entity)))
+    WITH CHECK (bmfredis.check_manages(relation, 'bmfredis watch triggers')
+                AND bmfredis.check_manages(bmfredis.entity_relation(entity), 'bmfredis entity'));
 
--- The worker writes a stream's entries as the owner of the table they go
--- into: so only that owner registers the table as a target.
+-- A stream consumer is its registrant's; the worker writes its entries as
+-- the owner of the table they go into, so only that owner names the table.
+ALTER TABLE bmfredis.stream_consumers
+    ADD COLUMN registrant regrole NOT NULL DEFAULT current_user::regrole;
+COMMENT ON COLUMN bmfredis.stream_consumers.registrant IS
+'The role that registered the consumer (redis_consume_stream): only it (and its members) may change or stop it';
+
+CREATE FUNCTION bmfredis.check_registrant(registrant regrole)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF pg_has_role(current_user, registrant, 'USAGE') THEN
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'a stream consumer can be registered only for yourself, not for role %', registrant
+        USING ERRCODE = '42501';
+END
+$$;
+
 ALTER TABLE bmfredis.stream_consumers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read ON bmfredis.stream_consumers FOR SELECT USING (true);
 CREATE POLICY owner ON bmfredis.stream_consumers
-    USING (bmfredis.manages(target))
-    WITH CHECK (bmfredis.check_manages(target, 'stream consumer'));
+    USING (pg_has_role(current_user, registrant, 'USAGE'))
+    WITH CHECK (bmfredis.check_registrant(registrant)
+                AND (target IS NULL OR bmfredis.check_manages(target, 'stream consumer')));
+
+-- redis_consume_stream records its registrant; a role talking to Redis
+-- as its own user (a user mapping) may name only a stream that user may
+-- read and write: the worker reads it as the server's identity.
+CREATE OR REPLACE FUNCTION redis_consume_stream(stream text, target regclass DEFAULT NULL,
+                                                notify text DEFAULT NULL, group_name text DEFAULT 'bmfredis')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    missing text;
+BEGIN
+    IF stream IS NULL OR stream = '' THEN
+        RAISE EXCEPTION 'the stream must be named'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF target IS NULL AND notify IS NULL THEN
+        RAISE EXCEPTION 'stream "%" would go nowhere', stream
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name a table (target), a NOTIFY channel (notify), or both.';
+    END IF;
+    IF notify = '' OR group_name IS NULL OR group_name = '' THEN
+        RAISE EXCEPTION 'the notify channel and the group name cannot be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF target IS NOT NULL THEN
+        SELECT string_agg(want.col || ' ' || want.types, ', ' ORDER BY want.ord) INTO missing
+          FROM (VALUES (1, 'stream', 'text'), (2, 'entry_id', 'text'), (3, 'message', 'text, json or jsonb'))
+               AS want(ord, col, types)
+         WHERE NOT EXISTS (
+               SELECT FROM pg_attribute a
+                WHERE a.attrelid = target AND a.attname = want.col AND a.attnum > 0
+                  AND NOT a.attisdropped
+                  AND a.atttypid = ANY (CASE want.col WHEN 'message'
+                                        THEN '{text,json,jsonb}'::regtype[]
+                                        ELSE '{text}'::regtype[] END));
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'table % cannot hold stream entries', target
+                USING ERRCODE = 'invalid_table_definition',
+                      DETAIL = format('It lacks: %s.', missing),
+                      HINT = 'Entries go into columns stream text, entry_id text and message (text, json or jsonb), with a unique index on (stream, entry_id).';
+        END IF;
+        IF NOT EXISTS (
+               SELECT FROM pg_index i
+                WHERE i.indrelid = target AND i.indisunique AND i.indpred IS NULL
+                  AND i.indnkeyatts = 2 AND i.indexprs IS NULL
+                  AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+                         FROM pg_attribute a
+                        WHERE a.attrelid = target
+                          AND a.attnum = ANY ((i.indkey::int2[])[0:1]))
+                      = '{entry_id,stream}') THEN
+            RAISE EXCEPTION 'table % has no unique index on (stream, entry_id)', target
+                USING ERRCODE = 'invalid_table_definition',
+                      HINT = 'It is what stores each entry once, even when Redis delivers it again: add PRIMARY KEY (stream, entry_id).';
+        END IF;
+    END IF;
+    -- a mapped role's own Redis user must be allowed the stream's key
+    -- (read, and write for the group): Redis' ACL answers 42501 if not
+    IF coalesce(current_setting('bmfredis.server', true), '') <> ''
+       AND EXISTS (SELECT FROM pg_user_mappings m
+                    WHERE m.srvname = current_setting('bmfredis.server', true)
+                      AND (m.umuser = 0 OR pg_has_role(current_user, m.umuser, 'USAGE'))) THEN
+        PERFORM @extschema@.redis_command('TYPE', stream);
+        PERFORM @extschema@.redis_command('XTRIM', stream, 'MAXLEN', '9223372036854775807');
+    END IF;
+    INSERT INTO bmfredis.stream_consumers AS c (stream, target, notify, group_name, registrant)
+    VALUES (stream, target, notify, group_name, current_user::regrole)
+    ON CONFLICT ON CONSTRAINT stream_consumers_pkey DO UPDATE
+       SET target = excluded.target, notify = excluded.notify, group_name = excluded.group_name,
+           registrant = excluded.registrant;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION redis_stop_consuming(stream text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who regrole;
+BEGIN
+    SELECT c.registrant INTO who FROM bmfredis.stream_consumers c WHERE c.stream = redis_stop_consuming.stream;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF NOT pg_has_role(current_user, who, 'USAGE') THEN
+        RAISE EXCEPTION 'stream "%" is consumed for role %', stream, who
+            USING ERRCODE = '42501',
+                  HINT = 'Only that role (or a member of it) may stop it.';
+    END IF;
+    DELETE FROM bmfredis.stream_consumers c WHERE c.stream = redis_stop_consuming.stream;
+    RETURN true;
+END
+$$;
+
+-- format's %I of a regrole's text quoted a quoted name again, and a
+-- dropped role's row (its OID as text) failed its GRANT, which would abort
+-- the update: each role as its own text, and only roles that exist.
+CREATE OR REPLACE FUNCTION bmfredis.apply_capabilities(target regrole)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    held text[];
+    o record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) target::oid) THEN
+        RETURN;
+    END IF;
+    SELECT coalesce(array_agg(capability), '{}') INTO held
+      FROM bmfredis.role_capabilities WHERE role OPERATOR(pg_catalog.=) target;
+    FOR o IN SELECT * FROM bmfredis.capability_objects() LOOP
+        IF o.needs OPERATOR(pg_catalog.<@) held THEN
+            EXECUTE format('GRANT %s ON %s TO %s', o.privilege, o.object, target::text);
+        ELSE
+            EXECUTE format('REVOKE %s ON %s FROM %s', o.privilege, o.object, target::text);
+        END IF;
+    END LOOP;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION bmfredis.capability_objects(OUT needs text[], OUT object text, OUT privilege text)
 RETURNS SETOF record

@@ -29,6 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/guc.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -182,6 +183,7 @@ cascade_one(Entity *source, const Cascade *c, List *ids, int depth,
 	Oid			owner;
 	Oid			save_userid;
 	int			save_sec;
+	int			save_nestlevel;
 
 	if (!OidIsValid(t->relid))
 		ereport(ERROR,
@@ -215,8 +217,11 @@ cascade_one(Entity *source, const Cascade *c, List *ids, int depth,
 	 */
 	SPI_connect();
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_NOFORCE_RLS | SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel(); /* an operator of the owner's SETs nothing for the writer */
 	rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);
+	AtEOXact_GUC(false, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "cascade query failed: %s", SPI_result_code_string(rc));

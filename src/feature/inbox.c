@@ -21,8 +21,11 @@
  * again with a WARNING that says how to skip it.  Nothing is dropped.
  *
  * The rows are written as the table's owner (who alone may register it,
- * row-level security on bmfredis.stream_consumers): the table's triggers,
- * defaults and checks never run with the worker's superuser rights.
+ * row-level security on bmfredis.stream_consumers), in a security-
+ * restricted operation whose settings are undone after each row, and the
+ * table is named with its schema: the table's triggers, defaults and
+ * checks never run with the worker's superuser rights, nor leave anything
+ * (a search_path) behind for what the worker does next.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +40,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -81,13 +85,16 @@ load_consumers(MemoryContext cxt)
 					true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1 &&
 		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0 &&
-		SPI_execute("SELECT c.stream, c.group_name, c.notify, c.target::pg_catalog.text, "
+		SPI_execute("SELECT c.stream, c.group_name, c.notify, "
+					"       pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' "
+					"       OPERATOR(pg_catalog.||) pg_catalog.quote_ident(r.relname), "
 					"       pg_catalog.format_type(a.atttypid, a.atttypmod), r.relowner "
 					"  FROM bmfredis.stream_consumers c "
 					"  LEFT JOIN pg_catalog.pg_attribute a "
 					"    ON a.attrelid OPERATOR(pg_catalog.=) c.target "
 					"   AND a.attname OPERATOR(pg_catalog.=) 'message' AND NOT a.attisdropped "
 					"  LEFT JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) c.target "
+					"  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) r.relnamespace "
 					" ORDER BY c.stream", true, 0) == SPI_OK_SELECT)
 	{
 		for (i = 0; i < SPI_processed; i++)
@@ -263,6 +270,7 @@ store_entry(const Consumer *c, const char *id, const char *message)
 		Datum		values[3];
 		Oid			save_userid;
 		int			save_sec;
+		int			save_nestlevel;
 
 		values[0] = CStringGetTextDatum(c->stream);
 		values[1] = CStringGetTextDatum(id);
@@ -277,8 +285,10 @@ store_entry(const Consumer *c, const char *id, const char *message)
 		GetUserIdAndSecContext(&save_userid, &save_sec);
 		SetUserIdAndSecContext(c->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
+		save_nestlevel = NewGUCNestLevel(); /* what its code SETs, undone */
 		if (SPI_execute_with_args(c->insert_sql, 3, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert the entry");
+		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec);
 		fresh = (SPI_processed == 1);
 	}

@@ -74,10 +74,28 @@ struct PrivListen
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /*
- * The objects capabilities cover are named redis_* (functions, the
- * redis_stats and redis_privileges views) or are bmfredis.notify_payloads;
- * PostgreSQL's message names the object without its schema.
+ * The objects capabilities cover (bmfredis.capability_objects()), by the
+ * name PostgreSQL's message gives them (without schema): another
+ * application's redis_sessions table gets no hint.
  */
+static const char *const granted_objects[] = {
+	"redis_cache_get", "redis_cache_get_json", "redis_cache_get_bytea", "redis_cache_mget",
+	"redis_cache_exists", "redis_cache_ttl", "redis_cached", "redis_cache_set",
+	"redis_cache_mset", "redis_cache_del", "redis_cache_expire", "redis_cache_expire_at",
+	"redis_cache_incr", "redis_invalidate", "redis_invalidate_tag", "redis_invalidate_at",
+	"redis_invalidate_tag_at", "redis_invalidate_entity", "redis_pending_invalidations",
+	"redis_publish", "redis_publish_event", "redis_listen", "notify_payloads",
+	"redis_lock", "redis_try_lock", "redis_xact_lock", "redis_try_xact_lock",
+	"redis_lock_fenced", "redis_unlock", "redis_lock_extend", "redis_locks", "redis_with_lock",
+	"redis_semaphore_acquire", "redis_semaphore_try_acquire", "redis_semaphore_xact_acquire",
+	"redis_semaphore_try_xact_acquire", "redis_semaphore_release", "redis_semaphore_refresh",
+	"redis_health", "redis_connections", "redis_workers", "redis_stats_values", "redis_stats",
+	"redis_metrics", "redis_command", "redis_info", "redis_invalidate_pattern",
+	"redis_flush_namespace", "redis_run_scheduled", "redis_stats_reset", "redis_rule_check",
+	"redis_watch", "redis_unwatch", "redis_rewatch", "redis_cache_trigger",
+	"redis_consume_stream", "redis_stop_consuming", "redis_privileges", NULL
+};
+
 static void
 grant_hint_hook(ErrorData *edata)
 {
@@ -102,7 +120,10 @@ grant_hint_hook(ErrorData *edata)
 	if (name == NULL)
 		return;
 	name++;
-	if (strncmp(name, "redis_", 6) != 0 && strcmp(name, "notify_payloads") != 0)
+	for (i = 0; granted_objects[i]; i++)
+		if (strcmp(name, granted_objects[i]) == 0)
+			break;
+	if (granted_objects[i] == NULL)
 		return;
 	edata->hint = pstrdup("bmfredis grants nothing that reaches Redis to PUBLIC (since 1.1): "
 						  "the extension's owner gives a role what it needs with "

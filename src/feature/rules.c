@@ -22,6 +22,7 @@
 #include "access/relation.h"
 #include "access/sysattr.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
@@ -357,6 +358,27 @@ compile_rule(Entity *e, HeapTuple tup, TupleDesc desc, TupleDesc reldesc)
  * Compile the entity named e->name: its table, its rules (in name order)
  * and its cascades.  false when there is no such entity.
  */
+/*
+ * Read the rules tables as the bootstrap superuser, whoever writes the
+ * watched table: they carry row-level security (admin writes only the
+ * rows of tables it owns), which a session with row_security = off would
+ * otherwise meet as an ERROR.  The queries are fixed and schema-qualified.
+ */
+static int
+rules_query(const char *sql, Oid *argtypes, Datum *args)
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return rc;
+}
+
 static bool
 compile_entity(Entity *e)
 {
@@ -374,13 +396,13 @@ compile_entity(Entity *e)
 	args[0] = CStringGetTextDatum(e->name);
 	SPI_connect();
 	if (OidIsValid(entities_relid))
-		rc = SPI_execute_with_args("SELECT e.relation::pg_catalog.oid, e.id_column::pg_catalog.text, "
-								   "r.keys, r.tags, r.columns::pg_catalog.text[], r.channel, r.name "
-								   "FROM bmfredis.entities e LEFT JOIN bmfredis.cache_rules r "
-								   "ON r.entity OPERATOR(pg_catalog.=) e.entity "
-								   "WHERE e.entity OPERATOR(pg_catalog.=) $1 "
-								   "ORDER BY r.name USING OPERATOR(pg_catalog.<)",
-								   1, argtypes, args, NULL, true, 0);
+		rc = rules_query("SELECT e.relation::pg_catalog.oid, e.id_column::pg_catalog.text, "
+						 "r.keys, r.tags, r.columns::pg_catalog.text[], r.channel, r.name "
+						 "FROM bmfredis.entities e LEFT JOIN bmfredis.cache_rules r "
+						 "ON r.entity OPERATOR(pg_catalog.=) e.entity "
+						 "WHERE e.entity OPERATOR(pg_catalog.=) $1 "
+						 "ORDER BY r.name USING OPERATOR(pg_catalog.<)",
+						 argtypes, args);
 	else
 	{
 		/*
@@ -443,10 +465,10 @@ compile_entity(Entity *e)
 		e->rules[e->nrules++] = compile_rule(e, SPI_tuptable->vals[i], desc, reldesc);
 	}
 
-	rc = SPI_execute_with_args("SELECT target, via_column::pg_catalog.text FROM bmfredis.cache_cascades "
-							   "WHERE entity OPERATOR(pg_catalog.=) $1 "
-							   "ORDER BY target USING OPERATOR(pg_catalog.<), via_column USING OPERATOR(pg_catalog.<)",
-							   1, argtypes, args, NULL, true, 0);
+	rc = rules_query("SELECT target, via_column::pg_catalog.text FROM bmfredis.cache_cascades "
+					 "WHERE entity OPERATOR(pg_catalog.=) $1 "
+					 "ORDER BY target USING OPERATOR(pg_catalog.<), via_column USING OPERATOR(pg_catalog.<)",
+					 argtypes, args);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read bmfredis.cache_cascades: %s", SPI_result_code_string(rc));
 	e->ncascades = (int) SPI_processed;

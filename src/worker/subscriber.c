@@ -17,8 +17,8 @@
  *	  {"bmfredis_payload": <id>, "bytes": <n>}.
  * Messages that arrive together are sent in one transaction.  After a
  * connection error it subscribes again, with backoff; when the list
- * changes (SIGHUP) it subscribes to the new one, and so it does when a
- * reload changed Redis' endpoint or credentials.  Every wait is
+ * changes (SIGHUP) it subscribes to the new one, and so it does when
+ * Redis' endpoint or user changed (a reload, ALTER SERVER).  Every wait is
  * interruptible and returns when the worker's latch is set, so the worker
  * does its other work in time.  Messages published while it is not
  * subscribed (between a Redis restart and the resubscription) are not
@@ -62,7 +62,7 @@ struct Relay
 {
 	RedisSubscription *sub;		/* NULL when not subscribed */
 	char	   *subscribed;		/* the list it is (or tried to be) subscribed to */
-	uint64		generation;		/* bmfredis_config_generation it subscribed under */
+	char	   *identity;		/* "node|user" it subscribed as */
 	int			channels;
 	int			failures;		/* consecutive failures to subscribe */
 	int			attempts;
@@ -244,6 +244,18 @@ RelayClose(Relay *r)
 	r->channels = 0;
 }
 
+/* Where and as whom the relay talks: a reload or ALTER SERVER may change it. */
+static const char *
+relay_identity(void)
+{
+	static char buf[512];
+	const RedisNode *node = RedisDefaultNode();
+
+	snprintf(buf, sizeof(buf), "%s|%s", RedisNodeName(node),
+			 node->username ? node->username : "");
+	return buf;
+}
+
 int
 RelaySync(Relay *r)
 {
@@ -261,7 +273,7 @@ RelaySync(Relay *r)
 		r->failures = 0;
 		r->next_try = 0;
 	}
-	if (r->sub && r->generation != bmfredis_config_generation)
+	if (r->sub && strcmp(r->identity, relay_identity()) != 0)
 	{
 		/* a reload changed where Redis is or who we are: the new identity */
 		elog(LOG, "bmfredis subscriber: Redis' endpoint or credentials changed; subscribing again");
@@ -295,7 +307,9 @@ RelaySync(Relay *r)
 		return 0;
 	}
 	PoolSubscriptionWakeOnLatch(r->sub);
-	r->generation = bmfredis_config_generation;
+	if (r->identity)
+		pfree(r->identity);
+	r->identity = MemoryContextStrdup(TopMemoryContext, relay_identity());
 	r->failures = 0;
 	r->channels = n;
 	elog(LOG, "bmfredis subscriber: relaying %d channels and patterns as NOTIFY in database \"%s\"",

@@ -117,6 +117,8 @@ database_pass(const char *settings, bool schedule)
 	now_settings = database_settings();
 	if (present && RedisServerMissing())
 		missing = MemoryContextStrdup(TopMemoryContext, RedisServerMissing());
+	else if (present)
+		(void) RedisDefaultNode();	/* an ALTER SERVER reaches the relay too */
 	if (present && schedule && missing == NULL)
 	{
 		pgstat_report_activity(STATE_RUNNING, "bmfredis: scheduled invalidations");

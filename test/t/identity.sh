@@ -108,6 +108,9 @@ q "SELECT redis_grant('ra', 'admin')" >/dev/null
 is "ra with admin: redis_command reaches its keys" "$(as ra "SELECT redis_command('GET', 'id:a:1')")" "A"
 like "  but not rb's (its Redis user's ACL), even with force" "$(as ra "SELECT redis_command(true, 'GET', 'id:b:1')")" "permission denied by Redis ACL"
 like "  nor a script reaching past it" "$(as ra "SELECT redis_command(true, 'EVAL', 'return redis.call(''GET'', KEYS[1])', '1', 'id:b:1')")" "permission denied by Redis ACL"
+like "  nor have the worker read a stream its Redis user may not (the worker reads as the server's identity)" \
+	"$(as ra "SELECT redis_consume_stream('id:b:events', notify => 'x')")" "permission denied by Redis ACL"
+is "  while one it may is registered" "$(as ra "SELECT redis_consume_stream('id:a:events', notify => 'x'), redis_stop_consuming('id:a:events')")" "|t"
 q "SELECT redis_revoke('ra', 'admin')" >/dev/null
 
 # --- a mapping without a password would be Redis' default user

@@ -285,3 +285,45 @@ is "  written as the table's owner, not as the worker's superuser" "$(q "SELECT 
 is "  so the table's trigger could not make its owner a superuser" "$(q "SELECT rolsuper FROM pg_roles WHERE rolname = 'dba'")" "f"
 is "  and it stops consuming its stream" "$(as dba "SELECT redis_stop_consuming('dba:in')")" "t"
 $R cli DEL dba:in >/dev/null
+
+# --- what a hostile admin tries next (a review's findings)
+q "INSERT INTO bmfredis.entities (entity, relation) VALUES ('config', NULL);
+INSERT INTO bmfredis.cache_rules (entity, keys) VALUES ('config', ARRAY['config:{id}']);
+CREATE VIEW dba_view AS SELECT 1 AS id; ALTER VIEW dba_view OWNER TO dba;
+CREATE TABLE dba_other (id int PRIMARY KEY, shop_id int); ALTER TABLE dba_other OWNER TO dba" >/dev/null
+is "an entity without a table is not anyone's: admin cannot point it at its view" \
+	"$(as dba "WITH u AS (UPDATE bmfredis.entities SET relation = 'dba_view' WHERE entity = 'config' RETURNING 1) SELECT count(*) FROM u")" "0"
+like "  nor make one" "$(as dba "INSERT INTO bmfredis.entities (entity) VALUES ('mine')")" "only the owner of extension bmfredis may change bmfredis entity without a table"
+like "  and a view is no entity, even its own (42809)" "$(PGUSER=dba qv <<<"INSERT INTO bmfredis.entities (entity, relation) VALUES ('v', 'dba_view')")" "42809: public.dba_view is not a table"
+like "a cascade into a table admin may not read is refused (it would read its rows)" \
+	"$(as dba "INSERT INTO bmfredis.cache_cascades VALUES ('shop', 'product', 'id')")" "permission denied to cascade into table public.products"
+like "a descendant row joining another's entity is refused" \
+	"$(as dba "INSERT INTO bmfredis.watched_descendants VALUES ('dba_other', 'product')")" "must be owner of table public.products"
+q "SELECT redis_consume_stream('su:notify', notify => 'su_channel')" >/dev/null
+like "a superuser's NOTIFY-only consumer is not anyone's: admin cannot take it over" \
+	"$(as dba "SELECT redis_consume_stream('su:notify', 'dba_inbox')")" "row-level security|42501|violates"
+like "  nor stop it" "$(as dba "SELECT redis_stop_consuming('su:notify')")" 'stream "su:notify" is consumed for role postgres'
+is "  which is still the superuser's" "$(q "SELECT registrant::text || ' ' || coalesce(target::text, '-') FROM bmfredis.stream_consumers WHERE stream = 'su:notify'")" "postgres -"
+q "SELECT redis_stop_consuming('su:notify')" >/dev/null
+# the inbox undoes what the owner's code SETs: nothing leaks into the next row (or the worker)
+q "CREATE OR REPLACE FUNCTION dba_escalate() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	NEW.message := coalesce(current_setting('bmf.leak', true), '') || '|' || current_setting('search_path');
+	PERFORM set_config('bmf.leak', 'leaked', false);
+	PERFORM set_config('search_path', 'dba_evil, public', false);
+	RETURN NEW;
+END \$\$; DELETE FROM dba_inbox" >/dev/null
+$R cli DEL dba:in >/dev/null
+as dba "SELECT redis_consume_stream('dba:in', 'dba_inbox')" >/dev/null
+$R cli XADD dba:in '*' message one >/dev/null
+$R cli XADD dba:in '*' message two >/dev/null
+two_rows() { for _ in $(seq 1 100); do [ "$(q "SELECT count(*) FROM dba_inbox")" = 2 ] && return 0; sleep 0.1; done; return 1; }
+check "the inbox stores two entries whose trigger SETs a setting and search_path" two_rows
+is "  and neither saw what the other SET (undone after each row)" \
+	"$(q "SELECT string_agg(DISTINCT split_part(message, '|', 1), ',') FROM dba_inbox")" ""
+as dba "SELECT redis_stop_consuming('dba:in')" >/dev/null
+$R cli DEL dba:in >/dev/null
+# a session with row_security = off still fires watch triggers
+q "GRANT UPDATE, SELECT ON dba_shops TO app_service" >/dev/null
+is "a writer whose session has row_security = off still invalidates (the rules are read as the extension's owner)" \
+	"$(q "SELECT redis_cache_set('shop:1', 'again')" >/dev/null; as app_service "SET row_security = off; UPDATE dba_shops SET name = 'c' WHERE id = 1"; q "SELECT redis_cache_get('shop:1') IS NULL")" "t"

@@ -559,7 +559,7 @@ BEGIN
     IF coalesce(current_setting('bmfredis.server', true), '') <> ''
        AND EXISTS (SELECT FROM pg_user_mappings m
                     WHERE m.srvname = current_setting('bmfredis.server', true)
-                      AND (m.umuser = 0 OR pg_has_role(current_user, m.umuser, 'USAGE'))) THEN
+                      AND m.umuser IN (0, (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user))) THEN
         PERFORM @extschema@.redis_command('TYPE', stream);
         PERFORM @extschema@.redis_command('XTRIM', stream, 'MAXLEN', '9223372036854775807');
     END IF;

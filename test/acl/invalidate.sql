@@ -1,0 +1,12 @@
+SELECT redis_invalidate('i:1', true);
+SELECT redis_invalidate(ARRAY['i:1', 'i:2'], true);
+SELECT redis_invalidate_tag('it', true);
+SELECT redis_invalidate_tag(ARRAY['it', 'it2'], true);
+BEGIN;
+SELECT redis_invalidate('i:3');
+SELECT redis_invalidate_tag('it3');
+SELECT redis_invalidate_entity('acl_item', '1', 'update');
+SELECT count(*) FROM redis_pending_invalidations();
+COMMIT;
+SELECT redis_invalidate_at('i:4', now() + interval '1 hour');
+SELECT redis_invalidate_tag_at('it4', now() + interval '1 hour');

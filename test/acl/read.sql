@@ -1,0 +1,10 @@
+SELECT redis_cache_get('r:1');
+SELECT redis_cache_get_json('r:1');
+SELECT redis_cache_get_bytea('r:1');
+SELECT redis_cache_mget(ARRAY['r:1', 'r:2']);
+SELECT redis_cache_exists('r:1');
+SELECT redis_cache_ttl('r:1');
+SET bmfredis.near_cache = on;
+SELECT redis_cache_get('r:1');
+SELECT redis_cache_get('r:1');
+SELECT redis_cache_mget(ARRAY['r:1', 'r:2']);

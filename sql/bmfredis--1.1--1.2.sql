@@ -320,7 +320,13 @@ DECLARE
     tbl regclass;
 BEGIN
     FOR tbl IN SELECT e.relation FROM bmfredis.entities e WHERE e.relation IS NOT NULL LOOP
-        PERFORM bmfredis.cover_descendants(tbl, true, false);
+        BEGIN
+            PERFORM bmfredis.cover_descendants(tbl, true, false);
+        EXCEPTION WHEN others THEN
+            -- rules that no longer compile (a dropped column) do not stop the update
+            RAISE WARNING 'bmfredis could not cover the partitions and children of %: %', tbl, SQLERRM
+                USING HINT = format('Fix its rules, then SELECT redis_rewatch(%L).', tbl::text);
+        END;
     END LOOP;
 END
 $$;
@@ -377,6 +383,7 @@ AS $$
                 EXISTS (SELECT FROM pg_class c
                          WHERE c.oid OPERATOR(pg_catalog.=) rel
                            AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,f}'::pg_catalog."char"[])
+                           AND c.relpersistence OPERATOR(pg_catalog.<>) 't'
                            AND pg_has_role(current_user, c.relowner, 'USAGE'))
            END
 $$;
@@ -400,6 +407,11 @@ BEGIN
         RAISE EXCEPTION '% is not a table', rel
             USING ERRCODE = '42809',
                   DETAIL = 'bmfredis entities are tables (plain, partitioned or foreign).';
+    ELSIF (SELECT c.relpersistence FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel)
+          OPERATOR(pg_catalog.=) 't' THEN
+        RAISE EXCEPTION '% is a temporary table', rel
+            USING ERRCODE = '42809',
+                  DETAIL = 'A temporary table goes without a trace bmfredis could follow.';
     END IF;
     RAISE EXCEPTION 'must be owner of table % to change its %', rel, what
         USING ERRCODE = '42501',
@@ -419,7 +431,15 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF rel IS NULL OR bmfredis.manages(rel) OR has_table_privilege(current_user, rel, 'SELECT') THEN
+    IF rel IS NULL OR bmfredis.manages(rel) THEN
+        RETURN true;
+    END IF;
+    IF (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel) THEN
+        RAISE EXCEPTION 'permission denied to cascade into table %', rel
+            USING ERRCODE = '42501',
+                  DETAIL = 'It has row-level security, and a cascade reads its rows as its owner, past the policies that apply to you.';
+    END IF;
+    IF has_table_privilege(current_user, rel, 'SELECT') THEN
         RETURN true;
     END IF;
     RAISE EXCEPTION 'permission denied to cascade into table %', rel
@@ -442,6 +462,63 @@ $$;
 COMMENT ON FUNCTION bmfredis.entity_relation(text) IS
 'The table of an entity (NULL for none), for the row-level security of the rules tables';
 
+-- A rule's channel: its events go out as the server's identity, so the
+-- role must be one that may publish there itself (publish, and its
+-- confinement, redis_confine_channels).
+CREATE FUNCTION bmfredis.channel_allowed(channel text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'bmfredis_channel_allowed'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION bmfredis.channel_allowed(text) IS
+'Whether the current role''s channel confinement (redis_confine_channels) allows publishing on the channel';
+
+CREATE FUNCTION bmfredis.check_rule_channel(channel text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    op text;
+BEGIN
+    IF channel IS NULL THEN
+        RETURN true;
+    END IF;
+    IF NOT has_function_privilege(current_user, '@extschema@.redis_publish(text, text, boolean)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied to announce changes on channel "%"', channel
+            USING ERRCODE = '42501',
+                  DETAIL = 'A rule''s events are published at COMMIT as the server''s identity.',
+                  HINT = 'It needs the publish capability (redis_grant).';
+    END IF;
+    FOREACH op IN ARRAY '{created,updated,deleted,truncated}'::text[] LOOP
+        IF NOT bmfredis.channel_allowed(channel || ':' || op) THEN
+            RAISE EXCEPTION 'permission denied to announce changes on channel "%"', channel || ':' || op
+                USING ERRCODE = '42501',
+                      DETAIL = 'The role is confined to other channels (redis_confine_channels).';
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$$;
+
+-- A stream the worker is to read: the worker reads it as the server's
+-- identity, so a role talking to Redis as its own user (a user mapping;
+-- with bmfredis.server a role without one cannot talk at all) must be
+-- allowed the key itself: read (TYPE) and write, for the group (a no-op
+-- XTRIM).  Redis' ACL answers 42501 otherwise.
+CREATE FUNCTION bmfredis.check_stream(stream text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(current_setting('bmfredis.server', true), '') <> '' THEN
+        PERFORM @extschema@.redis_command('TYPE', stream);
+        PERFORM @extschema@.redis_command('XTRIM', stream, 'MAXLEN', '9223372036854775807');
+    END IF;
+    RETURN true;
+END
+$$;
+
 ALTER TABLE bmfredis.entities ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read ON bmfredis.entities FOR SELECT USING (true);
 CREATE POLICY owner ON bmfredis.entities
@@ -452,7 +529,8 @@ ALTER TABLE bmfredis.cache_rules ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read ON bmfredis.cache_rules FOR SELECT USING (true);
 CREATE POLICY owner ON bmfredis.cache_rules
     USING (bmfredis.manages(bmfredis.entity_relation(entity)))
-    WITH CHECK (bmfredis.check_manages(bmfredis.entity_relation(entity), 'bmfredis rules'));
+    WITH CHECK (bmfredis.check_manages(bmfredis.entity_relation(entity), 'bmfredis rules')
+                AND bmfredis.check_rule_channel(channel));
 
 ALTER TABLE bmfredis.cache_cascades ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read ON bmfredis.cache_cascades FOR SELECT USING (true);
@@ -496,11 +574,11 @@ CREATE POLICY read ON bmfredis.stream_consumers FOR SELECT USING (true);
 CREATE POLICY owner ON bmfredis.stream_consumers
     USING (pg_has_role(current_user, registrant, 'USAGE'))
     WITH CHECK (bmfredis.check_registrant(registrant)
-                AND (target IS NULL OR bmfredis.check_manages(target, 'stream consumer')));
+                AND (target IS NULL OR bmfredis.check_manages(target, 'stream consumer'))
+                AND bmfredis.check_stream(stream));
 
--- redis_consume_stream records its registrant; a role talking to Redis
--- as its own user (a user mapping) may name only a stream that user may
--- read and write: the worker reads it as the server's identity.
+-- redis_consume_stream records its registrant (the policy on
+-- stream_consumers checks the stream against the role's Redis user).
 CREATE OR REPLACE FUNCTION redis_consume_stream(stream text, target regclass DEFAULT NULL,
                                                 notify text DEFAULT NULL, group_name text DEFAULT 'bmfredis')
 RETURNS void
@@ -553,15 +631,6 @@ BEGIN
                 USING ERRCODE = 'invalid_table_definition',
                       HINT = 'It is what stores each entry once, even when Redis delivers it again: add PRIMARY KEY (stream, entry_id).';
         END IF;
-    END IF;
-    -- a mapped role's own Redis user must be allowed the stream's key
-    -- (read, and write for the group): Redis' ACL answers 42501 if not
-    IF coalesce(current_setting('bmfredis.server', true), '') <> ''
-       AND EXISTS (SELECT FROM pg_user_mappings m
-                    WHERE m.srvname = current_setting('bmfredis.server', true)
-                      AND m.umuser IN (0, (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user))) THEN
-        PERFORM @extschema@.redis_command('TYPE', stream);
-        PERFORM @extschema@.redis_command('XTRIM', stream, 'MAXLEN', '9223372036854775807');
     END IF;
     INSERT INTO bmfredis.stream_consumers AS c (stream, target, notify, group_name, registrant)
     VALUES (stream, target, notify, group_name, current_user::regrole)

@@ -228,7 +228,13 @@ RedisCallerNode(void)
 	ListCell   *lc;
 	bool		found;
 
-	if (bmf_server == NULL || bmf_server[0] == '\0' || IsBackgroundWorker ||
+	/*
+	 * A background worker talks as the server's identity, except while it
+	 * runs a role's code as that role (the inbox inserts as the target
+	 * table's owner): that code's calls are the role's own.
+	 */
+	if (bmf_server == NULL || bmf_server[0] == '\0' ||
+		(IsBackgroundWorker && GetUserId() == GetAuthenticatedUserId()) ||
 		!IsTransactionState())
 		return def;
 	register_callbacks();

@@ -34,6 +34,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -242,6 +243,25 @@ confined_allows(const Confinement *c, const char *channel, size_t len)
 		if (BmfGlobMatch(c->patterns[i], c->lens[i], channel, len))
 			return true;
 	return false;
+}
+
+/*
+ * bmfredis.channel_allowed(channel text) -> boolean: whether the current
+ * role's confinement allows publishing on channel (the row-level security
+ * of bmfredis.cache_rules asks it for a rule's event channels).
+ */
+PG_FUNCTION_INFO_V1(bmfredis_channel_allowed);
+
+Datum
+bmfredis_channel_allowed(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	const Confinement *c;
+
+	if (superuser())
+		PG_RETURN_BOOL(true);
+	c = confinement();
+	PG_RETURN_BOOL(c == NULL || confined_allows(c, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)));
 }
 
 void

@@ -314,8 +314,16 @@ compile_rule(Entity *e, HeapTuple tup, TupleDesc desc, TupleDesc reldesc)
 						  &elems, &nulls, &n);
 		for (j = 0; j < n; j++)
 		{
-			char	   *name = TextDatumGetCString(elems[j]);
-			AttrNumber	a = WatchFindColumn(reldesc, name);
+			char	   *name;
+			AttrNumber	a;
+
+			if (nulls[j])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("a watched column of rule \"%s\" of entity \"%s\" is NULL", r->name, r->entity),
+						 errhint("Name the columns whose changes count: columns => ARRAY['price', 'title'].")));
+			name = TextDatumGetCString(elems[j]);
+			a = WatchFindColumn(reldesc, name);
 
 			if (a == InvalidAttrNumber)
 				ereport(ERROR,

@@ -111,6 +111,29 @@ like "  nor a script reaching past it" "$(as ra "SELECT redis_command(true, 'EVA
 like "  nor have the worker read a stream its Redis user may not (the worker reads as the server's identity)" \
 	"$(as ra "SELECT redis_consume_stream('id:b:events', notify => 'x')")" "permission denied by Redis ACL"
 is "  while one it may is registered" "$(as ra "SELECT redis_consume_stream('id:a:events', notify => 'x'), redis_stop_consuming('id:a:events')")" "|t"
+like "  nor by writing bmfredis.stream_consumers itself" \
+	"$(as ra "INSERT INTO bmfredis.stream_consumers (stream, notify) VALUES ('id:b:events', 'leak')")" "permission denied by Redis ACL"
+# the inbox runs a table's code as its owner: that code's Redis calls are the owner's, not the server's
+q "CREATE TABLE ra_inbox (stream text, entry_id text, message text, PRIMARY KEY (stream, entry_id));
+CREATE FUNCTION ra_grab() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	BEGIN
+		NEW.message := 'read: ' || coalesce(redis_command('GET', 'id:b:1'), 'nil');
+	EXCEPTION WHEN others THEN
+		NEW.message := 'refused: ' || SQLERRM;
+	END;
+	RETURN NEW;
+END \$\$;
+CREATE TRIGGER ra_grab BEFORE INSERT ON ra_inbox FOR EACH ROW EXECUTE FUNCTION ra_grab();
+ALTER TABLE ra_inbox OWNER TO ra; ALTER FUNCTION ra_grab() OWNER TO ra" >/dev/null
+acl DEL id:a:in >/dev/null
+as ra "SELECT redis_consume_stream('id:a:in', 'ra_inbox')" >/dev/null
+acl XADD id:a:in '*' message go >/dev/null
+ra_row() { for _ in $(seq 1 100); do [ "$(q "SELECT count(*) FROM ra_inbox")" = 1 ] && return 0; sleep 0.1; done; return 1; }
+check "the worker stores an entry into ra's table" ra_row
+like "  whose trigger's Redis call went out as ra's own user (refused), not as the server's" \
+	"$(q "SELECT message FROM ra_inbox")" "^refused: .*permission denied by Redis ACL"
+as ra "SELECT redis_stop_consuming('id:a:in')" >/dev/null
 q "SELECT redis_revoke('ra', 'admin')" >/dev/null
 
 # --- a mapping without a password would be Redis' default user

@@ -327,3 +327,26 @@ $R cli DEL dba:in >/dev/null
 q "GRANT UPDATE, SELECT ON dba_shops TO app_service" >/dev/null
 is "a writer whose session has row_security = off still invalidates (the rules are read as the extension's owner)" \
 	"$(q "SELECT redis_cache_set('shop:1', 'again')" >/dev/null; as app_service "SET row_security = off; UPDATE dba_shops SET name = 'c' WHERE id = 1"; q "SELECT redis_cache_get('shop:1') IS NULL")" "t"
+
+# --- and what a second review found
+out=$(as dba "SELECT redis_watch('dba_shops', 'shop', ARRAY['s:{id}'], columns => ARRAY[NULL]::text[], rule => 'nul')")
+like "a NULL watched column is an ERROR (it crashed the backend)" "$out" 'a watched column of rule "nul" of entity "shop" is NULL'
+is "  and the server is up" "$(q "SELECT 1")" "1"
+like "a temporary table cannot be an entity (it would leave a stale one behind)" \
+	"$(as dba "BEGIN; CREATE TEMP TABLE tmp_e (id int) ON COMMIT DROP; SELECT redis_watch('pg_temp.tmp_e', 'ghost', ARRAY['g:{id}']); COMMIT;")" \
+	"is a temporary table"
+q "CREATE TABLE secret_rows (id int PRIMARY KEY, owner_name text); ALTER TABLE secret_rows ENABLE ROW LEVEL SECURITY;
+CREATE POLICY mine ON secret_rows USING (owner_name = current_user); GRANT SELECT ON secret_rows TO dba;
+SELECT redis_watch('secret_rows', 'secret', ARRAY['secret:{id}'])" >/dev/null
+like "a cascade into a table with row-level security is refused (it would read past the policies)" \
+	"$(as dba "INSERT INTO bmfredis.cache_cascades VALUES ('shop', 'secret', 'owner_name')")" \
+	"permission denied to cascade into table public.secret_rows"
+like "a rule that announces changes needs the publish capability (its events go out as the server's identity)" \
+	"$(as dba "SELECT redis_watch('dba_shops', 'shop', channel => 'payment', rule => 'forge')")" \
+	'permission denied to announce changes on channel "payment"'
+q "SELECT redis_grant('dba', 'publish'); SELECT redis_confine_channels('dba', ARRAY['shop:*'])" >/dev/null
+like "  and the role's confinement allows it" \
+	"$(as dba "SELECT redis_watch('dba_shops', 'shop', channel => 'payment', rule => 'forge')")" \
+	'permission denied to announce changes on channel "payment:created"'
+is "  within it, it may" "$(as dba "SELECT redis_watch('dba_shops', 'shop', channel => 'shop', rule => 'events'), redis_unwatch('dba_shops', 'events')")" "|"
+q "SELECT redis_revoke('dba', 'publish'); SELECT redis_confine_channels('dba', NULL)" >/dev/null

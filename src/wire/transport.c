@@ -176,7 +176,6 @@ transport_wait(RedisTransport *t, uint32 events, TimestampTz deadline)
 	}
 }
 
-
 static bool
 set_socket_options(pgsocket sock, bool tcp)
 {

@@ -17,6 +17,13 @@ builtins=" $(compgen -b | tr '\n' ' ') $(compgen -k | tr '\n' ' ') "
 # our own programs, run by path: scripts in the repository, test binaries
 own=" $(find test bench demo debian -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel fuzz_reply fuzz_template fuzz_url syscall "
 
+# which package installed each program file, read once from dpkg's file
+# lists (a dpkg -S per program took most of this test's time; dpkg -S
+# stays the fallback, for diversions)
+DPKG_INDEX=$BMF_WORK/dpkg-programs.index
+awk '{ n = FILENAME; sub(/.*\//, "", n); sub(/\.list$/, "", n); sub(/:.*/, "", n); print $0 "\t" n }' \
+	/var/lib/dpkg/info/*.list 2>/dev/null | grep -E '/(s?bin|lib/postgresql|libexec)/' >"$DPKG_INDEX"
+
 # the package a program comes from on this machine, or from the map
 package_of() {
 	local prog=$1 path="" p
@@ -25,6 +32,9 @@ package_of() {
 	case $path in /*) ;; *) path="" ;; esac
 	[ -z "$path" ] && path=$(find "$(dirname "$(pg_config --pgxs)")/.." -name "$prog" -type f 2>/dev/null | head -1)
 	if [ -n "$path" ]; then
+		for p in "$path" "$(readlink -f "$path")" "/usr${path#/usr}" "${path#/usr}"; do
+			awk -F '\t' -v p="$p" '$1 == p { print $2; found = 1; exit } END { exit !found }' "$DPKG_INDEX" && return 0
+		done
 		for p in "$path" "$(readlink -f "$path")" "/usr${path#/usr}" "${path#/usr}"; do
 			dpkg -S "$p" 2>/dev/null | grep -E '^[a-z0-9.+-]+(:[a-z0-9]+)?: /' | head -1 | cut -d: -f1 | grep . && return 0
 		done

@@ -252,35 +252,28 @@ static void
 command_timeout_detail(RedisError *err, const RedisTransport *t, const char *name,
 					   bool deadline_given, TimestampTz started, TimestampTz deadline)
 {
-	if (err->status == RS_TIMEOUT && t->last_moved >= started &&
+	char		head[128];
+	char		within[96];
+
+	if (err->status != RS_TIMEOUT)
+		return;
+	if (t->last_moved >= started &&
 		deadline - t->last_moved <= Min(ALIVE_WINDOW_MS * INT64CONST(1000), (deadline - started) / 4))
 		err->node_alive = true;
-	if (err->status == RS_TIMEOUT && strstr(err->detail, "Sending") != NULL)
-	{
-		if (deadline_given)
-			snprintf(err->detail, sizeof(err->detail),
-					 "Sending to %s did not finish within the %ld ms this call allowed%s.",
-					 name, (long) ((deadline - started) / 1000),
-					 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
-		else
-			snprintf(err->detail, sizeof(err->detail),
-					 "Sending to %s did not finish within bmfredis.command_timeout (%d ms)%s.",
-					 name, bmf_command_timeout,
-					 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
-		return;
-	}
-	if (err->status != RS_TIMEOUT || strstr(err->detail, "No reply") == NULL)
+	if (strstr(err->detail, "Sending") != NULL)
+		snprintf(head, sizeof(head), "Sending to %s did not finish", name);
+	else if (strstr(err->detail, "No reply") != NULL)
+		snprintf(head, sizeof(head), "No reply from %s", name);
+	else
 		return;
 	if (deadline_given)
-		snprintf(err->detail, sizeof(err->detail),
-				 "No reply from %s within the %ld ms this call allowed%s.",
-				 name, (long) ((deadline - started) / 1000),
-				 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
+		snprintf(within, sizeof(within), "within the %ld ms this call allowed",
+				 (long) ((deadline - started) / 1000));
 	else
-		snprintf(err->detail, sizeof(err->detail),
-				 "No reply from %s within bmfredis.command_timeout (%d ms)%s.",
-				 name, bmf_command_timeout,
-				 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
+		snprintf(within, sizeof(within), "within bmfredis.command_timeout (%d ms)",
+				 bmf_command_timeout);
+	snprintf(err->detail, sizeof(err->detail), "%s %s%s.", head, within,
+			 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
 }
 
 static bool

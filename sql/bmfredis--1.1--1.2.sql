@@ -569,6 +569,13 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION bmfredis.check_registrant(regrole) IS
+'Row-level security check of bmfredis.stream_consumers: a consumer is registered for the current role (or one it is a member of)';
+COMMENT ON FUNCTION bmfredis.check_rule_channel(text) IS
+'Row-level security check of bmfredis.cache_rules: the role may publish the rule''s events itself (publish capability, confinement)';
+COMMENT ON FUNCTION bmfredis.check_stream(text) IS
+'Row-level security check of bmfredis.stream_consumers: with bmfredis.server, the role''s own Redis user may read and write the stream (TYPE, a no-op XTRIM)';
+
 ALTER TABLE bmfredis.stream_consumers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY read ON bmfredis.stream_consumers FOR SELECT USING (true);
 CREATE POLICY owner ON bmfredis.stream_consumers

@@ -125,7 +125,9 @@ check "  (and the dump holds the extension's objects: $(grep -c 'ALTER EXTENSION
 psql -X -q -d postgres -c "CREATE DATABASE up_restored" >/dev/null
 out=$(psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -d up_restored -f "$BMF_WORK/up.sql" 2>&1)
 like "pg_dump of a database that uses bmfredis restores into a new one, warning that the two now share a namespace" "$out" \
-	'^[^\n]*WARNING:  bmfredis in database "up_restored" shares its key prefix "bmfredis:" on Redis 127.0.0.1:[0-9]+ with [0-9] other database\(s\): [^\n]*"up"[^\n]*
+	'WARNING:  bmfredis in database "up_restored" shares its key prefix "bmfredis:" on Redis 127.0.0.1:[0-9]+ with [0-9] other database\(s\): [^
+]*"up"[^
+]*
 DETAIL:  Each reads the values the other cached, and a cold start of one invalidates the other.s keys.
 HINT:  Give each database a prefix of its own: ALTER DATABASE up_restored SET bmfredis.key_prefix = .up_restored:.\.$'
 shared() {  # until the restored database's worker is counted too, at most 10 s

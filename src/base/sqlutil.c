@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "base/sqlutil.h"
 
@@ -233,5 +234,5 @@ BmfMayFlushNamespace(void)
 		return false;
 	fn = LookupFuncName(list_make2(makeString(nspname), makeString("redis_flush_namespace")),
 						0, NULL, true);
-	return OidIsValid(fn) && pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+	return OidIsValid(fn) && BmfProcAclCheck(fn, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
 }

@@ -13,6 +13,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "client/client.h"
 

@@ -17,6 +17,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 
+#include "base/compat.h"
 #include "client/reply.h"
 #include "pool/node.h"
 #include "wire/resp.h"
@@ -153,7 +154,7 @@ extern void RedisStreamAbandon(const char *node_name, const char *tag);
 extern void RedisReportFailure(RedisPolicy policy, int flags,
 							   const RedisError *err, const char *command);
 /* Raise an error reply as an ERROR with a mapped SQLSTATE. */
-extern void RedisRaiseReplyError(const RedisReply *reply, const char *command) pg_attribute_noreturn();
+pg_noreturn extern void RedisRaiseReplyError(const RedisReply *reply, const char *command);
 extern bool RedisReplyFull(RedisPolicy policy, int flags, const RedisReply *reply,
 						   const char *command);
 /* SQLSTATE for an error reply's text */

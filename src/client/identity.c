@@ -40,6 +40,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "client/client.h"
 #include "client/internal.h"
@@ -234,7 +235,7 @@ RedisCallerNode(void)
 	 * table's owner): that code's calls are the role's own.
 	 */
 	if (bmf_server == NULL || bmf_server[0] == '\0' ||
-		(IsBackgroundWorker && GetUserId() == GetAuthenticatedUserId()) ||
+		(BmfIsBackgroundWorker() && GetUserId() == GetAuthenticatedUserId()) ||
 		!IsTransactionState())
 		return def;
 	register_callbacks();

@@ -16,6 +16,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 
+#include "base/compat.h"
 #include "client/reply.h"
 
 static void

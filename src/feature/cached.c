@@ -79,6 +79,7 @@
 #include "utils/plancache.h"
 #include "utils/timestamp.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "base/sqlutil.h"
 #include "base/stats.h"
@@ -276,7 +277,7 @@ valid_json(const char *s, size_t len)
 
 	if (memchr(s, '\0', len) || !pg_verifymbstr(s, (int) len, true))
 		return false;
-	lex = makeJsonLexContextCstringLen((char *) s, (int) len, GetDatabaseEncoding(), false);
+	lex = BmfJsonLexer(s, len, GetDatabaseEncoding());
 	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 }
 

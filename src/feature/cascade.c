@@ -39,6 +39,7 @@
 #include "utils/rel.h"
 #include "utils/tuplestore.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "base/sqlutil.h"
 #include "base/template.h"
@@ -111,10 +112,10 @@ WatchNotePendingId(Rule *r, const RowView *row)
 
 	if (r->ent->ncascades == 0)
 		return;
-	if (pending_lxid != MyProc->lxid)
+	if (pending_lxid != BmfMyLocalTransactionId())
 	{
 		pending_ids = NIL;		/* the list of an earlier transaction is gone */
-		pending_lxid = MyProc->lxid;
+		pending_lxid = BmfMyLocalTransactionId();
 	}
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	id = WatchRowId(r, row);
@@ -290,7 +291,7 @@ WatchTakePendingIds(const char *entity)
 	ListCell   *lc;
 	MemoryContext old;
 
-	if (pending_lxid != MyProc->lxid)
+	if (pending_lxid != BmfMyLocalTransactionId())
 		return NIL;
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	foreach(lc, pending_ids)

@@ -43,6 +43,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "base/compat.h"
 #include "base/glob.h"
 #include "base/guc.h"
 #include "feature/privileges.h"

@@ -48,6 +48,7 @@
 #include "utils/rel.h"
 #include "utils/tuplestore.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "base/sqlutil.h"
 #include "base/template.h"
@@ -248,7 +249,6 @@ ensure_seen(Rule *r)
 	{
 		Template   *t = i < r->nkeys ? r->keys[i] : r->tags[i - r->nkeys];
 		SeenCache  *c = &r->seen[i];
-		int			j;
 
 		c->constant = (t->ncolumns == 0);
 		if (t->ncolumns == 1)

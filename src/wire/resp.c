@@ -14,8 +14,13 @@
  *
  * A server cannot push us past these bounds: a string longer than
  * max_string (bmfredis.max_value_size), an array of more than
- * RESP_MAX_ELEMENTS, or nesting deeper than hiredis' 7 levels.  Each is a
- * protocol error, after which the connection must be dropped.
+ * RESP_MAX_ELEMENTS, arrays nested more than RESP_MAX_DEPTH deep, or a
+ * RESP3 type (double, boolean, map, set, push, attribute, verbatim string,
+ * big number): bmfredis never says HELLO 3, so a RESP3 reply is one it did
+ * not ask for.  Each is a protocol error, after which the connection must
+ * be dropped.  hiredis 0.14 refuses the RESP3 types and deep nesting
+ * itself; 1.x parses both, so the checks below are ours with either
+ * version (base/compat.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +31,7 @@
 
 #include "utils/memutils.h"
 
+#include "base/compat.h"
 #include "wire/resp.h"
 
 struct RespReader
@@ -106,7 +112,22 @@ RespFormat(StringInfo buf, int argc, const char *const *argv,
 	buf->data[buf->len] = '\0';
 }
 
+/*
+ * Arrays nested in at most 7 others (hiredis 0.14's own limit).  No reply
+ * of a command bmfredis sends is nested deeper than 4.
+ */
+#define RESP_MAX_DEPTH	8
+
 /* ---- reply object functions, called from inside redisReaderGetReply ---- */
+
+/* a reply type bmfredis did not ask for: RESP3's, which hiredis 1.x parses */
+static void *
+refuse_resp3(const redisReadTask *task)
+{
+	((RespReader *) task->privdata)->refused =
+		"a RESP3 reply type, which bmfredis does not ask for";
+	return NULL;
+}
 
 static RedisReply *
 new_reply(const redisReadTask *task, int type)
@@ -140,6 +161,9 @@ create_string(const redisReadTask *task, char *str, size_t len)
 	RedisReply *rep;
 	char	   *copy;
 
+	if (task->type != REDIS_REPLY_STRING && task->type != REDIS_REPLY_STATUS &&
+		task->type != REDIS_REPLY_ERROR)
+		return refuse_resp3(task);	/* a verbatim string or big number */
 	if (len > rr->max_string)
 	{
 		rr->refused = "a string in the reply is larger than bmfredis.max_value_size";
@@ -162,16 +186,26 @@ create_string(const redisReadTask *task, char *str, size_t len)
 }
 
 static void *
-create_array(const redisReadTask *task, int elements)
+create_array(const redisReadTask *task, BmfRespCount elements)
 {
 	RespReader *rr = (RespReader *) task->privdata;
 	RedisReply *rep;
+	const redisReadTask *t;
+	int			depth = 0;
 
-	if (elements < 0 || elements > RESP_MAX_ELEMENTS)
+	if (task->type != REDIS_REPLY_ARRAY)
+		return refuse_resp3(task);	/* a map, set, push or attribute */
+	if ((int64) elements < 0 || (int64) elements > RESP_MAX_ELEMENTS)
 	{
 		rr->refused = "an array in the reply has too many elements";
 		return NULL;
 	}
+	for (t = task->parent; t != NULL; t = t->parent)
+		if (++depth >= RESP_MAX_DEPTH)
+		{
+			rr->refused = "arrays in the reply are nested too deep";
+			return NULL;
+		}
 	rep = new_reply(task, RESP_ARRAY);
 	if (rep == NULL)
 		return NULL;
@@ -206,6 +240,24 @@ create_nil(const redisReadTask *task)
 	return new_reply(task, RESP_NIL);
 }
 
+#ifdef BMF_HIREDIS_RESP3
+static void *
+create_double(const redisReadTask *task, double value, char *str, size_t len)
+{
+	(void) value;
+	(void) str;
+	(void) len;
+	return refuse_resp3(task);
+}
+
+static void *
+create_bool(const redisReadTask *task, int value)
+{
+	(void) value;
+	return refuse_resp3(task);
+}
+#endif
+
 /* Objects live in a memory context; nothing to free here. */
 static void
 free_object(void *obj)
@@ -214,11 +266,15 @@ free_object(void *obj)
 }
 
 static redisReplyObjectFunctions reply_functions = {
-	create_string,
-	create_array,
-	create_integer,
-	create_nil,
-	free_object
+	.createString = create_string,
+	.createArray = create_array,
+	.createInteger = create_integer,
+#ifdef BMF_HIREDIS_RESP3
+	.createDouble = create_double,
+	.createBool = create_bool,
+#endif
+	.createNil = create_nil,
+	.freeObject = free_object
 };
 
 RespReader *

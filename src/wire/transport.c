@@ -57,6 +57,7 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "base/wait.h"
 #include "wire/transport.h"
@@ -121,7 +122,7 @@ TransportClose(RedisTransport *t)
 static void
 transport_attach(RedisTransport *t, uint32 events)
 {
-	t->wes = CreateWaitEventSet(TopMemoryContext, 3);
+	t->wes = BmfCreateWaitEventSet(3);
 	AddWaitEventToSet(t->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	if (IsUnderPostmaster)
 		AddWaitEventToSet(t->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,

@@ -47,6 +47,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "base/stats.h"
 #include "client/client.h"

@@ -34,6 +34,7 @@
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "client/cluster.h"
 #include "xact/effects.h"

@@ -30,6 +30,17 @@ printf '?what\r\n' | payload keep
 hostile "an unknown reply type: protocol error (08P01)" "SELECT redis_cache_get('k')" "ERROR:  08P01: invalid reply from Redis"
 printf '%%1\r\n+a\r\n+b\r\n' | payload keep
 hostile "a RESP3 map: protocol error" "SELECT redis_cache_get('k')" "ERROR:  08P01: invalid reply from Redis"
+# bmfredis never says HELLO 3: every RESP3 type is refused, whichever
+# hiredis parses the bytes (0.14 does not know them, 1.x does)
+for r3 in 'a double:,3.14' 'a boolean:#t' 'a set:~1\r\n+a' 'a push:>2\r\n+a\r\n+b' \
+	'an attribute:|1\r\n+a\r\n+b\r\n+OK' 'a verbatim string:=7\r\ntxt:abc' 'a big number:(12345678901234567890'; do
+	printf "${r3#*:}\r\n" | payload keep
+	hostile "a RESP3 ${r3%%:*}: protocol error" "SELECT redis_command('GET', 'k')" "ERROR:  08P01: invalid reply from Redis"
+done
+printf ',1.5\r\n' | payload keep
+hostile "  as the value of a GET, too" "SELECT redis_cache_get('k')" "ERROR:  08P01: invalid reply from Redis"
+printf '*1\r\n#f\r\n' | payload keep
+hostile "  and inside an array" "SELECT redis_command('GET', 'k')" "ERROR:  08P01: invalid reply from Redis"
 printf '$10\r\nabc' | payload close
 hostile "a bulk string cut short, then EOF: connection lost (08006)" "SELECT redis_cache_get('k')" "ERROR:  08006: lost connection to Redis"
 printf '$10\r\nabc' | payload stall
@@ -44,6 +55,8 @@ hostile "  refused while still arriving (not buffered to the end)" "SET bmfredis
 	"larger than bmfredis.max_value_size"
 for _ in $(seq 1 10000); do printf '*1\r\n'; done | payload keep
 hostile "arrays nested 10,000 deep: protocol error" "SELECT redis_command('GET', 'k')" "ERROR:  08P01: invalid reply from Redis"
+for _ in $(seq 1 9); do printf '*1\r\n'; done | { cat; printf ':1\r\n'; } | payload keep
+hostile "  and 9 deep (hiredis 0.14's limit, kept with 1.x)" "SELECT redis_command('GET', 'k')" "ERROR:  08P01: invalid reply from Redis.*nested"
 printf '*2147483647\r\n' | payload stall
 hostile "an array of 2^31-1 elements: refused before allocating" "SELECT redis_cache_mget(ARRAY['a'])" "too many elements"
 printf '*-5\r\n' | payload keep

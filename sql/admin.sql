@@ -7,7 +7,7 @@ SELECT healthy, status, latency_ms >= 0 AS latency_ok, version ~ '^\d+\.\d+' AS 
 FROM redis_health();
 
 SELECT count(*) > 20 AS many_rows, count(DISTINCT section) > 3 AS sections FROM redis_info();
-SELECT section, key, value FROM redis_info('server') WHERE key = 'redis_mode';
+SELECT section, value FROM redis_info('server') WHERE key IN ('redis_mode', 'server_mode');  -- Valkey 8.1+: server_mode
 SELECT DISTINCT section FROM redis_info('memory');
 
 SELECT node ~ '^127\.0\.0\.1:\d+$' AS node_ok, state, db, connected_since <= now() AS since_ok,

@@ -31,8 +31,9 @@ SET bmfredis.key_prefix = 'shop2:';
 SET bmfredis.host = 'example.com';
 SET bmfredis.port = 1;
 SET bmfredis.password = 'x';
-SHOW bmfredis.password;
-SELECT current_setting('bmfredis.password');
+-- (PostgreSQL 16 reworded this refusal; its SQLSTATE is the same)
+DO $$ BEGIN EXECUTE 'SHOW bmfredis.password'; EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE 'SHOW refused: %', SQLSTATE; END $$;
+DO $$ BEGIN PERFORM current_setting('bmfredis.password'); EXCEPTION WHEN insufficient_privilege THEN RAISE NOTICE 'current_setting refused: %', SQLSTATE; END $$;
 SELECT count(*) FROM pg_settings WHERE name = 'bmfredis.password';
 SET bmfredis.command_timeout = '1s';
 SET bmfredis.key_prefix TO DEFAULT;

@@ -2,7 +2,7 @@
 #
 # Sourced, not run.  Installs what is missing from Debian packages, builds
 # and installs the extension, and starts throwaway servers on loopback
-# ports it picks: redis-server (no persistence) and a PostgreSQL 15 cluster
+# ports it picks: redis-server (no persistence) and a PostgreSQL cluster
 # run by an unprivileged user (initdb refuses root).  Every process it
 # starts is recorded by PID and stopped by PID in bmf_cleanup, which the
 # caller installs as an EXIT trap.
@@ -10,19 +10,47 @@
 BMF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BMF_USER=${BMF_USER:-bmfredis_test}
 
+# The PostgreSQL major version to build for and test on: BMF_PG if set,
+# else the distribution's own (Debian 12: 15, Debian 13: 17, testing: 18,
+# whatever apt's "postgresql" package depends on).  Its bin directory goes
+# first in PATH, so that pg_config, psql and the rest are that version's
+# whichever others are installed; make reads PG_CONFIG.
+bmf_default_pg() {
+	local codename v
+	codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+	case $codename in
+	bookworm) echo 15; return ;;
+	trixie) echo 17; return ;;
+	esac
+	v=$(apt-cache depends postgresql 2>/dev/null | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -1)
+	if [ -z "$v" ] && [ "$(id -u)" = 0 ]; then
+		apt-get update -q >/tmp/bmfredis-apt.log 2>&1
+		v=$(apt-cache depends postgresql 2>/dev/null | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -1)
+	fi
+	echo "${v:-15}"
+}
+BMF_PG=${BMF_PG:-$(bmf_default_pg)}
+case $BMF_PG in
+15 | 16 | 17 | 18) ;;
+*) printf 'error: BMF_PG is "%s": bmfredis builds for PostgreSQL 15 to 18\n' "$BMF_PG" >&2; exit 1 ;;
+esac
+PG_CONFIG=/usr/lib/postgresql/$BMF_PG/bin/pg_config
+PATH=/usr/lib/postgresql/$BMF_PG/bin:$PATH
+export BMF_PG PG_CONFIG PATH
+
 # The Debian packages each entry point installs.  An entry "program=package"
 # installs the package only when the program is missing (Node.js may come
 # from elsewhere, and NodeSource's nodejs conflicts with Debian's npm).
 # test/t/programs.sh checks that these cover every program the entry
 # points' scripts call, apart from what every Debian system has.
-BMF_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-client-15 redis-server redis-tools libhiredis-dev libssl-dev openssl make gcc procps"
+BMF_PACKAGES="postgresql-$BMF_PG postgresql-server-dev-$BMF_PG postgresql-client-$BMF_PG redis-server redis-tools libhiredis-dev libssl-dev openssl make gcc procps"
 BMF_DEMO_PACKAGES="$BMF_PACKAGES"
 BMF_TEST_PACKAGES="$BMF_PACKAGES redis-sentinel node=nodejs npm=npm"
-BMF_FUZZ_PACKAGES="clang libclang-rt-14-dev"
+BMF_FUZZ_PACKAGES="clang libclang-rt-dev"
 BMF_PACKAGE_PACKAGES="debhelper dpkg-dev postgresql-server-dev-all"
 BMF_VALGRIND_PACKAGES="$BMF_PACKAGES valgrind"
-BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-15-pgmemcache gnuplot-nox node=nodejs npm=npm"
-# BMF_SERVER=valkey runs Valkey 8 (bookworm-backports) instead of Redis as
+BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-$BMF_PG-pgmemcache gnuplot-nox node=nodejs npm=npm"
+# BMF_SERVER=valkey runs Valkey (Debian 12: 8.0 from bookworm-backports) instead of Redis as
 # every test server; redis-cli stays the client either way
 BMF_SERVER=${BMF_SERVER:-redis}
 BMF_VALKEY_PACKAGES="valkey-server valkey-sentinel"
@@ -31,9 +59,9 @@ BMF_VALKEY_PACKAGES="valkey-server valkey-sentinel"
 BMF_PROGRAM_PACKAGES="redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools
 redis-sentinel=redis-sentinel valkey-server=valkey-server valkey-sentinel=valkey-sentinel memcached=memcached gnuplot=gnuplot-nox valgrind=valgrind
 clang=clang openssl=openssl make=make gcc=gcc node=nodejs npm=npm pgrep=procps ps=procps
-pg_config=postgresql-client-15 psql=postgresql-client-15 pgbench=postgresql-15 initdb=postgresql-15
-pg_ctl=postgresql-15 postgres=postgresql-15 pg_isready=postgresql-client-15 getconf=libc-bin
-pg_regress=postgresql-client-15 pg_isolation_regress=postgresql-client-15
+pg_config=postgresql-client-$BMF_PG psql=postgresql-client-$BMF_PG pgbench=postgresql-$BMF_PG initdb=postgresql-$BMF_PG
+pg_ctl=postgresql-$BMF_PG postgres=postgresql-$BMF_PG pg_isready=postgresql-client-$BMF_PG getconf=libc-bin
+pg_regress=postgresql-client-$BMF_PG pg_isolation_regress=postgresql-client-$BMF_PG
 dpkg-buildpackage=dpkg-dev dpkg-deb=dpkg pg_buildext=postgresql-common"
 
 bmf_log() { printf '%s\n' "$*" >&2; }
@@ -76,8 +104,10 @@ bmf_install_packages() {
 }
 
 # bmf_enable_backports: Debian 12's bookworm-backports suite (where Valkey
-# 8 is), added to apt's sources when no source lists it yet
+# 8 is), added to apt's sources when no source lists it yet; Debian 13 and
+# later have Valkey in their main suite
 bmf_enable_backports() {
+	[ "$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")" = bookworm ] || return 0
 	grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/ && return 0
 	bmf_log "adding bookworm-backports to apt's sources (/etc/apt/sources.list.d/bmfredis-backports.sources)"
 	cat >/etc/apt/sources.list.d/bmfredis-backports.sources <<EOF
@@ -91,7 +121,7 @@ EOF
 }
 
 # bmf_install_server: the server BMF_SERVER names (redis comes with
-# BMF_PACKAGES; valkey from bookworm-backports)
+# BMF_PACKAGES; valkey from the distribution, or bookworm-backports on Debian 12)
 bmf_install_server() {
 	case $BMF_SERVER in
 	redis) ;;

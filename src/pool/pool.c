@@ -101,6 +101,14 @@ typedef struct PoolTracking
 	 */
 	int64		ping_sent;
 	int64		synced;
+	/*
+	 * Redis refused CLIENT TRACKING (a hosted Redis may): not asked again
+	 * while the entry's connection and the configuration stay the same,
+	 * so that every near-cache read is not a connection and a refusal.
+	 */
+	bool		refused;
+	uint64		refused_connects;
+	uint64		refused_generation;
 } PoolTracking;
 
 static PoolTracking trackings[POOL_TRACKING_MAX];
@@ -928,6 +936,24 @@ tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 	return true;
 }
 
+/*
+ * Remember that the node refused tracking, and say so in the server log
+ * once a backend and node: the near-cache reads that node's keys from
+ * Redis until the connection or the configuration changes.
+ */
+static void
+tracking_refused(PoolTracking *t, const PoolEntry *e, const RedisError *err)
+{
+	if (!t->refused || t->refused_generation != bmfredis_config_generation)
+		ereport(LOG,
+				(errmsg("bmfredis: the near-cache is off for Redis node %s: it refused client-side caching", t->name),
+				 errdetail_internal("%s", err->detail),
+				 errhint("Reads of its keys go to Redis each time; the Redis user needs CLIENT TRACKING (hosted Redis may not offer it).")));
+	t->refused = true;
+	t->refused_connects = e->connects;
+	t->refused_generation = bmfredis_config_generation;
+}
+
 bool
 PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 {
@@ -966,6 +992,15 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	}
 	if (e->c.state == CONN_READY && TransportPeerClosed(&e->c.t))
 		PoolConnClose(&e->c);	/* a new connection, tracked anew */
+	if (t->refused && e->c.state == CONN_READY &&
+		t->refused_connects == e->connects &&
+		t->refused_generation == bmfredis_config_generation)
+	{
+		RedisErrorSet(err, RS_REPLY, ERRCODE_FEATURE_NOT_SUPPORTED,
+					  "Redis refused client-side caching",
+					  "%s refused CLIENT TRACKING on this connection before.", node->ep.name);
+		return false;
+	}
 
 	/* a node backing off is not tried here either: fail fast */
 	if (e->down_until > GetCurrentTimestamp())
@@ -982,8 +1017,11 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	if (!tracking_redirect(t, node, err))
 	{
 		tracking_stop(t);
+		if (err->sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED)
+			tracking_refused(t, e, err);
 		return false;
 	}
+	t->refused = false;
 	t->main_connects = e->connects;
 	t->entry = e;
 	t->watch = TransportPairCreate(&e->c.t, &t->c.t);

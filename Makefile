@@ -44,12 +44,21 @@ $(OBJS): $(wildcard $(srcdir)/src/*/*.h)
 # the version the library says it is comes from the control file
 src/worker/worker.o: $(srcdir)/bmfredis.control
 
-# The Debian package (debian/), in the parent directory:
-# postgresql-15-bmfredis_<version>_amd64.deb.  test/run package builds it
-# from a clean copy, installs it, tests it and removes it.
+# The Debian packages (debian/), the PostgreSQL team's way:
+# deb/postgresql-NN-bmfredis_<version>_amd64.deb for every PostgreSQL NN
+# whose postgresql-server-dev-NN is installed (and that debian/pgversions
+# allows), debian/control made for them from debian/control.in.  Built in
+# a clean copy under deb/ (dpkg-buildpackage writes to the folder above the
+# tree it builds: deb/, not the one above this checkout).  test/run package
+# runs this, installs one of them, tests it and removes it.
 .PHONY: deb
 deb:
-	dpkg-buildpackage -us -uc
+	rm -rf deb && mkdir -p deb/bmfredis
+	tar -cf - --exclude=./.git --exclude=./deb --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+		--exclude=./results --exclude=./bench/out --exclude='./build-[0-9]*' . | tar -xf - -C deb/bmfredis
+	cd deb/bmfredis && PG_SUPPORTED_VERSIONS=installed pg_buildext updatecontrol
+	cd deb/bmfredis && PG_SUPPORTED_VERSIONS=installed dpkg-buildpackage -us -uc
+	@ls deb/*.deb
 
 # test/run asks for the suite lists, so they live in one place
 .PHONY: print-regress print-isolation

@@ -1,4 +1,4 @@
-# acl: the README's table of the Redis ACL each capability needs, run as
+# acl: docs/security.md's table of the Redis ACL each capability needs, run as
 # written.  A Redis whose default user is off; for each capability a role
 # that holds it alone, mapped to a Redis user whose ACL is the table's row
 # (with the prefix and channels filled in), runs every function of the
@@ -40,12 +40,12 @@ SELECT redis_consume_stream('stream:acl_in', 'acl_inbox');" >/dev/null
 acl_of() {
 	awk -v want="$1" -F ' \\| ' '/^#### The Redis ACL each capability needs/ { on = 1 } /^### / { on = 0 }
 		on && /^\| / { sub(/^\| /, ""); gsub(/\\\|/, "\001"); n = split($0, f, / \| /); c = f[1]; a = f[2]
-			if (c == want) { gsub(/\001/, "|", a); print a } }' "$BMF_ROOT/README.md" |
+			if (c == want) { gsub(/\001/, "|", a); print a } }' "$BMF_ROOT/docs/security.md" |
 		grep -o '`[^`]*`' | tr -d '`' | tr ' ' '\n' | grep -E '^[-~&+%]' |
 		sed -e 's/<prefix>/acl:/g' -e 's/<channels>/acl:*/g' | tr '\n' ' '
 }
 base=$(acl_of "every mapped role")
-like "the README's table has a row for every mapped role" "$base" '~acl:\* \+client\|setname'
+like "docs/security.md's table has a row for every mapped role" "$base" '~acl:\* \+client\|setname'
 refused=""
 for cap in $caps; do
 	if [ "$cap" = read_write ]; then
@@ -101,10 +101,10 @@ cleanup_roles_in_db
 # the capability table (functions) against the catalog
 readme=$(awk '/^## Roles and privileges/ { on = 1 } /^\| function \| returns/ { on = 0 }
 	on && /^\| `[a-z]/ { sub(/^\| /, ""); split($0, f, / \| /); cap = f[1]; gsub(/`/, "", cap)
-		n = split(f[2], w, /`/); for (i = 2; i <= n; i += 2) if (w[i] ~ /^redis_[a-z_]+$/) print cap "|" w[i] }' "$BMF_ROOT/README.md" |
+		n = split(f[2], w, /`/); for (i = 2; i <= n; i += 2) if (w[i] ~ /^redis_[a-z_]+$/) print cap "|" w[i] }' "$BMF_ROOT/docs/security.md" |
 	sed 's/^read and write together/read,write/' | sort -u)
 catalog=$(q "SELECT DISTINCT array_to_string(needs, ',') || '|' || substring(object from '\.(redis_[a-z_]+)')
 	FROM bmfredis.capability_objects() WHERE object ~ '\.redis_[a-z_]+' ORDER BY 1" | sort -u)
-is "the README's capability table names exactly the functions and views bmfredis.capability_objects() grants" \
+is "docs/security.md's capability table names exactly the functions and views bmfredis.capability_objects() grants" \
 	"$(diff <(echo "$readme") <(echo "$catalog") | grep '^[<>]' | tr '\n' ' ')" ""
 cleanup_roles

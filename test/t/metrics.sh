@@ -1,4 +1,4 @@
-# metrics: redis_metrics() gives exactly the metrics the README documents
+# metrics: redis_metrics() gives exactly the metrics docs/reference.md documents
 # (names, types, labels), with values that add up (counters that count,
 # cumulative buckets, a reset time); and the example collectors for
 # sql_exporter and pg_exporter, read with a real YAML parser, run every
@@ -8,10 +8,10 @@ tap_need node=nodejs npm=npm
 tap_db bmf_metrics
 cd "$BMF_ROOT" || exit 1
 
-# --- what the README documents: "| `name` | type | labels | meaning |"
-documented=$(sed -n -E 's/^\| `(bmfredis_[a-z_]+)` \| (counter|gauge|histogram) \| ([^|]*)\|.*$/\1 \2 \3/p' README.md |
+# --- what docs/reference.md documents: "| `name` | type | labels | meaning |"
+documented=$(sed -n -E 's/^\| `(bmfredis_[a-z_]+)` \| (counter|gauge|histogram) \| ([^|]*)\|.*$/\1 \2 \3/p' docs/reference.md |
 	sed -E 's/`//g; s/, /,/g; s/ +$//' | sort)
-check "the README documents the metrics (a table of name, type, labels)" [ "$(wc -l <<<"$documented")" -ge 30 ]
+check "docs/reference.md documents the metrics (a table of name, type, labels)" [ "$(wc -l <<<"$documented")" -ge 30 ]
 
 # --- what redis_metrics() gives: one line per metric, its labels
 q "SELECT redis_cache_set('m1', 'v'), redis_cache_get('m1'), redis_cache_get('nope')" >/dev/null
@@ -75,9 +75,9 @@ if ! rows=$(NODE_PATH=$BMF_WORK/node/node_modules node test/metrics.js \
 fi
 ok "the example collectors parse as YAML"
 
-# the health metrics the README names next to the table
-health=$(tr '\n' ' ' <README.md | grep -o '`bmfredis_redis_[a-z_]*` *([a-z]*' | sed -E 's/`//g; s/ *\(/ /' | sort -u)
-check "the README names the health metrics too" [ "$(wc -l <<<"$health")" -ge 5 ]
+# the health metrics docs/reference.md names next to the table
+health=$(tr '\n' ' ' <docs/reference.md | grep -o '`bmfredis_redis_[a-z_]*` *([a-z]*' | sed -E 's/`//g; s/ *\(/ /' | sort -u)
+check "docs/reference.md names the health metrics too" [ "$(wc -l <<<"$health")" -ge 5 ]
 # each exporter must export the documented metrics (histogram parts as
 # counters: all these exporters can express) and the health ones
 want=$(printf '%s\n%s\n' "$(sed -E 's/ histogram/ counter/' <<<"$documented")" "$health" | sort)

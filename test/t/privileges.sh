@@ -228,17 +228,17 @@ like "  and only on_error = error raises (53200)" "$(qv <<<"SET bmfredis.port = 
 	"ERROR:  53200: Redis is out of memory"
 is "  reads still work" "$(full error "SELECT redis_cache_get('nothing') IS NULL")" "t"
 
-# --- the README's worked example, as written, and what it promises
+# --- docs/security.md's worked example, as written, and what it promises
 tap_db bmf_roles
 q "CREATE TABLE products (id int PRIMARY KEY, title text)" >/dev/null
 awk '/^## Roles and privileges/ { on = 1 } /^### A Redis identity per role/ { on = 0 }
 	on && /^```sql/ { n++; if (n == 1) inb = 1; next }
 	inb && /^```/ { inb = 0; next }
-	inb { print }' "$BMF_ROOT/README.md" >"$BMF_WORK/roles.sql"
+	inb { print }' "$BMF_ROOT/docs/security.md" >"$BMF_WORK/roles.sql"
 out=$(psql -X -q -A -t -F '|' -v ON_ERROR_STOP=1 -d bmf_roles -f "$BMF_WORK/roles.sql" 2>&1)
 want=$(awk '/^## Roles and privileges/ { on = 1 } /^### A Redis identity per role/ { on = 0 }
-	on && /^ [a-z_]+ +\|/ && !/^ +role +\|/ { gsub(/ *\| */, "|"); gsub(/^ +| +$/, ""); print }' "$BMF_ROOT/README.md")
-is "the README's roles example runs and prints what the README shows" "$(tail -n 4 <<<"$out")" "$want"
+	on && /^ [a-z_]+ +\|/ && !/^ +role +\|/ { gsub(/ *\| */, "|"); gsub(/^ +| +$/, ""); print }' "$BMF_ROOT/docs/security.md")
+is "docs/security.md's roles example runs and prints what it shows" "$(tail -n 4 <<<"$out")" "$want"
 BMF_DB=bmf_roles
 check "  analytics reads" bash -c '! [[ $(PGUSER=analytics psql -X -A -t -d bmf_roles -c "SELECT redis_cache_get('"'"'product:9'"'"')" 2>&1) == *denied* ]]'
 check "  but cannot overwrite product:9" denied "$(as analytics "SELECT redis_cache_set('product:9', 'mine')")"

@@ -1,5 +1,5 @@
 # readme: the README's quick start and usage examples, run as a reader
-# would: every SQL block from "## Quick start" to "## SQL reference", in
+# would: every SQL block from "## Quick start" to "## Documentation", in
 # order, as written, in psql at the root of the repository, in a database
 # named marketplace.  Afterwards nothing the examples cached can go stale:
 # every column of every row value they cached under a watched key is one
@@ -13,11 +13,16 @@ BMF_DB=marketplace
 trap 'kill $mon 2>/dev/null; psql -X -q -d postgres -c "DROP DATABASE IF EXISTS marketplace" >/dev/null 2>&1' EXIT
 
 # the blocks, in order
-awk '/^## Quick start/ { on = 1 } /^## SQL reference/ { on = 0 }
+awk '/^## Quick start/ { on = 1 } /^## Documentation/ { on = 0 }
 	on && /^```sql/ { inb = 1; n++; print "\\echo -- README block " n; next }
 	inb && /^```/ { inb = 0; next }
 	inb { print }' README.md >"$BMF_WORK/readme.sql"
 blocks=$(grep -c '^\\echo -- README block' "$BMF_WORK/readme.sql")
+# the README is the front page: every link of it and of the manual in
+# docs/ leads to a file that exists and a heading that is there
+broken=$(perl "$BMF_ROOT/test/doclinks.pl" README.md docs/*.md CHANGELOG.md)
+is "every relative link in the README, docs/ and the CHANGELOG resolves (file and heading)" "$broken" ""
+check "  and the README stays a front page: at most 40 kB ($(wc -c <README.md) bytes)" [ "$(wc -c <README.md)" -le 40960 ]
 check "the README has SQL examples to run ($blocks blocks)" [ "$blocks" -ge 6 ]
 
 # every SET the examples send, as Redis sees it

@@ -92,3 +92,6 @@ tap_cold_over() {
 	done
 	return 1
 }
+# regress_passed OUT SUITE: pg_regress' output OUT says SUITE passed ("test
+# name ... ok" up to PostgreSQL 15, TAP's "ok N - name" from 16 on)
+regress_passed() { grep -Eq "^((test| ) *$2 +\.\.\. ok|ok [0-9]+ +[-+] +$2( |$))" "$1"; }

@@ -317,7 +317,7 @@ suites="cache ttl invalidate pattern watch cascade publish locks"
 	--load-extension=bmfredis --dbname=bmf_cluster_regress $suites) \
 	>"$BMF_WORK/cluster-regress/out.txt" 2>&1
 for s in $suites; do
-	if grep -Eq "^(test| ) *$s +\.\.\. ok" "$BMF_WORK/cluster-regress/out.txt"; then
+	if regress_passed "$BMF_WORK/cluster-regress/out.txt" "$s"; then
 		ok "the $s suite passes against the cluster"
 	else
 		not_ok "the $s suite passes against the cluster" "$(head -60 "$BMF_WORK/cluster-regress/regression.diffs" 2>/dev/null)"

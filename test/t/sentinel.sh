@@ -205,7 +205,7 @@ mkdir -p "$BMF_WORK/sentinel-regress"
 	--load-extension=bmfredis --dbname=bmf_sentinel_regress cache invalidate tags locks) \
 	>"$BMF_WORK/sentinel-regress/out.txt" 2>&1
 for s in cache invalidate tags locks; do
-	if grep -Eq "^(test| ) *$s +\.\.\. ok" "$BMF_WORK/sentinel-regress/out.txt"; then
+	if regress_passed "$BMF_WORK/sentinel-regress/out.txt" "$s"; then
 		ok "the $s suite passes against the promoted node"
 	else
 		not_ok "the $s suite passes against the promoted node" "$(head -60 "$BMF_WORK/sentinel-regress/regression.diffs" 2>/dev/null)"

@@ -109,7 +109,12 @@ typedef struct PoolTracking
 	bool		refused;
 	uint64		refused_connects;
 	uint64		refused_generation;
+	TimestampTz refused_at;
+	char		refused_detail[128];	/* logged once while it is the same */
 } PoolTracking;
+
+/* a node that refused tracking is asked again after this long (ms) */
+#define TRACKING_REFUSED_RETRY_MS	60000
 
 static PoolTracking trackings[POOL_TRACKING_MAX];
 static int	ntrackings = 0;
@@ -151,6 +156,7 @@ tracking_find(const char *name, bool make)
 	{
 		tracking_stop(free_one);
 		strlcpy(free_one->name, name, sizeof(free_one->name));
+		free_one->refused = false;	/* another node's refusal is not this one's */
 	}
 	return free_one;
 }
@@ -223,10 +229,12 @@ mark_failure(PoolEntry *e, const RedisError *err)
 
 	/*
 	 * A command that timed out while its bytes were still moving (a value
-	 * of hundreds of MB) says nothing against the node: its connection is
-	 * closed (the exchange is cut), but the next call is not refused.
+	 * of hundreds of MB), or a reply the reader refused by bmfredis' own
+	 * bounds (too large, nested too deep, a RESP3 type), says nothing
+	 * against the node: its connection is closed (the exchange is cut),
+	 * but the next call is not refused.
 	 */
-	if (err->status == RS_TIMEOUT && err->node_alive)
+	if (err->node_alive)
 	{
 		e->errors++;
 		snprintf(e->last_error, sizeof(e->last_error), "%s: %s",
@@ -928,7 +936,12 @@ tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 		return false;
 	if (reply->type == RESP_ERROR)
 	{
-		RedisErrorSet(err, RS_REPLY, ERRCODE_FEATURE_NOT_SUPPORTED,
+		/*
+		 * A redirect target that no longer exists (its connection was
+		 * killed meanwhile) is not a refusal: the next read tries anew.
+		 */
+		RedisErrorSet(err, strstr(reply->str, "does not exist") ? RS_PROTOCOL : RS_REPLY,
+					  ERRCODE_FEATURE_NOT_SUPPORTED,
 					  "Redis refused client-side caching",
 					  "%s: CLIENT TRACKING answered %s", node->ep.name, reply->str);
 		return false;
@@ -944,7 +957,8 @@ tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 static void
 tracking_refused(PoolTracking *t, const PoolEntry *e, const RedisError *err)
 {
-	if (!t->refused || t->refused_generation != bmfredis_config_generation)
+	if (!t->refused || t->refused_generation != bmfredis_config_generation ||
+		strcmp(t->refused_detail, err->detail) != 0)
 		ereport(LOG,
 				(errmsg("bmfredis: the near-cache is off for Redis node %s: it refused client-side caching", t->name),
 				 errdetail_internal("%s", err->detail),
@@ -952,6 +966,8 @@ tracking_refused(PoolTracking *t, const PoolEntry *e, const RedisError *err)
 	t->refused = true;
 	t->refused_connects = e->connects;
 	t->refused_generation = bmfredis_config_generation;
+	t->refused_at = GetCurrentTimestamp();
+	strlcpy(t->refused_detail, err->detail, sizeof(t->refused_detail));
 }
 
 bool
@@ -994,7 +1010,9 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 		PoolConnClose(&e->c);	/* a new connection, tracked anew */
 	if (t->refused && e->c.state == CONN_READY &&
 		t->refused_connects == e->connects &&
-		t->refused_generation == bmfredis_config_generation)
+		t->refused_generation == bmfredis_config_generation &&
+		!TimestampDifferenceExceeds(t->refused_at, GetCurrentTimestamp(),
+									TRACKING_REFUSED_RETRY_MS))
 	{
 		RedisErrorSet(err, RS_REPLY, ERRCODE_FEATURE_NOT_SUPPORTED,
 					  "Redis refused client-side caching",
@@ -1010,14 +1028,24 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 	}
 	if (!tracking_connect(t, node, err))
 	{
-		e->last_used = GetCurrentTimestamp();
-		mark_failure(e, err);
+		/*
+		 * Refused (an ACL without the invalidation channel or CLIENT ID):
+		 * the node serves reads all the same.  Unreachable: so is it for
+		 * them.
+		 */
+		if (err->status == RS_REPLY)
+			tracking_refused(t, e, err);
+		else
+		{
+			e->last_used = GetCurrentTimestamp();
+			mark_failure(e, err);
+		}
 		return false;
 	}
 	if (!tracking_redirect(t, node, err))
 	{
 		tracking_stop(t);
-		if (err->sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED)
+		if (err->status == RS_REPLY)
 			tracking_refused(t, e, err);
 		return false;
 	}

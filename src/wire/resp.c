@@ -114,7 +114,10 @@ RespFormat(StringInfo buf, int argc, const char *const *argv,
 
 /*
  * Arrays nested in at most 7 others (hiredis 0.14's own limit).  No reply
- * of a command bmfredis sends is nested deeper than 4.
+ * of a command bmfredis sends on its own is nested deeper than 4; what
+ * redis_command relays can be (a script's nested tables, COMMAND DOCS),
+ * and is refused as it always was with 0.14, without counting against the
+ * node.
  */
 #define RESP_MAX_DEPTH	8
 
@@ -332,6 +335,11 @@ RespReaderGet(RespReader *rr, MemoryContext cxt, size_t max_string,
 		RedisErrorSet(err, RS_PROTOCOL, ERRCODE_PROTOCOL_VIOLATION,
 					  "invalid reply from Redis", "%s.",
 					  rr->refused ? rr->refused : r->errstr);
+		/*
+		 * Refused by our bounds, not malformed: the node is well.  hiredis
+		 * 0.14 applies the depth bound itself, before our createArray.
+		 */
+		err->node_alive = (rr->refused != NULL || strstr(r->errstr, "nested") != NULL);
 		return -1;
 	}
 	if (obj == NULL)
@@ -347,6 +355,7 @@ RespReaderGet(RespReader *rr, MemoryContext cxt, size_t max_string,
 			RedisErrorSet(err, RS_PROTOCOL, ERRCODE_PROTOCOL_VIOLATION,
 						  "invalid reply from Redis",
 						  "A string in the reply is larger than bmfredis.max_value_size.");
+			err->node_alive = true;
 			return -1;
 		}
 		return 0;

@@ -37,6 +37,17 @@ for r3 in 'a double:,3.14' 'a boolean:#t' 'a set:~1\r\n+a' 'a push:>2\r\n+a\r\n+
 	printf "${r3#*:}\r\n" | payload keep
 	hostile "a RESP3 ${r3%%:*}: protocol error" "SELECT redis_command('GET', 'k')" "ERROR:  08P01: invalid reply from Redis"
 done
+# refused by bmfredis' own bounds, not the node's failure: with a long
+# backoff, the next call still goes to the node at once
+for _ in $(seq 1 9); do printf '*1\r\n'; done | { cat; printf ':1\r\n'; } | payload keep
+out=$(qv <<SQL
+$S SET bmfredis.retry_backoff_base = 10000; SET bmfredis.retry_backoff_max = 10000;
+SELECT redis_command('GET', 'k');
+\! printf 'keep\n\$1\r\nx\r\n' >$P
+SELECT redis_command('GET', 'k');
+SQL
+)
+like "  a refused reply does not back the node off: the next call is answered" "$out" "08P01: invalid reply from Redis.*nested.*x"
 printf ',1.5\r\n' | payload keep
 hostile "  as the value of a GET, too" "SELECT redis_cache_get('k')" "ERROR:  08P01: invalid reply from Redis"
 printf '*1\r\n#f\r\n' | payload keep

@@ -54,8 +54,14 @@ src/worker/worker.o: $(srcdir)/bmfredis.control
 .PHONY: deb
 deb:
 	rm -rf deb && mkdir -p deb/bmfredis
-	tar -cf - --exclude=./.git --exclude=./deb --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
-		--exclude=./results --exclude=./bench/out --exclude='./build-[0-9]*' . | tar -xf - -C deb/bmfredis
+	if [ -d $(srcdir)/.git ] && command -v git >/dev/null; then \
+		git -C $(srcdir) ls-files -co --exclude-standard -z | (cd $(srcdir) && tar -cf - --ignore-failed-read --null -T - 2>/dev/null) | tar -xf - -C deb/bmfredis; \
+	else \
+		(cd $(srcdir) && tar -cf - --exclude=./.git --exclude=./deb --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+			--exclude=./results --exclude=./bench/out --exclude='./build-[0-9]*' --exclude=./log --exclude=./tmp_check \
+			--exclude=regression.diffs --exclude=regression.out --exclude='test/fuzz/*-fuzzer' --exclude='test/fuzz/corpus-*' .) | \
+			tar -xf - -C deb/bmfredis; \
+	fi
 	cd deb/bmfredis && PG_SUPPORTED_VERSIONS=installed pg_buildext updatecontrol
 	cd deb/bmfredis && PG_SUPPORTED_VERSIONS=installed dpkg-buildpackage -us -uc
 	@ls deb/*.deb

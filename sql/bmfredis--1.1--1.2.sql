@@ -815,3 +815,28 @@ COMMENT ON FUNCTION redis_command(text[]) IS
 'Runs one raw Redis command (no key prefix, keys not confined to it) and returns its reply as text, arrays as JSON; refuses server-wide commands and scripts without force; for administrators';
 COMMENT ON FUNCTION redis_command(boolean, text[]) IS
 'redis_command, and with force => true also the commands that harm every application on the Redis (FLUSHALL, SHUTDOWN, CONFIG SET, ...) and scripts (EVAL, EVALSHA, FCALL, ...)';
+
+-- PostgreSQL 18 records each NOT NULL constraint by name, and a name is
+-- taken once per schema: the 1.0 to 1.1 update made tables while the old
+-- ones still held their names, so a database updated from 1.0 has
+-- cache_rules_entity_not_null1 where a fresh install has
+-- cache_rules_entity_not_null.  Give them the fresh install's names (on
+-- PostgreSQL 15 to 17 there are none to rename).
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN
+        SELECT con.conname, con.conrelid::regclass AS rel,
+               regexp_replace(con.conname, '[0-9]+$', '') AS fresh
+        FROM pg_catalog.pg_constraint con
+        WHERE con.connamespace = 'bmfredis'::regnamespace
+          AND con.conname ~ '_not_null[0-9]+$'
+    LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                       WHERE connamespace = 'bmfredis'::regnamespace AND conname = c.fresh) THEN
+            EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', c.rel, c.conname, c.fresh);
+        END IF;
+    END LOOP;
+END
+$$;

@@ -27,11 +27,12 @@ bmf_default_pg() {
 		apt-get update -q >/tmp/bmfredis-apt.log 2>&1
 		v=$(apt-cache depends postgresql 2>/dev/null | sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -1)
 	fi
-	echo "${v:-15}"
+	echo "$v"
 }
 BMF_PG=${BMF_PG:-$(bmf_default_pg)}
 case $BMF_PG in
 15 | 16 | 17 | 18) ;;
+"") printf 'error: cannot tell which PostgreSQL this system ships (no Debian 12 or 13, and apt has no "postgresql" package): set BMF_PG to the major version to use\n' >&2; exit 1 ;;
 *) printf 'error: BMF_PG is "%s": bmfredis builds for PostgreSQL 15 to 18\n' "$BMF_PG" >&2; exit 1 ;;
 esac
 PG_CONFIG=/usr/lib/postgresql/$BMF_PG/bin/pg_config
@@ -47,7 +48,7 @@ BMF_PACKAGES="postgresql-$BMF_PG postgresql-server-dev-$BMF_PG postgresql-client
 BMF_DEMO_PACKAGES="$BMF_PACKAGES"
 BMF_TEST_PACKAGES="$BMF_PACKAGES redis-sentinel node=nodejs npm=npm"
 BMF_FUZZ_PACKAGES="clang libclang-rt-dev"
-BMF_PACKAGE_PACKAGES="debhelper dpkg-dev postgresql-server-dev-all"
+BMF_PACKAGE_PACKAGES="build-essential debhelper dpkg-dev postgresql-server-dev-all"
 BMF_VALGRIND_PACKAGES="$BMF_PACKAGES valgrind"
 BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-$BMF_PG-pgmemcache gnuplot-nox node=nodejs npm=npm"
 # BMF_SERVER=valkey runs Valkey (Debian 12: 8.0 from bookworm-backports) instead of Redis as
@@ -82,6 +83,14 @@ bmf_install_packages() {
 		esac
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
+	case " ${missing[*]} " in
+	*" postgresql-$BMF_PG "*)
+		if [ -z "$(apt-cache show "postgresql-$BMF_PG" 2>/dev/null | head -1)" ]; then
+			apt-get update -q >/tmp/bmfredis-apt.log 2>&1
+			[ -n "$(apt-cache show "postgresql-$BMF_PG" 2>/dev/null | head -1)" ] ||
+				bmf_die "apt knows no package postgresql-$BMF_PG (Debian 12 has 15, Debian 13 17, testing 18; none has 16): pick another BMF_PG, or add a source that has it (apt.postgresql.org)"
+		fi ;;
+	esac
 	bmf_log "installing from Debian: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	# Debian would start a system redis-server and PostgreSQL cluster on
@@ -93,9 +102,10 @@ bmf_install_packages() {
 		chmod 755 /usr/sbin/policy-rc.d
 		policy=1
 	fi
-	if ! apt-get install -y -q "${missing[@]}" >/tmp/bmfredis-apt.log 2>&1; then
+	# another apt (a test/matrix preparing its chroots) may hold the lock: wait
+	if ! apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}" >/tmp/bmfredis-apt.log 2>&1; then
 		apt-get update -q >>/tmp/bmfredis-apt.log 2>&1
-		apt-get install -y -q "${missing[@]}" >>/tmp/bmfredis-apt.log 2>&1 ||
+		apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}" >>/tmp/bmfredis-apt.log 2>&1 ||
 			{ [ -n "$policy" ] && rm -f /usr/sbin/policy-rc.d
 			  bmf_die "apt-get install ${missing[*]} failed; see /tmp/bmfredis-apt.log"; }
 	fi
@@ -131,6 +141,12 @@ bmf_install_server() {
 		bmf_install_packages $BMF_VALKEY_PACKAGES ;;
 	*) bmf_die "BMF_SERVER is '$BMF_SERVER': it can be redis or valkey" ;;
 	esac
+}
+
+# bmf_install_everything: what every stage of test/run installs (test/matrix
+# prepares a chroot with it)
+bmf_install_everything() {
+	bmf_install_packages $BMF_TEST_PACKAGES $BMF_PACKAGE_PACKAGES ca-certificates && bmf_install_server
 }
 
 # bmf_server_bin / bmf_sentinel_bin: the server program BMF_SERVER names,
@@ -302,8 +318,15 @@ bmf_start_cluster() {
 	done
 	bmf_cluster_cli "${BMF_CLUSTER_PORTS[0]}" --cluster create "${addrs[@]}" --cluster-replicas "$replicas" --cluster-yes \
 		>"$BMF_WORK/cluster-create.log" 2>&1 || { cat "$BMF_WORK/cluster-create.log" >&2; bmf_die "redis-cli --cluster create failed"; }
+	# every node must say ok, not only the first: a node that has not yet
+	# heard of every slot's owner answers CLUSTERDOWN for a moment
+	local all_ok
 	for _ in $(seq 1 200); do
-		[ "$(bmf_cluster_cli "${BMF_CLUSTER_PORTS[0]}" CLUSTER INFO | tr -d '\r' | grep cluster_state)" = cluster_state:ok ] &&
+		all_ok=1
+		for p in "${BMF_CLUSTER_PORTS[@]}"; do
+			[ "$(bmf_cluster_cli "$p" CLUSTER INFO | tr -d '\r' | grep cluster_state)" = cluster_state:ok ] || { all_ok=""; break; }
+		done
+		[ -n "$all_ok" ] &&
 			bmf_cluster_cli "${BMF_CLUSTER_PORTS[0]}" --cluster check "127.0.0.1:${BMF_CLUSTER_PORTS[0]}" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done

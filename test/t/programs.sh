@@ -1,6 +1,7 @@
-# programs: every program that demo/run, test/run, bench/run and
-# test/valgrind call (their scripts, the shell tests and benchmarks they
-# source or run, the \! lines of the SQL they feed psql) comes from a
+# programs: every program that demo/run, test/run, bench/run,
+# test/valgrind and test/matrix (with .ci/run) call (their scripts, the
+# shell tests and benchmarks they source or run, the \! lines of the SQL
+# they feed psql) comes from a
 # Debian package the entry point installs, or from one that every Debian
 # system has (Essential or Priority: required).  The programs are read off
 # the scripts themselves (test/programs.pl), so a new program in a script
@@ -15,7 +16,7 @@ functions() { sed -n -E 's/^[[:space:]]*([A-Za-z_][A-Za-z0-9_-]*)\(\)[[:space:]]
 PGBIN=$(pg_config --bindir)
 builtins=" $(compgen -b | tr '\n' ' ') $(compgen -k | tr '\n' ' ') "
 # our own programs, run by path: scripts in the repository, test binaries
-own=" $(find test bench demo debian -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel fuzz_reply fuzz_template fuzz_url syscall "
+own=" $(find test bench demo debian -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel netproxy fuzz_reply fuzz_template fuzz_url syscall "
 
 # which package installed each program file, read once from dpkg's file
 # lists (a dpkg -S per program took most of this test's time; dpkg -S
@@ -54,17 +55,20 @@ is_base() {
 }
 
 declare -A PKG_OF
-# check ENTRY FILE...: every program of the files is covered
+# check ENTRY FILE...: every program of the files is covered; a +FILE
+# only lends its functions (a library the entry sources for one or two of
+# them: its other programs are not the entry's)
 check_entry() {
 	local entry=$1; shift
-	local files=("$@") lists pkgs closure prog pkg bad=() fns e
+	local files=() libs=() lists pkgs closure prog pkg bad=() fns e
+	for e in "$@"; do case $e in +*) libs+=("${e#+}") ;; *) files+=("$e") ;; esac; done
 	# the packages the entry point's scripts install: bmf_install_packages
 	# lines, with test/lib.sh's lists expanded
 	lists=$(grep -h -E '^[^#]*bmf_install_packages ' "${files[@]}" | sed -E 's/^.*bmf_install_packages ([^);]*).*/\1/' | grep -v '"\$@"' | sort -u | tr '\n' ' ')
 	pkgs=$(eval "echo $lists")
 	closure=" $(for e in $pkgs; do echo "${e#*=}"; done | xargs apt-cache depends --recurse --no-recommends \
 		--no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances 2>/dev/null | grep -v '^ ' | tr '\n' ' ') "
-	fns=" $(functions "${files[@]}" | tr '\n' ' ') "
+	fns=" $(functions "${files[@]}" "${libs[@]}" | tr '\n' ' ') "
 	scan=$(perl test/programs.pl "${files[@]}")
 	for prog in $(cut -f1 <<<"$scan" | sort -u); do
 		case "$builtins$fns$own" in *" $prog "*) continue ;; esac
@@ -94,6 +98,7 @@ check_entry demo/run demo/run test/lib.sh test/redisctl demo/*.sql examples/*.sq
 check_entry test/run test/run test/lib.sh test/tap.sh test/redisctl test/fuzz/run test/package debian/tests/installcheck test/t/*.sh sql/*.sql
 check_entry bench/run bench/run bench/*.sh bench/*.sql test/lib.sh test/redisctl
 check_entry test/valgrind test/valgrind test/lib.sh test/redisctl sql/*.sql
+check_entry test/matrix test/matrix .ci/run +test/lib.sh
 
 # the map names each program's real package (where this machine has it)
 wrong=()

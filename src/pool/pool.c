@@ -465,6 +465,20 @@ PoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 	deadline = call_deadline(deadline, fresh, now);
 	if (!PoolConnSend(&e->c, cmds, deadline, err))
 	{
+		/*
+		 * The pooled connection died while idle (a reset the peer check
+		 * cannot see before writing): one more try on a new one, as when
+		 * its reply does not come.
+		 */
+		if (err->status == RS_IO && !fresh && (flags & POOL_IDEMPOTENT))
+		{
+			if (!pool_connect(e, node, err))
+				return pool_fail(e, err);
+			fresh = true;
+			if (PoolConnSend(&e->c, cmds, deadline, err))
+				return pool_receive(e, node, cmds, ncmds, flags, fresh, given, now,
+									deadline, cxt, replies, err);
+		}
 		command_timeout_detail(err, &e->c.t, node->ep.name, given, now, deadline);
 		return pool_fail(e, err);
 	}

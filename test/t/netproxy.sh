@@ -1,0 +1,99 @@
+# netproxy: test/netproxy.c, the network distance the benchmarks and the
+# distance tests put between PostgreSQL and Redis.  Its delay is never
+# shorter than asked (a round trip through a 500 us one-way delay takes at
+# least 1 ms), it counts round trips as a client makes them (a connect, then
+# one per flight of commands: a pipeline is one), it holds a link without
+# closing it (a partition Redis itself does not see: bmfredis times out,
+# and is well again when the link comes back) and it resets every link
+# (bmfredis reconnects on its next call).
+. "$(dirname "$0")/../tap.sh"
+tap_db bmf_netproxy
+gcc -O2 -Wall -Wextra -Werror -o "$BMF_WORK/netproxy" "$BMF_ROOT/test/netproxy.c" || { not_ok "netproxy builds"; exit 1; }
+pport=$(bmf_free_port)
+cport=$(bmf_free_port)
+"$BMF_WORK/netproxy" "$pport" "$BMF_REDIS_PORT" "$cport" 500 </dev/null >"$BMF_WORK/netproxy.log" 2>&1 &
+echo $! >"$BMF_WORK/netproxy.pid"
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null && break; sleep 0.05; done
+# ctl COMMAND: the proxy's one-line answer
+ctl() { local l; exec 3<>"/dev/tcp/127.0.0.1/$cport"; echo "$1" >&3; read -r l <&3; exec 3<&-; echo "$l"; }
+rtts() { ctl stats | sed -n 's/.* round_trips \([0-9]*\) .*/\1/p'; }
+check "it starts, listening and taking commands" [ "$(ctl 'delay 500')" = "ok delay 500 jitter 0" ]
+
+# --- the delay: never shorter than asked
+lat=$(redis-benchmark -p "$pport" -c 1 -n 200 -t ping --csv 2>/dev/null | sed -n 's/^"PING_INLINE","[^"]*","\([^"]*\)","\([^"]*\)".*/\2/p')
+like "a PING through 500 us each way: at least 1 ms a round trip (min ${lat:-?} ms)" "$lat" '^(1\.|[2-9]\.)[0-9]+$'
+
+# --- counting: a connect is one round trip, then each flight of bytes
+# towards Redis that follows an answer
+# flights N REPLIES BYTES: connect, then N times: write BYTES in one
+# write and read REPLIES one-line replies
+flights() {
+	local n=$1 r=$2 i j
+	exec 4<>"/dev/tcp/127.0.0.1/$pport"
+	for i in $(seq 1 "$n"); do
+		printf '%s' "$3" >&4
+		for j in $(seq 1 "$r"); do read -r _ <&4; done
+	done
+	exec 4<&-
+}
+P1=$'*1\r\n$4\r\nPING\r\n'
+ctl zero >/dev/null
+flights 1 1 "$P1"
+is "a connect and one command: 2 round trips" "$(rtts)" "2"
+ctl zero >/dev/null
+flights 1 3 "$P1$P1$P1"
+is "  a connect and three commands in one pipeline: still 2" "$(rtts)" "2"
+ctl zero >/dev/null
+flights 3 1 "$P1"
+is "  a connect and three commands one after the other: 4" "$(rtts)" "4"
+q "SELECT redis_cache_set('k', 'v')" >/dev/null
+ctl zero >/dev/null
+q "SET bmfredis.port = $pport; SELECT redis_cache_get('k'); SELECT redis_cache_get('k');" >/dev/null
+first=$(rtts)
+ctl zero >/dev/null
+q "SET bmfredis.port = $pport; SELECT redis_cache_get('k'); SELECT redis_cache_get('k'); SELECT redis_cache_get('k');" >/dev/null
+is "  a session's third GET costs one round trip more than its second ($first before)" "$(rtts)" "$((first + 1))"
+
+# --- a partition: the link stays open, nothing moves
+S="SET bmfredis.port = $pport; SET bmfredis.command_timeout = '300ms'; SET bmfredis.on_error = 'error'; SET bmfredis.retry_backoff_base = 1; SET bmfredis.retry_backoff_max = 1;"
+is "hold" "$(ctl hold)" "ok held"
+timeout 1 redis-cli -p "$pport" PING >/dev/null 2>&1
+is "  a PING through a held link gets no answer (and no reset)" "$?" "124"
+is "release" "$(ctl release)" "ok released"
+out=$(qv <<SQL
+$S
+SELECT redis_cache_get('k');
+\! bash -c 'exec 3<>/dev/tcp/127.0.0.1/$cport; echo hold >&3; read -r l <&3'
+SELECT redis_cache_get('k');
+\! redis-cli -p $BMF_REDIS_PORT PING
+\! bash -c 'exec 3<>/dev/tcp/127.0.0.1/$cport; echo release >&3; read -r l <&3'
+SELECT redis_cache_get('k');
+SQL
+)
+like "a session's open link held: bmfredis times out (08006) while Redis itself answers" "$out" \
+	"^v.*ERROR:  08006: Redis command timed out.*PONG"
+like "  after release, the same session's next call works" "$out" "PONG.*v$"
+
+# --- a reset: every link closed with a TCP reset
+out=$(qs <<SQL
+$S
+SELECT redis_cache_get('k');
+\! bash -c 'exec 3<>/dev/tcp/127.0.0.1/$cport; echo reset >&3; read -r l <&3; echo "\$l" >$BMF_WORK/reset.out'
+SELECT redis_cache_get('k');
+SQL
+)
+like "reset closes the open links" "$(cat "$BMF_WORK/reset.out")" "^ok reset [1-9]"
+is "  and bmfredis' next call reconnects and works" "$(tail -1 <<<"$out")" "v"
+
+# --- bandwidth
+ctl 'delay 0' >/dev/null
+ctl 'rate 1000000' >/dev/null
+head -c 500000 /dev/zero | tr '\0' x | redis-cli -p "$BMF_REDIS_PORT" -x SET big >/dev/null
+t0=$(ms_now)
+redis-cli -p "$pport" GET big >/dev/null
+t=$(( $(ms_now) - t0 ))
+check "rate 1 MB/s: a 500 kB reply takes at least 0.45 s (${t} ms)" [ "$t" -ge 450 ]
+ctl 'rate 0' >/dev/null
+
+bmf_stop_pid "$(cat "$BMF_WORK/netproxy.pid")"
+rm -f "$BMF_WORK/netproxy.pid"

@@ -146,7 +146,7 @@ bmf_install_server() {
 # bmf_install_everything: what every stage of test/run installs (test/matrix
 # prepares a chroot with it)
 bmf_install_everything() {
-	bmf_install_packages $BMF_TEST_PACKAGES $BMF_PACKAGE_PACKAGES ca-certificates && bmf_install_server
+	bmf_install_packages $BMF_TEST_PACKAGES $BMF_PACKAGE_PACKAGES $BMF_FUZZ_PACKAGES ca-certificates && bmf_install_server
 }
 
 # bmf_server_bin / bmf_sentinel_bin: the server program BMF_SERVER names,

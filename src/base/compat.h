@@ -28,6 +28,16 @@
 #endif
 
 /*
+ * 16: appendBinaryStringInfo takes its bytes as const void * (the fuzz
+ * targets' stubs, test/fuzz/pgstubs.c, define it).
+ */
+#if PG_VERSION_NUM >= 160000
+#define BMF_BINARY_DATA const void *
+#else
+#define BMF_BINARY_DATA const char *
+#endif
+
+/*
  * 16 folded the per-catalog ACL checks (pg_proc_aclcheck and its
  * siblings) into object_aclcheck, which takes the catalog's OID.  The
  * caller includes utils/acl.h, as it would anyway.

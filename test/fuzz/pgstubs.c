@@ -23,6 +23,7 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 
+#include "base/compat.h"
 #include "fuzz.h"
 #include "wire/error.h"
 
@@ -216,7 +217,7 @@ enlargeStringInfo(StringInfo str, int needed)
 }
 
 void
-appendBinaryStringInfo(StringInfo str, const char *data, int datalen)
+appendBinaryStringInfo(StringInfo str, BMF_BINARY_DATA data, int datalen)
 {
 	enlargeStringInfo(str, datalen);
 	memcpy(str->data + str->len, data, datalen);

@@ -85,6 +85,8 @@ typedef struct Link
 	int			server;
 	int			connected;		/* server's connect completed */
 	int			answered;		/* bytes came back since the last flight up */
+	uint32_t	cmask;			/* what epoll watches on client and server now */
+	uint32_t	smask;
 	Dir			up;				/* client -> server */
 	Dir			down;			/* server -> client */
 } Link;
@@ -144,8 +146,13 @@ link_events(Link *l, int idx)
 	}
 	if (!l->connected)
 		se |= EPOLLOUT;			/* the connect's completion */
-	watch(l->client, (int64_t) idx * 4, ce, EPOLL_CTL_MOD);
-	watch(l->server, (int64_t) idx * 4 + 1, se, EPOLL_CTL_MOD);
+	/* a system call only when the interest changes: most events change none */
+	if (ce != l->cmask)
+		watch(l->client, (int64_t) idx * 4, ce, EPOLL_CTL_MOD);
+	if (se != l->smask)
+		watch(l->server, (int64_t) idx * 4 + 1, se, EPOLL_CTL_MOD);
+	l->cmask = ce;
+	l->smask = se;
 }
 
 static void
@@ -469,6 +476,7 @@ control_line(int fd, char *line)
 				{
 					watch(links[i].client, (int64_t) i * 4, 0, EPOLL_CTL_ADD);
 					watch(links[i].server, (int64_t) i * 4 + 1, 0, EPOLL_CTL_ADD);
+					links[i].cmask = links[i].smask = 0;
 					link_events(&links[i], i);
 				}
 		}

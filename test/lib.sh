@@ -51,8 +51,9 @@ BMF_FUZZ_PACKAGES="clang libclang-rt-dev"
 BMF_PACKAGE_PACKAGES="build-essential debhelper dpkg-dev postgresql-server-dev-all"
 BMF_VALGRIND_PACKAGES="$BMF_PACKAGES valgrind"
 BMF_BENCH_PACKAGES="$BMF_PACKAGES postgresql-contrib memcached postgresql-$BMF_PG-pgmemcache gnuplot-nox node=nodejs npm=npm"
-# BMF_SERVER=valkey runs Valkey (Debian 12: 8.0 from bookworm-backports) instead of Redis as
-# every test server; redis-cli stays the client either way
+# BMF_SERVER=valkey runs Valkey (on Debian 12, 8.0 from bookworm-backports)
+# instead of Redis as every test server; redis-cli stays the client either
+# way
 BMF_SERVER=${BMF_SERVER:-redis}
 BMF_VALKEY_PACKAGES="valkey-server valkey-sentinel"
 # Programs of packages this machine may not have installed yet, so that the

@@ -646,6 +646,8 @@ BEGIN
            registrant = excluded.registrant;
 END
 $$;
+COMMENT ON FUNCTION redis_consume_stream(text, regclass, text, text) IS
+'The database''s bmfredis worker consumes the Redis Stream with a consumer group: each entry into target (exactly once, written as the table''s owner) and/or as NOTIFY notify, acknowledged once committed; the caller is recorded as its registrant';
 
 CREATE OR REPLACE FUNCTION redis_stop_consuming(stream text)
 RETURNS boolean
@@ -668,6 +670,8 @@ BEGIN
     RETURN true;
 END
 $$;
+COMMENT ON FUNCTION redis_stop_consuming(text) IS
+'The worker stops consuming the stream (its consumer group stays in Redis, with what it has not read); only the role that registered it (or a member of it) may';
 
 -- format's %I of a regrole's text quoted a quoted name again, and a
 -- dropped role's row (its OID as text) failed its GRANT, which would abort
@@ -695,6 +699,8 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION bmfredis.apply_capabilities(regrole) IS
+'Makes a role''s grants on bmfredis objects what its recorded capabilities cover (used by redis_grant, redis_revoke and upgrades)';
 
 CREATE OR REPLACE FUNCTION bmfredis.capability_objects(OUT needs text[], OUT object text, OUT privilege text)
 RETURNS SETOF record
@@ -770,6 +776,8 @@ VALUES
     ('{admin}', 'TABLE bmfredis.entities, bmfredis.cache_rules, bmfredis.cache_cascades, bmfredis.watched_descendants', 'INSERT, UPDATE, DELETE'),
     ('{admin}', 'TABLE bmfredis.stream_consumers', 'SELECT, INSERT, UPDATE, DELETE')
 $$;
+COMMENT ON FUNCTION bmfredis.capability_objects() IS
+'What each capability covers: the functions (EXECUTE) and tables (SELECT, and for admin the rules tables'' INSERT, UPDATE and DELETE) a role holding it is granted';
 
 -- redis_health() says which other databases share this one's namespace
 -- (the same Redis and key prefix): a new OUT column, so it is made again

@@ -953,8 +953,10 @@ tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 		/*
 		 * A redirect target that no longer exists (its connection was
 		 * killed meanwhile) is not a refusal: the next read tries anew.
+		 * Told by the tracking connection itself, not by the error's
+		 * wording (which servers change).
 		 */
-		RedisErrorSet(err, strstr(reply->str, "does not exist") ? RS_PROTOCOL : RS_REPLY,
+		RedisErrorSet(err, TransportPeerClosed(&t->c.t) ? RS_PROTOCOL : RS_REPLY,
 					  ERRCODE_FEATURE_NOT_SUPPORTED,
 					  "Redis refused client-side caching",
 					  "%s: CLIENT TRACKING answered %s", node->ep.name, reply->str);

@@ -235,6 +235,8 @@ ClientPoolFlags(int flags)
 		pflags |= POOL_IDEMPOTENT;
 	if (flags & REDIS_FORCE)
 		pflags |= POOL_FORCE;
+	if (flags & REDIS_READ_ONLY)
+		pflags |= POOL_READ_ONLY;
 	return pflags;
 }
 
@@ -378,6 +380,8 @@ exec_batch(const RedisNode *node, RedisPolicy policy, int flags,
 	TimestampTz t0;
 
 	Assert(b->n > 0);
+	if (policy == REDIS_READ)
+		flags |= REDIS_READ_ONLY;
 	if (RedisBeforeCall(node) == REDIS_BACKLOG_WAITING &&
 		(policy == REDIS_READ || policy == REDIS_SOFT))
 	{

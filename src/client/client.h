@@ -36,6 +36,7 @@ typedef enum RedisPolicy
 #define REDIS_IDEMPOTENT	0x01	/* safe to re-send after a broken connection */
 #define REDIS_FORCE			0x02	/* try even while the node is backing off */
 #define REDIS_ERRORS_OK		0x04	/* return error replies instead of raising */
+#define REDIS_READ_ONLY		0x08	/* reads only (implied by REDIS_READ) */
 
 /*
  * A Lua script run with EVALSHA; the SHA1 is computed from the source on

@@ -489,7 +489,7 @@ look(CachedCall *c)
 		RedisArgsAdd(&a, c->delta.data, c->delta.len);
 		RedisBatchAdd(&b, &a);
 	}
-	return RedisPipeline(REDIS_SOFT, REDIS_IDEMPOTENT, &b, 0, NULL);
+	return RedisPipeline(REDIS_SOFT, REDIS_IDEMPOTENT | REDIS_READ_ONLY, &b, 0, NULL);
 }
 
 /*

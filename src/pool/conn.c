@@ -26,6 +26,15 @@
 /* Socket reads land here before being fed to the reader. */
 static char read_buffer[64 * 1024];
 
+/* Where the handshake's replies are (-1: not sent), and how many. */
+typedef struct Handshake
+{
+	int			n;
+	int			auth_at;
+	int			select_at;
+	int			role_at;
+} Handshake;
+
 void
 PoolConnClose(Conn *c)
 {
@@ -35,6 +44,7 @@ PoolConnClose(Conn *c)
 	c->reader = NULL;
 	c->state = CONN_CLOSED;
 	c->since = 0;
+	c->hs_unread = 0;
 }
 
 void
@@ -46,6 +56,7 @@ PoolConnInit(Conn *c)
 	c->generation = 0;
 	c->db = 0;
 	c->since = 0;
+	c->hs_unread = 0;
 	c->addr[0] = '\0';
 }
 
@@ -75,21 +86,20 @@ PoolConnSend(Conn *e, const StringInfoData *cmds, TimestampTz deadline,
 	return TransportWrite(&e->t, cmds->data, cmds->len, deadline, err);
 }
 
-/* Read ncmds replies; the entry is READY again when all came. */
-bool
-PoolConnRecv(Conn *e, int ncmds, TimestampTz deadline, MemoryContext cxt,
-			  RedisReply **replies, RedisError *err)
+/* Read n replies as they come, by the deadline. */
+static bool
+read_replies(Conn *e, int n, TimestampTz deadline, MemoryContext cxt,
+			 RedisReply **replies, RedisError *err)
 {
 	bool		wait_first = true;
 	int			i;
 
-	err->maybe_sent = true;
-	for (i = 0; i < ncmds; i++)
+	for (i = 0; i < n; i++)
 	{
 		for (;;)
 		{
 			int			rc;
-			ssize_t		n;
+			ssize_t		got;
 
 			rc = RespReaderGet(e->reader, cxt, bmf_max_value_size,
 							   &replies[i], err);
@@ -97,15 +107,56 @@ PoolConnRecv(Conn *e, int ncmds, TimestampTz deadline, MemoryContext cxt,
 				return false;
 			if (rc > 0)
 				break;
-			n = TransportRead(&e->t, read_buffer, sizeof(read_buffer),
-							  wait_first, deadline, err);
+			got = TransportRead(&e->t, read_buffer, sizeof(read_buffer),
+								wait_first, deadline, err);
 			wait_first = false;
-			if (n < 0)
+			if (got < 0)
 				return false;
-			if (!RespReaderFeed(e->reader, read_buffer, n, err))
+			if (!RespReaderFeed(e->reader, read_buffer, got, err))
 				return false;
 		}
 	}
+	return true;
+}
+
+static void handshake_failed(const char *name, bool tls, RedisError *err);
+static bool handshake_refused(RedisReply **replies, const Handshake *h,
+							  const RedisNode *node, const char *name,
+							  RedisError *err);
+
+/*
+ * The replies of a handshake that travelled with this pipeline: read and
+ * checked before the pipeline's own, which are not looked at when they
+ * refused us (and were, at worst, reads made as Redis' default user).
+ */
+static bool
+read_handshake(Conn *e, TimestampTz deadline, RedisError *err)
+{
+	Handshake	h = {e->hs_unread, e->hs_auth_at, -1, -1};
+	RedisReply *replies[4];
+
+	Assert(h.n <= lengthof(replies));
+	e->hs_unread = 0;
+	if (!read_replies(e, h.n, deadline, CurrentMemoryContext, replies, err))
+	{
+		/* a timeout is the pipeline's: its deadline was the command's */
+		if (err->status == RS_IO)
+			handshake_failed(e->hs_name, e->hs_tls, err);
+		return false;
+	}
+	return !handshake_refused(replies, &h, NULL, e->hs_name, err);
+}
+
+/* Read ncmds replies; the entry is READY again when all came. */
+bool
+PoolConnRecv(Conn *e, int ncmds, TimestampTz deadline, MemoryContext cxt,
+			  RedisReply **replies, RedisError *err)
+{
+	err->maybe_sent = true;
+	if (e->hs_unread > 0 && !read_handshake(e, deadline, err))
+		return false;
+	if (!read_replies(e, ncmds, deadline, cxt, replies, err))
+		return false;
 	e->state = CONN_READY;
 	return true;
 }
@@ -225,15 +276,6 @@ PoolConnExchangeOnce(Conn *c, const RedisEndpoint *ep, const StringInfoData *cmd
 	return ok;
 }
 
-/* Where the handshake's replies are (-1: not sent), and how many. */
-typedef struct Handshake
-{
-	int			n;
-	int			auth_at;
-	int			select_at;
-	int			role_at;
-} Handshake;
-
 /* AUTH, SELECT, CLIENT SETNAME and, for Sentinel, ROLE, pipelined. */
 static void
 handshake_commands(StringInfo hs, const RedisNode *node, const char *password,
@@ -284,7 +326,7 @@ handshake_commands(StringInfo hs, const RedisNode *node, const char *password,
  * reports that after the handshake, on the first read).
  */
 static void
-handshake_failed(const RedisEndpoint *ep, RedisError *err)
+handshake_failed(const char *name, bool tls, RedisError *err)
 {
 	char		detail[sizeof(err->detail)];
 
@@ -293,25 +335,25 @@ handshake_failed(const RedisEndpoint *ep, RedisError *err)
 		strlcpy(detail, err->detail, sizeof(detail));
 		err->status = RS_CONNECT;
 		err->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
-		if (ep->tls.enabled && strstr(detail, "certificate required"))
+		if (tls && strstr(detail, "certificate required"))
 			snprintf(err->detail, sizeof(err->detail),
 					 "%s requires a client certificate (bmfredis.tls_cert_file and bmfredis.tls_key_file): %s",
-					 ep->name, detail);
-		else if (!ep->tls.enabled)
+					 name, detail);
+		else if (!tls)
 			snprintf(err->detail, sizeof(err->detail),
 					 "%s dropped the connection before answering (if it is a TLS port, set bmfredis.tls = on): %s",
-					 ep->name, detail);
+					 name, detail);
 		else
 			snprintf(err->detail, sizeof(err->detail),
 					 "%s dropped the connection before answering: %s",
-					 ep->name, detail);
+					 name, detail);
 	}
 	if (err->status == RS_TIMEOUT)
 	{
 		err->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
 		snprintf(err->detail, sizeof(err->detail),
 				 "%s accepted the connection but did not answer AUTH, SELECT and CLIENT SETNAME within bmfredis.connect_timeout (%d ms).",
-				 ep->name, bmf_connect_timeout);
+				 name, bmf_connect_timeout);
 	}
 	if (err->status == RS_TIMEOUT || err->status == RS_CONNECT)
 		strlcpy(err->message, "could not connect to Redis", sizeof(err->message));
@@ -321,20 +363,20 @@ handshake_failed(const RedisEndpoint *ep, RedisError *err)
  * by an ACL: the name is a courtesy.) */
 static bool
 handshake_refused(RedisReply **replies, const Handshake *h, const RedisNode *node,
-				  const RedisEndpoint *ep, RedisError *err)
+				  const char *name, RedisError *err)
 {
 	if (h->auth_at >= 0 && replies[h->auth_at]->type == RESP_ERROR)
 	{
 		RedisErrorSet(err, RS_AUTH, ERRCODE_INVALID_PASSWORD,
 					  "Redis refused the credentials of bmfredis",
-					  "AUTH at %s: %s", ep->name, replies[h->auth_at]->str);
+					  "AUTH at %s: %s", name, replies[h->auth_at]->str);
 		return true;
 	}
 	if (h->select_at >= 0 && replies[h->select_at]->type == RESP_ERROR)
 	{
 		RedisErrorSet(err, RS_CONNECT, ERRCODE_INVALID_PARAMETER_VALUE,
 					  "could not select the Redis database",
-					  "SELECT %d at %s: %s", node->db, ep->name,
+					  "SELECT %d at %s: %s", node->db, name,
 					  replies[h->select_at]->str);
 		return true;
 	}
@@ -349,7 +391,7 @@ handshake_refused(RedisReply **replies, const Handshake *h, const RedisNode *nod
 			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
 						  "Redis is unavailable",
 						  "%s, named master of \"%s\" by Sentinel, says its role is %s (a failover in progress?); the sentinels are asked again after the backoff.",
-						  ep->name, node->sentinel_master, role);
+						  name, node->sentinel_master, role);
 			return true;
 		}
 	}
@@ -382,7 +424,19 @@ node_password(const RedisNode *node, char *buf, size_t size, RedisError *err)
 }
 
 bool
-PoolConnConnect(Conn *e, const RedisNode *node, RedisError *err)
+PoolConnCanShare(const RedisNode *node)
+{
+	/*
+	 * Not after SELECT: had it failed, the pipeline would have run in
+	 * database 0.  Not with Sentinel: ROLE must say "master" before
+	 * anything is sent.
+	 */
+	return node->db == 0 && node->sentinel_master == NULL;
+}
+
+bool
+PoolConnConnect(Conn *e, const RedisNode *node, bool share_flight,
+				RedisError *err)
 {
 	TimestampTz deadline = BmfDeadline(bmf_connect_timeout);
 	RedisEndpoint ep = node->ep;
@@ -417,16 +471,32 @@ PoolConnConnect(Conn *e, const RedisNode *node, RedisError *err)
 		return false;
 	initStringInfo(&hs);
 	handshake_commands(&hs, node, password, &h);
-	ok = PoolConnExchange(e, &hs, h.n, deadline, CurrentMemoryContext, replies, err);
+	share_flight = share_flight && PoolConnCanShare(node);
+	if (share_flight)
+	{
+		/* written now, read with the next pipeline's replies */
+		e->state = CONN_BUSY;
+		ok = TransportWrite(&e->t, hs.data, hs.len, deadline, err);
+	}
+	else
+		ok = PoolConnExchange(e, &hs, h.n, deadline, CurrentMemoryContext, replies, err);
 	explicit_bzero(hs.data, hs.len);
 	explicit_bzero(password, sizeof(password));
 	pfree(hs.data);
 	if (!ok)
 	{
-		handshake_failed(&ep, err);
+		handshake_failed(ep.name, ep.tls.enabled, err);
 		return false;
 	}
-	if (handshake_refused(replies, &h, node, &ep, err))
+	if (share_flight)
+	{
+		e->hs_unread = h.n;
+		e->hs_auth_at = h.auth_at;
+		e->hs_tls = ep.tls.enabled;
+		strlcpy(e->hs_name, ep.name, sizeof(e->hs_name));
+		e->state = CONN_READY;
+	}
+	else if (handshake_refused(replies, &h, node, ep.name, err))
 		return false;
 
 	e->generation = bmfredis_config_generation;

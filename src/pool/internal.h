@@ -20,7 +20,12 @@ typedef enum ConnState
 	CONN_BUSY
 } ConnState;
 
-/* One connection: the socket, its reply parser, and whether it is in step. */
+/*
+ * One connection: the socket, its reply parser, and whether it is in step.
+ * A handshake sent but not yet read (PoolConnConnect with share_flight)
+ * leaves its reply count and AUTH's place here: the connection's next read
+ * takes those replies first.
+ */
 typedef struct Conn
 {
 	RedisTransport t;
@@ -29,14 +34,26 @@ typedef struct Conn
 	uint64		generation;
 	int			db;
 	TimestampTz since;
+	int			hs_unread;		/* handshake replies still to read */
+	int			hs_auth_at;		/* among them, AUTH's (-1: none) */
+	bool		hs_tls;
+	char		hs_name[POOL_NAME_LEN];	/* the node, for their errors */
 	char		addr[POOL_NAME_LEN];	/* Sentinel mode: the master it reached */
 } Conn;
 
 /* conn.c */
 extern void PoolConnInit(Conn *c);
 extern void PoolConnClose(Conn *c);
-/* connect and hand-shake to node (within bmfredis.connect_timeout) */
-extern bool PoolConnConnect(Conn *c, const RedisNode *node, RedisError *err);
+/*
+ * connect and hand-shake to node (within bmfredis.connect_timeout).  With
+ * share_flight, where it is safe (database 0, no Sentinel), the handshake
+ * is only written: its replies are read with those of the next pipeline,
+ * which then costs no round trip of its own.
+ */
+extern bool PoolConnConnect(Conn *c, const RedisNode *node, bool share_flight,
+							RedisError *err);
+/* would a handshake to node be sent with the first pipeline? */
+extern bool PoolConnCanShare(const RedisNode *node);
 /* write a pipeline (the connection is BUSY until its replies are read) */
 extern bool PoolConnSend(Conn *c, const StringInfoData *cmds, TimestampTz deadline,
 						 RedisError *err);

@@ -292,15 +292,30 @@ command_timeout_detail(RedisError *err, const RedisTransport *t, const char *nam
 			 err->node_alive ? "; bytes were still moving, so the node is not marked down" : "");
 }
 
+/*
+ * May a new connection's handshake travel with the pipeline that needs it
+ * (one round trip, not two)?  Had AUTH been refused, the pipeline would
+ * run as Redis' default user: only reads may take that chance, and
+ * anything may when there is no AUTH (CLIENT SETNAME is a courtesy).
+ */
 static bool
-pool_connect(PoolEntry *e, const RedisNode *node, RedisError *err)
+share_flight(const RedisNode *node, int flags)
+{
+	if (flags & POOL_READ_ONLY)
+		return true;
+	return (node->password == NULL || node->password[0] == '\0') &&
+		(node->password_file == NULL || node->password_file[0] == '\0');
+}
+
+static bool
+pool_connect(PoolEntry *e, const RedisNode *node, int flags, RedisError *err)
 {
 	if (e->c.since != 0 || e->commands > 0)
 	{
 		e->reconnects++;
 		BmfStatsCount(STAT_RECONNECTS, 1);
 	}
-	if (!PoolConnConnect(&e->c, node, err))
+	if (!PoolConnConnect(&e->c, node, share_flight(node, flags), err))
 		return false;
 	e->connects++;
 	e->last_used = e->c.since;
@@ -376,7 +391,7 @@ pool_begin(PoolEntry *e, const RedisNode *node, int flags, TimestampTz now,
 		 !PoolConnAlive(&e->c)) ||
 		(!(flags & POOL_IDEMPOTENT) && TransportPeerClosed(&e->c.t)))
 	{
-		if (!pool_connect(e, node, err))
+		if (!pool_connect(e, node, flags, err))
 			return -2;
 		*fresh = true;
 	}
@@ -419,7 +434,7 @@ pool_receive(PoolEntry *e, const RedisNode *node, const StringInfoData *cmds,
 	if (!ok && err->status == RS_IO && !fresh && (flags & POOL_IDEMPOTENT))
 	{
 		/* the pooled connection was dead: one more try on a new one */
-		if (!pool_connect(e, node, err))
+		if (!pool_connect(e, node, flags, err))
 			return pool_fail(e, err);
 		ok = PoolConnExchange(&e->c, cmds, ncmds, deadline, cxt, replies, err);
 	}
@@ -472,7 +487,7 @@ PoolExec(const RedisNode *node, const StringInfoData *cmds, int ncmds,
 		 */
 		if (err->status == RS_IO && !fresh && (flags & POOL_IDEMPOTENT))
 		{
-			if (!pool_connect(e, node, err))
+			if (!pool_connect(e, node, flags, err))
 				return pool_fail(e, err);
 			fresh = true;
 			if (PoolConnSend(&e->c, cmds, deadline, err))
@@ -821,7 +836,7 @@ PoolSubscribe(const RedisNode *node, int n, const char *const *names,
 	sub = MemoryContextAllocZero(TopMemoryContext, sizeof(RedisSubscription));
 	PoolConnInit(&sub->c);
 	strlcpy(sub->name, node->ep.name, sizeof(sub->name));
-	if (!PoolConnConnect(&sub->c, node, err))
+	if (!PoolConnConnect(&sub->c, node, false, err))
 	{
 		PoolConnClose(&sub->c);
 		pfree(sub);
@@ -890,7 +905,8 @@ tracking_connect(PoolTracking *t, const RedisNode *node, RedisError *err)
 	tracking_stop(t);
 	PoolConnInit(&t->c);
 	t->inited = true;
-	if (!PoolConnConnect(&t->c, node, err))
+	/* CLIENT ID and SUBSCRIBE change no data: the handshake goes with them */
+	if (!PoolConnConnect(&t->c, node, true, err))
 		return false;
 	initStringInfo(&cmds);
 	argv[0] = "CLIENT";
@@ -946,7 +962,8 @@ tracking_redirect(PoolTracking *t, const RedisNode *node, RedisError *err)
 		lens[i] = strlen(argv[i]);
 	initStringInfo(&cmd);
 	RespFormat(&cmd, 6, argv, lens);
-	if (!PoolExec(node, &cmd, 1, POOL_IDEMPOTENT, 0, CurrentMemoryContext, &reply, err))
+	if (!PoolExec(node, &cmd, 1, POOL_IDEMPOTENT | POOL_READ_ONLY, 0,
+				  CurrentMemoryContext, &reply, err))
 		return false;
 	if (reply->type == RESP_ERROR)
 	{

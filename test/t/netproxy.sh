@@ -46,13 +46,67 @@ is "  a connect and three commands in one pipeline: still 2" "$(rtts)" "2"
 ctl zero >/dev/null
 flights 3 1 "$P1"
 is "  a connect and three commands one after the other: 4" "$(rtts)" "4"
+# a connect costs a round trip in time as well: at 20 ms each way, a new
+# connection's first PING takes two round trips, 80 ms
+t0=$(ms_now)
+redis-cli -p "$pport" PING >/dev/null 2>&1
+t=$(( $(ms_now) - t0 ))
+ctl 'delay 20000' >/dev/null
+t0=$(ms_now)
+redis-cli -p "$pport" PING >/dev/null 2>&1
+t20=$(( $(ms_now) - t0 ))
+ctl 'delay 500' >/dev/null
+check "  and takes one in time: a new connection's PING at 20 ms each way takes at least 80 ms (${t20} ms; ${t} ms at 0.5 ms)" [ "$t20" -ge 80 ]
+
+# --- bmfredis' own round trips: a new session's first read is the
+# connect and one flight (its handshake travels with the GET)
 q "SELECT redis_cache_set('k', 'v')" >/dev/null
-ctl zero >/dev/null
-q "SET bmfredis.port = $pport; SELECT redis_cache_get('k'); SELECT redis_cache_get('k');" >/dev/null
-first=$(rtts)
-ctl zero >/dev/null
-q "SET bmfredis.port = $pport; SELECT redis_cache_get('k'); SELECT redis_cache_get('k'); SELECT redis_cache_get('k');" >/dev/null
-is "  a session's third GET costs one round trip more than its second ($first before)" "$(rtts)" "$((first + 1))"
+# trips SQL: the round trips one session running SQL made
+trips() { ctl zero >/dev/null; q "SET bmfredis.port = $pport; $1" >/dev/null; rtts; }
+is "a new session's first redis_cache_get: 2 round trips (connect, then handshake and GET)" \
+	"$(trips "SELECT redis_cache_get('k')")" "2"
+is "  its second: one more" "$(trips "SELECT redis_cache_get('k'); SELECT redis_cache_get('k')")" "3"
+is "  a first redis_cache_set without AUTH: 2 too" "$(trips "SELECT redis_cache_set('k', 'v')")" "2"
+q "SELECT redis_cached('k:c', '1 min', 'SELECT 1')" >/dev/null
+is "  a first redis_cached hit: 2" "$(trips "SELECT redis_cached('k:c', '1 min', 'SELECT 1')")" "2"
+# with AUTH, only reads share the handshake's flight: had AUTH been refused,
+# a write would have run as Redis' default user
+redis-cli -p "$BMF_REDIS_PORT" ACL SETUSER bmf_np on '>np-secret' '~*' '&*' +@all >/dev/null
+A="SET bmfredis.username = bmf_np; SET bmfredis.password = 'np-secret';"
+is "  with AUTH, a first redis_cache_get: 2" "$(trips "$A SELECT redis_cache_get('k')")" "2"
+is "  with AUTH, a first redis_cache_set: 3 (the handshake waits for its answer first)" \
+	"$(trips "$A SELECT redis_cache_set('k', 'v')")" "3"
+redis-cli -p "$BMF_REDIS_PORT" SET np:only-default secret-of-default >/dev/null
+out=$(qv <<SQL 2>&1
+SET bmfredis.port = $pport; SET bmfredis.username = bmf_np; SET bmfredis.password = 'wrong';
+SET bmfredis.on_error = 'error';
+SELECT redis_cache_get('np:only-default');
+SQL
+)
+like "  a refused AUTH in the shared flight: 28P01, and the GET that ran as the default user is not returned" \
+	"$out" "ERROR:  28P01: Redis refused the credentials"
+refute "  (its value appears nowhere)" grep -q secret-of-default <<<"$out"
+out=$(qv <<SQL 2>&1
+SET bmfredis.port = $pport; SET bmfredis.username = bmf_np; SET bmfredis.password = 'wrong';
+SET bmfredis.on_error = 'error';
+SELECT redis_cache_set('np:written', 'x');
+SQL
+)
+like "  a refused AUTH before a write: 28P01" "$out" "ERROR:  28P01: Redis refused the credentials"
+is "  and nothing was written as the default user" "$(redis-cli -p "$BMF_REDIS_PORT" EXISTS np:written)" "0"
+redis-cli -p "$BMF_REDIS_PORT" ACL DELUSER bmf_np >/dev/null
+redis-cli -p "$BMF_REDIS_PORT" DEL np:only-default >/dev/null
+# SELECT must succeed before anything runs: had it failed, the pipeline
+# would have run in database 0
+is "  with bmfredis.db = 3, a first redis_cache_get: 3 (SELECT is answered first)" \
+	"$(trips "SET bmfredis.db = 3; SELECT redis_cache_get('k')")" "3"
+out=$(qv <<SQL 2>&1
+SET bmfredis.port = $pport; SET bmfredis.db = 99; SET bmfredis.on_error = 'error';
+SELECT redis_cache_set('np:db', 'x');
+SQL
+)
+like "  a database Redis does not have: the write fails" "$out" "ERROR:  22023: could not select the Redis database"
+is "  and did not go to database 0" "$(redis-cli -p "$BMF_REDIS_PORT" EXISTS np:db)" "0"
 
 # --- a partition: the link stays open, nothing moves
 S="SET bmfredis.port = $pport; SET bmfredis.command_timeout = '300ms'; SET bmfredis.on_error = 'error'; SET bmfredis.retry_backoff_base = 1; SET bmfredis.retry_backoff_max = 1;"

@@ -1,15 +1,15 @@
-// test/near_writer.js PORT SECONDS KEYS: the other side of the near-cache
+// test/near_writer.js PORT SECONDS KEYS [PAUSE_MS]: the other side of the near-cache
 // race test.  With ioredis (the Node services' client), for SECONDS: pick
 // one of KEYS keys, SET nr:race:<k> to the next number, and once Redis has
 // acknowledged it, SET nr:acked:<k> to the same number.  A reader that
 // reads nr:acked:<k> and then nr:race:<k> must never find the second
 // older than the first.  Redis restarted, flushed or killing connections
-// meanwhile: ioredis reconnects and the numbers go on growing.  Prints the
-// number of writes acknowledged.
+// meanwhile: ioredis reconnects and the numbers go on growing.  PAUSE_MS
+// (default 0) between writes.  Prints the number of writes acknowledged.
 'use strict';
 const Redis = require('ioredis');
 
-const [port, seconds, nkeys] = process.argv.slice(2).map(Number);
+const [port, seconds, nkeys, pause = 0] = process.argv.slice(2).map(Number);
 const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: null,
 	retryStrategy: () => 20, connectionName: 'near-writer' });
 r.on('error', () => {});
@@ -29,6 +29,8 @@ process.on('SIGTERM', () => {
 			await r.set(`nr:race:${k}`, String(n));
 			await r.set(`nr:acked:${k}`, String(n));
 			acked += 1;
+			if (pause > 0)
+				await new Promise((res) => setTimeout(res, pause));
 		} catch (e) {
 			await new Promise((res) => setTimeout(res, 20));
 		}

@@ -45,6 +45,31 @@ tap_npm() {
 	export NODE_PATH=$BMF_WORK/node/node_modules
 }
 tap_ioredis() { tap_npm ioredis@5; }
+# tap_netproxy NAME TARGET_PORT [DELAY_US [JITTER_US]]: test/netproxy (a
+# network distance, see there) in front of TARGET_PORT; prints its port.
+# Its control port is in $BMF_WORK/NAME.ctl, its PID in NAME.pid (stopped
+# at exit); np_ctl NAME COMMAND sends it a command and prints the answer.
+tap_netproxy() {
+	local name=$1 port ctl
+	[ -x "$BMF_WORK/netproxy" ] ||
+		gcc -O2 -Wall -Wextra -Werror -o "$BMF_WORK/netproxy" "$BMF_ROOT/test/netproxy.c" ||
+		{ not_ok "netproxy builds"; exit 0; }
+	port=$(bmf_free_port)
+	ctl=$(bmf_free_port)
+	"$BMF_WORK/netproxy" "$port" "$2" "$ctl" "${3:-0}" "${4:-0}" </dev/null >"$BMF_WORK/$name.log" 2>&1 &
+	echo $! >"$BMF_WORK/$name.pid"
+	echo "$ctl" >"$BMF_WORK/$name.ctl"
+	for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$ctl") 2>/dev/null && break; sleep 0.05; done
+	echo "$port"
+}
+np_ctl() {
+	local l
+	exec 3<>"/dev/tcp/127.0.0.1/$(cat "$BMF_WORK/$1.ctl")"
+	echo "$2" >&3
+	read -r l <&3
+	exec 3<&-
+	echo "$l"
+}
 # a fresh database with the extension, for one shell test
 tap_db() {
 	BMF_DB=${1:-bmf_t}

@@ -81,6 +81,7 @@ int			bmf_command_timeout = 2000;
 int			bmf_retry_backoff_base = 100;
 int			bmf_retry_backoff_max = 10000;
 int			bmf_idle_check = 30;
+int			bmf_idle_close = 60000;
 int			bmf_on_error = BMF_ON_ERROR_WARNING;
 
 int			bmf_max_value_size = 512 * 1024 * 1024;
@@ -587,6 +588,13 @@ define_behaviour_gucs(void)
 							NULL,
 							&bmf_idle_check, 30, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bmfredis.idle_close",
+							"Idle time after which a backend closes its Redis connections.",
+							"A connection unused this long is closed at the end of a transaction; "
+							"a session idle this long closes them all.  0: never.",
+							&bmf_idle_close, 60000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomEnumVariable("bmfredis.on_error",
 							 "What cache operations do when Redis cannot be reached.",

@@ -85,6 +85,7 @@ extern int	bmf_command_timeout;
 extern int	bmf_retry_backoff_base;
 extern int	bmf_retry_backoff_max;
 extern int	bmf_idle_check;		/* seconds */
+extern int	bmf_idle_close;		/* ms, 0: never */
 extern int	bmf_on_error;
 
 /* limits */

@@ -36,9 +36,12 @@
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
+#include "utils/backend_status.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/timeout.h"
 
+#include "base/compat.h"
 #include "base/guc.h"
 #include "base/stats.h"
 #include "base/url.h"
@@ -65,6 +68,7 @@ static HTAB *pool = NULL;
 static bool exit_hook_registered = false;
 
 static PoolEntry *pool_find(const char *name);
+static void after_idle_close(void);
 
 /*
  * Client-side caching (the near-cache): per node, one connection
@@ -111,6 +115,10 @@ typedef struct PoolTracking
 	uint64		refused_generation;
 	TimestampTz refused_at;
 	char		refused_detail[128];	/* logged once while it is the same */
+	/* use, for closing it when idle: reads counted, and when last seen */
+	uint64		uses;
+	uint64		uses_seen;
+	TimestampTz used_at;
 } PoolTracking;
 
 /* a node that refused tracking is asked again after this long (ms) */
@@ -141,6 +149,7 @@ tracking_find(const char *name, bool make)
 	PoolTracking *free_one = NULL;
 	int			i;
 
+	after_idle_close();
 	for (i = 0; i < ntrackings; i++)
 	{
 		if (strcmp(trackings[i].name, name) == 0)
@@ -175,6 +184,132 @@ pool_exit(int code, Datum arg)
 	PoolDisconnectAll();
 }
 
+/* ---- closing what is idle (bmfredis.idle_close) ---- */
+
+/*
+ * Set by the idle timeout's handler when it shut this backend's sockets
+ * down; the next use of the pool closes them the ordinary way (freeing
+ * TLS state, ending the near-cache's tracking) before anything else.
+ */
+static volatile sig_atomic_t idle_closed = false;
+static volatile TimestampTz last_xact_end = 0;
+static TimestampTz last_reap = 0;
+static TimeoutId idle_timeout;
+static bool idle_timeout_registered = false;
+static int	idle_period = 0;	/* the timeout's period now (ms; 0: off) */
+
+static void
+after_idle_close(void)
+{
+	if (likely(!idle_closed))
+		return;
+	idle_closed = false;
+	(void) PoolDisconnectAll();
+}
+
+/*
+ * The idle timeout, every quarter of bmfredis.idle_close while this
+ * backend holds connections.  It runs in a signal handler, so it only
+ * looks: a session idle (waiting for its client, outside a transaction:
+ * none of bmfredis' code can be running) since its last transaction ended
+ * that long ago has its sockets shut down, so that Redis stops counting
+ * them at once and not when the session next speaks.
+ */
+static void
+idle_timeout_handler(void)
+{
+	int			save_errno = errno;
+	volatile PgBackendStatus *be = MyBEEntry;
+
+	if (!idle_closed && be != NULL && be->st_state == STATE_IDLE &&
+		bmf_idle_close > 0 &&
+		GetCurrentTimestamp() - last_xact_end >= (int64) bmf_idle_close * 1000 &&
+		TransportShutdownAll() > 0)
+		idle_closed = true;
+	errno = save_errno;
+}
+
+/*
+ * Close what this busy backend has not used for bmfredis.idle_close: the
+ * near-cache's tracking of a node no longer read through it (its copies
+ * go with it), then connections idle that long (the stream and events
+ * connections of a large transaction, a node no longer called), but not
+ * one whose tracking is still in use.
+ */
+static void
+reap_unused(TimestampTz now)
+{
+	int64		limit = (int64) bmf_idle_close * 1000;
+	HASH_SEQ_STATUS seq;
+	PoolEntry  *e;
+	int			i;
+
+	for (i = 0; i < ntrackings; i++)
+	{
+		PoolTracking *t = &trackings[i];
+
+		if (!t->on)
+			continue;
+		if (t->uses != t->uses_seen || t->used_at == 0)
+		{
+			t->uses_seen = t->uses;
+			t->used_at = now;
+		}
+		else if (now - t->used_at >= limit)
+			tracking_stop(t);
+	}
+	if (pool == NULL)
+		return;
+	hash_seq_init(&seq, pool);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		bool		tracked = false;
+
+		if (e->c.state != CONN_READY || e->unread > 0 || now - e->last_used < limit)
+			continue;
+		for (i = 0; i < ntrackings; i++)
+			tracked |= (trackings[i].on && trackings[i].entry == e);
+		if (!tracked)
+			PoolConnClose(&e->c);
+	}
+}
+
+void
+PoolTransactionEnd(void)
+{
+	TimestampTz now;
+	int			period;
+
+	if (bmf_idle_close <= 0 || !IsUnderPostmaster || BmfIsBackgroundWorker())
+	{
+		if (idle_period > 0)
+			disable_timeout(idle_timeout, false);
+		idle_period = 0;
+		return;
+	}
+	if (TransportOpenCount() == 0)
+		return;
+	now = GetCurrentTimestamp();
+	last_xact_end = now;
+	period = Max(bmf_idle_close / 4, 10);
+	if (now - last_reap >= (int64) period * 1000)
+	{
+		last_reap = now;
+		reap_unused(now);
+	}
+	if (!idle_timeout_registered)
+	{
+		idle_timeout = RegisterTimeout(USER_TIMEOUT, idle_timeout_handler);
+		idle_timeout_registered = true;
+	}
+	/* an ERROR's recovery disables every timeout: armed again here */
+	if (idle_period != period || !get_timeout_active(idle_timeout))
+	{
+		enable_timeout_every(idle_timeout, TimestampTzPlusMilliseconds(now, period), period);
+		idle_period = period;
+	}
+}
+
 static PoolEntry *
 pool_entry(const char *name)
 {
@@ -183,6 +318,7 @@ pool_entry(const char *name)
 	bool		found;
 	char		key[POOL_NAME_LEN];
 
+	after_idle_close();
 	if (last && strcmp(last->name, name) == 0)
 		return last;
 
@@ -631,6 +767,7 @@ PoolList(PoolInfo **infos)
 	int			i;
 
 	*infos = NULL;
+	after_idle_close();
 	if (pool == NULL)
 		return 0;
 	cap = Max(hash_get_num_entries(pool), 1);
@@ -1008,6 +1145,9 @@ PoolTrackingEnsure(const RedisNode *node, uint64 *epoch, RedisError *err)
 {
 	PoolTracking *t = tracking_find(node->ep.name, false);
 	PoolEntry  *e;
+
+	if (t)
+		t->uses++;
 
 	/*
 	 * Still the same session?  The pooled connection is looked at too, in

@@ -93,6 +93,12 @@ extern const char *PoolNodeAddress(const char *name);
 
 /* Close every connection of this backend; returns how many were open. */
 extern int	PoolDisconnectAll(void);
+/*
+ * At the end of every transaction: close what has been idle for
+ * bmfredis.idle_close, and keep the timeout armed that closes everything
+ * in a session idle that long.
+ */
+extern void PoolTransactionEnd(void);
 
 
 /* Snapshot of all known nodes, palloc'd in CurrentMemoryContext. */

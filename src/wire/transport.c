@@ -62,6 +62,72 @@
 #include "base/wait.h"
 #include "wire/transport.h"
 
+/*
+ * Every socket this process holds open, for TransportShutdownAll(), which
+ * may run in a signal handler: a socket leaves the table before it is
+ * closed, so a number reused by another file is never in it.  One that
+ * finds the table full is not in it (it is closed the ordinary way).
+ */
+#define OPEN_SOCKS_MAX 128
+static volatile pgsocket open_socks[OPEN_SOCKS_MAX];
+static volatile int n_open_socks = 0;	/* slots used, free ones hold -1 */
+
+static void
+sock_register(pgsocket s)
+{
+	int			i;
+
+	for (i = 0; i < n_open_socks; i++)
+		if (open_socks[i] == PGINVALID_SOCKET)
+		{
+			open_socks[i] = s;
+			return;
+		}
+	if (n_open_socks < OPEN_SOCKS_MAX)
+	{
+		open_socks[n_open_socks] = s;
+		n_open_socks = n_open_socks + 1;
+	}
+}
+
+static void
+sock_unregister(pgsocket s)
+{
+	int			i;
+
+	for (i = 0; i < n_open_socks; i++)
+		if (open_socks[i] == s)
+			open_socks[i] = PGINVALID_SOCKET;
+}
+
+int
+TransportOpenCount(void)
+{
+	int			i;
+	int			n = 0;
+
+	for (i = 0; i < n_open_socks; i++)
+		n += (open_socks[i] != PGINVALID_SOCKET);
+	return n;
+}
+
+/*
+ * Shut every open socket down both ways: the servers see the connections
+ * end (and count them no more), and each transport finds its peer gone
+ * at its next use, as after a server-side close.  Async-signal-safe.
+ */
+int
+TransportShutdownAll(void)
+{
+	int			i;
+	int			n = 0;
+
+	for (i = 0; i < n_open_socks; i++)
+		if (open_socks[i] != PGINVALID_SOCKET && shutdown(open_socks[i], SHUT_RDWR) == 0)
+			n++;
+	return n;
+}
+
 void
 TransportInit(RedisTransport *t)
 {
@@ -105,7 +171,10 @@ TransportClose(RedisTransport *t)
 		FreeWaitEventSet(t->wes);
 	t->wes = NULL;
 	if (t->sock != PGINVALID_SOCKET)
+	{
+		sock_unregister(t->sock);
 		close(t->sock);
+	}
 	t->sock = PGINVALID_SOCKET;
 	if (t->fd_reserved)
 		ReleaseExternalFD();
@@ -219,6 +288,8 @@ connect_one(RedisTransport *t, int family, const struct sockaddr *addr,
 	t->fd_reserved = true;
 
 	t->sock = socket(family, SOCK_STREAM, 0);
+	if (t->sock != PGINVALID_SOCKET)
+		sock_register(t->sock);
 	if (t->sock == PGINVALID_SOCKET ||
 		!set_socket_options(t->sock, family != AF_UNIX))
 	{

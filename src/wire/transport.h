@@ -64,5 +64,8 @@ extern ssize_t TransportRead(RedisTransport *t, char *buf, size_t cap,
 extern bool TransportPeerClosed(RedisTransport *t);
 extern void TransportClose(RedisTransport *t);
 extern bool TransportIsOpen(const RedisTransport *t);
+/* sockets open in this process; shut them all down (async-signal-safe) */
+extern int	TransportOpenCount(void);
+extern int	TransportShutdownAll(void);
 
 #endif							/* BMFREDIS_TRANSPORT_H */

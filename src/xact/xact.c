@@ -1323,11 +1323,13 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			at_commit();
 			reset_queue();
+			PoolTransactionEnd();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			reset_queue();
+			PoolTransactionEnd();
 			break;
 		default:
 			break;

@@ -8,14 +8,9 @@
 # (bmfredis reconnects on its next call).
 . "$(dirname "$0")/../tap.sh"
 tap_db bmf_netproxy
-gcc -O2 -Wall -Wextra -Werror -o "$BMF_WORK/netproxy" "$BMF_ROOT/test/netproxy.c" || { not_ok "netproxy builds"; exit 1; }
-pport=$(bmf_free_port)
-cport=$(bmf_free_port)
-"$BMF_WORK/netproxy" "$pport" "$BMF_REDIS_PORT" "$cport" 500 </dev/null >"$BMF_WORK/netproxy.log" 2>&1 &
-echo $! >"$BMF_WORK/netproxy.pid"
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null && break; sleep 0.05; done
-# ctl COMMAND: the proxy's one-line answer
-ctl() { local l; exec 3<>"/dev/tcp/127.0.0.1/$cport"; echo "$1" >&3; read -r l <&3; exec 3<&-; echo "$l"; }
+pport=$(tap_netproxy np "$BMF_REDIS_PORT" 500)
+cport=$(cat "$BMF_WORK/np.ctl")
+ctl() { np_ctl np "$1"; }
 rtts() { ctl stats | sed -n 's/.* round_trips \([0-9]*\) .*/\1/p'; }
 check "it starts, listening and taking commands" [ "$(ctl 'delay 500')" = "ok delay 500 jitter 0" ]
 
@@ -149,5 +144,5 @@ t=$(( $(ms_now) - t0 ))
 check "rate 1 MB/s: a 500 kB reply takes at least 0.45 s (${t} ms)" [ "$t" -ge 450 ]
 ctl 'rate 0' >/dev/null
 
-bmf_stop_pid "$(cat "$BMF_WORK/netproxy.pid")"
-rm -f "$BMF_WORK/netproxy.pid"
+bmf_stop_pid "$(cat "$BMF_WORK/np.pid")"
+rm -f "$BMF_WORK/np.pid"

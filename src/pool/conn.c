@@ -26,15 +26,6 @@
 /* Socket reads land here before being fed to the reader. */
 static char read_buffer[64 * 1024];
 
-/* Where the handshake's replies are (-1: not sent), and how many. */
-typedef struct Handshake
-{
-	int			n;
-	int			auth_at;
-	int			select_at;
-	int			role_at;
-} Handshake;
-
 void
 PoolConnClose(Conn *c)
 {
@@ -44,7 +35,7 @@ PoolConnClose(Conn *c)
 	c->reader = NULL;
 	c->state = CONN_CLOSED;
 	c->since = 0;
-	c->hs_unread = 0;
+	c->hs.n = 0;
 }
 
 void
@@ -56,7 +47,7 @@ PoolConnInit(Conn *c)
 	c->generation = 0;
 	c->db = 0;
 	c->since = 0;
-	c->hs_unread = 0;
+	c->hs.n = 0;
 	c->addr[0] = '\0';
 }
 
@@ -121,7 +112,7 @@ read_replies(Conn *e, int n, TimestampTz deadline, MemoryContext cxt,
 
 static void handshake_failed(const char *name, bool tls, RedisError *err);
 static bool handshake_refused(RedisReply **replies, const Handshake *h,
-							  const RedisNode *node, const char *name,
+							  int db, const char *master, const char *name,
 							  RedisError *err);
 
 /*
@@ -132,11 +123,11 @@ static bool handshake_refused(RedisReply **replies, const Handshake *h,
 static bool
 read_handshake(Conn *e, TimestampTz deadline, RedisError *err)
 {
-	Handshake	h = {e->hs_unread, e->hs_auth_at, -1, -1};
+	Handshake	h = e->hs;
 	RedisReply *replies[4];
 
 	Assert(h.n <= lengthof(replies));
-	e->hs_unread = 0;
+	e->hs.n = 0;
 	if (!read_replies(e, h.n, deadline, CurrentMemoryContext, replies, err))
 	{
 		/* a timeout is the pipeline's: its deadline was the command's */
@@ -144,7 +135,7 @@ read_handshake(Conn *e, TimestampTz deadline, RedisError *err)
 			handshake_failed(e->hs_name, e->hs_tls, err);
 		return false;
 	}
-	return !handshake_refused(replies, &h, NULL, e->hs_name, err);
+	return !handshake_refused(replies, &h, e->hs_db, e->hs_master, e->hs_name, err);
 }
 
 /* Read ncmds replies; the entry is READY again when all came. */
@@ -153,7 +144,7 @@ PoolConnRecv(Conn *e, int ncmds, TimestampTz deadline, MemoryContext cxt,
 			  RedisReply **replies, RedisError *err)
 {
 	err->maybe_sent = true;
-	if (e->hs_unread > 0 && !read_handshake(e, deadline, err))
+	if (e->hs.n > 0 && !read_handshake(e, deadline, err))
 		return false;
 	if (!read_replies(e, ncmds, deadline, cxt, replies, err))
 		return false;
@@ -362,8 +353,8 @@ handshake_failed(const char *name, bool tls, RedisError *err)
 /* Did the handshake's replies refuse us?  (CLIENT SETNAME may be denied
  * by an ACL: the name is a courtesy.) */
 static bool
-handshake_refused(RedisReply **replies, const Handshake *h, const RedisNode *node,
-				  const char *name, RedisError *err)
+handshake_refused(RedisReply **replies, const Handshake *h, int db,
+				  const char *master, const char *name, RedisError *err)
 {
 	if (h->auth_at >= 0 && replies[h->auth_at]->type == RESP_ERROR)
 	{
@@ -376,7 +367,7 @@ handshake_refused(RedisReply **replies, const Handshake *h, const RedisNode *nod
 	{
 		RedisErrorSet(err, RS_CONNECT, ERRCODE_INVALID_PARAMETER_VALUE,
 					  "could not select the Redis database",
-					  "SELECT %d at %s: %s", node->db, name,
+					  "SELECT %d at %s: %s", db, name,
 					  replies[h->select_at]->str);
 		return true;
 	}
@@ -391,7 +382,7 @@ handshake_refused(RedisReply **replies, const Handshake *h, const RedisNode *nod
 			RedisErrorSet(err, RS_UNAVAILABLE, ERRCODE_CONNECTION_FAILURE,
 						  "Redis is unavailable",
 						  "%s, named master of \"%s\" by Sentinel, says its role is %s (a failover in progress?); the sentinels are asked again after the backoff.",
-						  name, node->sentinel_master, role);
+						  name, master, role);
 			return true;
 		}
 	}
@@ -421,17 +412,6 @@ node_password(const RedisNode *node, char *buf, size_t size, RedisError *err)
 	RedisErrorSet(err, RS_CONNECT, ERRCODE_CONFIG_FILE_ERROR,
 				  "could not read bmfredis.password_file", "%s", reason);
 	return false;
-}
-
-bool
-PoolConnCanShare(const RedisNode *node)
-{
-	/*
-	 * Not after SELECT: had it failed, the pipeline would have run in
-	 * database 0.  Not with Sentinel: ROLE must say "master" before
-	 * anything is sent.
-	 */
-	return node->db == 0 && node->sentinel_master == NULL;
 }
 
 bool
@@ -471,7 +451,6 @@ PoolConnConnect(Conn *e, const RedisNode *node, bool share_flight,
 		return false;
 	initStringInfo(&hs);
 	handshake_commands(&hs, node, password, &h);
-	share_flight = share_flight && PoolConnCanShare(node);
 	if (share_flight)
 	{
 		/* written now, read with the next pipeline's replies */
@@ -490,13 +469,16 @@ PoolConnConnect(Conn *e, const RedisNode *node, bool share_flight,
 	}
 	if (share_flight)
 	{
-		e->hs_unread = h.n;
-		e->hs_auth_at = h.auth_at;
+		/* SELECT and ROLE are checked before the pipeline's replies too */
+		e->hs = h;
 		e->hs_tls = ep.tls.enabled;
+		e->hs_db = node->db;
 		strlcpy(e->hs_name, ep.name, sizeof(e->hs_name));
+		strlcpy(e->hs_master, node->sentinel_master ? node->sentinel_master : "",
+				sizeof(e->hs_master));
 		e->state = CONN_READY;
 	}
-	else if (handshake_refused(replies, &h, node, ep.name, err))
+	else if (handshake_refused(replies, &h, node->db, node->sentinel_master, ep.name, err))
 		return false;
 
 	e->generation = bmfredis_config_generation;

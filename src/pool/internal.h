@@ -20,11 +20,20 @@ typedef enum ConnState
 	CONN_BUSY
 } ConnState;
 
+/* Where a handshake's replies are (-1: not sent), and how many. */
+typedef struct Handshake
+{
+	int			n;
+	int			auth_at;
+	int			select_at;
+	int			role_at;
+} Handshake;
+
 /*
  * One connection: the socket, its reply parser, and whether it is in step.
  * A handshake sent but not yet read (PoolConnConnect with share_flight)
- * leaves its reply count and AUTH's place here: the connection's next read
- * takes those replies first.
+ * leaves what its replies need here: the connection's next read takes
+ * them first.  It never outlives the call that connected.
  */
 typedef struct Conn
 {
@@ -34,10 +43,11 @@ typedef struct Conn
 	uint64		generation;
 	int			db;
 	TimestampTz since;
-	int			hs_unread;		/* handshake replies still to read */
-	int			hs_auth_at;		/* among them, AUTH's (-1: none) */
+	Handshake	hs;				/* hs.n: handshake replies still to read */
 	bool		hs_tls;
+	int			hs_db;
 	char		hs_name[POOL_NAME_LEN];	/* the node, for their errors */
+	char		hs_master[POOL_NAME_LEN];	/* its Sentinel master name */
 	char		addr[POOL_NAME_LEN];	/* Sentinel mode: the master it reached */
 } Conn;
 
@@ -46,14 +56,12 @@ extern void PoolConnInit(Conn *c);
 extern void PoolConnClose(Conn *c);
 /*
  * connect and hand-shake to node (within bmfredis.connect_timeout).  With
- * share_flight, where it is safe (database 0, no Sentinel), the handshake
- * is only written: its replies are read with those of the next pipeline,
- * which then costs no round trip of its own.
+ * share_flight the handshake is only written: its replies are read, and
+ * checked, before those of the next pipeline, which travels with it and
+ * costs no round trip of its own (for reads only: see pool.c).
  */
 extern bool PoolConnConnect(Conn *c, const RedisNode *node, bool share_flight,
 							RedisError *err);
-/* would a handshake to node be sent with the first pipeline? */
-extern bool PoolConnCanShare(const RedisNode *node);
 /* write a pipeline (the connection is BUSY until its replies are read) */
 extern bool PoolConnSend(Conn *c, const StringInfoData *cmds, TimestampTz deadline,
 						 RedisError *err);

@@ -430,17 +430,16 @@ command_timeout_detail(RedisError *err, const RedisTransport *t, const char *nam
 
 /*
  * May a new connection's handshake travel with the pipeline that needs it
- * (one round trip, not two)?  Had AUTH been refused, the pipeline would
- * run as Redis' default user: only reads may take that chance, and
- * anything may when there is no AUTH (CLIENT SETNAME is a courtesy).
+ * (one round trip, not two)?  Only a read's.  A pipeline sent before its
+ * handshake is answered may run even when the connect then fails (a Redis
+ * that stops answering in between runs it when it wakes), and had AUTH
+ * been refused it would run as Redis' default user: harmless for a read,
+ * not for a write the caller would then queue and send again.
  */
 static bool
-share_flight(const RedisNode *node, int flags)
+share_flight(int flags)
 {
-	if (flags & POOL_READ_ONLY)
-		return true;
-	return (node->password == NULL || node->password[0] == '\0') &&
-		(node->password_file == NULL || node->password_file[0] == '\0');
+	return (flags & POOL_READ_ONLY) != 0;
 }
 
 static bool
@@ -451,7 +450,7 @@ pool_connect(PoolEntry *e, const RedisNode *node, int flags, RedisError *err)
 		e->reconnects++;
 		BmfStatsCount(STAT_RECONNECTS, 1);
 	}
-	if (!PoolConnConnect(&e->c, node, share_flight(node, flags), err))
+	if (!PoolConnConnect(&e->c, node, share_flight(flags), err))
 		return false;
 	e->connects++;
 	e->last_used = e->c.since;

@@ -23,7 +23,7 @@
 #define POOL_IDEMPOTENT		0x01	/* may be re-sent on a fresh connection */
 #define POOL_FORCE			0x02	/* try even inside the backoff window */
 #define POOL_READ_ONLY		0x04	/* reads only: a new connection's handshake
-									 * may travel with it, even with AUTH */
+									 * may travel with it */
 
 extern void PoolInit(void);
 /* Learn the database name (for CLIENT SETNAME) while catalogs are usable */

@@ -82,6 +82,7 @@ int			bmf_retry_backoff_base = 100;
 int			bmf_retry_backoff_max = 10000;
 int			bmf_idle_check = 30;
 int			bmf_idle_close = 60000;
+bool		bmf_commit_wait = true;
 int			bmf_on_error = BMF_ON_ERROR_WARNING;
 
 int			bmf_max_value_size = 512 * 1024 * 1024;
@@ -589,6 +590,13 @@ define_behaviour_gucs(void)
 							&bmf_idle_check, 30, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("bmfredis.commit_wait",
+							 "Whether COMMIT waits for Redis to take its invalidations and messages.",
+							 "off: they go to the shared queue and the database's worker sends them; "
+							 "the session's own reads wait for them until they are sent.",
+							 &bmf_commit_wait, true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("bmfredis.idle_close",
 							"Idle time after which a backend closes its Redis connections.",
 							"A connection unused this long is closed at the end of a transaction; "

@@ -86,6 +86,7 @@ extern int	bmf_retry_backoff_base;
 extern int	bmf_retry_backoff_max;
 extern int	bmf_idle_check;		/* seconds */
 extern int	bmf_idle_close;		/* ms, 0: never */
+extern bool bmf_commit_wait;
 extern int	bmf_on_error;
 
 /* limits */

@@ -277,7 +277,7 @@ bmfredis_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		now = GetCurrentTimestamp();
-		if (RetryIsBacklogged() &&
+		if (RetryHasWork() &&
 			!PoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
 		{
 			pgstat_report_activity(STATE_RUNNING, "bmfredis: sending the retry queue");

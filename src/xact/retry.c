@@ -61,6 +61,9 @@ typedef struct RingHeader
 	uint32		size;			/* whole entry, MAXALIGNed; 0: skip to start */
 	char		kind;
 	bool		done;			/* sent (or discarded): the tail may pass it */
+	bool		async;			/* queued by a COMMIT that did not wait
+								 * (bmfredis.commit_wait = off), not by a
+								 * failure: other sessions do not wait for it */
 	int32		db;
 	Oid			dboid;			/* the PostgreSQL database that queued it */
 	uint32		target_len;
@@ -86,6 +89,13 @@ static BmfNamespace local_ns[BMF_MAX_NAMESPACES];
 static int	local_nns = 0;
 
 static bool i_am_draining = false;
+
+/*
+ * Where the ring's head was after this session's last COMMIT that did not
+ * wait: until everything of this database before it is sent, this
+ * session's own reads wait for it (or miss), as after a failure.  0: none.
+ */
+static uint64 my_async_end = 0;
 
 /* how long a reader waits for another process's drain */
 #define RETRY_WAIT_MS 20
@@ -151,7 +161,7 @@ RetryEnqueueNamespace(int db, const char *prefix)
  * holds lock exclusively).
  */
 static bool
-ring_put(BmfSharedState *sh, char kind, int db, Oid dboid,
+ring_put(BmfSharedState *sh, char kind, int db, Oid dboid, bool async,
 		 const char *target, uint32 target_len, const char *arg, uint32 arg_len)
 {
 	uint32		need = MAXALIGN(sizeof(RingHeader) + target_len + arg_len);
@@ -175,6 +185,7 @@ ring_put(BmfSharedState *sh, char kind, int db, Oid dboid,
 	h->size = need;
 	h->kind = kind;
 	h->done = false;
+	h->async = async;
 	h->db = db;
 	h->dboid = dboid;
 	h->target_len = target_len;
@@ -189,7 +200,7 @@ ring_put(BmfSharedState *sh, char kind, int db, Oid dboid,
 
 static void
 enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
-			   int n, int db, const char *prefix)
+			   int n, int db, const char *prefix, bool async)
 {
 	int			i;
 	int			dropped_publishes = 0;
@@ -201,7 +212,7 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 		const Effect *e = &effects[i];
 
 		if (done[i] ||
-			ring_put(sh, e->kind, db, MyDatabaseId, e->target, e->target_len,
+			ring_put(sh, e->kind, db, MyDatabaseId, async, e->target, e->target_len,
 					 e->arg, e->arg_len))
 			continue;
 		if (e->kind == EFFECT_PUBLISH || e->kind == EFFECT_XADD)
@@ -211,6 +222,8 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 	}
 	if (overflow)
 		ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
+	if (async)
+		my_async_end = sh->head;
 	sh->generation++;
 	LWLockRelease(sh->lock);
 
@@ -298,9 +311,24 @@ RetryEnqueue(const Effect *effects, const bool *done, int n, int db,
 	BmfSharedState *sh = BmfShared();
 
 	if (sh)
-		enqueue_shared(sh, effects, done, n, db, prefix);
+		enqueue_shared(sh, effects, done, n, db, prefix, false);
 	else
 		enqueue_local(effects, done, n, db, prefix);
+}
+
+bool
+RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix)
+{
+	BmfSharedState *sh = BmfShared();
+	bool	   *done;
+	int			channels;
+
+	if (sh == NULL || BmfWorkerPid(MyDatabaseId, &channels) == 0)
+		return false;
+	done = palloc0(sizeof(bool) * Max(n, 1));
+	enqueue_shared(sh, effects, done, n, db, prefix, true);
+	pfree(done);
+	return true;
 }
 
 /* ---- drain ---- */
@@ -572,6 +600,37 @@ drain_namespaces(BmfSharedState *sh, TimestampTz deadline)
 }
 
 /*
+ * Redis failed while this database's entries that COMMITs queued without
+ * waiting were being sent: they are a backlog now, like any failure's, and
+ * every session's reads miss until they are sent.
+ */
+static void
+async_to_backlog(BmfSharedState *sh)
+{
+	uint64		pos;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (pos = sh->tail; pos < sh->head;)
+	{
+		uint32		phys = pos % sh->ring_size;
+		RingHeader *h;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			pos += sh->ring_size - phys;
+			continue;
+		}
+		h = (RingHeader *) (sh->ring + phys);
+		if (!h->done && h->dboid == MyDatabaseId)
+			h->async = false;
+		pos += h->size;
+	}
+	sh->generation++;
+	LWLockRelease(sh->lock);
+}
+
+/*
  * Drain this database's entries of the shared ring, then its namespaces;
  * the caller owns the draining flag.  Entries are copied out under the
  * lock and sent without it; those Redis confirmed are marked done, and the
@@ -646,7 +705,11 @@ drain_shared(BmfSharedState *sh, TimestampTz deadline)
 			BmfStatsCount(STAT_INVALIDATIONS_RETRIED, marked);
 		}
 		if (!ok)
-			return;				/* Redis failed; try again later */
+		{
+			/* Redis failed; try again later */
+			async_to_backlog(sh);
+			return;
+		}
 		from = rb.next;
 	}
 	(void) drain_namespaces(sh, deadline);
@@ -740,7 +803,7 @@ RetryDrain(TimestampTz deadline, bool wait)
 	bool		acquired = false;
 	TimestampTz wait_until;
 
-	if (!RetryIsBacklogged())
+	if (!RetryHasWork())
 	{
 		backlog_since = 0;		/* another process sent it */
 		return;
@@ -766,6 +829,9 @@ RetryDrain(TimestampTz deadline, bool wait)
 		 * every reader for its whole timeout.
 		 */
 		wait_until = Min(deadline, BmfDeadline(RETRY_WAIT_MS));
+		/* this session's own COMMITs that did not wait: wait for them */
+		if (my_async_end != 0)
+			wait_until = deadline;
 		for (;;)
 		{
 			if (pg_atomic_test_set_flag(&sh->draining))
@@ -806,33 +872,43 @@ RetryDrain(TimestampTz deadline, bool wait)
 }
 
 /*
- * Does this database have entries or namespaces waiting?  The common
- * answer, an empty ring, costs an atomic read.  Otherwise the ring is
- * scanned for this database's entries, and the answer kept until the ring
- * changes (its generation): a database whose ring is clear need not scan
- * again on every call while another database's entries wait.
+ * What this database has waiting: *backlog, entries a failure left (or a
+ * namespace); *any, entries of any kind; *mine, entries queued before this
+ * session's last COMMIT that did not wait.  The common answer, an empty
+ * ring, costs an atomic read.  Otherwise the ring is scanned for this
+ * database's entries, and the answer kept until the ring changes (its
+ * generation): a database whose ring is clear need not scan again on
+ * every call while another database's entries wait.
  */
-static bool
-shared_backlogged(BmfSharedState *sh)
+static void
+shared_pending(BmfSharedState *sh, bool *backlog, bool *any, bool *mine)
 {
 	static uint64 known_generation = 0;
-	static bool known_answer = false;
-	bool		mine = false;
+	static uint64 known_end = 0;
+	static bool known[3];
 	uint64		pos;
 	int			i;
 
+	*backlog = *any = *mine = false;
 	if (pg_atomic_read_u32(&sh->entries) == 0 && sh->nnamespaces == 0)
-		return false;
-	LWLockAcquire(sh->lock, LW_SHARED);
-	if (known_generation == sh->generation && known_generation != 0)
 	{
-		mine = known_answer;
-		LWLockRelease(sh->lock);
-		return mine;
+		my_async_end = 0;
+		return;
 	}
-	for (i = 0; i < sh->nnamespaces && !mine; i++)
-		mine = (sh->namespaces[i].dboid == MyDatabaseId);
-	for (pos = sh->tail; pos < sh->head && !mine;)
+	LWLockAcquire(sh->lock, LW_SHARED);
+	if (known_generation == sh->generation && known_generation != 0 &&
+		known_end == my_async_end)
+	{
+		LWLockRelease(sh->lock);
+		*backlog = known[0];
+		*any = known[1];
+		*mine = known[2];
+		return;
+	}
+	for (i = 0; i < sh->nnamespaces && !*backlog; i++)
+		*backlog = (sh->namespaces[i].dboid == MyDatabaseId);
+	*any = *backlog;
+	for (pos = sh->tail; pos < sh->head && !(*backlog && *mine);)
 	{
 		uint32		phys = pos % sh->ring_size;
 		RingHeader *h;
@@ -844,25 +920,54 @@ shared_backlogged(BmfSharedState *sh)
 			continue;
 		}
 		h = (RingHeader *) (sh->ring + phys);
-		mine = !h->done && h->dboid == MyDatabaseId;
+		if (!h->done && h->dboid == MyDatabaseId)
+		{
+			*any = true;
+			*backlog |= !h->async;
+			*mine |= pos < my_async_end;
+		}
 		pos += h->size;
 	}
+	if (!*mine)
+		my_async_end = 0;		/* all sent */
 	known_generation = sh->generation;
-	known_answer = mine;
+	known_end = my_async_end;
+	known[0] = *backlog;
+	known[1] = *any;
+	known[2] = *mine;
 	LWLockRelease(sh->lock);
-	return mine;
 }
 
 bool
 RetryIsBacklogged(void)
 {
 	BmfSharedState *sh = BmfShared();
+	bool		backlog,
+				any,
+				mine;
 
 	if (cold_blocked)
 		return true;			/* a cold start that found no room to queue */
-	if (sh)
-		return shared_backlogged(sh);
-	return local_n > 0 || local_nns > 0;
+	if (sh == NULL)
+		return local_n > 0 || local_nns > 0;
+	shared_pending(sh, &backlog, &any, &mine);
+	return backlog || mine;
+}
+
+bool
+RetryHasWork(void)
+{
+	BmfSharedState *sh = BmfShared();
+	bool		backlog,
+				any,
+				mine;
+
+	if (cold_blocked)
+		return true;
+	if (sh == NULL)
+		return local_n > 0 || local_nns > 0;
+	shared_pending(sh, &backlog, &any, &mine);
+	return any;
 }
 
 void
@@ -1050,7 +1155,7 @@ RetryRestore(const char *data, Size len, int n, int *lost)
 		const char *p = data + pos;
 
 		memcpy(&h, p, sizeof(RingHeader));
-		if (!ring_put(sh, h.kind, h.db, h.dboid, p + sizeof(RingHeader), h.target_len,
+		if (!ring_put(sh, h.kind, h.db, h.dboid, false, p + sizeof(RingHeader), h.target_len,
 					  p + sizeof(RingHeader) + h.target_len, h.arg_len))
 			(*lost)++;
 		pos += h.size;

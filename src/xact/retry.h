@@ -24,6 +24,14 @@
  */
 extern void RetryEnqueue(const Effect *effects, const bool *done, int n,
 						 int db, const char *prefix);
+/*
+ * A COMMIT that does not wait (bmfredis.commit_wait = off): its effects go
+ * to the shared queue and the database's worker, woken, sends them with
+ * other sessions'.  This session's own reads wait for them (or miss) until
+ * they are sent; other sessions' do not, unless sending them fails.  false
+ * (nothing queued) when there is no shared queue or no worker to send it.
+ */
+extern bool RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix);
 /* Remember a namespace to invalidate whole; never allocates or throws. */
 extern void RetryEnqueueNamespace(int db, const char *prefix);
 
@@ -35,8 +43,13 @@ extern void RetryEnqueueNamespace(int db, const char *prefix);
  */
 extern void RetryDrain(TimestampTz deadline, bool wait);
 
-/* Does this database have effects waiting? */
+/*
+ * Must this session wait for (or miss past) what waits: a failure's
+ * backlog of this database, or its own COMMITs' that did not wait?
+ */
 extern bool RetryIsBacklogged(void);
+/* Does this database have anything waiting, of any kind (the worker's)? */
+extern bool RetryHasWork(void);
 extern bool RetryIsShared(void);
 /* entries and namespaces waiting, of every database */
 extern void RetryPending(int64 *entries, int *namespaces);

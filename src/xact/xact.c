@@ -1095,9 +1095,18 @@ send_effects(Effect *effects, int n, TimestampTz deadline)
 	EffectsResult result;
 	RedisError	err;
 
-	/* a COMMIT never waits for another process's drain */
-	RetryDrain(deadline, false);
+	/*
+	 * A COMMIT that does not wait: behind whatever waits in the queue, for
+	 * the database's worker to send (this session's next call waits for
+	 * that); with no worker running, it is sent now.  Counted as retried
+	 * when the worker sends it.
+	 */
+	if (!bmf_commit_wait && RetryEnqueueAsync(effects, n, BmfDb(), bmf_key_prefix))
+		return true;
 
+	/* a COMMIT never waits for another process's drain */
+	if (RetryIsBacklogged())
+		RetryDrain(deadline, false);
 	if (RetryIsBacklogged())
 	{
 		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
@@ -1172,7 +1181,8 @@ flush_committed(void)
 	else if (events_streamed)
 	{
 		/* messages waiting from an outage go before these events */
-		RetryDrain(deadline, false);
+		if (RetryIsBacklogged())
+			RetryDrain(deadline, false);
 		ok = !RetryIsBacklogged();
 	}
 	if (!events_streamed)

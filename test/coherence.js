@@ -84,7 +84,8 @@ const end = t0 + seconds * 1000;
 // history[name] = [{v, ack}] in order of acknowledgement
 const history = new Map();
 let version = 0;
-const stats = { reads: 0, checked: 0, misses: 0, violations: 0, writes: 0, errors: 0, standbyReads: 0 };
+const stats = { reads: 0, checked: 0, misses: 0, violations: 0, writes: 0, errors: 0, standbyReads: 0, staleMax: 0 };
+const staleTimes = [];
 const violations = [];
 
 function acked(name, v, ack) {
@@ -118,6 +119,12 @@ function judge(who, name, got, start, lag, standby) {
 	const want = newestBefore(name, start - lag, standby);
 	if (got < want) {
 		stats.violations += 1;
+		// how stale: since the first version newer than the one read was acknowledged
+		const h = history.get(name);
+		const newer = h.find((e) => e.v > got);
+		const stale = start - newer.ack;
+		staleTimes.push(stale);
+		stats.staleMax = Math.max(stats.staleMax, stale);
 		if (violations.length < 10)
 			violations.push(`${who} read ${name} = ${got} at ${(start - t0).toFixed(1)} ms into the run, ` +
 				`but ${want} was acknowledged before (bound ${lag} ms${standby ? ', outside faults and their drain' : ''})`);
@@ -267,7 +274,8 @@ async function standbyReaders() {
 	if (standbyFile) tasks.push(standbyReaders());
 	await Promise.all(tasks);
 	console.log(`seed=${seed} reads=${stats.reads} checked=${stats.checked} misses=${stats.misses} ` +
-		`violations=${stats.violations} writes=${stats.writes} errors=${stats.errors} standby_reads=${stats.standbyReads}`);
+		`violations=${stats.violations} writes=${stats.writes} errors=${stats.errors} standby_reads=${stats.standbyReads}` +
+		(staleTimes.length ? ` stale_p50_ms=${staleTimes.sort((a, b) => a - b)[staleTimes.length >> 1].toFixed(1)} stale_max_ms=${stats.staleMax.toFixed(1)}` : ''));
 	for (const v of violations) console.log(`violation (replay with seed ${seed}): ${v}`);
 	process.exit(0);
 })();

@@ -298,6 +298,14 @@ bmfredis_worker_main(Datum arg)
 		}
 		channels = RelaySync(relay);
 		LauncherReport(BMF_WORKER_RUNNING, channels, NULL);
-		RelayWait(relay, next_pass);
+		/*
+		 * Work left (a backend held the queue while we looked, or more came
+		 * meanwhile): look again in a moment, not at the next pass, since
+		 * COMMITs that did not wait count on us.
+		 */
+		if (RetryHasWork() && !PoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
+			RelayWait(relay, Min(next_pass, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 2)));
+		else
+			RelayWait(relay, next_pass);
 	}
 }

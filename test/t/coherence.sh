@@ -11,7 +11,11 @@
 # busy, a backend SIGKILLed (PostgreSQL restarts its processes), an
 # immediate shutdown and start.  Expected: 0 violations, and afterwards
 # every cached row equal to its table's.
-#   BMF_COHERENCE_SEED (default 1), BMF_COHERENCE_SECONDS (default 20)
+#   BMF_COHERENCE_SEED (default 1), BMF_COHERENCE_SECONDS (default 20);
+#   BMF_COHERENCE_FAR="DELAY_US JITTER_US": PostgreSQL reaches Redis through
+#   test/netproxy at that distance (the application's ioredis does not), and
+#   the faults add the link's own (held, reset); BMF_COHERENCE_COMMIT_WAIT:
+#   bmfredis.commit_wait (default on).
 . "$(dirname "$0")/../tap.sh"
 tap_need node=nodejs npm=npm
 tap_npm ioredis@5 pg@8
@@ -22,7 +26,14 @@ RANDOM=$seed
 
 bmf_start_redis rco
 RC="$BMF_REDISCTL -n rco"
+far=${BMF_COHERENCE_FAR:-}
+redis_port=$BMF_REDIS_PORT
+if [ -n "$far" ]; then
+	read -r delay jitter <<<"$far"
+	BMF_REDIS_PORT=$(tap_netproxy rco_link "$redis_port" "$delay" "$jitter")
+fi
 bmf_start_pg "synchronous_commit = on
+bmfredis.commit_wait = ${BMF_COHERENCE_COMMIT_WAIT:-on}
 bmfredis.flush_timeout = 1000
 bmfredis.command_timeout = 1000
 bmfredis.connect_timeout = 1000
@@ -32,7 +43,8 @@ sb_data=$BMF_WORK/pgco_standby
 sb_port=$(bmf_free_port)
 trap 'bmf_busy_stop; $RC resume
 	for d in "$BMF_PGDATA" "$sb_data"; do bmf_as_user "$pgbin/pg_ctl" -D "$d" -w stop -m immediate >/dev/null 2>&1; done
-	bmf_stop_pid "$(cat "$BMF_WORK/rco.pid")" TERM' EXIT
+	bmf_stop_pid "$(cat "$BMF_WORK/rco.pid")" TERM
+	[ -f "$BMF_WORK/rco_link.pid" ] && bmf_stop_pid "$(cat "$BMF_WORK/rco_link.pid")"' EXIT
 
 for db in coh_a coh_b; do
 	tap_db $db
@@ -52,7 +64,7 @@ SQL
 done
 
 node "$BMF_ROOT/test/coherence.js" --seed="$seed" --seconds="$seconds" --pg-port="$PGPORT" \
-	--redis-port="$($RC port)" --dbs=coh_a,coh_b --prefixes=coh_a:,coh_b: --max-lag=10 \
+	--redis-port="$redis_port" --dbs=coh_a,coh_b --prefixes=coh_a:,coh_b: --max-lag=10 \
 	--standby-file="$BMF_WORK/coherence.standby" --faults-file="$BMF_WORK/coherence.faults" \
 	>"$BMF_WORK/coherence.out" 2>&1 &
 checker=$!
@@ -77,6 +89,16 @@ while kill -0 $checker 2>/dev/null; do
 	# each fault's window, for the standby's readers (see coherence.js)
 	fstart=$(date +%s%3N)
 	echo "$fstart" >>"$BMF_WORK/coherence.faults"
+	if [ -n "$far" ] && [ $((RANDOM % 4)) = 0 ]; then
+		if [ $((RANDOM % 2)) = 0 ]; then
+			np_ctl rco_link hold >/dev/null; sleep "0.$((2 + RANDOM % 8))"; np_ctl rco_link release >/dev/null
+			faults+=("link held")
+		else
+			np_ctl rco_link reset >/dev/null; faults+=("link reset")
+		fi
+		sed -i "\$s/.*/$fstart $(date +%s%3N)/" "$BMF_WORK/coherence.faults"
+		continue
+	fi
 	case $((RANDOM % 8)) in
 	0) $RC pause; sleep "0.$((2 + RANDOM % 8))"; $RC resume; faults+=("Redis SIGSTOP") ;;
 	1) $RC kill; sleep 0.2; $RC start; faults+=("Redis SIGKILL and restart") ;;
@@ -104,7 +126,15 @@ checked=$(sed -n 's/.* checked=\([0-9]*\).*/\1/p' <<<"$res")
 violations=$(sed -n 's/.* violations=\([0-9]*\).*/\1/p' <<<"$res")
 sbreads=$(sed -n 's/.* standby_reads=\([0-9]*\).*/\1/p' <<<"$res")
 check "the checker ran (seed $seed, $seconds s): ${checked:-0} reads checked" [ "${checked:-0}" -gt 1000 ]
-is "  no read older than the guarantee allows" "${violations:-none}" "0"
+if [ "${BMF_COHERENCE_COMMIT_WAIT:-on}" = on ]; then
+	is "  no read older than the guarantee allows" "${violations:-none}" "0"
+else
+	# COMMIT returned before Redis took its invalidations: another session
+	# may read the old value until the worker has sent them (not a bound
+	# the checker knows); what must hold is the state at rest, below
+	echo "# with commit_wait = off: ${violations:-?} reads by other sessions older than a COMMIT already returned"
+	check "  the checker ran to the end" [ -n "$violations" ]
+fi
 check "  under faults (${#faults[@]}), a standby among them" [ -e "$BMF_WORK/coherence.standby" ]
 check "  reads on the standby checked too (${sbreads:-0})" [ "${sbreads:-0}" -gt 0 ]
 

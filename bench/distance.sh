@@ -122,6 +122,25 @@ UPDATE dist_plain SET version = version + 1 WHERE id = :id;
 SQL
 }
 
+# distance_worker_port PORT: the bench database's worker reaches Redis on
+# PORT ("": the server's setting), started anew to read it
+distance_worker_port() {
+	local old w
+	if [ -n "$1" ]; then
+		psql -X -q -d bench -c "ALTER DATABASE bench SET bmfredis.port = $1" >/dev/null
+	else
+		psql -X -q -d bench -c "ALTER DATABASE bench RESET bmfredis.port" >/dev/null
+	fi
+	old=$(psql -X -A -t -d bench -c "SELECT worker_pid FROM redis_health()")
+	[ -n "$old" ] && psql -X -q -d bench -c "SELECT pg_terminate_backend($old)" >/dev/null
+	for _ in $(seq 1 200); do
+		w=$(psql -X -A -t -d bench -c "SELECT worker_pid FROM redis_health()")
+		[ -n "$w" ] && [ "$w" != "$old" ] && return 0
+		sleep 0.05
+	done
+	bmf_die "the bench database's worker did not start again"
+}
+
 # ms per transaction of pgbench script $2 at RTT $1, one client, $3 seconds
 distance_latency() {
 	PGOPTIONS="$(distance_gucs "$1" plain)" pgbench -n -c 1 -T "$3" -f "$2" bench 2>&1 |
@@ -210,6 +229,28 @@ bench_distance() {
 		record "watched one-row UPDATE at ${rtt} ms" "$(printf '%s\n' "${vu[@]}" | median)" ms/xact \
 			"unwatched, ${rtt} ms" "$(ratio "$(printf '%s\n' "${vu[@]}" | median)" "$v")"
 	done
+	# --- the two COMMIT modes: the watched UPDATE's COMMIT, and when
+	# another client of Redis sees its invalidation (bench/seen, libpq)
+	gcc -O2 -Wall -Werror -I"$(pg_config --includedir)" -o "$BMF_WORK/seen" "$BMF_ROOT/bench/seen.c" \
+		-L"$(pg_config --libdir)" -lpq || bmf_die "bench/seen.c does not build"
+	local mode cm sm
+	for rtt in $BENCH_DISTANCES; do
+		distance_set "$rtt"
+		# the worker, which sends what COMMITs do not wait for, at the same distance
+		distance_worker_port "$([ "$rtt" = 0 ] && echo "$BMF_REDIS_PORT" || echo "$DIST_PORT")"
+		for mode in on off; do
+			local -a vc=() vs=()
+			for i in $(seq 1 "$BMF_BENCH_RUNS"); do
+				read -r cm sm <<<"$(PGDATABASE=bench PGOPTIONS="$(distance_gucs "$rtt" plain) -c bmfredis.commit_wait=$mode" \
+					"$BMF_WORK/seen" "$BMF_REDIS_PORT" bmfredis:dpage:1 "$(distance_n "$rtt" 200 | awk '{ print ($1 > 200) ? 200 : $1 }')" \
+					"UPDATE dist_products SET version = version + 1 WHERE id = 1")"
+				vc+=("$cm"); vs+=("$sm")
+			done
+			record "watched UPDATE, commit_wait = $mode, ${rtt} ms: COMMIT" "$(printf '%s\n' "${vc[@]}" | median)" ms
+			record "  another client sees the invalidation after" "$(printf '%s\n' "${vs[@]}" | median)" ms
+		done
+	done
+	distance_worker_port ""
 	distance_set 1
 	local t r
 	dctl "$DIST_CTL" zero >/dev/null

@@ -71,6 +71,7 @@ startup_hook(void)
 		memset(shared->workers, 0, sizeof(BmfDbWorker) * shared->nworkers);
 		pg_atomic_init_u32(&shared->entries, 0);
 		pg_atomic_init_flag(&shared->draining);
+		SpinLockInit(&shared->tls_mutex);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

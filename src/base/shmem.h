@@ -19,6 +19,7 @@
 
 #include "port/atomics.h"
 #include "storage/latch.h"
+#include "storage/spin.h"
 #include "storage/lwlock.h"
 
 
@@ -69,6 +70,20 @@ typedef struct BmfDbWorker
 	uint64		ns_hash;		/* its Redis node and key prefix, hashed; 0: unknown */
 } BmfDbWorker;
 
+/*
+ * A TLS session ticket (DER), shared so that a new backend resumes the
+ * session another made (wire/transport.c); key: its settings and server,
+ * hashed.  tls_mutex guards them.
+ */
+#define BMF_TLS_TICKETS 4
+#define BMF_TLS_TICKET_MAX 4096
+typedef struct BmfTlsTicket
+{
+	uint64		key;
+	int			len;			/* 0: empty */
+	unsigned char der[BMF_TLS_TICKET_MAX];
+} BmfTlsTicket;
+
 typedef struct BmfSharedState
 {
 	LWLock	   *lock;			/* the retry ring and namespaces */
@@ -104,6 +119,8 @@ typedef struct BmfSharedState
 	Latch	   *launcher_latch;
 	int			nrequests;		/* databases whose extension was just created */
 	Oid			requests[16];
+	slock_t		tls_mutex;
+	BmfTlsTicket tls_tickets[BMF_TLS_TICKETS];
 	int			nworkers;		/* the size of workers[] */
 	BmfDbWorker *workers;		/* in the same shared block, after ring */
 	char		ring[FLEXIBLE_ARRAY_MEMBER];

@@ -51,6 +51,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/fd.h"
@@ -59,6 +60,7 @@
 
 #include "base/compat.h"
 #include "base/guc.h"
+#include "base/shmem.h"
 #include "base/wait.h"
 #include "wire/transport.h"
 
@@ -342,6 +344,164 @@ connect_one(RedisTransport *t, int family, const struct sockaddr *addr,
 static SSL_CTX *tls_ctx = NULL;
 static char *tls_ctx_key = NULL;	/* the settings tls_ctx was built for */
 
+/*
+ * Session resumption: the newest session ticket each server gave this
+ * backend (under tls_ctx's settings; forgotten when they change), offered
+ * when it connects to that server again, after bmfredis.idle_close or a
+ * failure.  A server that takes it skips sending and signing for its
+ * certificate, and bmfredis skips verifying the chain (the ticket proves
+ * it is the server verified before); the round trip stays.  A peer is its
+ * address, the name its certificate must carry, and the verify mode.
+ */
+#define TLS_SESSIONS_MAX 8
+typedef struct TlsSession
+{
+	char		peer[160];
+	SSL_SESSION *session;
+} TlsSession;
+static TlsSession tls_sessions[TLS_SESSIONS_MAX];
+static int	tls_sessions_next = 0;	/* the slot a new peer takes */
+
+static TlsSession *
+tls_session_slot(const char *peer, bool make)
+{
+	int			i;
+
+	for (i = 0; i < TLS_SESSIONS_MAX; i++)
+		if (tls_sessions[i].session && strcmp(tls_sessions[i].peer, peer) == 0)
+			return &tls_sessions[i];
+	if (!make)
+		return NULL;
+	i = tls_sessions_next;
+	tls_sessions_next = (tls_sessions_next + 1) % TLS_SESSIONS_MAX;
+	return &tls_sessions[i];
+}
+
+static void
+tls_sessions_forget(void)
+{
+	int			i;
+
+	for (i = 0; i < TLS_SESSIONS_MAX; i++)
+	{
+		if (tls_sessions[i].session)
+			SSL_SESSION_free(tls_sessions[i].session);
+		tls_sessions[i].session = NULL;
+		tls_sessions[i].peer[0] = '\0';
+	}
+}
+
+/*
+ * Across backends: each new ticket is also put in shared memory, and a
+ * backend without one of its own for a peer takes the shared one.  A
+ * backend is a short-lived process that makes its own connections: this
+ * is where resumption pays.  The key covers everything a session depends
+ * on (the TLS settings and the peer), so a session made under one role's
+ * client certificate or verify mode is never resumed under another's.
+ */
+static uint64
+ticket_key(const char *peer)
+{
+	const char *settings = tls_ctx_key ? tls_ctx_key : "";
+	uint64		key;
+
+	/* no allocation: this runs inside OpenSSL's callback too */
+	key = hash_combine64(hash_bytes_extended((const unsigned char *) settings, strlen(settings), 0),
+						 hash_bytes_extended((const unsigned char *) peer, strlen(peer), 0));
+	return key == 0 ? 1 : key;
+}
+
+static void
+ticket_publish(const char *peer, SSL_SESSION *session)
+{
+	BmfSharedState *sh = BmfShared();
+	unsigned char buf[BMF_TLS_TICKET_MAX];
+	unsigned char *p = buf;
+	BmfTlsTicket *slot;
+	uint64		key;
+	int			len;
+
+	if (sh == NULL)
+		return;
+	len = i2d_SSL_SESSION(session, NULL);
+	if (len <= 0 || len > BMF_TLS_TICKET_MAX || i2d_SSL_SESSION(session, &p) != len)
+		return;
+	key = ticket_key(peer);
+	slot = &sh->tls_tickets[key % BMF_TLS_TICKETS];
+	SpinLockAcquire(&sh->tls_mutex);
+	slot->key = key;
+	slot->len = len;
+	memcpy(slot->der, buf, len);
+	SpinLockRelease(&sh->tls_mutex);
+	explicit_bzero(buf, len);
+}
+
+static SSL_SESSION *
+ticket_fetch(const char *peer)
+{
+	BmfSharedState *sh = BmfShared();
+	unsigned char buf[BMF_TLS_TICKET_MAX];
+	const unsigned char *p = buf;
+	BmfTlsTicket *slot;
+	SSL_SESSION *session = NULL;
+	TlsSession *mine;
+	uint64		key;
+	int			len = 0;
+
+	if (sh == NULL)
+		return NULL;
+	key = ticket_key(peer);
+	slot = &sh->tls_tickets[key % BMF_TLS_TICKETS];
+	SpinLockAcquire(&sh->tls_mutex);
+	if (slot->key == key && slot->len > 0)
+	{
+		len = slot->len;
+		memcpy(buf, slot->der, len);
+	}
+	SpinLockRelease(&sh->tls_mutex);
+	if (len > 0)
+		session = d2i_SSL_SESSION(NULL, &p, len);
+	explicit_bzero(buf, sizeof(buf));
+	ERR_clear_error();
+	if (session == NULL)
+		return NULL;
+	if (!SSL_SESSION_is_resumable(session))
+	{
+		SSL_SESSION_free(session);
+		return NULL;
+	}
+	mine = tls_session_slot(peer, true);	/* kept (and freed) as our own */
+	if (mine->session)
+		SSL_SESSION_free(mine->session);
+	mine->session = session;
+	strlcpy(mine->peer, peer, sizeof(mine->peer));
+	return session;
+}
+
+/* OpenSSL hands over a new ticket (TLS 1.3: after the handshake, on a read) */
+static int
+tls_new_session(SSL *ssl, SSL_SESSION *session)
+{
+	RedisTransport *t = SSL_get_app_data(ssl);
+	TlsSession *slot;
+
+	if (t == NULL || t->tls_peer[0] == '\0' || !SSL_SESSION_is_resumable(session))
+		return 0;				/* not kept: OpenSSL frees it */
+	slot = tls_session_slot(t->tls_peer, true);
+	if (slot->session)
+		SSL_SESSION_free(slot->session);
+	slot->session = session;
+	strlcpy(slot->peer, t->tls_peer, sizeof(slot->peer));
+	ticket_publish(t->tls_peer, session);
+	return 1;					/* ours now */
+}
+
+bool
+TransportTlsResumed(const RedisTransport *t)
+{
+	return t->ssl != NULL && SSL_session_reused(t->ssl) == 1;
+}
+
 /* OpenSSL's first queued reason, as text in buf; clears the queue. */
 static const char *
 tls_error_text(char *buf, size_t len)
@@ -410,6 +570,7 @@ tls_context(const RedisTlsConfig *cfg, RedisError *err)
 	}
 	if (tls_ctx)
 	{
+		tls_sessions_forget();
 		SSL_CTX_free(tls_ctx);
 		tls_ctx = NULL;
 		pfree(tls_ctx_key);
@@ -434,6 +595,9 @@ tls_context(const RedisTlsConfig *cfg, RedisError *err)
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 #endif
 	SSL_CTX_set_default_passwd_cb(ctx, tls_no_passphrase);
+	/* tickets come to tls_new_session; OpenSSL keeps none itself */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
 
 	if (verify)
 	{
@@ -568,6 +732,17 @@ tls_handshake(RedisTransport *t, const RedisEndpoint *ep, TimestampTz deadline,
 					  tls_error_text(ebuf, sizeof(ebuf)));
 		t->ssl_fatal = true;
 		return false;
+	}
+	/* a ticket from this server, under these settings, is offered */
+	snprintf(t->tls_peer, sizeof(t->tls_peer), "%s\n%s\n%d", ep->name, name, (int) cfg->verify);
+	SSL_set_app_data(t->ssl, t);
+	{
+		TlsSession *slot = tls_session_slot(t->tls_peer, false);
+		SSL_SESSION *session = (slot && SSL_SESSION_is_resumable(slot->session))
+			? slot->session : ticket_fetch(t->tls_peer);
+
+		if (session)
+			(void) SSL_set_session(t->ssl, session);
 	}
 	if (cfg->verify == TLS_VERIFY_FULL)
 	{

@@ -44,6 +44,7 @@ typedef struct RedisTransport
 	TimestampTz last_moved;		/* when a wait last found that they had: a
 								 * timeout soon after it cut a transfer
 								 * still under way (pool.c) */
+	char		tls_peer[160];	/* TLS: whose session tickets it keeps */
 } RedisTransport;
 
 extern void TransportInit(RedisTransport *t);
@@ -64,6 +65,8 @@ extern ssize_t TransportRead(RedisTransport *t, char *buf, size_t cap,
 extern bool TransportPeerClosed(RedisTransport *t);
 extern void TransportClose(RedisTransport *t);
 extern bool TransportIsOpen(const RedisTransport *t);
+/* did this TLS connection resume an earlier session (no chain verified)? */
+extern bool TransportTlsResumed(const RedisTransport *t);
 /* sockets open in this process; shut them all down (async-signal-safe) */
 extern int	TransportOpenCount(void);
 extern int	TransportShutdownAll(void);

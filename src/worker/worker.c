@@ -261,6 +261,7 @@ bmfredis_worker_main(Datum arg)
 	{
 		TimestampTz now;
 		int			channels;
+		bool		progressed;
 
 		CHECK_FOR_INTERRUPTS();
 		if (LauncherStopRequested())
@@ -277,11 +278,19 @@ bmfredis_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		now = GetCurrentTimestamp();
+		progressed = false;
 		if (RetryHasWork() &&
 			!PoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
 		{
+			int64		before,
+						after;
+			int			nns;
+
 			pgstat_report_activity(STATE_RUNNING, "bmfredis: sending the retry queue");
+			RetryPending(&before, &nns);
 			RetryDrain(BmfDeadline(Max(bmf_flush_timeout, bmf_command_timeout)), false);
+			RetryPending(&after, &nns);
+			progressed = after < before;
 			pgstat_report_activity(STATE_IDLE, NULL);
 		}
 		if (now >= next_pass)
@@ -299,11 +308,12 @@ bmfredis_worker_main(Datum arg)
 		channels = RelaySync(relay);
 		LauncherReport(BMF_WORKER_RUNNING, channels, NULL);
 		/*
-		 * Work left (a backend held the queue while we looked, or more came
-		 * meanwhile): look again in a moment, not at the next pass, since
-		 * COMMITs that did not wait count on us.
+		 * Work left after a drain that sent something (more came meanwhile):
+		 * look again in a moment, not at the next pass, since COMMITs that
+		 * did not wait count on us.  A drain that sent nothing (Redis
+		 * refuses, or fails) waits for the pass or a wake-up.
 		 */
-		if (RetryHasWork() && !PoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
+		if (progressed && RetryHasWork())
 			RelayWait(relay, Min(next_pass, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 2)));
 		else
 			RelayWait(relay, next_pass);

@@ -97,6 +97,8 @@ static bool i_am_draining = false;
  */
 static uint64 my_async_end = 0;
 
+static void shared_pending(BmfSharedState *sh, bool *backlog, bool *any, bool *mine);
+
 /* how long a reader waits for another process's drain */
 #define RETRY_WAIT_MS 20
 static bool exit_hook_registered = false;
@@ -200,7 +202,7 @@ ring_put(BmfSharedState *sh, char kind, int db, Oid dboid, bool async,
 
 static void
 enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
-			   int n, int db, const char *prefix, bool async)
+			   int n, int db, const char *prefix)
 {
 	int			i;
 	int			dropped_publishes = 0;
@@ -212,7 +214,7 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 		const Effect *e = &effects[i];
 
 		if (done[i] ||
-			ring_put(sh, e->kind, db, MyDatabaseId, async, e->target, e->target_len,
+			ring_put(sh, e->kind, db, MyDatabaseId, false, e->target, e->target_len,
 					 e->arg, e->arg_len))
 			continue;
 		if (e->kind == EFFECT_PUBLISH || e->kind == EFFECT_XADD)
@@ -222,8 +224,6 @@ enqueue_shared(BmfSharedState *sh, const Effect *effects, const bool *done,
 	}
 	if (overflow)
 		ns_add(sh->namespaces, &sh->nnamespaces, db, prefix);
-	if (async)
-		my_async_end = sh->head;
 	sh->generation++;
 	LWLockRelease(sh->lock);
 
@@ -311,24 +311,78 @@ RetryEnqueue(const Effect *effects, const bool *done, int n, int db,
 	BmfSharedState *sh = BmfShared();
 
 	if (sh)
-		enqueue_shared(sh, effects, done, n, db, prefix, false);
+		enqueue_shared(sh, effects, done, n, db, prefix);
 	else
 		enqueue_local(effects, done, n, db, prefix);
 }
 
 bool
-RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix)
+RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix,
+				  uint64 ns_hash)
 {
 	BmfSharedState *sh = BmfShared();
-	bool	   *done;
-	int			channels;
+	BmfDbWorker *w;
+	uint64		need = 0;
+	bool		same = false;
+	int			i;
 
-	if (sh == NULL || BmfWorkerPid(MyDatabaseId, &channels) == 0)
+	if (sh == NULL)
 		return false;
-	done = palloc0(sizeof(bool) * Max(n, 1));
-	enqueue_shared(sh, effects, done, n, db, prefix, true);
-	pfree(done);
+	/*
+	 * Only for the worker's own Redis and key prefix (a role whose settings
+	 * name another server is sent to by itself), and never a message
+	 * appended to a stream: a crash empties the queue, and a stream's
+	 * messages are delivered at least once.
+	 */
+	LWLockAcquire(sh->workers_lock, LW_SHARED);
+	w = BmfWorkerSlot(sh, MyDatabaseId);
+	same = w && w->state == BMF_WORKER_RUNNING && w->ns_hash == ns_hash;
+	LWLockRelease(sh->workers_lock);
+	if (!same)
+		return false;
+	for (i = 0; i < n; i++)
+	{
+		if (effects[i].kind == EFFECT_XADD)
+			return false;
+		need += MAXALIGN(sizeof(RingHeader) + effects[i].target_len + effects[i].arg_len);
+		if (need > sh->ring_size / 4)
+			return false;
+	}
+	/*
+	 * All of it, or none (then COMMIT sends it itself): never a dropped
+	 * message or a namespace flushed for want of room while Redis is well.
+	 * At most half the ring, so that an outage's backlog still has room.
+	 */
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	if (sh->head - sh->tail + need + sh->ring_size / 4 > sh->ring_size / 2)
+	{
+		LWLockRelease(sh->lock);
+		return false;
+	}
+	for (i = 0; i < n; i++)
+		if (!ring_put(sh, effects[i].kind, db, MyDatabaseId, true, effects[i].target,
+					  effects[i].target_len, effects[i].arg, effects[i].arg_len))
+			elog(ERROR, "bmfredis: the retry ring had room and then had not");
+	my_async_end = sh->head;
+	sh->generation++;
+	LWLockRelease(sh->lock);
+	(void) prefix;
+	BmfWakeWorker(MyDatabaseId);
 	return true;
+}
+
+bool
+RetryOwnPending(void)
+{
+	BmfSharedState *sh = BmfShared();
+	bool		backlog,
+				any,
+				mine;
+
+	if (sh == NULL || my_async_end == 0)
+		return false;
+	shared_pending(sh, &backlog, &any, &mine);
+	return mine;
 }
 
 /* ---- drain ---- */
@@ -808,7 +862,8 @@ RetryDrain(TimestampTz deadline, bool wait)
 		backlog_since = 0;		/* another process sent it */
 		return;
 	}
-	if (backlog_since == 0)
+	/* a failure's backlog is logged when sent; COMMITs that did not wait are not */
+	if (backlog_since == 0 && RetryIsBacklogged() && my_async_end == 0)
 		backlog_since = GetCurrentTimestamp();
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "bmfredis retry drain",
 								ALLOCSET_DEFAULT_SIZES);
@@ -1311,6 +1366,9 @@ RetryColdSettle(const Oid *dboids, int n)
 static RedisBacklog
 before_call(const RedisNode *node)
 {
+	/* the drain's own sends (a COMMIT that drains): it is the drain */
+	if (i_am_draining)
+		return REDIS_BACKLOG_NONE;
 	RetryColdCheck(false);
 	if (!RetryIsBacklogged())
 		return REDIS_BACKLOG_NONE;

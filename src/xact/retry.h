@@ -29,9 +29,14 @@ extern void RetryEnqueue(const Effect *effects, const bool *done, int n,
  * to the shared queue and the database's worker, woken, sends them with
  * other sessions'.  This session's own reads wait for them (or miss) until
  * they are sent; other sessions' do not, unless sending them fails.  false
- * (nothing queued) when there is no shared queue or no worker to send it.
+ * (nothing queued: COMMIT sends them itself) when there is no shared queue,
+ * no worker running for this Redis and key prefix (ns_hash), no room, or a
+ * message for a stream among them.
  */
-extern bool RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix);
+extern bool RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix,
+							  uint64 ns_hash);
+/* Has this session's own COMMIT that did not wait something still queued? */
+extern bool RetryOwnPending(void);
 /* Remember a namespace to invalidate whole; never allocates or throws. */
 extern void RetryEnqueueNamespace(int db, const char *prefix);
 

@@ -1083,6 +1083,9 @@ queue_effects(bool keys, bool others, bool publishes, int *n)
 	return with_streams(effects, n);
 }
 
+/* this COMMIT's effects must be sent now, whatever bmfredis.commit_wait says */
+static bool commit_must_send = false;
+
 /*
  * Send effects, or queue them for retry when Redis fails or is still
  * catching up after an outage (behind what waits, so publishes keep their
@@ -1098,15 +1101,23 @@ send_effects(Effect *effects, int n, TimestampTz deadline)
 	/*
 	 * A COMMIT that does not wait: behind whatever waits in the queue, for
 	 * the database's worker to send (this session's next call waits for
-	 * that); with no worker running, it is sent now.  Counted as retried
-	 * when the worker sends it.
+	 * that).  Counted as retried when the worker sends it.  Not when its
+	 * change events stream (they must follow what they announce), nor for a
+	 * transaction lock's release (it must follow the invalidations), nor
+	 * when RetryEnqueueAsync declines (no worker for this Redis, no room, a
+	 * stream's message): then it is sent now.
 	 */
-	if (!bmf_commit_wait && RetryEnqueueAsync(effects, n, BmfDb(), bmf_key_prefix))
+	if (!bmf_commit_wait && !commit_must_send &&
+		RetryEnqueueAsync(effects, n, BmfDb(), bmf_key_prefix, RedisNamespaceHash()))
 		return true;
 
-	/* a COMMIT never waits for another process's drain */
+	/*
+	 * A COMMIT never waits for another process's drain, except to send
+	 * this session's own earlier COMMITs that did not wait (commit_wait
+	 * turned on again): what waits for a failure would be behind them.
+	 */
 	if (RetryIsBacklogged())
-		RetryDrain(deadline, false);
+		RetryDrain(deadline, RetryOwnPending());
 	if (RetryIsBacklogged())
 	{
 		RetryEnqueue(effects, done, n, BmfDb(), bmf_key_prefix);
@@ -1165,6 +1176,7 @@ flush_committed(void)
 	TimestampTz deadline = BmfDeadline(bmf_flush_timeout);
 	bool		keys_sent = false;
 	bool		events_streamed = q.streams[STREAM_EVENTS].open;
+	bool		must_before = commit_must_send;
 	bool		ok = true;
 	int64		counted;
 
@@ -1176,15 +1188,18 @@ flush_committed(void)
 			BmfStatsCount(STAT_INVALIDATIONS_SENT, q.keys.n);
 	}
 	effects = queue_effects(!keys_sent, true, !events_streamed, &n);
+	/* streamed events come after everything: that cannot wait in the queue */
+	commit_must_send = must_before || events_streamed;
 	if (n > 0)
 		ok = send_effects(effects, n, deadline);
 	else if (events_streamed)
 	{
 		/* messages waiting from an outage go before these events */
 		if (RetryIsBacklogged())
-			RetryDrain(deadline, false);
+			RetryDrain(deadline, RetryOwnPending());
 		ok = !RetryIsBacklogged();
 	}
+	commit_must_send = must_before;
 	if (!events_streamed)
 		return;
 
@@ -1311,7 +1326,10 @@ XactSendCommitted(void)
 {
 	if (!q.active)
 		return;
+	/* a transaction lock is given back after its invalidations are in Redis */
+	commit_must_send = true;
 	at_commit();
+	commit_must_send = false;
 	reset_queue();
 }
 
@@ -1331,6 +1349,7 @@ xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			commit_must_send = false;	/* whatever an error left */
 			at_commit();
 			reset_queue();
 			PoolTransactionEnd();

@@ -66,6 +66,48 @@ check "  within the connect timeout (${elapsed} ms)" [ "$elapsed" -lt 1500 ]
 out=$(q "$TLS SET bmfredis.unix_socket = '/tmp/none.sock'; SELECT redis_cache_get('t');")
 like "TLS with a Unix socket is refused, not downgraded" "$out" "Redis does not offer TLS on a Unix socket"
 
+# --- session resumption: a reconnect offers the server's ticket (this
+# backend's, or one another backend left in shared memory); the server
+# then sends no certificate (told by the bytes it sends back, counted by
+# test/netproxy in front of the TLS port)
+rp=$(tap_netproxy tls_link "$tport")
+RS="SET bmfredis.port = $rp; SET bmfredis.tls = on; SET bmfredis.tls_ca_file = '$C/ca.crt'; SET bmfredis.on_error = 'error';"
+z="\\! bash -c 'exec 3<>/dev/tcp/127.0.0.1/$(cat "$BMF_WORK/tls_link.ctl"); echo zero >&3; read -r l <&3'"
+d="\\! bash -c 'exec 3<>/dev/tcp/127.0.0.1/$(cat "$BMF_WORK/tls_link.ctl"); echo stats >&3; read -r l <&3; echo \"\$l\"' | sed 's/.* down //'"
+out=$(qs <<SQL 2>&1
+$RS
+$z
+SELECT redis_cache_get('t');
+$d
+SELECT redis_disconnect() > 0;
+$z
+SELECT redis_cache_get('t');
+$d
+SELECT redis_disconnect() > 0;
+SET bmfredis.tls_verify = 'ca';
+$z
+SELECT redis_cache_get('t');
+$d
+SQL
+)
+full=$(sed -n 2p <<<"$out"); resumed=$(sed -n 5p <<<"$out"); other=$(sed -n 8p <<<"$out")
+is "TLS session resumption: three connects read the value" "$(grep -c '^over tls$' <<<"$out")" "3"
+check "  the first connect receives the server's certificate (${full} bytes down)" [ "${full:-0}" -gt 1500 ]
+check "  a reconnect in the same backend resumes: no certificate (${resumed} bytes down)" [ "${resumed:-99999}" -lt 1000 ]
+check "  other TLS settings are another session: the certificate again (${other} bytes down)" [ "${other:-0}" -gt 1500 ]
+out=$(qs <<SQL 2>&1
+$RS
+$z
+SELECT redis_cache_get('t');
+$d
+SQL
+)
+is "  a new backend reads the value" "$(sed -n 1p <<<"$out")" "over tls"
+check "  and resumes the session another backend made (shared memory): no certificate ($(sed -n 2p <<<"$out") bytes down)" \
+	[ "$(sed -n 2p <<<"$out")" -lt 1000 ]
+bmf_stop_pid "$(cat "$BMF_WORK/tls_link.pid")"
+rm -f "$BMF_WORK/tls_link.pid"
+
 # --- client certificates
 $R cli CONFIG SET tls-auth-clients yes >/dev/null
 out=$(qv <<<"$TLS SELECT redis_cache_get('t');")

@@ -77,6 +77,23 @@ tap_db() {
 	psql -X -q -d "$BMF_DB" -c "CREATE EXTENSION bmfredis" >/dev/null
 	export BMF_DB
 }
+# tap_restart_worker: the database's worker starts anew (to read settings
+# made with ALTER DATABASE), and has made its first pass; prints "restarted"
+tap_restart_worker() {
+	local old w
+	old=$(q "SELECT worker_pid FROM redis_health()")
+	[ -n "$old" ] && q "SELECT pg_terminate_backend($old)" >/dev/null
+	for _ in $(seq 1 100); do
+		w=$(q "SELECT worker_pid FROM redis_health()")
+		if [ -n "$w" ] && [ "$w" != "$old" ]; then
+			sleep 0.5	# its first pass records the Redis and prefix it serves
+			echo restarted
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
 # subscriber_pid [DB]: the pid of the database's worker once it relays
 # channels (waits up to 10 s), or nothing
 subscriber_pid() {

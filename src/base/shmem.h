@@ -75,11 +75,12 @@ typedef struct BmfDbWorker
  * session another made (wire/transport.c); key: its settings and server,
  * hashed.  tls_mutex guards them.
  */
-#define BMF_TLS_TICKETS 4
+#define BMF_TLS_TICKETS 8
 #define BMF_TLS_TICKET_MAX 4096
 typedef struct BmfTlsTicket
 {
 	uint64		key;
+	uint64		stamp;			/* when stored (a counter): the oldest goes first */
 	int			len;			/* 0: empty */
 	unsigned char der[BMF_TLS_TICKET_MAX];
 } BmfTlsTicket;
@@ -120,6 +121,7 @@ typedef struct BmfSharedState
 	int			nrequests;		/* databases whose extension was just created */
 	Oid			requests[16];
 	slock_t		tls_mutex;
+	uint64		tls_stamp;
 	BmfTlsTicket tls_tickets[BMF_TLS_TICKETS];
 	int			nworkers;		/* the size of workers[] */
 	BmfDbWorker *workers;		/* in the same shared block, after ring */

@@ -420,6 +420,7 @@ ticket_publish(const char *peer, SSL_SESSION *session)
 	BmfTlsTicket *slot;
 	uint64		key;
 	int			len;
+	int			i;
 
 	if (sh == NULL)
 		return;
@@ -427,9 +428,23 @@ ticket_publish(const char *peer, SSL_SESSION *session)
 	if (len <= 0 || len > BMF_TLS_TICKET_MAX || i2d_SSL_SESSION(session, &p) != len)
 		return;
 	key = ticket_key(peer);
-	slot = &sh->tls_tickets[key % BMF_TLS_TICKETS];
 	SpinLockAcquire(&sh->tls_mutex);
+	/* the peer's slot, else an empty one, else the oldest */
+	slot = &sh->tls_tickets[0];
+	for (i = 0; i < BMF_TLS_TICKETS; i++)
+	{
+		BmfTlsTicket *cand = &sh->tls_tickets[i];
+
+		if (cand->key == key)
+		{
+			slot = cand;
+			break;
+		}
+		if (cand->len == 0 ? slot->len != 0 : (slot->len != 0 && cand->stamp < slot->stamp))
+			slot = cand;
+	}
 	slot->key = key;
+	slot->stamp = ++sh->tls_stamp;
 	slot->len = len;
 	memcpy(slot->der, buf, len);
 	SpinLockRelease(&sh->tls_mutex);
@@ -447,16 +462,21 @@ ticket_fetch(const char *peer)
 	TlsSession *mine;
 	uint64		key;
 	int			len = 0;
+	int			i;
 
 	if (sh == NULL)
 		return NULL;
 	key = ticket_key(peer);
-	slot = &sh->tls_tickets[key % BMF_TLS_TICKETS];
 	SpinLockAcquire(&sh->tls_mutex);
-	if (slot->key == key && slot->len > 0)
+	for (i = 0; i < BMF_TLS_TICKETS; i++)
 	{
-		len = slot->len;
-		memcpy(buf, slot->der, len);
+		slot = &sh->tls_tickets[i];
+		if (slot->key == key && slot->len > 0)
+		{
+			len = slot->len;
+			memcpy(buf, slot->der, len);
+			break;
+		}
 	}
 	SpinLockRelease(&sh->tls_mutex);
 	if (len > 0)

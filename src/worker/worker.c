@@ -157,6 +157,24 @@ database_pass(const char *settings, bool schedule)
  * settings) or the extension goes, instead of failing and being restarted
  * every few seconds with the same error.
  */
+/* Send what the retry queue holds for the database; did it send any? */
+static bool
+send_queue(void)
+{
+	int64		before,
+				after;
+	int			nns;
+
+	if (!RetryHasWork() || PoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
+		return false;
+	pgstat_report_activity(STATE_RUNNING, "bmfredis: sending the retry queue");
+	RetryPending(&before, &nns);
+	RetryDrain(BmfDeadline(Max(bmf_flush_timeout, bmf_command_timeout)), false);
+	RetryPending(&after, &nns);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return after < before;
+}
+
 static void
 wait_for_server(const char *settings, const char *missing)
 {
@@ -278,21 +296,7 @@ bmfredis_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		now = GetCurrentTimestamp();
-		progressed = false;
-		if (RetryHasWork() &&
-			!PoolNodeIsDown(RedisDefaultNode()->ep.name, NULL))
-		{
-			int64		before,
-						after;
-			int			nns;
-
-			pgstat_report_activity(STATE_RUNNING, "bmfredis: sending the retry queue");
-			RetryPending(&before, &nns);
-			RetryDrain(BmfDeadline(Max(bmf_flush_timeout, bmf_command_timeout)), false);
-			RetryPending(&after, &nns);
-			progressed = after < before;
-			pgstat_report_activity(STATE_IDLE, NULL);
-		}
+		progressed = send_queue();
 		if (now >= next_pass)
 		{
 			missing = database_pass(settings, true);

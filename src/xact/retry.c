@@ -159,6 +159,30 @@ RetryEnqueueNamespace(int db, const char *prefix)
 /* ---- enqueue ---- */
 
 /*
+ * The entry at ring position *pos, or NULL once *pos reaches end; steps
+ * over the gap an entry that did not fit before the ring's end left (its
+ * size-0 header, or too little room for one), moving *pos past it.  The
+ * caller moves *pos past the entry (h->size).
+ */
+static RingHeader *
+ring_at(BmfSharedState *sh, uint64 *pos, uint64 end)
+{
+	while (*pos < end)
+	{
+		uint32		phys = *pos % sh->ring_size;
+
+		if (sh->ring_size - phys < sizeof(RingHeader) ||
+			((RingHeader *) (sh->ring + phys))->size == 0)
+		{
+			*pos += sh->ring_size - phys;
+			continue;
+		}
+		return (RingHeader *) (sh->ring + phys);
+	}
+	return NULL;
+}
+
+/*
  * Put one entry at the ring's head; false when it does not fit (the caller
  * holds lock exclusively).
  */
@@ -522,22 +546,10 @@ drain_namespace(int db, const char *prefix, TimestampTz deadline)
 static void
 advance_tail(BmfSharedState *sh)
 {
-	while (sh->tail < sh->head)
-	{
-		uint32		phys = sh->tail % sh->ring_size;
-		RingHeader *h;
+	RingHeader *h;
 
-		if (sh->ring_size - phys < sizeof(RingHeader) ||
-			((RingHeader *) (sh->ring + phys))->size == 0)
-		{
-			sh->tail += sh->ring_size - phys;
-			continue;
-		}
-		h = (RingHeader *) (sh->ring + phys);
-		if (!h->done)
-			break;
+	while ((h = ring_at(sh, &sh->tail, sh->head)) != NULL && h->done)
 		sh->tail += h->size;
-	}
 }
 
 /* A batch of this database's entries, copied out of the ring. */
@@ -558,6 +570,7 @@ static void
 ring_copy_out(BmfSharedState *sh, uint64 from, RingBatch *rb)
 {
 	uint64		pos;
+	RingHeader *h;
 	uint64		head;
 	char	   *copy;
 	size_t		bytes = 0;
@@ -578,26 +591,18 @@ ring_copy_out(BmfSharedState *sh, uint64 from, RingBatch *rb)
 	copy = palloc(room + 1);
 	LWLockAcquire(sh->lock, LW_SHARED);
 	pos = Max(sh->tail, from);
-	while (pos < head && rb->n < RING_BATCH_ENTRIES && bytes < RING_BATCH_BYTES)
+	while (rb->n < RING_BATCH_ENTRIES && bytes < RING_BATCH_BYTES &&
+		   (h = ring_at(sh, &pos, head)) != NULL)
 	{
-		uint32		phys = pos % sh->ring_size;
-		RingHeader *h;
 		Effect	   *e;
 
-		if (sh->ring_size - phys < sizeof(RingHeader) ||
-			((RingHeader *) (sh->ring + phys))->size == 0)
-		{
-			pos += sh->ring_size - phys;
-			continue;
-		}
-		h = (RingHeader *) (sh->ring + phys);
 		if (used + h->target_len + h->arg_len > room)
 			break;				/* the next batch's */
 		rb->where[rb->n] = pos;
 		pos += h->size;
 		if (h->done || h->dboid != MyDatabaseId)
 			continue;
-		memcpy(copy + used, sh->ring + phys + sizeof(RingHeader),
+		memcpy(copy + used, (char *) h + sizeof(RingHeader),
 			   h->target_len + h->arg_len);
 		e = &rb->effects[rb->n];
 		e->kind = h->kind;
@@ -662,23 +667,13 @@ static void
 async_to_backlog(BmfSharedState *sh)
 {
 	uint64		pos;
+	RingHeader *h;
 
 	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
-	for (pos = sh->tail; pos < sh->head;)
+	for (pos = sh->tail; (h = ring_at(sh, &pos, sh->head)) != NULL; pos += h->size)
 	{
-		uint32		phys = pos % sh->ring_size;
-		RingHeader *h;
-
-		if (sh->ring_size - phys < sizeof(RingHeader) ||
-			((RingHeader *) (sh->ring + phys))->size == 0)
-		{
-			pos += sh->ring_size - phys;
-			continue;
-		}
-		h = (RingHeader *) (sh->ring + phys);
 		if (!h->done && h->dboid == MyDatabaseId)
 			h->async = false;
-		pos += h->size;
 	}
 	sh->generation++;
 	LWLockRelease(sh->lock);
@@ -942,6 +937,7 @@ shared_pending(BmfSharedState *sh, bool *backlog, bool *any, bool *mine)
 	static uint64 known_end = 0;
 	static bool known[3];
 	uint64		pos;
+	RingHeader *h;
 	int			i;
 
 	*backlog = *any = *mine = false;
@@ -963,25 +959,15 @@ shared_pending(BmfSharedState *sh, bool *backlog, bool *any, bool *mine)
 	for (i = 0; i < sh->nnamespaces && !*backlog; i++)
 		*backlog = (sh->namespaces[i].dboid == MyDatabaseId);
 	*any = *backlog;
-	for (pos = sh->tail; pos < sh->head && !(*backlog && *mine);)
+	for (pos = sh->tail; !(*backlog && *mine) &&
+		 (h = ring_at(sh, &pos, sh->head)) != NULL; pos += h->size)
 	{
-		uint32		phys = pos % sh->ring_size;
-		RingHeader *h;
-
-		if (sh->ring_size - phys < sizeof(RingHeader) ||
-			((RingHeader *) (sh->ring + phys))->size == 0)
-		{
-			pos += sh->ring_size - phys;
-			continue;
-		}
-		h = (RingHeader *) (sh->ring + phys);
 		if (!h->done && h->dboid == MyDatabaseId)
 		{
 			*any = true;
 			*backlog |= !h->async;
 			*mine |= pos < my_async_end;
 		}
-		pos += h->size;
 	}
 	if (!*mine)
 		my_async_end = 0;		/* all sent */
@@ -1047,6 +1033,7 @@ RetryPendingFor(Oid dboid, int64 *entries, int *namespaces)
 {
 	BmfSharedState *sh = BmfShared();
 	uint64		pos;
+	RingHeader *h;
 	int			i;
 
 	*entries = 0;
@@ -1060,20 +1047,9 @@ RetryPendingFor(Oid dboid, int64 *entries, int *namespaces)
 	LWLockAcquire(sh->lock, LW_SHARED);
 	for (i = 0; i < sh->nnamespaces; i++)
 		*namespaces += (sh->namespaces[i].dboid == dboid);
-	for (pos = sh->tail; pos < sh->head;)
+	for (pos = sh->tail; (h = ring_at(sh, &pos, sh->head)) != NULL; pos += h->size)
 	{
-		uint32		phys = pos % sh->ring_size;
-		RingHeader *h;
-
-		if (sh->ring_size - phys < sizeof(RingHeader) ||
-			((RingHeader *) (sh->ring + phys))->size == 0)
-		{
-			pos += sh->ring_size - phys;
-			continue;
-		}
-		h = (RingHeader *) (sh->ring + phys);
 		*entries += (!h->done && h->dboid == dboid);
-		pos += h->size;
 	}
 	LWLockRelease(sh->lock);
 }
@@ -1087,6 +1063,7 @@ RetryDiscardDatabase(Oid dboid)
 {
 	BmfSharedState *sh = BmfShared();
 	uint64		pos;
+	RingHeader *h;
 	int			i;
 	int			kept = 0;
 	int64		discarded = 0;
@@ -1103,24 +1080,13 @@ RetryDiscardDatabase(Oid dboid)
 			sh->namespaces[kept++] = sh->namespaces[i];
 	}
 	sh->nnamespaces = kept;
-	for (pos = sh->tail; pos < sh->head;)
+	for (pos = sh->tail; (h = ring_at(sh, &pos, sh->head)) != NULL; pos += h->size)
 	{
-		uint32		phys = pos % sh->ring_size;
-		RingHeader *h;
-
-		if (sh->ring_size - phys < sizeof(RingHeader) ||
-			((RingHeader *) (sh->ring + phys))->size == 0)
-		{
-			pos += sh->ring_size - phys;
-			continue;
-		}
-		h = (RingHeader *) (sh->ring + phys);
 		if (!h->done && h->dboid == dboid)
 		{
 			h->done = true;
 			discarded++;
 		}
-		pos += h->size;
 	}
 	if (discarded > 0)
 		pg_atomic_fetch_sub_u32(&sh->entries, (uint32) discarded);
@@ -1144,28 +1110,18 @@ RetrySerialize(StringInfo out)
 {
 	BmfSharedState *sh = BmfShared();
 	uint64		pos;
+	RingHeader *h;
 	int			n = 0;
 
 	if (sh == NULL)
 		return 0;
-	for (pos = sh->tail; pos < sh->head;)
+	for (pos = sh->tail; (h = ring_at(sh, &pos, sh->head)) != NULL; pos += h->size)
 	{
-		uint32		phys = pos % sh->ring_size;
-		RingHeader *h;
-
-		if (sh->ring_size - phys < sizeof(RingHeader) ||
-			((RingHeader *) (sh->ring + phys))->size == 0)
-		{
-			pos += sh->ring_size - phys;
-			continue;
-		}
-		h = (RingHeader *) (sh->ring + phys);
 		if (!h->done)
 		{
 			appendBinaryStringInfo(out, (const char *) h, h->size);
 			n++;
 		}
-		pos += h->size;
 	}
 	return n;
 }

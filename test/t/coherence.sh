@@ -24,27 +24,29 @@ seed=${BMF_COHERENCE_SEED:-1}
 seconds=${BMF_COHERENCE_SECONDS:-20}
 RANDOM=$seed
 
-bmf_start_redis rco
-RC="$BMF_REDISCTL -n rco"
+# each variant (far_coherence, nowait_coherence) its own servers and files
+ct=$(basename "$0" .sh)
+bmf_start_redis "r_$ct"
+RC="$BMF_REDISCTL -n r_$ct"
 far=${BMF_COHERENCE_FAR:-}
 redis_port=$BMF_REDIS_PORT
 if [ -n "$far" ]; then
 	read -r delay jitter <<<"$far"
-	BMF_REDIS_PORT=$(tap_netproxy rco_link "$redis_port" "$delay" "$jitter")
+	BMF_REDIS_PORT=$(tap_netproxy "link_$ct" "$redis_port" "$delay" "$jitter")
 fi
 bmf_start_pg "synchronous_commit = on
 bmfredis.commit_wait = ${BMF_COHERENCE_COMMIT_WAIT:-on}
 bmfredis.flush_timeout = 1000
 bmfredis.command_timeout = 1000
 bmfredis.connect_timeout = 1000
-bmfredis.near_cache_max_age = '1min'" pgco
-log=$BMF_WORK/pgco.log
-sb_data=$BMF_WORK/pgco_standby
+bmfredis.near_cache_max_age = '1min'" "pg_$ct"
+log=$BMF_WORK/pg_$ct.log
+sb_data=$BMF_WORK/pg_${ct}_standby
 sb_port=$(bmf_free_port)
 trap 'bmf_busy_stop; $RC resume
 	for d in "$BMF_PGDATA" "$sb_data"; do bmf_as_user "$pgbin/pg_ctl" -D "$d" -w stop -m immediate >/dev/null 2>&1; done
-	bmf_stop_pid "$(cat "$BMF_WORK/rco.pid")" TERM
-	[ -f "$BMF_WORK/rco_link.pid" ] && bmf_stop_pid "$(cat "$BMF_WORK/rco_link.pid")"' EXIT
+	bmf_stop_pid "$(cat "$BMF_WORK/r_$ct.pid")" TERM
+	[ -f "$BMF_WORK/link_$ct.pid" ] && bmf_stop_pid "$(cat "$BMF_WORK/link_$ct.pid")"' EXIT
 
 for db in coh_a coh_b; do
 	tap_db $db
@@ -65,8 +67,8 @@ done
 
 node "$BMF_ROOT/test/coherence.js" --seed="$seed" --seconds="$seconds" --pg-port="$PGPORT" \
 	--redis-port="$redis_port" --dbs=coh_a,coh_b --prefixes=coh_a:,coh_b: --max-lag=10 \
-	--standby-file="$BMF_WORK/coherence.standby" --faults-file="$BMF_WORK/coherence.faults" \
-	>"$BMF_WORK/coherence.out" 2>&1 &
+	--standby-file="$BMF_WORK/${ct}.standby" --faults-file="$BMF_WORK/${ct}.faults" \
+	>"$BMF_WORK/${ct}.out" 2>&1 &
 checker=$!
 
 pg_up() { for _ in $(seq 1 300); do q "SELECT 1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
@@ -79,24 +81,24 @@ while kill -0 $checker 2>/dev/null; do
 	# the standby, once, a third of the way in
 	if [ ! -e "$sb_data" ] && [ $(($(date +%s) - t0)) -ge $((seconds / 3)) ]; then
 		bmf_as_user "$pgbin/pg_basebackup" -h 127.0.0.1 -p "$PGPORT" -U postgres -D "$sb_data" -R -X stream -c fast \
-			>"$BMF_WORK/coherence-basebackup.log" 2>&1 &&
+			>"$BMF_WORK/${ct}-basebackup.log" 2>&1 &&
 			echo "port = $sb_port" >>"$sb_data/postgresql.conf" &&
-			bmf_as_user "$pgbin/pg_ctl" -D "$sb_data" -l "$BMF_WORK/pgco_standby.log" -w -t 60 start >/dev/null 2>&1 &&
-			echo "$sb_port" >"$BMF_WORK/coherence.standby"
+			bmf_as_user "$pgbin/pg_ctl" -D "$sb_data" -l "$BMF_WORK/pg_${ct}_standby.log" -w -t 60 start >/dev/null 2>&1 &&
+			echo "$sb_port" >"$BMF_WORK/${ct}.standby"
 		faults+=("new standby")
 		continue
 	fi
 	# each fault's window, for the standby's readers (see coherence.js)
 	fstart=$(date +%s%3N)
-	echo "$fstart" >>"$BMF_WORK/coherence.faults"
+	echo "$fstart" >>"$BMF_WORK/${ct}.faults"
 	if [ -n "$far" ] && [ $((RANDOM % 4)) = 0 ]; then
 		if [ $((RANDOM % 2)) = 0 ]; then
-			np_ctl rco_link hold >/dev/null; sleep "0.$((2 + RANDOM % 8))"; np_ctl rco_link release >/dev/null
+			np_ctl "link_$ct" hold >/dev/null; sleep "0.$((2 + RANDOM % 8))"; np_ctl "link_$ct" release >/dev/null
 			faults+=("link held")
 		else
-			np_ctl rco_link reset >/dev/null; faults+=("link reset")
+			np_ctl "link_$ct" reset >/dev/null; faults+=("link reset")
 		fi
-		sed -i "\$s/.*/$fstart $(date +%s%3N)/" "$BMF_WORK/coherence.faults"
+		sed -i "\$s/.*/$fstart $(date +%s%3N)/" "$BMF_WORK/${ct}.faults"
 		continue
 	fi
 	case $((RANDOM % 8)) in
@@ -115,13 +117,13 @@ while kill -0 $checker 2>/dev/null; do
 	   fi ;;
 	7) $RC cli DEBUG SLEEP 0.3 >/dev/null 2>&1; faults+=("DEBUG SLEEP 0.3") ;;
 	esac
-	sed -i "\$s/.*/$fstart $(date +%s%3N)/" "$BMF_WORK/coherence.faults"
+	sed -i "\$s/.*/$fstart $(date +%s%3N)/" "$BMF_WORK/${ct}.faults"
 done
 wait $checker
-res=$(grep '^seed=' "$BMF_WORK/coherence.out")
+res=$(grep '^seed=' "$BMF_WORK/${ct}.out")
 echo "# $res"
 echo "# faults: $(printf '%s\n' "${faults[@]}" | sort | uniq -c | sed 's/^ *//' | paste -sd, -)"
-grep '^violation' "$BMF_WORK/coherence.out" | head -5 | sed 's/^/#   /'
+grep '^violation' "$BMF_WORK/${ct}.out" | head -5 | sed 's/^/#   /'
 checked=$(sed -n 's/.* checked=\([0-9]*\).*/\1/p' <<<"$res")
 violations=$(sed -n 's/.* violations=\([0-9]*\).*/\1/p' <<<"$res")
 sbreads=$(sed -n 's/.* standby_reads=\([0-9]*\).*/\1/p' <<<"$res")
@@ -135,7 +137,7 @@ else
 	echo "# with commit_wait = off: ${violations:-?} reads by other sessions older than a COMMIT already returned"
 	check "  the checker ran to the end" [ -n "$violations" ]
 fi
-check "  under faults (${#faults[@]}), a standby among them" [ -e "$BMF_WORK/coherence.standby" ]
+check "  under faults (${#faults[@]}), a standby among them" [ -e "$BMF_WORK/${ct}.standby" ]
 check "  reads on the standby checked too (${sbreads:-0})" [ "${sbreads:-0}" -gt 0 ]
 
 # afterwards, quiet: every cached row equals its table's, in both databases

@@ -18,14 +18,7 @@ CREATE TABLE fw (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
 INSERT INTO fw (id) SELECT generate_series(1, 10);
 SELECT redis_watch('fw', 'fw', ARRAY['fw:{id}']);
 SQL
-old=$(subscriber_pid >/dev/null; q "SELECT worker_pid FROM redis_health()")
-q "SELECT pg_terminate_backend($old)" >/dev/null
-for _ in $(seq 1 100); do
-	w=$(q "SELECT worker_pid FROM redis_health()")
-	[ -n "$w" ] && [ "$w" != "$old" ] && break
-	sleep 0.1
-done
-sleep 0.5	# its first pass records the Redis and prefix it serves
+is "the database's worker starts again with the database's settings" "$(tap_restart_worker)" "restarted"
 R() { redis-cli -p "$BMF_REDIS_PORT" "$@"; }
 
 # --- COMMIT's latency, both ways

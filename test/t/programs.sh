@@ -16,7 +16,7 @@ functions() { sed -n -E 's/^[[:space:]]*([A-Za-z_][A-Za-z0-9_-]*)\(\)[[:space:]]
 PGBIN=$(pg_config --bindir)
 builtins=" $(compgen -b | tr '\n' ' ') $(compgen -k | tr '\n' ' ') "
 # our own programs, run by path: scripts in the repository, test binaries
-own=" $(find test bench demo debian -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel netproxy fuzz_reply fuzz_template fuzz_url syscall "
+own=" $(find test bench demo debian -type f -printf '%f ' 2>/dev/null) fakeredis fake-sentinel netproxy fuzz_reply fuzz_template fuzz_url syscall seen "
 
 # which package installed each program file, read once from dpkg's file
 # lists (a dpkg -S per program took most of this test's time; dpkg -S

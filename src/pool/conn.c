@@ -125,13 +125,15 @@ read_handshake(Conn *e, TimestampTz deadline, RedisError *err)
 {
 	Handshake	h = e->hs;
 	RedisReply *replies[4];
+	TimestampTz by = Min(deadline, e->hs_deadline);
 
 	Assert(h.n <= lengthof(replies));
 	e->hs.n = 0;
-	if (!read_replies(e, h.n, deadline, CurrentMemoryContext, replies, err))
+	/* the handshake is answered within connect_timeout, as when alone */
+	if (!read_replies(e, h.n, by, CurrentMemoryContext, replies, err))
 	{
-		/* a timeout is the pipeline's: its deadline was the command's */
-		if (err->status == RS_IO)
+		/* a failure to connect, unless the call's own deadline came first */
+		if (err->status == RS_IO || (err->status == RS_TIMEOUT && by == e->hs_deadline))
 			handshake_failed(e->hs_name, e->hs_tls, err);
 		return false;
 	}
@@ -471,6 +473,7 @@ PoolConnConnect(Conn *e, const RedisNode *node, bool share_flight,
 	{
 		/* SELECT and ROLE are checked before the pipeline's replies too */
 		e->hs = h;
+		e->hs_deadline = deadline;
 		e->hs_tls = ep.tls.enabled;
 		e->hs_db = node->db;
 		strlcpy(e->hs_name, ep.name, sizeof(e->hs_name));

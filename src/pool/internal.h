@@ -44,6 +44,7 @@ typedef struct Conn
 	int			db;
 	TimestampTz since;
 	Handshake	hs;				/* hs.n: handshake replies still to read */
+	TimestampTz hs_deadline;	/* by when they must come (connect_timeout) */
 	bool		hs_tls;
 	int			hs_db;
 	char		hs_name[POOL_NAME_LEN];	/* the node, for their errors */

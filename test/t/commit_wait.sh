@@ -132,3 +132,5 @@ is "  after the link returns, the invalidation reaches Redis" "$(R EXISTS cw:fw:
 for _ in $(seq 1 100); do [ "$(q "SELECT retry_pending FROM redis_health()")" = 0 ] && break; sleep 0.1; done
 is "  and nothing waits" "$(q "SELECT retry_pending FROM redis_health()")" "0"
 q "ALTER DATABASE bmf_cw RESET ALL" >/dev/null
+# its worker slot back for the tests after it
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_cw WITH (FORCE)" >/dev/null 2>&1

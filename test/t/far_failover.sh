@@ -112,3 +112,5 @@ t
 sentinel:mymaster (127.0.0.1:$rproxy_port)"
 is "  where the writes go" "$(redis-cli -p "$rport" GET bmfredis:after)" "on the new master"
 refute "no backend crashed" grep -Eq "terminated by signal (4|6|7|8|11)[^0-9]" "$BMF_WORK/pgdata.log"
+# its worker slot back for the tests after it
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_far_failover WITH (FORCE)" >/dev/null 2>&1

@@ -95,3 +95,5 @@ grep 'violation:' "$BMF_WORK/far-reader.out" | head -3 | sed 's/^/#   /'
 check "  while serving reads from its memory ($(sed -n 's/.*near_hits=//p' "$BMF_WORK/far-reader.out") hits)" \
 	[ "$(sed -n 's/.*near_hits=//p' "$BMF_WORK/far-reader.out")" -gt 10 ]
 q "ALTER DATABASE bmf_far RESET ALL" >/dev/null
+# its worker slot back for the tests after it
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_far WITH (FORCE)" >/dev/null 2>&1

@@ -94,3 +94,5 @@ is "idle_close = 0: an idle session keeps its connection" "$(sed -n 2p <<<"$out"
 out=$(qv <<<"SET bmfredis.idle_close = -1")
 like "a negative idle_close is refused" "$out" "ERROR:  22023: -1 ms is outside the valid range"
 is "its default is 1 min" "$(q "SELECT setting || unit FROM pg_settings WHERE name = 'bmfredis.idle_close'")" "60000ms"
+# its worker slot back for the tests after it
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS bmf_idle WITH (FORCE)" >/dev/null 2>&1

@@ -92,9 +92,13 @@ SQL
 )
 full=$(sed -n 2p <<<"$out"); resumed=$(sed -n 5p <<<"$out"); other=$(sed -n 8p <<<"$out")
 is "TLS session resumption: three connects read the value" "$(grep -c '^over tls$' <<<"$out")" "3"
+# (the sizes depend on the TLS library: OpenSSL 3.5's hybrid key share
+# adds a kilobyte to every handshake; a certificate is another 1.5 to 2)
 check "  the first connect receives the server's certificate (${full} bytes down)" [ "${full:-0}" -gt 1500 ]
-check "  a reconnect in the same backend resumes: no certificate (${resumed} bytes down)" [ "${resumed:-99999}" -lt 1000 ]
-check "  other TLS settings are another session: the certificate again (${other} bytes down)" [ "${other:-0}" -gt 1500 ]
+check "  a reconnect in the same backend resumes: no certificate (${resumed} bytes down, under half)" \
+	[ $(( ${resumed:-99999} * 2 )) -lt "${full:-0}" ]
+check "  other TLS settings are another session: the certificate again (${other} bytes down)" \
+	[ $(( ${other:-0} * 4 )) -gt $(( ${full:-0} * 3 )) ]
 out=$(qs <<SQL 2>&1
 $RS
 $z
@@ -103,8 +107,9 @@ $d
 SQL
 )
 is "  a new backend reads the value" "$(sed -n 1p <<<"$out")" "over tls"
-check "  and resumes the session another backend made (shared memory): no certificate ($(sed -n 2p <<<"$out") bytes down)" \
-	[ "$(sed -n 2p <<<"$out")" -lt 1000 ]
+again=$(sed -n 2p <<<"$out")
+check "  and resumes the session another backend made (shared memory): no certificate (${again} bytes down)" \
+	[ $(( ${again:-99999} * 2 )) -lt "${full:-0}" ]
 bmf_stop_pid "$(cat "$BMF_WORK/tls_link.pid")"
 rm -f "$BMF_WORK/tls_link.pid"
 

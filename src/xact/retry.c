@@ -341,12 +341,12 @@ RetryEnqueue(const Effect *effects, const bool *done, int n, int db,
 }
 
 bool
-RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix,
-				  uint64 ns_hash)
+RetryEnqueueAsync(const Effect *effects, int n, int db, uint64 ns_hash)
 {
 	BmfSharedState *sh = BmfShared();
 	BmfDbWorker *w;
 	uint64		need = 0;
+	uint64		start;
 	bool		same = false;
 	int			i;
 
@@ -383,14 +383,20 @@ RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix,
 		LWLockRelease(sh->lock);
 		return false;
 	}
+	start = sh->head;
 	for (i = 0; i < n; i++)
 		if (!ring_put(sh, effects[i].kind, db, MyDatabaseId, true, effects[i].target,
 					  effects[i].target_len, effects[i].arg, effects[i].arg_len))
-			elog(ERROR, "bmfredis: the retry ring had room and then had not");
+		{
+			/* cannot happen after the check above; never an ERROR at COMMIT */
+			sh->head = start;
+			pg_atomic_fetch_sub_u32(&sh->entries, i);
+			LWLockRelease(sh->lock);
+			return false;
+		}
 	my_async_end = sh->head;
 	sh->generation++;
 	LWLockRelease(sh->lock);
-	(void) prefix;
 	BmfWakeWorker(MyDatabaseId);
 	return true;
 }

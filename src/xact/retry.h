@@ -33,8 +33,7 @@ extern void RetryEnqueue(const Effect *effects, const bool *done, int n,
  * no worker running for this Redis and key prefix (ns_hash), no room, or a
  * message for a stream among them.
  */
-extern bool RetryEnqueueAsync(const Effect *effects, int n, int db, const char *prefix,
-							  uint64 ns_hash);
+extern bool RetryEnqueueAsync(const Effect *effects, int n, int db, uint64 ns_hash);
 /* Has this session's own COMMIT that did not wait something still queued? */
 extern bool RetryOwnPending(void);
 /* Remember a namespace to invalidate whole; never allocates or throws. */

@@ -1108,7 +1108,7 @@ send_effects(Effect *effects, int n, TimestampTz deadline)
 	 * stream's message): then it is sent now.
 	 */
 	if (!bmf_commit_wait && !commit_must_send &&
-		RetryEnqueueAsync(effects, n, BmfDb(), bmf_key_prefix, RedisNamespaceHash()))
+		RetryEnqueueAsync(effects, n, BmfDb(), RedisNamespaceHash()))
 		return true;
 
 	/*
